@@ -1,0 +1,47 @@
+package isolate
+
+import (
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+)
+
+// cgroupStats are the figures a run's result takes from its cgroup: they
+// count every process of the run, not only the one the launcher waited for.
+type cgroupStats struct {
+	CPU        time.Duration
+	PeakMemory int64
+	OOMKills   int
+}
+
+// runCgroup is one run's cgroup, on whichever hierarchy the host has.
+type runCgroup interface {
+	// fd returns an open directory fd for clone-time placement
+	// (CLONE_INTO_CGROUP), or -1 where the child must be moved with add.
+	fd() int
+	// add moves pid into the cgroup (cgroup v1).
+	add(pid int) error
+	// cpu is the CPU time used so far; it is polled for the CPU limit.
+	cpu() (time.Duration, error)
+	stats() (cgroupStats, error)
+	// kill sends SIGKILL to every process in the cgroup.
+	kill() error
+	// destroy removes the cgroup; it kills what is left first.
+	destroy() error
+}
+
+// cgroupDriver creates run cgroups under one parent on one hierarchy.
+type cgroupDriver interface {
+	version() string
+	create(name string, l limits.Limits) (runCgroup, error)
+	// list names the cgroups under the parent, for the sweep of leftovers.
+	list() ([]string, error)
+	// remove kills and removes a leftover cgroup by name.
+	remove(name string) error
+}
+
+// cpuQuota maps a CPU bandwidth in cores onto a CFS quota per period.
+func cpuQuota(cpus float64) (quota int64, period uint64) {
+	period = 100_000 // µs, the kernel's default
+	return int64(cpus * float64(period)), period
+}

@@ -1,0 +1,356 @@
+package isolate
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+)
+
+// detectCgroups picks the driver for the host's hierarchy: cgroup v2 when it
+// is the only one (unified), else v1 (legacy, or hybrid with the controllers
+// on v1, as on this project's own machines).
+func detectCgroups(parent string) (cgroupDriver, error) {
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		return &v2Driver{mountpoint: "/sys/fs/cgroup", parent: "/" + parent}, nil
+	case cgroups.Legacy, cgroups.Hybrid:
+		return newV1Driver(parent)
+	}
+	return nil, fmt.Errorf("%w: no cgroup hierarchy is mounted", ErrUnsupported)
+}
+
+// v1Subsystems are the controllers a run needs on cgroup v1.
+var v1Subsystems = []cgroup1.Name{cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu, cgroup1.Cpuacct}
+
+type v1Driver struct {
+	parent string
+	// roots maps each subsystem to its mount point.
+	roots map[cgroup1.Name]string
+}
+
+func newV1Driver(parent string) (*v1Driver, error) {
+	d := &v1Driver{parent: "/" + parent, roots: map[cgroup1.Name]string{}}
+	subs, err := cgroup1.Default()
+	if err != nil {
+		return nil, fmt.Errorf("find cgroup v1 controllers: %w", err)
+	}
+	for _, s := range subs {
+		p, ok := s.(interface{ Path(string) string })
+		if !ok {
+			continue
+		}
+		d.roots[s.Name()] = p.Path("/")
+	}
+	for _, n := range v1Subsystems {
+		if _, ok := d.roots[n]; !ok {
+			return nil, fmt.Errorf("%w: cgroup v1 controller %q is not mounted", ErrUnsupported, n)
+		}
+	}
+	return d, nil
+}
+
+func (d *v1Driver) version() string { return "v1" }
+
+func (d *v1Driver) hierarchy() ([]cgroup1.Subsystem, error) {
+	subs, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
+	}
+	var out []cgroup1.Subsystem
+	for _, s := range subs {
+		for _, n := range v1Subsystems {
+			if s.Name() == n {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (d *v1Driver) create(name string, l limits.Limits) (runCgroup, error) {
+	mem := int64(l.Memory)
+	pids := int64(l.Pids)
+	quota, period := cpuQuota(l.CPUs)
+	res := &specs.LinuxResources{
+		// Swap = limit: memory+swap may not exceed memory, so no swap.
+		Memory: &specs.LinuxMemory{Limit: &mem},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+	}
+	if _, err := os.Stat(filepath.Join(d.roots[cgroup1.Memory], "memory.memsw.limit_in_bytes")); err == nil {
+		res.Memory.Swap = &mem
+	}
+	path := filepath.Join(d.parent, name)
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, cgroup1.WithHierarchy(d.hierarchy))
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup v1 %s: %w", path, err)
+	}
+	return &v1Cgroup{d: d, path: path, cg: cg}, nil
+}
+
+func (d *v1Driver) dir(n cgroup1.Name, path string) string {
+	return filepath.Join(d.roots[n], path)
+}
+
+func (d *v1Driver) list() ([]string, error) {
+	return listDirs(d.dir(cgroup1.Memory, d.parent))
+}
+
+func (d *v1Driver) remove(name string) error {
+	c := &v1Cgroup{d: d, path: filepath.Join(d.parent, name)}
+	return c.destroy()
+}
+
+type v1Cgroup struct {
+	d    *v1Driver
+	path string
+	cg   cgroup1.Cgroup
+}
+
+func (c *v1Cgroup) fd() int { return -1 }
+
+func (c *v1Cgroup) add(pid int) error {
+	// One write per hierarchy. The first write after a quiet spell can
+	// block for an RCU grace period (~12 ms); cgroup v2 avoids it by
+	// placing the child at clone time.
+	for _, n := range v1Subsystems {
+		p := filepath.Join(c.d.dir(n, c.path), "cgroup.procs")
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("move pid %d into %s: %w", pid, p, err)
+		}
+	}
+	return nil
+}
+
+func (c *v1Cgroup) cpu() (time.Duration, error) {
+	n, err := readUint(filepath.Join(c.d.dir(cgroup1.Cpuacct, c.path), "cpuacct.usage"))
+	return time.Duration(n), err
+}
+
+func (c *v1Cgroup) stats() (cgroupStats, error) {
+	var s cgroupStats
+	var err error
+	s.CPU, err = c.cpu()
+	if err != nil {
+		return s, err
+	}
+	mem := c.d.dir(cgroup1.Memory, c.path)
+	peak, err := readUint(filepath.Join(mem, "memory.max_usage_in_bytes"))
+	if err != nil {
+		return s, err
+	}
+	s.PeakMemory = int64(peak)
+	kv, err := readKV(filepath.Join(mem, "memory.oom_control"))
+	if err != nil {
+		return s, err
+	}
+	s.OOMKills = int(kv["oom_kill"])
+	return s, nil
+}
+
+func (c *v1Cgroup) kill() error {
+	return killProcs(filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs"))
+}
+
+func (c *v1Cgroup) destroy() error {
+	var errs []error
+	for _, n := range v1Subsystems {
+		dir := c.d.dir(n, c.path)
+		if err := killAndRemove(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type v2Driver struct {
+	mountpoint string
+	parent     string
+}
+
+func (d *v2Driver) version() string { return "v2" }
+
+func (d *v2Driver) create(name string, l limits.Limits) (runCgroup, error) {
+	mem := int64(l.Memory)
+	var zero int64
+	pids := int64(l.Pids)
+	quota, period := cpuQuota(l.CPUs)
+	res := &cgroup2.Resources{
+		Memory: &cgroup2.Memory{Max: &mem, Swap: &zero},
+		Pids:   &cgroup2.Pids{Max: pids},
+		CPU:    &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)},
+	}
+	group := filepath.Join(d.parent, name)
+	m, err := cgroup2.NewManager(d.mountpoint, group, res)
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup v2 %s: %w", group, err)
+	}
+	dir := filepath.Join(d.mountpoint, group)
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		_ = m.Delete()
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return &v2Cgroup{dir: dir, m: m, dirfd: fd}, nil
+}
+
+func (d *v2Driver) list() ([]string, error) {
+	return listDirs(filepath.Join(d.mountpoint, d.parent))
+}
+
+func (d *v2Driver) remove(name string) error {
+	c := &v2Cgroup{dir: filepath.Join(d.mountpoint, d.parent, name), dirfd: -1}
+	return c.destroy()
+}
+
+type v2Cgroup struct {
+	dir   string
+	m     *cgroup2.Manager
+	dirfd int
+}
+
+func (c *v2Cgroup) fd() int { return c.dirfd }
+
+func (c *v2Cgroup) add(int) error { return nil }
+
+func (c *v2Cgroup) cpu() (time.Duration, error) {
+	kv, err := readKV(filepath.Join(c.dir, "cpu.stat"))
+	return time.Duration(kv["usage_usec"]) * time.Microsecond, err
+}
+
+func (c *v2Cgroup) stats() (cgroupStats, error) {
+	var s cgroupStats
+	var err error
+	if s.CPU, err = c.cpu(); err != nil {
+		return s, err
+	}
+	peak, err := readUint(filepath.Join(c.dir, "memory.peak"))
+	if err != nil {
+		return s, err
+	}
+	s.PeakMemory = int64(peak)
+	kv, err := readKV(filepath.Join(c.dir, "memory.events"))
+	s.OOMKills = int(kv["oom_kill"])
+	return s, err
+}
+
+func (c *v2Cgroup) kill() error {
+	err := os.WriteFile(filepath.Join(c.dir, "cgroup.kill"), []byte("1"), 0)
+	if err == nil {
+		return nil
+	}
+	// Kernels before 5.14 have no cgroup.kill.
+	return killProcs(filepath.Join(c.dir, "cgroup.procs"))
+}
+
+func (c *v2Cgroup) destroy() error {
+	if c.dirfd >= 0 {
+		unix.Close(c.dirfd)
+		c.dirfd = -1
+	}
+	_ = c.kill()
+	return killAndRemove(c.dir)
+}
+
+// killProcs SIGKILLs every pid listed in a cgroup.procs file.
+func killProcs(procs string) error {
+	b, err := os.ReadFile(procs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return nil
+}
+
+// killAndRemove kills whatever is left in the cgroup dir and removes it,
+// waiting (bounded) for the killed processes to be gone.
+func killAndRemove(dir string) error {
+	procs := filepath.Join(dir, "cgroup.procs")
+	deadline := time.Now().Add(5 * time.Second)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return &os.PathError{Op: "rmdir", Path: dir, Err: err}
+		}
+		_ = killProcs(procs)
+		time.Sleep(delay)
+	}
+}
+
+func listDirs(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+func readUint(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "max" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// readKV parses "key value" lines (memory.events, cpu.stat, oom_control).
+func readKV(path string) (map[string]uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+			out[k] = n
+		}
+	}
+	return out, nil
+}

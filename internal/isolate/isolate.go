@@ -1,0 +1,87 @@
+// Package isolate is the process backend: it runs a program confined by
+// Linux namespaces, a cgroup, rlimits, dropped capabilities, no_new_privs,
+// seccomp and a wall deadline, and reports what happened as a run.Result.
+//
+// This package is the parent side. The child side, which runs inside the new
+// namespaces before the program, is the small package nsinit.
+package isolate
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/limits"
+)
+
+// SandboxUID is the uid (and gid) programs run as inside the sandbox.
+const SandboxUID = 1000
+
+// WorkspaceDir is where the workspace appears inside the sandbox.
+const WorkspaceDir = "/workspace"
+
+// Config configures a Runner. The zero value of each field picks a default.
+type Config struct {
+	// StateDir holds the run directories (default /run/sandboxd).
+	StateDir string
+	// CgroupParent is the cgroup under which runs get theirs
+	// (default "sandboxd").
+	CgroupParent string
+	// HostUID and HostGID are the host ids that uid/gid 0 of a sandbox map
+	// to; uid SandboxUID maps to HostUID+SandboxUID. They must not be used
+	// by anything else on the host (default 1000000, as rootless container
+	// tools reserve such ranges).
+	HostUID, HostGID int
+	// Binds are the host paths shown read-only in every sandbox
+	// (default DefaultBinds).
+	Binds []nsinit.Bind
+	// Collect caps the produced files returned (defaults: 64 files, 8 MiB
+	// each, 32 MiB in all).
+	Collect CollectLimits
+	// Seccomp can be turned off only for diagnosis; results then say so.
+	NoSeccomp bool
+	Logger    *slog.Logger
+}
+
+// DefaultBinds are the host directories the runtimes need: the system
+// directories, and the few files of /etc that programs read. The rest of
+// /etc (shadow, ssh keys, the host's config and credentials) is not there.
+var DefaultBinds = []nsinit.Bind{
+	{Path: "/usr"},
+	{Path: "/bin", Optional: true},
+	{Path: "/sbin", Optional: true},
+	{Path: "/lib", Optional: true},
+	{Path: "/lib32", Optional: true},
+	{Path: "/lib64", Optional: true},
+	{Path: "/libx32", Optional: true},
+	{Path: "/etc/alternatives", Optional: true},
+	{Path: "/etc/ld.so.cache", Optional: true},
+	{Path: "/etc/ld.so.conf", Optional: true},
+	{Path: "/etc/ld.so.conf.d", Optional: true},
+	{Path: "/etc/localtime", Optional: true},
+	{Path: "/etc/ssl", Optional: true},
+	{Path: "/etc/ca-certificates", Optional: true},
+	{Path: "/etc/mime.types", Optional: true},
+	{Path: "/etc/python3", Optional: true},
+	{Path: "/etc/python3.11", Optional: true},
+	{Path: "/etc/python3.12", Optional: true},
+	{Path: "/etc/python3.13", Optional: true},
+	{Path: "/etc/matplotlibrc", Optional: true},
+	{Path: "/etc/fonts", Optional: true},
+}
+
+// Exec is one program execution inside a Workspace.
+type Exec struct {
+	// Argv is run inside the sandbox, never through a shell; Argv[0] is an
+	// absolute path or relative to the workspace.
+	Argv []string
+	// Env is the program's whole environment.
+	Env []string
+	// Stdin is copied to the program's stdin; nil means empty.
+	Stdin io.Reader
+	// Stdout and Stderr, if set, receive the output live as it arrives (up
+	// to the output cap). The result holds it either way.
+	Stdout, Stderr io.Writer
+	// Limits must be complete (merged with defaults and validated).
+	Limits limits.Limits
+}

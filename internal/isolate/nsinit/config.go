@@ -1,0 +1,89 @@
+package nsinit
+
+// Arg0 is the argv[0] that marks a process as the init stage.
+const Arg0 = "sandboxd-init"
+
+// File descriptors the init stage inherits, besides stdio.
+const (
+	ConfigFD = 3 // parent -> init: Config as JSON, then EOF
+	StatusFD = 4 // init -> parent: Messages as JSON lines
+)
+
+// ExitSetupFailed is init's exit code when setup failed; the reason was sent
+// as a Message before.
+const ExitSetupFailed = 125
+
+// Config is everything the init stage needs to build the sandbox and start
+// the program. The parent fills it; init trusts it.
+type Config struct {
+	// Argv and Env of the program; Argv[0] is an absolute path inside the
+	// sandbox or relative to Dir.
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"`
+	// Dir is the program's working directory inside the sandbox.
+	Dir string `json:"dir"`
+	// UID and GID the program runs as inside the sandbox (never 0).
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+	// Hostname of the sandbox's UTS namespace.
+	Hostname string `json:"hostname"`
+
+	// Root is the host path of an empty directory the new root is built on.
+	Root string `json:"root"`
+	// Workspace is the host path of the run's workspace, bind-mounted
+	// read-write at WorkspaceDir.
+	Workspace    string `json:"workspace"`
+	WorkspaceDir string `json:"workspace_dir"`
+	// TmpSize is the size of the /tmp and /dev/shm tmpfs mounts in bytes.
+	TmpSize int64 `json:"tmp_size"`
+	// Binds are host paths made visible read-only at the same path.
+	Binds []Bind `json:"binds"`
+	// Files are small files written into the new root (e.g. /etc/passwd).
+	Files []RootFile `json:"files"`
+
+	// Rlimits applied to init and so inherited by the program.
+	Rlimits []Rlimit `json:"rlimits"`
+	// Seccomp installs the syscall filter when set.
+	Seccomp bool `json:"seccomp"`
+}
+
+// Bind is a host path shown read-only inside the sandbox at the same path.
+// A host symlink is recreated as the same symlink, not followed.
+type Bind struct {
+	Path string `json:"path"`
+	// Optional binds whose host path does not exist are skipped.
+	Optional bool `json:"optional,omitempty"`
+}
+
+// RootFile is a file created in the new root before it is made read-only.
+type RootFile struct {
+	Path    string `json:"path"`
+	Content string `json:"content"`
+	Mode    uint32 `json:"mode"`
+}
+
+// Rlimit is one resource limit, soft and hard set to the same value.
+type Rlimit struct {
+	Resource int    `json:"resource"`
+	Name     string `json:"name"`
+	Value    uint64 `json:"value"`
+}
+
+// Message is one line init sends to the parent on StatusFD.
+type Message struct {
+	// Pid is the program's pid inside the sandbox, sent once it started.
+	Pid int `json:"pid,omitempty"`
+	// Exit is sent when the program exited.
+	Exit *ExitStatus `json:"exit,omitempty"`
+	// Error and Op are sent when setup failed; init then exits with
+	// ExitSetupFailed.
+	Error string `json:"error,omitempty"`
+	Op    string `json:"op,omitempty"`
+}
+
+// ExitStatus is the program's wait status.
+type ExitStatus struct {
+	Code   int  `json:"code"`
+	Signal int  `json:"signal,omitempty"`
+	Core   bool `json:"core,omitempty"`
+}

@@ -1,0 +1,190 @@
+package nsinit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaybeRun runs the init stage and never returns when this process was
+// started as one (argv[0] is Arg0); otherwise it returns at once. Call it
+// first thing in main, before anything else starts goroutines or opens files.
+func MaybeRun() {
+	if len(os.Args) == 0 || os.Args[0] != Arg0 {
+		return
+	}
+	// One OS thread does all the setup, as runc's init does; the Go runtime
+	// still starts helper threads, which is why seccomp is installed with
+	// TSYNC below.
+	runtime.GOMAXPROCS(1)
+	runtime.LockOSThread()
+	os.Exit(run())
+}
+
+// stepError names the setup step that failed.
+type stepError struct {
+	op  string
+	err error
+}
+
+func (e *stepError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+func step(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &stepError{op: op, err: err}
+}
+
+func run() int {
+	status := os.NewFile(StatusFD, "status")
+	// The status pipe must not reach the program.
+	unix.CloseOnExec(StatusFD)
+	enc := json.NewEncoder(status)
+
+	fail := func(err error) int {
+		msg := Message{Error: err.Error()}
+		if se, ok := err.(*stepError); ok {
+			msg.Op, msg.Error = se.op, se.err.Error()
+		}
+		_ = enc.Encode(msg)
+		return ExitSetupFailed
+	}
+
+	cfg, err := readConfig()
+	if err != nil {
+		return fail(step("read config", err))
+	}
+	pid, err := setup(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	if err := enc.Encode(Message{Pid: pid}); err != nil {
+		// The parent is gone; the program must not run unsupervised.
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		return ExitSetupFailed
+	}
+	es := reap(pid)
+	_ = enc.Encode(Message{Exit: &es})
+	// Returning exits PID 1: the kernel kills every other process of the
+	// namespace (daemons the program left behind included).
+	return 0
+}
+
+func readConfig() (*Config, error) {
+	f := os.NewFile(ConfigFD, "config")
+	defer f.Close()
+	// The config is small; cap it so a broken parent cannot balloon init.
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, err
+	}
+	if len(cfg.Argv) == 0 {
+		return nil, fmt.Errorf("empty argv")
+	}
+	if cfg.UID == 0 || cfg.GID == 0 {
+		return nil, fmt.Errorf("refusing to run the program as uid/gid 0")
+	}
+	return &cfg, nil
+}
+
+// setup builds the sandbox and starts the program. The order is the one runc
+// uses, for the same reasons: the file system first (it needs capabilities),
+// then rlimits, then every stray fd marked close-on-exec (CVE-2024-21626: a
+// leaked host directory fd is a way out of any new root), capabilities
+// dropped from the bounding set, no_new_privs, and seccomp last, as close to
+// execve as possible so the filter need not allow setup's syscalls.
+func setup(cfg *Config) (int, error) {
+	// Anything inherited past the two protocol fds is a leak.
+	if err := step("close stray fds", unix.CloseRange(StatusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
+		return 0, err
+	}
+	// Enter a new cgroup namespace now that the parent has put init in the
+	// run's cgroup: that cgroup becomes the namespace's root, so the run
+	// sees neither the host's cgroup tree nor its own cgroup's name.
+	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
+		return 0, err
+	}
+	if err := buildRoot(cfg); err != nil {
+		return 0, err
+	}
+	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
+		return 0, err
+	}
+	if err := step("bring up loopback", loopbackUp()); err != nil {
+		return 0, err
+	}
+	if err := setRlimits(cfg.Rlimits); err != nil {
+		return 0, err
+	}
+	if err := step("drop capability bounding set", dropBoundingSet()); err != nil {
+		return 0, err
+	}
+	if err := step("set no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); err != nil {
+		return 0, err
+	}
+	if cfg.Seccomp {
+		if err := step("install seccomp filter", installFilter()); err != nil {
+			return 0, err
+		}
+	}
+	// The program gets stdio and nothing else; setuid to a non-zero uid
+	// clears its permitted and effective capabilities, and execve under
+	// no_new_privs can grant none back.
+	attr := &syscall.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   cfg.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}},
+			Setsid:     true,
+		},
+	}
+	pid, err := syscall.ForkExec(cfg.Argv[0], cfg.Argv, attr)
+	if err != nil {
+		return 0, step("exec "+cfg.Argv[0], err)
+	}
+	// init keeps no copy of the program's stdio: once the program and its
+	// children are gone, the parent sees EOF.
+	for fd := 0; fd <= 2; fd++ {
+		_ = unix.Close(fd)
+	}
+	return pid, nil
+}
+
+// reap waits for every child until the program (pid) exits, and returns the
+// program's status. Orphans reparented to init are reaped as they die, so
+// zombies never pile up against the pids limit.
+func reap(pid int) ExitStatus {
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			// ECHILD: nothing left to wait for; cannot happen before pid
+			// was reaped, but never spin.
+			return ExitStatus{Code: -1}
+		}
+		if got != pid {
+			continue
+		}
+		switch {
+		case ws.Exited():
+			return ExitStatus{Code: ws.ExitStatus()}
+		case ws.Signaled():
+			return ExitStatus{Code: -1, Signal: int(ws.Signal()), Core: ws.CoreDump()}
+		}
+	}
+}

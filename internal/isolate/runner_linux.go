@@ -1,0 +1,103 @@
+package isolate
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+)
+
+// Runner runs programs in sandboxes. It is safe for concurrent use; each
+// Run is independent of every other.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+	cg  cgroupDriver
+}
+
+// New checks that this host can run the process backend, creates the state
+// directory and sweeps what crashed runs left behind.
+func New(cfg Config) (*Runner, error) {
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/run/sandboxd"
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "sandboxd"
+	}
+	if cfg.HostUID == 0 {
+		cfg.HostUID = 1000000
+	}
+	if cfg.HostGID == 0 {
+		cfg.HostGID = 1000000
+	}
+	if cfg.Binds == nil {
+		cfg.Binds = DefaultBinds
+	}
+	if cfg.Collect == (CollectLimits{}) {
+		cfg.Collect = CollectLimits{MaxFiles: 64, MaxFileSize: 8 << 20, MaxTotal: 32 << 20}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: it needs root to create cgroups and map the sandbox's uids (running as uid %d)", ErrUnsupported, os.Geteuid())
+	}
+	cg, err := detectCgroups(cfg.CgroupParent)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, log: cfg.Logger, cg: cg}
+	// The state dir is root's; the sandbox's host uids may only traverse.
+	for _, d := range []string{cfg.StateDir, r.runsDir()} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create state dir: %w", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create state dir: %w", err)
+		}
+	}
+	if err := r.Sweep(); err != nil {
+		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
+	}
+	return r, nil
+}
+
+// CgroupVersion is "v1" or "v2", as detected at New.
+func (r *Runner) CgroupVersion() string { return r.cg.version() }
+
+// initConfig is the nsinit.Config for one execution.
+func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
+	return nsinit.Config{
+		Argv:         e.Argv,
+		Env:          e.Env,
+		Dir:          WorkspaceDir,
+		UID:          SandboxUID,
+		GID:          SandboxUID,
+		Hostname:     "sandbox",
+		Root:         filepath.Join(ws.dir.path, "root"),
+		Workspace:    ws.work,
+		WorkspaceDir: WorkspaceDir,
+		TmpSize:      int64(e.Limits.Tmpfs),
+		Binds:        r.cfg.Binds,
+		Files:        etcFiles(),
+		Rlimits:      rlimits(e.Limits),
+		Seccomp:      !r.cfg.NoSeccomp,
+	}
+}
+
+// etcFiles are the generated /etc files: the sandbox user and nothing of
+// the host's accounts, names or resolvers.
+func etcFiles() []nsinit.RootFile {
+	return []nsinit.RootFile{
+		{Path: "/etc/passwd", Mode: 0o644, Content: fmt.Sprintf("root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", SandboxUID, SandboxUID, WorkspaceDir)},
+		{Path: "/etc/group", Mode: 0o644, Content: fmt.Sprintf("root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n", SandboxUID)},
+		{Path: "/etc/hosts", Mode: 0o644, Content: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
+		{Path: "/etc/hostname", Mode: 0o644, Content: "sandbox\n"},
+		{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "passwd: files\ngroup: files\nhosts: files\n"},
+		{Path: "/etc/resolv.conf", Mode: 0o644, Content: ""},
+	}
+}
+

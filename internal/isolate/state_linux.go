@@ -1,0 +1,135 @@
+package isolate
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The state directory holds one directory per live run:
+//
+//	<state>/runs/<id>/lock   flock(2)ed by the owning process while the run lives
+//	<state>/runs/<id>/root/  empty; init mounts the run's root tmpfs on it
+//	                         inside its own mount namespace
+//	<state>/runs/<id>/work/  the workspace: a tmpfs mounted on the host
+//
+// The kernel drops a flock when its holder dies, even by SIGKILL, so a run
+// directory whose lock can be taken belongs to nobody: sweep removes it, its
+// mount and its cgroups. Locks (not pid files) make this safe against pid
+// reuse and against several sandboxctl and sandboxd processes sharing a host.
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// runDir is a live run's directory, with its lock held.
+type runDir struct {
+	path string
+	lock *os.File
+}
+
+func (r *Runner) newRunDir(id string) (*runDir, error) {
+	path := filepath.Join(r.runsDir(), id)
+	// 0711: the sandbox's host uids must traverse to root/, not list runs.
+	if err := os.Mkdir(path, 0o711); err != nil {
+		return nil, fmt.Errorf("create run dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(path, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err == nil {
+		err = os.Mkdir(filepath.Join(path, "root"), 0o711)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		_ = os.RemoveAll(path)
+		return nil, fmt.Errorf("set up run dir %s: %w", path, err)
+	}
+	return &runDir{path: path, lock: lock}, nil
+}
+
+func (r *Runner) runsDir() string { return filepath.Join(r.cfg.StateDir, "runs") }
+
+// remove unmounts and deletes the run dir, then drops the lock.
+func (d *runDir) remove() error {
+	err := removeRunDir(d.path)
+	d.lock.Close()
+	return err
+}
+
+func removeRunDir(path string) error {
+	work := filepath.Join(path, "work")
+	if err := unix.Unmount(work, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "unmount", Path: work, Err: err}
+	}
+	return os.RemoveAll(path)
+}
+
+// Sweep removes what runs of dead processes left behind: run directories,
+// their workspace mounts, and cgroups. It never touches a run whose owner is
+// alive. New calls it; a daemon may call it again at any time.
+func (r *Runner) Sweep() error {
+	var errs []error
+	live := map[string]bool{}
+	ents, err := os.ReadDir(r.runsDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range ents {
+		id := e.Name()
+		path := filepath.Join(r.runsDir(), id)
+		if held(filepath.Join(path, "lock")) {
+			live[id] = true
+			continue
+		}
+		r.log.Info("sweeping leftover run", "run", id)
+		if err := removeRunDir(path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	names, err := r.cg.list()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range names {
+		id, _, _ := strings.Cut(name, "-")
+		if live[id] {
+			continue
+		}
+		// A run creates its directory (and takes the lock) before its
+		// cgroup, so a cgroup without a live directory is a leftover.
+		if _, err := os.Stat(filepath.Join(r.runsDir(), id)); err == nil && held(filepath.Join(r.runsDir(), id, "lock")) {
+			continue
+		}
+		r.log.Info("sweeping leftover cgroup", "cgroup", name)
+		if err := r.cg.remove(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// held reports whether another process holds the lock file's flock.
+func held(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	return false
+}
+

@@ -1,0 +1,279 @@
+package isolate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// Workspace is a run's working directory: a size-capped tmpfs on the host,
+// bind-mounted at /workspace in the sandbox. It outlives the single
+// executions of a run (compile, then run) and is removed by Close.
+//
+// The parent writes the input files before the program starts and reads the
+// produced files after every process of the run is gone; it never follows a
+// path the program could have planted (see Collect).
+type Workspace struct {
+	r      *Runner
+	id     string
+	dir    *runDir
+	work   string
+	inputs map[string]fileStamp
+	seq    int
+}
+
+type fileStamp struct {
+	size  int64
+	mtime unix.Timespec
+}
+
+// NewWorkspace creates a run's state directory and its workspace tmpfs of
+// the given size.
+func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
+	id := newRunID()
+	d, err := r.newRunDir(id)
+	if err != nil {
+		return nil, err
+	}
+	work := filepath.Join(d.path, "work")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		d.remove()
+		return nil, fmt.Errorf("create workspace: %w", err)
+	}
+	opts := fmt.Sprintf("size=%d,mode=0755,uid=%d,gid=%d", int64(size), r.cfg.HostUID+SandboxUID, r.cfg.HostGID+SandboxUID)
+	if err := unix.Mount("sandboxd-work", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		d.remove()
+		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
+	}
+	return &Workspace{r: r, id: id, dir: d, work: work, inputs: map[string]fileStamp{}}, nil
+}
+
+// ID is the run's id, also the prefix of its cgroups' names.
+func (w *Workspace) ID() string { return w.id }
+
+// CleanName checks a client-given workspace path: a clean relative path
+// ("data/x.csv") with no "..", no "." or empty components, no NUL and no
+// backslash. Anything else is refused, never rewritten into something the
+// client did not say.
+func CleanName(name string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("%w: %q: %s", ErrBadFileName, name, why)
+	}
+	switch {
+	case name == "":
+		return bad("empty name")
+	case len(name) > 4096:
+		return bad("longer than 4096 bytes")
+	case strings.ContainsAny(name, "\x00\\"):
+		return bad("contains a NUL byte or a backslash")
+	case strings.HasPrefix(name, "/"):
+		return bad("must be relative to the workspace")
+	case path.Clean(name) != name:
+		return bad("must be a clean path without '.', '..' or empty components")
+	case name == "." || name == ".." || strings.HasPrefix(name, "../"):
+		return bad("must not leave the workspace")
+	case name == internalDir || strings.HasPrefix(name, internalDir+"/"):
+		return bad("the " + internalDir + " directory is reserved for the sandbox")
+	}
+	return name, nil
+}
+
+// WriteFile places an input file in the workspace, owned by the sandbox
+// user. It goes through an os.Root so no path can leave the workspace.
+func (w *Workspace) WriteFile(f run.File) error {
+	name, err := CleanName(f.Name)
+	if err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(w.work)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	uid, gid := w.r.cfg.HostUID+SandboxUID, w.r.cfg.HostGID+SandboxUID
+	if dir := path.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		// Chown each new directory so the program can write into it.
+		for d := dir; d != "."; d = path.Dir(d) {
+			if err := root.Lchown(d, uid, gid); err != nil {
+				return fmt.Errorf("write %s: %w", name, err)
+			}
+		}
+	}
+	mode := os.FileMode(f.Mode & 0o777)
+	if mode == 0 {
+		mode = 0o644
+	}
+	fh, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	_, err = fh.Write(f.Content)
+	if err == nil {
+		err = fh.Chown(uid, gid)
+	}
+	if err == nil {
+		err = fh.Chmod(mode)
+	}
+	if err == nil {
+		var st unix.Stat_t
+		if err = unix.Fstat(int(fh.Fd()), &st); err == nil {
+			w.inputs[name] = fileStamp{size: st.Size, mtime: st.Mtim}
+		}
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// CollectLimits cap what Collect returns.
+type CollectLimits struct {
+	MaxFiles    int
+	MaxFileSize int64
+	MaxTotal    int64
+}
+
+// internalDir is where compile steps put their output; never collected.
+const internalDir = ".sandboxd"
+
+// Collect returns the regular files the run created or changed, sorted by
+// name. It walks the workspace with openat2(RESOLVE_IN_ROOT |
+// RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV): a symlink the program planted is
+// skipped, never followed, and nothing outside the workspace can be read.
+// Files past the caps are listed with Size but no Content, and truncated is
+// set.
+func (w *Workspace) Collect(cl CollectLimits) (files []run.OutputFile, truncated bool, err error) {
+	rootfd, err := unix.Open(w.work, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false, &os.PathError{Op: "open", Path: w.work, Err: err}
+	}
+	defer unix.Close(rootfd)
+	var total int64
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		if depth > 32 {
+			truncated = true
+			return nil
+		}
+		fd, err := openIn(rootfd, dir, unix.O_DIRECTORY|unix.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		d := os.NewFile(uintptr(fd), dir)
+		ents, err := d.ReadDir(-1)
+		d.Close()
+		if err != nil {
+			return err
+		}
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		for _, e := range ents {
+			name := path.Join(dir, e.Name())
+			if name == internalDir {
+				continue
+			}
+			switch {
+			case e.Type().IsDir():
+				if err := walk(name, depth+1); err != nil {
+					return err
+				}
+				continue
+			case !e.Type().IsRegular():
+				continue // symlinks, fifos, sockets: never followed or read
+			}
+			if len(files) >= cl.MaxFiles {
+				truncated = true
+				return nil
+			}
+			f, keep, err := w.readFile(rootfd, name, cl, &total)
+			if err != nil {
+				return err
+			}
+			if f.Content == nil && f.Size > 0 {
+				truncated = true
+			}
+			if keep {
+				files = append(files, f)
+			}
+		}
+		return nil
+	}
+	if err := walk(".", 0); err != nil {
+		return files, truncated, fmt.Errorf("collect workspace files: %w", err)
+	}
+	return files, truncated, nil
+}
+
+func (w *Workspace) readFile(rootfd int, name string, cl CollectLimits, total *int64) (run.OutputFile, bool, error) {
+	fd, err := openIn(rootfd, name, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOENT) {
+			return run.OutputFile{}, false, nil
+		}
+		return run.OutputFile{}, false, err
+	}
+	fh := os.NewFile(uintptr(fd), name)
+	defer fh.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return run.OutputFile{}, false, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return run.OutputFile{}, false, nil
+	}
+	if in, ok := w.inputs[name]; ok && in.size == st.Size && in.mtime == st.Mtim {
+		return run.OutputFile{}, false, nil // an input, unchanged
+	}
+	f := run.OutputFile{Name: name, Size: st.Size, Mode: st.Mode & 0o777}
+	if st.Size > cl.MaxFileSize || *total+st.Size > cl.MaxTotal {
+		return f, true, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, cl.MaxFileSize+1))
+	if err != nil {
+		return run.OutputFile{}, false, err
+	}
+	if int64(len(b)) > cl.MaxFileSize {
+		return f, true, nil
+	}
+	*total += int64(len(b))
+	f.Content = b
+	if f.Content == nil {
+		f.Content = []byte{}
+	}
+	return f, true, nil
+}
+
+// openIn opens name beneath rootfd without following any symlink and
+// without crossing a mount.
+func openIn(rootfd int, name string, flags int) (int, error) {
+	how := unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	}
+	fd, err := unix.Openat2(rootfd, name, &how)
+	if err != nil {
+		return -1, &os.PathError{Op: "openat2", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// Close removes the workspace, its mount and the run's state directory.
+func (w *Workspace) Close() error {
+	return w.dir.remove()
+}
+

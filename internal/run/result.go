@@ -1,0 +1,80 @@
+package run
+
+import "time"
+
+// Result says what a run did and why it stopped, with the numbers that prove
+// it. Every backend fills the same fields.
+type Result struct {
+	// ID identifies the run in logs and in the host's leftovers.
+	ID string `json:"id"`
+	// Status says why the run stopped.
+	Status Status `json:"status"`
+	// Reason is one human sentence behind Status when a limit or an internal
+	// error stopped the run ("memory limit of 256MiB reached").
+	Reason string `json:"reason,omitempty"`
+	// ExitCode is the program's exit code; -1 when it was killed by a signal.
+	ExitCode int `json:"exit_code"`
+	// Signal is the number of the signal that killed the program, or 0.
+	Signal int `json:"signal,omitempty"`
+	// SignalName is the signal's name ("SIGSEGV"), or empty.
+	SignalName string `json:"signal_name,omitempty"`
+
+	Stdout          []byte `json:"stdout"`
+	Stderr          []byte `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+
+	// WallTime is from the start of the program to the end of the run.
+	WallTime time.Duration `json:"wall_time_ns"`
+	// CPUTime is the CPU (user+system) of every process of the run, read from
+	// its cgroup.
+	CPUTime time.Duration `json:"cpu_time_ns"`
+	// PeakMemory is the high-water mark of the run's memory cgroup in bytes.
+	PeakMemory int64 `json:"peak_memory_bytes"`
+	// OOMKills counts processes of the run the kernel's OOM killer killed.
+	OOMKills int `json:"oom_kills,omitempty"`
+
+	// Files are the files the run created or changed in its workspace.
+	Files []OutputFile `json:"files,omitempty"`
+	// FilesTruncated is set when files were left out for the size or count caps.
+	FilesTruncated bool `json:"files_truncated,omitempty"`
+
+	// Compile is the result of the compile step, for compiled languages.
+	Compile *Result `json:"compile,omitempty"`
+
+	// Runtime and Version name what ran.
+	Runtime string `json:"runtime,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Isolation records what confinement was actually applied.
+	Isolation Isolation `json:"isolation"`
+	// Error holds the internal error when Status is internal_error.
+	Error string `json:"error,omitempty"`
+}
+
+// OutputFile is a regular file found in the workspace after the run.
+type OutputFile struct {
+	Name    string `json:"name"`
+	Size    int64  `json:"size"`
+	Mode    uint32 `json:"mode"`
+	Content []byte `json:"content"`
+}
+
+// Isolation records the confinement a run actually got, so that nothing is
+// silently weaker than asked.
+type Isolation struct {
+	Backend Backend `json:"backend"`
+	// Namespaces lists the Linux namespaces the run was placed in.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// Cgroup is "v1", "v2" or "" when the run had no cgroup.
+	Cgroup string `json:"cgroup,omitempty"`
+	// Seccomp is set when the syscall filter was installed.
+	Seccomp bool `json:"seccomp"`
+	// NoNewPrivs is set when PR_SET_NO_NEW_PRIVS was set.
+	NoNewPrivs bool `json:"no_new_privs"`
+	// Rootfs says how the file system was built ("pivot_root").
+	Rootfs string `json:"rootfs,omitempty"`
+	// UID is the user id the program ran as inside the sandbox.
+	UID int `json:"uid"`
+	// Network is "none" (loopback only) or what else the run could reach.
+	Network string `json:"network,omitempty"`
+}

@@ -1,0 +1,81 @@
+package runtimes
+
+// builtin returns fresh copies of the built-in runtimes. The paths are
+// Debian's: the sandbox mounts the host's /usr, /lib, /lib64, /bin and /sbin,
+// so a binary elsewhere (a pyenv shim, /usr/local, /opt) would not be there.
+// On Debian /bin is a symlink to /usr/bin; the /usr/bin paths work with or
+// without the merged-/usr layout.
+func builtin() []*Runtime {
+	// "Python 3.11.2"; "v20.20.2"; "GNU bash, version 5.2.15(1)-release";
+	// "gcc (Debian 12.2.0-14+deb12u1) 12.2.0" (the version after the
+	// parenthesis, not the Debian package revision inside it).
+	const gnuVersion = `^\S+ \([^)]*\) (\d+(?:\.\d+)+)`
+	return []*Runtime{
+		{
+			Name:       "python",
+			Aliases:    []string{"py", "python3"},
+			Extensions: []string{".py"},
+			Run:        []string{"/usr/bin/python3", EntryPlaceholder},
+			// Unbuffered so output streams live; no bytecode so no
+			// __pycache__ lands in the workspace among the produced files.
+			Env:           []string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"},
+			VersionCmd:    []string{"/usr/bin/python3", "--version"},
+			VersionRegexp: `Python (\d+(?:\.\d+)+)`,
+			Binary:        "/usr/bin/python3",
+			Backends:      []string{"process"},
+		},
+		{
+			Name:          "javascript",
+			Aliases:       []string{"js", "node"},
+			Extensions:    []string{".js", ".mjs", ".cjs"},
+			Run:           []string{"/usr/bin/node", EntryPlaceholder},
+			VersionCmd:    []string{"/usr/bin/node", "--version"},
+			VersionRegexp: `v(\d+(?:\.\d+)+)`,
+			Binary:        "/usr/bin/node",
+			Backends:      []string{"process"},
+		},
+		{
+			Name:          "bash",
+			Extensions:    []string{".bash"},
+			Run:           []string{"/usr/bin/bash", EntryPlaceholder},
+			VersionCmd:    []string{"/usr/bin/bash", "--version"},
+			VersionRegexp: `version (\d+(?:\.\d+)+)`,
+			Binary:        "/usr/bin/bash",
+			Backends:      []string{"process"},
+		},
+		{
+			// sh is dash on Debian, which has no --version: ask dpkg. The
+			// "${Version}" is dpkg-query's own format, passed in an argv,
+			// not a shell expansion.
+			Name:          "sh",
+			Extensions:    []string{".sh"},
+			Run:           []string{"/usr/bin/sh", EntryPlaceholder},
+			VersionCmd:    []string{"/usr/bin/dpkg-query", "-W", "-f=${Version}", "dash"},
+			VersionRegexp: `^(\d+(?:\.\d+)+)`,
+			Binary:        "/usr/bin/sh",
+			Backends:      []string{"process"},
+		},
+		{
+			Name:       "c",
+			Extensions: []string{".c"},
+			Compile:    []string{"/usr/bin/gcc", "-O2", "-std=gnu17", "-o", BinaryPlaceholder, EntryPlaceholder, "-lm"},
+			// "./" so argv[0] resolves from the cwd, /workspace.
+			Run:           []string{"./" + BinaryPlaceholder},
+			VersionCmd:    []string{"/usr/bin/gcc", "--version"},
+			VersionRegexp: gnuVersion,
+			Binary:        "/usr/bin/gcc",
+			Backends:      []string{"process"},
+		},
+		{
+			Name:          "c++",
+			Aliases:       []string{"cpp", "cxx"},
+			Extensions:    []string{".cpp", ".cc", ".cxx"},
+			Compile:       []string{"/usr/bin/g++", "-O2", "-std=gnu++17", "-o", BinaryPlaceholder, EntryPlaceholder},
+			Run:           []string{"./" + BinaryPlaceholder},
+			VersionCmd:    []string{"/usr/bin/g++", "--version"},
+			VersionRegexp: gnuVersion,
+			Binary:        "/usr/bin/g++",
+			Backends:      []string{"process"},
+		},
+	}
+}
