@@ -89,8 +89,8 @@ func (r *Runner) isolation() run.Isolation {
 
 // pipes are the parent's ends and the child's ends of the run's five pipes.
 type pipes struct {
-	cfgW, statR, outR, errR, inW    *os.File
-	cfgR, statW, outW, errW, inR    *os.File
+	cfgW, statR, outR, errR, inW *os.File
+	cfgR, statW, outW, errW, inR *os.File
 }
 
 func newPipes() (*pipes, error) {

@@ -100,4 +100,3 @@ func etcFiles() []nsinit.RootFile {
 		{Path: "/etc/resolv.conf", Mode: 0o644, Content: ""},
 	}
 }
-

@@ -132,4 +132,3 @@ func held(path string) bool {
 	}
 	return false
 }
-

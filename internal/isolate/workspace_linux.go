@@ -100,17 +100,9 @@ func (w *Workspace) WriteFile(f run.File) error {
 		return err
 	}
 	defer root.Close()
-	uid, gid := w.r.cfg.HostUID+SandboxUID, w.r.cfg.HostGID+SandboxUID
-	if dir := path.Dir(name); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-		// Chown each new directory so the program can write into it.
-		for d := dir; d != "."; d = path.Dir(d) {
-			if err := root.Lchown(d, uid, gid); err != nil {
-				return fmt.Errorf("write %s: %w", name, err)
-			}
-		}
+	uid, gid := w.owner()
+	if err := w.mkdirOwned(root, path.Dir(name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	mode := os.FileMode(f.Mode & 0o777)
 	if mode == 0 {
@@ -277,3 +269,44 @@ func (w *Workspace) Close() error {
 	return w.dir.remove()
 }
 
+// MkdirInternal creates the directory of a workspace-relative path under
+// the sandbox's reserved .sandboxd directory (for a compiler's output),
+// owned by the sandbox user.
+func (w *Workspace) MkdirInternal(file string) error {
+	dir := path.Dir(file)
+	if dir != internalDir && !strings.HasPrefix(dir, internalDir+"/") {
+		return fmt.Errorf("%w: %q is not under %s", ErrBadFileName, file, internalDir)
+	}
+	root, err := os.OpenRoot(w.work)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return w.mkdirOwned(root, dir)
+}
+
+// owner is the host uid and gid of the sandbox user.
+func (w *Workspace) owner() (int, int) {
+	return w.r.cfg.HostUID + SandboxUID, w.r.cfg.HostGID + SandboxUID
+}
+
+// mkdirOwned creates dir and its parents in root, owned by the sandbox
+// user so the program can write into them.
+func (w *Workspace) mkdirOwned(root *os.Root, dir string) error {
+	if dir == "." {
+		return nil
+	}
+	if err := root.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	uid, gid := w.owner()
+	for d := dir; d != "."; d = path.Dir(d) {
+		if err := root.Lchown(d, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CollectLimits are the runner's caps on produced files.
+func (r *Runner) CollectLimits() CollectLimits { return r.cfg.Collect }

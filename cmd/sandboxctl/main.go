@@ -1,0 +1,17 @@
+// Command sandboxctl runs untrusted programs in a sandbox from the command
+// line, with no daemon: `sandboxctl run script.py [args]`.
+package main
+
+import (
+	"os"
+
+	"github.com/sandboxd/sandboxd/internal/cli"
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+)
+
+func main() {
+	// The sandbox's init stage is this same binary, re-executed; it must
+	// take over before anything else runs.
+	nsinit.MaybeRun()
+	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

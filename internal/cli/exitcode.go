@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// Exit codes of `sandboxctl run` when the program's own code cannot be
+// passed on. A program that exits passes its code through; a program killed
+// by a signal gives 128+signal, as shells do.
+const (
+	// ExitSandboxError: sandboxctl could not run the program (bad flags, an
+	// unknown runtime, a bad limit, no root, a sandbox failure).
+	ExitSandboxError = 125
+	// ExitTimeout: the wall-clock limit stopped the run (as timeout(1)).
+	ExitTimeout = 124
+	// ExitCPULimit: the CPU-time limit stopped the run.
+	ExitCPULimit = 123
+	// ExitMemoryLimit: the memory limit stopped the run.
+	ExitMemoryLimit = 122
+	// ExitOutputLimit: the output limit stopped the run.
+	ExitOutputLimit = 121
+)
+
+// ExitCode maps a result onto sandboxctl's exit code.
+func ExitCode(res *run.Result) int {
+	switch res.Status {
+	case run.StatusOK:
+		return 0
+	case run.StatusExited:
+		return res.ExitCode
+	case run.StatusSignaled:
+		return 128 + res.Signal
+	case run.StatusTimeout:
+		return ExitTimeout
+	case run.StatusCPULimit:
+		return ExitCPULimit
+	case run.StatusMemoryLimit:
+		return ExitMemoryLimit
+	case run.StatusOutputLimit:
+		return ExitOutputLimit
+	}
+	return ExitSandboxError
+}
