@@ -290,4 +290,3 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 func internalError(err error) *run.Result {
 	return &run.Result{Status: run.StatusInternalError, ExitCode: -1, Error: err.Error(), Reason: "the sandbox failed: " + err.Error(), Stdout: []byte{}, Stderr: []byte{}}
 }
-

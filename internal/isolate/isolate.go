@@ -70,6 +70,13 @@ var DefaultBinds = []nsinit.Bind{
 	{Path: "/etc/fonts", Optional: true},
 }
 
+// CollectLimits cap what Collect returns.
+type CollectLimits struct {
+	MaxFiles    int
+	MaxFileSize int64
+	MaxTotal    int64
+}
+
 // Exec is one program execution inside a Workspace.
 type Exec struct {
 	// Argv is run inside the sandbox, never through a shell; Argv[0] is an

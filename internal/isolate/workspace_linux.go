@@ -61,33 +61,6 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 // ID is the run's id, also the prefix of its cgroups' names.
 func (w *Workspace) ID() string { return w.id }
 
-// CleanName checks a client-given workspace path: a clean relative path
-// ("data/x.csv") with no "..", no "." or empty components, no NUL and no
-// backslash. Anything else is refused, never rewritten into something the
-// client did not say.
-func CleanName(name string) (string, error) {
-	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("%w: %q: %s", ErrBadFileName, name, why)
-	}
-	switch {
-	case name == "":
-		return bad("empty name")
-	case len(name) > 4096:
-		return bad("longer than 4096 bytes")
-	case strings.ContainsAny(name, "\x00\\"):
-		return bad("contains a NUL byte or a backslash")
-	case strings.HasPrefix(name, "/"):
-		return bad("must be relative to the workspace")
-	case path.Clean(name) != name:
-		return bad("must be a clean path without '.', '..' or empty components")
-	case name == "." || name == ".." || strings.HasPrefix(name, "../"):
-		return bad("must not leave the workspace")
-	case name == internalDir || strings.HasPrefix(name, internalDir+"/"):
-		return bad("the " + internalDir + " directory is reserved for the sandbox")
-	}
-	return name, nil
-}
-
 // WriteFile places an input file in the workspace, owned by the sandbox
 // user. It goes through an os.Root so no path can leave the workspace.
 func (w *Workspace) WriteFile(f run.File) error {
@@ -133,16 +106,6 @@ func (w *Workspace) WriteFile(f run.File) error {
 	}
 	return nil
 }
-
-// CollectLimits cap what Collect returns.
-type CollectLimits struct {
-	MaxFiles    int
-	MaxFileSize int64
-	MaxTotal    int64
-}
-
-// internalDir is where compile steps put their output; never collected.
-const internalDir = ".sandboxd"
 
 // Collect returns the regular files the run created or changed, sorted by
 // name. It walks the workspace with openat2(RESOLVE_IN_ROOT |

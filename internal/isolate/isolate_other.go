@@ -1,0 +1,38 @@
+//go:build !linux
+
+package isolate
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// Runner is not available off Linux; New says so.
+type Runner struct{}
+
+// Workspace is not available off Linux.
+type Workspace struct{}
+
+// New returns ErrUnsupported: the process backend needs Linux.
+func New(Config) (*Runner, error) {
+	return nil, fmt.Errorf("%w: it needs Linux namespaces and cgroups (this is %s)", ErrUnsupported, runtime.GOOS)
+}
+
+func (r *Runner) CgroupVersion() string                         { return "" }
+func (r *Runner) CollectLimits() CollectLimits                  { return CollectLimits{} }
+func (r *Runner) Sweep() error                                  { return ErrUnsupported }
+func (r *Runner) NewWorkspace(limits.Bytes) (*Workspace, error) { return nil, ErrUnsupported }
+func (w *Workspace) ID() string                                 { return "" }
+func (w *Workspace) WriteFile(run.File) error                   { return ErrUnsupported }
+func (w *Workspace) MkdirInternal(string) error                 { return ErrUnsupported }
+func (w *Workspace) Close() error                               { return nil }
+func (w *Workspace) Collect(CollectLimits) ([]run.OutputFile, bool, error) {
+	return nil, false, ErrUnsupported
+}
+func (r *Runner) Run(context.Context, *Workspace, Exec) (*run.Result, error) {
+	return nil, ErrUnsupported
+}

@@ -1,0 +1,38 @@
+package isolate
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// internalDir is where compile steps put their output; clients cannot name
+// it and Collect never returns it.
+const internalDir = ".sandboxd"
+
+// CleanName checks a client-given workspace path: a clean relative path
+// ("data/x.csv") with no "..", no "." or empty components, no NUL and no
+// backslash. Anything else is refused, never rewritten into something the
+// client did not say.
+func CleanName(name string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("%w: %q: %s", ErrBadFileName, name, why)
+	}
+	switch {
+	case name == "":
+		return bad("empty name")
+	case len(name) > 4096:
+		return bad("longer than 4096 bytes")
+	case strings.ContainsAny(name, "\x00\\"):
+		return bad("contains a NUL byte or a backslash")
+	case strings.HasPrefix(name, "/"):
+		return bad("must be relative to the workspace")
+	case path.Clean(name) != name:
+		return bad("must be a clean path without '.', '..' or empty components")
+	case name == "." || name == ".." || strings.HasPrefix(name, "../"):
+		return bad("must not leave the workspace")
+	case name == internalDir || strings.HasPrefix(name, internalDir+"/"):
+		return bad("the " + internalDir + " directory is reserved for the sandbox")
+	}
+	return name, nil
+}
