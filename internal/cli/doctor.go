@@ -1,18 +1,66 @@
 package cli
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 func doctorCommand(stdout io.Writer, code *int) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doctor",
 		Short: "Check which of the sandbox's guarantees hold on this host",
-		Args:  cobra.NoArgs,
+		Long: `Check, line by line, the host features the sandbox stands on, and say
+what to do about each that is missing. Ends with a real sandboxed run.
+Exits 1 when a required check fails.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			checks := isolate.Doctor()
+			checks = append(checks, sandboxedRun(cmd))
+			for _, c := range checks {
+				mark := "ok  "
+				switch {
+				case !c.OK && c.Required:
+					mark = "FAIL"
+					*code = 1
+				case !c.OK:
+					mark = "warn"
+				}
+				fmt.Fprintf(stdout, "%s  %-18s %s\n", mark, c.Name, c.Detail)
+				if c.Fix != "" {
+					fmt.Fprintf(stdout, "      %-18s fix: %s\n", "", c.Fix)
+				}
+			}
 			return nil
 		},
 	}
+}
+
+// sandboxedRun proves the checks above by running a program in a sandbox.
+func sandboxedRun(cmd *cobra.Command) isolate.Check {
+	c := isolate.Check{Name: "sandboxed run", Required: true}
+	x, err := executor.New(executor.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		c.Detail = err.Error()
+		c.Fix = "fix the failed checks above"
+		return c
+	}
+	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte("echo ok\n")}}}
+	res, err := x.Run(cmd.Context(), spec, executor.Stream{})
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	c.OK = res.Status == run.StatusOK && string(res.Stdout) == "ok\n"
+	iso := res.Isolation
+	c.Detail = fmt.Sprintf("status %s in %s: namespaces %s, cgroup %s, seccomp %v, no_new_privs %v, uid %d",
+		res.Status, res.WallTime.Round(1e5), strings.Join(iso.Namespaces, ","), iso.Cgroup, iso.Seccomp, iso.NoNewPrivs, iso.UID)
+	return c
 }

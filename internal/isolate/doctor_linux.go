@@ -1,0 +1,170 @@
+package isolate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
+)
+
+// Doctor checks the host features the process backend stands on. It runs
+// no sandbox; `sandboxctl doctor` adds a real run at the end.
+func Doctor() []Check {
+	return []Check{
+		checkRoot(),
+		checkUserNS(),
+		checkCgroups(),
+		checkSwap(),
+		checkSeccomp(),
+		checkFilesystem("tmpfs", "tmpfs (workspace, /tmp, new root)"),
+		checkSyscall("mount_setattr", "read-only bind mounts applied recursively (Linux 5.12+)", func() error {
+			return unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
+		}, false, "without it only the top of each bind is made read-only; upgrade the kernel to 5.12 or later"),
+		checkSyscall("openat2", "produced files collected without following symlinks (Linux 5.6+)", func() error {
+			_, err := unix.Openat2(-1, "", &unix.OpenHow{})
+			return err
+		}, true, "upgrade the kernel to 5.6 or later"),
+	}
+}
+
+func checkRoot() Check {
+	c := Check{Name: "root", Required: true, OK: os.Geteuid() == 0}
+	c.Detail = "running as uid " + strconv.Itoa(os.Geteuid())
+	if !c.OK {
+		c.Fix = "run as root: the process backend creates cgroups and maps the sandbox's uids (rootless mode is not built yet)"
+	}
+	return c
+}
+
+func checkUserNS() Check {
+	c := Check{Name: "user namespaces", Required: true}
+	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	switch {
+	case err != nil:
+		c.Detail = "kernel without user namespaces (" + err.Error() + ")"
+		c.Fix = "use a kernel built with CONFIG_USER_NS=y"
+	case n == 0:
+		c.Detail = "user.max_user_namespaces is 0"
+		c.Fix = "sysctl -w user.max_user_namespaces=15000"
+	default:
+		c.OK = true
+		c.Detail = fmt.Sprintf("user.max_user_namespaces=%d", n)
+	}
+	return c
+}
+
+func checkCgroups() Check {
+	c := Check{Name: "cgroups", Required: true}
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+		have := strings.Fields(string(b))
+		missing := missingOf(have, "memory", "pids", "cpu")
+		c.OK = err == nil && len(missing) == 0
+		c.Detail = "cgroup v2, controllers: " + strings.Join(have, " ")
+		if !c.OK {
+			c.Fix = "enable the " + strings.Join(missing, ", ") + " controller(s) in the root cgroup (or delegate a subtree that has them)"
+		}
+	case cgroups.Legacy, cgroups.Hybrid:
+		d, err := newV1Driver("sandboxd")
+		c.OK = err == nil
+		mode := "cgroup v1"
+		if cgroups.Mode() == cgroups.Hybrid {
+			mode = "cgroup v1 (hybrid: controllers on v1, v2 mounted without them)"
+		}
+		c.Detail = mode
+		if err != nil {
+			c.Detail += ": " + err.Error()
+			c.Fix = "mount the memory, pids, cpu and cpuacct v1 controllers, or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+		} else {
+			c.Detail += ", controllers: memory pids cpu cpuacct at " + filepath.Dir(d.roots["memory"])
+		}
+	default:
+		c.Detail = "no cgroup hierarchy mounted"
+		c.Fix = "mount cgroup2 on /sys/fs/cgroup"
+	}
+	return c
+}
+
+func missingOf(have []string, want ...string) []string {
+	var missing []string
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == w
+		}
+		if !found {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}
+
+func checkSwap() Check {
+	c := Check{Name: "no swap for runs"}
+	swaps, _ := os.ReadFile("/proc/swaps")
+	noSwap := bytes.Count(swaps, []byte("\n")) <= 1
+	accounting := true
+	if cgroups.Mode() != cgroups.Unified {
+		if d, err := newV1Driver("sandboxd"); err == nil {
+			_, err := os.Stat(filepath.Join(d.roots["memory"], "memory.memsw.limit_in_bytes"))
+			accounting = err == nil
+		}
+	}
+	switch {
+	case noSwap:
+		c.OK, c.Detail = true, "the host has no swap"
+	case accounting:
+		c.OK, c.Detail = true, "swap is on; runs get memory+swap = memory"
+	default:
+		c.Detail = "swap is on but not accounted in cgroup v1 (no memory.memsw.*): runs may swap past their memory limit"
+		c.Fix = "boot with swapaccount=1, or turn swap off"
+	}
+	return c
+}
+
+func checkSeccomp() Check {
+	c := Check{Name: "seccomp", Required: true}
+	_, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
+	if err != nil {
+		c.Detail = "seccomp unavailable: " + err.Error()
+		c.Fix = "use a kernel built with CONFIG_SECCOMP_FILTER=y"
+		return c
+	}
+	c.OK, c.Detail = true, "seccomp filters available (deny list with a reason per rule)"
+	return c
+}
+
+func checkFilesystem(fs, what string) Check {
+	c := Check{Name: fs, Required: true}
+	b, _ := os.ReadFile("/proc/filesystems")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == fs {
+			c.OK = true
+		}
+	}
+	c.Detail = what
+	if !c.OK {
+		c.Fix = "use a kernel with " + fs + " support"
+	}
+	return c
+}
+
+// checkSyscall probes a syscall with arguments that are always wrong: any
+// error but ENOSYS means the kernel has it.
+func checkSyscall(name, what string, probe func() error, required bool, fix string) Check {
+	c := Check{Name: name, Required: required, Detail: what}
+	err := probe()
+	c.OK = !errors.Is(err, unix.ENOSYS)
+	if !c.OK {
+		c.Fix = fix
+	}
+	return c
+}
