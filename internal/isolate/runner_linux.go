@@ -59,6 +59,9 @@ func New(cfg Config) (*Runner, error) {
 			return nil, fmt.Errorf("create state dir: %w", err)
 		}
 	}
+	if err := reachable(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
 	}
@@ -98,5 +101,23 @@ func etcFiles() []nsinit.RootFile {
 		{Path: "/etc/hostname", Mode: 0o644, Content: "sandbox\n"},
 		{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "passwd: files\ngroup: files\nhosts: files\n"},
 		{Path: "/etc/resolv.conf", Mode: 0o644, Content: ""},
+	}
+}
+
+// reachable checks that every directory on the way to dir can be traversed
+// by others: init runs as the sandbox's host uid when it mounts the run's
+// root under the state directory.
+func reachable(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("state dir %s: %s has mode %v; the sandbox's uids must be able to traverse it (chmod o+x, or choose another state dir)", dir, d, st.Mode().Perm())
+		}
+		if d == "/" {
+			return nil
+		}
 	}
 }

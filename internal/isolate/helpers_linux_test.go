@@ -1,0 +1,68 @@
+package isolate
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// requireRunner returns a Runner, or skips when this host cannot run the
+// process backend (not root, no user namespaces or cgroups). CI is root.
+func requireRunner(t *testing.T) *Runner {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root: the process backend creates cgroups and maps uids")
+	}
+	// Not t.TempDir(): its parents are 0700, and the sandbox's uids must
+	// traverse the state dir.
+	state, err := os.MkdirTemp("/run", "sandboxd-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	r, err := New(Config{StateDir: state})
+	if err != nil {
+		t.Skipf("requires user namespaces and cgroups: %v", err)
+	}
+	return r
+}
+
+// runPython runs code with /usr/bin/python3 in a fresh workspace and
+// returns the result.
+func runPython(t *testing.T, r *Runner, code string, l limits.Limits, stdin string) *run.Result {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("requires /usr/bin/python3")
+	}
+	ws, err := r.NewWorkspace(l.Merge(limits.Defaults()).Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ws.Close(); err != nil {
+			t.Errorf("close workspace: %v", err)
+		}
+	})
+	if err := ws.WriteFile(run.File{Name: "main.py", Content: []byte(code)}); err != nil {
+		t.Fatal(err)
+	}
+	e := Exec{
+		Argv:   []string{"/usr/bin/python3", "main.py"},
+		Env:    []string{"PATH=/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1"},
+		Limits: l.Merge(limits.Defaults()),
+	}
+	if stdin != "" {
+		e.Stdin = stringsReader(stdin)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := r.Run(ctx, ws, e)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return res
+}

@@ -1,0 +1,47 @@
+package isolate
+
+import (
+	"errors"
+	"path"
+	"strings"
+	"testing"
+)
+
+func TestCleanName(t *testing.T) {
+	good := []string{"main.py", "data/x.csv", "a/b/c.txt", ".hidden", "x..y", "..x"}
+	bad := []string{"", "/etc/passwd", "../x", "a/../../x", "a/../b", "./a", "a//b", "a/", ".", "..", "a\x00b", `a\b`, ".sandboxd/bin/program", ".sandboxd", strings.Repeat("a", 4097)}
+	for _, n := range good {
+		if _, err := CleanName(n); err != nil {
+			t.Errorf("CleanName(%q) = %v, want ok", n, err)
+		}
+	}
+	for _, n := range bad {
+		if _, err := CleanName(n); !errors.Is(err, ErrBadFileName) {
+			t.Errorf("CleanName(%q) = %v, want ErrBadFileName", n, err)
+		}
+	}
+}
+
+// FuzzCleanName: whatever a client sends, an accepted name stays inside
+// the workspace and is returned unchanged.
+func FuzzCleanName(f *testing.F) {
+	for _, s := range []string{"main.py", "../x", "a/./b", "/abs", "a/b/../../..", ".sandboxd/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		got, err := CleanName(name)
+		if err != nil {
+			return
+		}
+		if got != name {
+			t.Fatalf("CleanName(%q) rewrote it to %q", name, got)
+		}
+		joined := path.Join("/workspace", name)
+		if !strings.HasPrefix(joined, "/workspace/") {
+			t.Fatalf("accepted %q leaves the workspace: %s", name, joined)
+		}
+		if strings.HasPrefix(name, internalDir) && (len(name) == len(internalDir) || name[len(internalDir)] == '/') {
+			t.Fatalf("accepted the reserved %q", name)
+		}
+	})
+}

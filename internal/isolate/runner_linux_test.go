@@ -1,0 +1,189 @@
+package isolate
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func TestRunStatuses(t *testing.T) {
+	r := requireRunner(t)
+	cases := []struct {
+		name   string
+		code   string
+		l      limits.Limits
+		stdin  string
+		status run.Status
+		check  func(t *testing.T, res *run.Result)
+	}{
+		{name: "ok", code: "print('hello')", status: run.StatusOK, check: func(t *testing.T, res *run.Result) {
+			if string(res.Stdout) != "hello\n" {
+				t.Errorf("stdout %q", res.Stdout)
+			}
+		}},
+		{name: "stdin", code: "import sys; print(sys.stdin.read().upper(), end='')", stdin: "abc\ndef\n", status: run.StatusOK, check: func(t *testing.T, res *run.Result) {
+			if string(res.Stdout) != "ABC\nDEF\n" {
+				t.Errorf("stdout %q", res.Stdout)
+			}
+		}},
+		{name: "exit code", code: "import sys; sys.stderr.write('bye'); sys.exit(3)", status: run.StatusExited, check: func(t *testing.T, res *run.Result) {
+			if res.ExitCode != 3 || string(res.Stderr) != "bye" {
+				t.Errorf("exit %d stderr %q", res.ExitCode, res.Stderr)
+			}
+		}},
+		{name: "sigsegv", code: "import ctypes; ctypes.string_at(0)", status: run.StatusSignaled, check: func(t *testing.T, res *run.Result) {
+			if res.Signal != int(syscall.SIGSEGV) || res.SignalName != "SIGSEGV" || res.ExitCode != -1 {
+				t.Errorf("signal %d %q exit %d", res.Signal, res.SignalName, res.ExitCode)
+			}
+		}},
+		{name: "abort is SIGABRT, not ignored as PID 1", code: "import os; os.abort()", status: run.StatusSignaled, check: func(t *testing.T, res *run.Result) {
+			if res.Signal != int(syscall.SIGABRT) {
+				t.Errorf("signal %d, want SIGABRT", res.Signal)
+			}
+		}},
+		{name: "timeout", code: "while True: pass", l: limits.Limits{Timeout: limits.Duration(500 * time.Millisecond)}, status: run.StatusTimeout, check: func(t *testing.T, res *run.Result) {
+			if res.WallTime < 500*time.Millisecond || res.WallTime > 3*time.Second {
+				t.Errorf("wall time %v for a 500ms deadline", res.WallTime)
+			}
+		}},
+		{name: "cpu limit", code: "while True: pass", l: limits.Limits{CPUTime: limits.Duration(300 * time.Millisecond)}, status: run.StatusCPULimit, check: func(t *testing.T, res *run.Result) {
+			if res.CPUTime < 300*time.Millisecond {
+				t.Errorf("cpu time %v below the 300ms limit", res.CPUTime)
+			}
+		}},
+		{name: "memory limit", code: "x=[]\nwhile True: x.append(bytearray(16<<20))", l: limits.Limits{Memory: 64 * limits.MiB}, status: run.StatusMemoryLimit, check: func(t *testing.T, res *run.Result) {
+			if res.OOMKills < 1 || res.PeakMemory < 48<<20 || res.PeakMemory > 72<<20 {
+				t.Errorf("oom kills %d, peak %d for a 64MiB limit", res.OOMKills, res.PeakMemory)
+			}
+		}},
+		{name: "output limit", code: "import sys\nwhile True: sys.stdout.write('x'*65536)", l: limits.Limits{Output: 100 * limits.KiB}, status: run.StatusOutputLimit, check: func(t *testing.T, res *run.Result) {
+			if len(res.Stdout) != 100<<10 || !res.StdoutTruncated {
+				t.Errorf("stdout %d bytes, truncated %v", len(res.Stdout), res.StdoutTruncated)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := runPython(t, r, c.code, c.l, c.stdin)
+			if res.Status != c.status {
+				t.Fatalf("status %s (%s), want %s; stderr %q", res.Status, res.Reason, c.status, res.Stderr)
+			}
+			if c.check != nil {
+				c.check(t, res)
+			}
+		})
+	}
+}
+
+// TestNoLeakedFDs: the program gets stdio and nothing else of the parent
+// or of init (CVE-2024-21626 was a leaked fd).
+func TestNoLeakedFDs(t *testing.T) {
+	r := requireRunner(t)
+	extra, err := os.Open("/etc/hostname") // an fd the test holds open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	res := runPython(t, r, "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))", limits.Limits{}, "")
+	// listdir's own directory fd is the only one past stdio.
+	if got := strings.TrimSpace(string(res.Stdout)); got != "[0, 1, 2, 3]" {
+		t.Errorf("program's fds %s, want stdio and listdir's own", got)
+	}
+}
+
+// TestKilledRunLeavesNothing: a run killed at its deadline with a
+// double-forked daemon leaves no process, cgroup or run dir behind.
+func TestKilledRunLeavesNothing(t *testing.T) {
+	r := requireRunner(t)
+	code := `import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(1000)
+    os._exit(0)
+time.sleep(1000)`
+	res := runPython(t, r, code, limits.Limits{Timeout: limits.Duration(300 * time.Millisecond)}, "")
+	if res.Status != run.StatusTimeout {
+		t.Fatalf("status %s", res.Status)
+	}
+	if pids := hostPidsOf(r.cfg.HostUID, r.cfg.HostUID+SandboxUID); len(pids) > 0 {
+		t.Errorf("processes of the run survive it: %v", pids)
+	}
+	names, err := r.cg.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, res.ID) {
+			t.Errorf("cgroup %s survives its run", n)
+		}
+	}
+}
+
+// hostPidsOf lists host processes whose real uid is one of uids.
+func hostPidsOf(uids ...int) []string {
+	var pids []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 1 && f[0] == "Uid:" {
+				for _, u := range uids {
+					if f[1] == itoa(u) {
+						pids = append(pids, e.Name())
+					}
+				}
+			}
+		}
+	}
+	return pids
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestSetupFailureIsReported: an init-stage failure comes back as an
+// internal error naming the step, not as a hang or a bare exit code.
+func TestSetupFailureIsReported(t *testing.T) {
+	r := requireRunner(t)
+	ws, err := r.NewWorkspace(limits.MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	res, err := r.Run(context.Background(), ws, Exec{Argv: []string{"/nonexistent/prog"}, Limits: limits.Defaults()})
+	if err == nil || res.Status != run.StatusInternalError || !strings.Contains(res.Error, "exec /nonexistent/prog") {
+		t.Fatalf("err %v, status %s, error %q", err, res.Status, res.Error)
+	}
+}
+
+// TestCanceledRunDies: canceling the context kills the run at once.
+func TestCanceledRunDies(t *testing.T) {
+	r := requireRunner(t)
+	ws, err := r.NewWorkspace(limits.MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	res, _ := r.Run(ctx, ws, Exec{Argv: []string{"/bin/sleep", "100"}, Limits: limits.Defaults()})
+	if res.Status != run.StatusInternalError || res.Error != "run canceled" || time.Since(start) > 5*time.Second {
+		t.Fatalf("status %s error %q after %v", res.Status, res.Error, time.Since(start))
+	}
+}
