@@ -133,14 +133,19 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 	l := e.Limits
 	name := ws.id + "-" + strconv.Itoa(ws.seq)
 	ws.seq++
+	var ph phases
+	ph.mark("begin")
 	cg, err := r.cg.create(name, l)
 	if err != nil {
 		return err
 	}
+	ph.mark("cgroup_create")
 	defer func() {
 		if err := cg.destroy(); err != nil {
 			r.log.Error("remove run cgroup", "run", ws.id, "err", err)
 		}
+		ph.mark("cgroup_destroy")
+		r.log.Debug("run phases", "run", name, "phases", ph.String())
 	}()
 
 	p, err := newPipes()
@@ -194,6 +199,7 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 		return fmt.Errorf("start sandbox init (are user namespaces enabled?): %w", err)
 	}
 	start := time.Now()
+	ph.mark("clone")
 	p.closeChild()
 	// From here on init exists: every return path must kill and reap it.
 	killInit := func() {
@@ -208,14 +214,18 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 		return err
 	}
 
-	if err := cg.add(cmd.Process.Pid); err != nil {
-		return abort(err)
-	}
+	// Config first, so init builds the sandbox while the cgroup v1 move
+	// (which can wait out an RCU grace period) runs here; the close is the
+	// "go" init waits for before starting the program.
 	cfg := r.initConfig(ws, e)
 	if err := json.NewEncoder(p.cfgW).Encode(&cfg); err != nil {
 		return abort(fmt.Errorf("send config to init: %w", err))
 	}
+	if err := cg.add(cmd.Process.Pid); err != nil {
+		return abort(err)
+	}
 	p.cfgW.Close()
+	ph.mark("cgroup_add_config")
 
 	// stdin: copied by its own goroutine, closed after the last byte so
 	// the program sees EOF.
@@ -247,6 +257,7 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 
 	reason := r.supervise(ctx, cg, l.Timeout.Std(), l.CPUTime.Std(), overflow, exited, killInit)
 	res.WallTime = time.Since(start)
+	ph.mark("setup_and_program")
 
 	// Init is gone, so is every process of the run: the pipes are at EOF
 	// or about to be. Bound the wait all the same.
@@ -259,6 +270,7 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 		_ = p.errR.SetReadDeadline(time.Now())
 		<-drained
 	}
+	ph.mark("drain")
 	res.Stdout, res.StdoutTruncated = stdout.result()
 	res.Stderr, res.StderrTruncated = stderr.result()
 
@@ -270,6 +282,8 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 			setupErr = &m
 		case m.Exit != nil:
 			exit = m.Exit
+		case m.Pid != 0:
+			ph.note("init_setup", m.Setup)
 		}
 	}
 	st, err := cg.stats()
@@ -277,6 +291,7 @@ func (r *Runner) run(ctx context.Context, ws *Workspace, e Exec, res *run.Result
 		r.log.Warn("read run cgroup stats", "run", ws.id, "err", err)
 	}
 	res.CPUTime, res.PeakMemory, res.OOMKills = st.CPU, st.PeakMemory, st.OOMKills
+	ph.mark("stats")
 	if setupErr != nil {
 		return fmt.Errorf("sandbox setup: %s: %s", setupErr.Op, setupErr.Error)
 	}

@@ -1,5 +1,7 @@
 package nsinit
 
+import "time"
+
 // Arg0 is the argv[0] that marks a process as the init stage.
 const Arg0 = "sandboxd-init"
 
@@ -73,6 +75,9 @@ type Rlimit struct {
 type Message struct {
 	// Pid is the program's pid inside the sandbox, sent once it started.
 	Pid int `json:"pid,omitempty"`
+	// Setup is how long init took from its start to the program's start,
+	// for the phases of the debug log and the benchmark.
+	Setup time.Duration `json:"setup_ns,omitempty"`
 	// Exit is sent when the program exited.
 	Exit *ExitStatus `json:"exit,omitempty"`
 	// Error and Op are sent when setup failed; init then exits with

@@ -19,18 +19,20 @@
 // The sync protocol over two pipes (fd 3 parent->init, fd 4 init->parent):
 //
 //	parent                                     init (PID 1, new namespaces)
-//	  Start() ----- clone + execve ---------->   blocks reading fd 3 to EOF
-//	  [cgroup v1: write pid to cgroup.procs]
-//	  Config JSON, close fd 3 --------------->   (the config doubles as "go":
-//	                                             init is in its cgroup by now)
-//	                                             mounts, pivot_root, hostname,
-//	                                             loopback, rlimits, caps,
-//	                                             no_new_privs, seccomp
+//	  Start() ----- clone + execve ---------->   blocks reading fd 3
+//	  Config JSON ---------------------------->  mounts, pivot_root, hostname,
+//	  [cgroup v1: write pid to cgroup.procs,     loopback, rlimits, caps,
+//	   in parallel with init's setup]            no_new_privs
+//	  close fd 3 ("go") ---------------------->  unshare cgroup ns, seccomp,
 //	                                             fork+exec the program (PID 2)
 //	  <--------------- {"pid":2}                 (or {"error":...}, exit 125)
 //	                                             reap children until PID 2 exits
 //	  <--------------- {"exit":{...}}            exit(0): the kernel kills the
 //	  read fd 4 to EOF, wait(init)               rest of the pid namespace
+//
+// The program starts only after the "go": it is in the run's cgroup from its
+// first instruction. Init's own setup before it is charged to the parent's
+// cgroup (a few KiB of tmpfs metadata).
 //
 // Every message is one JSON object per line. Any failure before the program
 // starts is a Message with Error set, naming the step that failed.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,6 +44,7 @@ func step(op string, err error) error {
 }
 
 func run() int {
+	began := time.Now()
 	status := os.NewFile(StatusFD, "status")
 	// The status pipe must not reach the program.
 	unix.CloseOnExec(StatusFD)
@@ -57,15 +59,16 @@ func run() int {
 		return ExitSetupFailed
 	}
 
-	cfg, err := readConfig()
+	cfgPipe := os.NewFile(ConfigFD, "config")
+	cfg, err := readConfig(cfgPipe)
 	if err != nil {
 		return fail(step("read config", err))
 	}
-	pid, err := setup(cfg)
+	pid, err := setup(cfg, cfgPipe)
 	if err != nil {
 		return fail(err)
 	}
-	if err := enc.Encode(Message{Pid: pid}); err != nil {
+	if err := enc.Encode(Message{Pid: pid, Setup: time.Since(began)}); err != nil {
 		// The parent is gone; the program must not run unsupervised.
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return ExitSetupFailed
@@ -77,16 +80,10 @@ func run() int {
 	return 0
 }
 
-func readConfig() (*Config, error) {
-	f := os.NewFile(ConfigFD, "config")
-	defer f.Close()
+func readConfig(f *os.File) (*Config, error) {
 	// The config is small; cap it so a broken parent cannot balloon init.
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, err
-	}
 	var cfg Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
+	if err := json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&cfg); err != nil {
 		return nil, err
 	}
 	if len(cfg.Argv) == 0 {
@@ -98,21 +95,34 @@ func readConfig() (*Config, error) {
 	return &cfg, nil
 }
 
+// waitGo blocks until the parent closes the config pipe: the parent's "go",
+// sent once init is in the run's cgroup. Any byte instead of EOF means the
+// parent gave up.
+func waitGo(f *os.File) error {
+	var b [1]byte
+	n, err := f.Read(b[:])
+	if n == 0 && err == io.EOF {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("parent aborted the run")
+	}
+	return err
+}
+
 // setup builds the sandbox and starts the program. The order is the one runc
 // uses, for the same reasons: the file system first (it needs capabilities),
 // then rlimits, then every stray fd marked close-on-exec (CVE-2024-21626: a
 // leaked host directory fd is a way out of any new root), capabilities
 // dropped from the bounding set, no_new_privs, and seccomp last, as close to
 // execve as possible so the filter need not allow setup's syscalls.
-func setup(cfg *Config) (int, error) {
+//
+// The parent moves init into the run's cgroup (on cgroup v1) while init
+// builds the sandbox; init waits for its "go" only before the cgroup
+// namespace and the program, which must start inside the cgroup.
+func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	// Anything inherited past the two protocol fds is a leak.
 	if err := step("close stray fds", unix.CloseRange(StatusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
-		return 0, err
-	}
-	// Enter a new cgroup namespace now that the parent has put init in the
-	// run's cgroup: that cgroup becomes the namespace's root, so the run
-	// sees neither the host's cgroup tree nor its own cgroup's name.
-	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
 		return 0, err
 	}
 	if err := buildRoot(cfg); err != nil {
@@ -131,6 +141,16 @@ func setup(cfg *Config) (int, error) {
 		return 0, err
 	}
 	if err := step("set no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); err != nil {
+		return 0, err
+	}
+	if err := step("wait for the parent", waitGo(cfgPipe)); err != nil {
+		return 0, err
+	}
+	cfgPipe.Close()
+	// Enter a new cgroup namespace now that init is in the run's cgroup:
+	// that cgroup becomes the namespace's root, so the run sees neither the
+	// host's cgroup tree nor its own cgroup's name.
+	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
 		return 0, err
 	}
 	if cfg.Seccomp {
