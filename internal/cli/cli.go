@@ -24,8 +24,30 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Short:         "Run untrusted programs in a sandbox",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q; see sandboxctl --help", args[0])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("missing command; see sandboxctl --help")}
+		},
 	}
 	root.AddCommand(runCommand(stdin, stdout, stderr, &code), runtimesCommand(stdout), doctorCommand(stdout, &code))
+	// Flag and argument mistakes exit 2, the sandbox's own failures 125.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	for _, c := range root.Commands() {
+		if c.Args != nil {
+			check := c.Args
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+	}
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

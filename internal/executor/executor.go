@@ -5,6 +5,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -263,7 +264,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	}
 	var stdin io.Reader
 	if spec.Stdin != nil {
-		stdin = strings.NewReader(string(spec.Stdin))
+		stdin = bytes.NewReader(spec.Stdin)
 	}
 	if stream.Stdin != nil {
 		stdin = stream.Stdin
