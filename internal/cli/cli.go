@@ -9,16 +9,35 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
 // Main runs sandboxctl with args and returns its exit code.
-func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	code := 0
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	// SIGINT or SIGTERM cancels the run (which kills it whole); sandboxctl
+	// then exits 128+signal, as the program would have.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var got atomic.Value
+	go func() {
+		select {
+		case s := <-sigs:
+			got.Store(s)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		if s, ok := got.Load().(syscall.Signal); ok {
+			code = 128 + int(s)
+		}
+	}()
 	root := &cobra.Command{
 		Use:           "sandboxctl",
 		Short:         "Run untrusted programs in a sandbox",
@@ -57,7 +76,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if errors.As(err, &ue) {
 			return 2
 		}
-		return ExitSandboxError
+		code = ExitSandboxError
 	}
 	return code
 }

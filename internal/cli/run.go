@@ -39,7 +39,8 @@ stream live to sandboxctl's; stdin is passed through.
 Exit code: the program's own; 128+N when killed by signal N; 124 when the
 wall-clock limit stopped it, 123 the CPU-time limit, 122 the memory limit,
 121 the output limit; 125 when the sandbox could not run it; 2 for a
-command-line mistake.`,
+command-line mistake. SIGINT or SIGTERM to sandboxctl kills the run and
+exits 128+N.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := runFile(cmd, &f, args, stdin, stdout, stderr)

@@ -23,6 +23,10 @@ import (
 // directory whose lock can be taken belongs to nobody: sweep removes it, its
 // mount and its cgroups. Locks (not pid files) make this safe against pid
 // reuse and against several sandboxctl and sandboxd processes sharing a host.
+//
+// A run directory is made and locked in two steps, so a sweep must never
+// look at one in between: <state>/runs.lock is held shared while a run dir
+// is created and locked, and exclusively for the whole of a sweep.
 
 func newRunID() string {
 	var b [8]byte
@@ -37,6 +41,11 @@ type runDir struct {
 }
 
 func (r *Runner) newRunDir(id string) (*runDir, error) {
+	unlock, err := r.lockRuns(unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	path := filepath.Join(r.runsDir(), id)
 	// 0711: the sandbox's host uids must traverse to root/, not list runs.
 	if err := os.Mkdir(path, 0o711); err != nil {
@@ -57,6 +66,26 @@ func (r *Runner) newRunDir(id string) (*runDir, error) {
 		return nil, fmt.Errorf("set up run dir %s: %w", path, err)
 	}
 	return &runDir{path: path, lock: lock}, nil
+}
+
+// lockRuns takes the state dir's runs.lock (LOCK_SH to create a run dir,
+// LOCK_EX to sweep) and returns its release.
+func (r *Runner) lockRuns(how int) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(r.cfg.StateDir, "runs.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open runs lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock runs: %w", &os.PathError{Op: "flock", Path: f.Name(), Err: err})
+	}
+	return func() { f.Close() }, nil
 }
 
 func (r *Runner) runsDir() string { return filepath.Join(r.cfg.StateDir, "runs") }
@@ -80,6 +109,11 @@ func removeRunDir(path string) error {
 // their workspace mounts, and cgroups. It never touches a run whose owner is
 // alive. New calls it; a daemon may call it again at any time.
 func (r *Runner) Sweep() error {
+	unlock, err := r.lockRuns(unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var errs []error
 	live := map[string]bool{}
 	ents, err := os.ReadDir(r.runsDir())

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
@@ -50,7 +51,7 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("create workspace: %w", err)
 	}
-	opts := fmt.Sprintf("size=%d,mode=0755,uid=%d,gid=%d", int64(size), r.cfg.HostUID+SandboxUID, r.cfg.HostGID+SandboxUID)
+	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", int64(size), nsinit.TmpfsInodes(int64(size)), r.cfg.HostUID+SandboxUID, r.cfg.HostGID+SandboxUID)
 	if err := unix.Mount("sandboxd-work", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		d.remove()
 		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
@@ -107,6 +108,9 @@ func (w *Workspace) WriteFile(f run.File) error {
 	return nil
 }
 
+// maxWalk bounds the directory entries Collect looks at.
+const maxWalk = 10000
+
 // Collect returns the regular files the run created or changed, sorted by
 // name. It walks the workspace with openat2(RESOLVE_IN_ROOT |
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV): a symlink the program planted is
@@ -120,9 +124,12 @@ func (w *Workspace) Collect(cl CollectLimits) (files []run.OutputFile, truncated
 	}
 	defer unix.Close(rootfd)
 	var total int64
+	// The walk is bounded too: a program can make far more (empty)
+	// directories than files worth returning.
+	visited := 0
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
-		if depth > 32 {
+		if depth > 32 || visited > maxWalk {
 			truncated = true
 			return nil
 		}
@@ -138,6 +145,10 @@ func (w *Workspace) Collect(cl CollectLimits) (files []run.OutputFile, truncated
 		}
 		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 		for _, e := range ents {
+			if visited++; visited > maxWalk {
+				truncated = true
+				return nil
+			}
 			name := path.Join(dir, e.Name())
 			if name == internalDir {
 				continue

@@ -92,3 +92,11 @@ type ExitStatus struct {
 	Signal int  `json:"signal,omitempty"`
 	Core   bool `json:"core,omitempty"`
 }
+
+// TmpfsInodes is the inode cap of a run's tmpfs of the given size: one per
+// 8 KiB, at least 1024. Without it a tmpfs allows half of the host's RAM
+// pages in inodes, and a run could fill the kernel with empty files and
+// directories that its size cap never sees.
+func TmpfsInodes(size int64) int64 {
+	return max(size/(8<<10), 1024)
+}

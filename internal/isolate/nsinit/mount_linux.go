@@ -158,7 +158,7 @@ func mountTmpfs(dir string, size int64, mode string) error {
 	if err := step("mkdir "+dir, os.MkdirAll(dir, 0o755)); err != nil {
 		return err
 	}
-	opts := "size=" + strconv.FormatInt(size, 10) + ",mode=" + mode
+	opts := "size=" + strconv.FormatInt(size, 10) + ",nr_inodes=" + strconv.FormatInt(TmpfsInodes(size), 10) + ",mode=" + mode
 	return step("mount tmpfs "+dir, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts))
 }
 
