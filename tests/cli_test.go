@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -364,5 +365,41 @@ func stopGracefully(t *testing.T, cmd *exec.Cmd) {
 		t.Errorf("sandboxctl did not exit within 10s of SIGTERM")
 		_ = cmd.Process.Kill()
 		<-done
+	}
+}
+
+// TestCLIDoctor: doctor prints one line per guarantee, ends with a real
+// sandboxed run, and exits 0 on a host where the suite itself can run.
+func TestCLIDoctor(t *testing.T) {
+	requireSandbox(t)
+	o := sbx(t, invocation{args: []string{"doctor"}, timeout: time.Minute})
+	stdout := string(o.stdout)
+	if o.code != 0 {
+		t.Fatalf("doctor exited %d on a host that runs sandboxes:\n%s", o.code, stdout)
+	}
+	for _, want := range []string{"user namespaces", "cgroups", "seccomp", "openat2", "sandboxed run"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^ok +sandboxed run +status ok`).MatchString(stdout) {
+		t.Errorf("doctor's sandboxed run did not pass:\n%s", stdout)
+	}
+}
+
+// TestCLIRuntimes: every built-in runtime is listed with a probed version.
+func TestCLIRuntimes(t *testing.T) {
+	o := sbx(t, invocation{args: []string{"runtimes"}, timeout: time.Minute})
+	stdout := string(o.stdout)
+	if o.code != 0 {
+		t.Fatalf("runtimes exited %d: %s", o.code, o.stderr)
+	}
+	for _, name := range []string{"python", "javascript", "bash", "sh", "c", "c++"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` +\S+`).MatchString(stdout) {
+			t.Errorf("runtimes does not list %s:\n%s", name, stdout)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^python +3\.\d+\.\d+`).MatchString(stdout) {
+		t.Errorf("python's version was not probed:\n%s", stdout)
 	}
 }

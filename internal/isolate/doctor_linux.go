@@ -22,6 +22,7 @@ func Doctor() []Check {
 		checkCgroups(),
 		checkSwap(),
 		checkDynMods(),
+		checkCorePattern(),
 		checkSeccomp(),
 		checkFilesystem("tmpfs", "tmpfs (workspace, /tmp, new root)"),
 		checkSyscall("mount_setattr", "read-only bind mounts applied recursively (Linux 5.12+)", func() error {
@@ -197,6 +198,26 @@ func checkDynMods() Check {
 		c.Fix = "mount -o remount,favordynmods " + v2 + " (host-wide: faster cgroup moves, slightly slower fork and exit)"
 	} else {
 		c.Fix = "mount a cgroup2 hierarchy with -o favordynmods (host-wide: faster cgroup moves, slightly slower fork and exit)"
+	}
+	return c
+}
+
+// checkCorePattern: RLIMIT_CORE 0 stops core files, but when core_pattern
+// pipes to a helper (systemd-coredump, apport) the kernel still starts that
+// helper on the host, as root, for every crash in a sandbox, and feeds it
+// the crashed program's memory. Not namespaced; the operator's choice.
+func checkCorePattern() Check {
+	c := Check{Name: "core dumps"}
+	b, err := os.ReadFile("/proc/sys/kernel/core_pattern")
+	pattern := strings.TrimSpace(string(b))
+	switch {
+	case err != nil:
+		c.Detail = "cannot read kernel.core_pattern: " + err.Error()
+	case strings.HasPrefix(pattern, "|"):
+		c.Detail = "kernel.core_pattern pipes to " + strings.Fields(pattern[1:] + " ")[0] + ": a crash in a sandbox starts that helper on the host"
+		c.Fix = "sysctl -w kernel.core_pattern=core (runs have RLIMIT_CORE 0, so no core file is written)"
+	default:
+		c.OK, c.Detail = true, "runs have RLIMIT_CORE 0 and core_pattern writes files: no core leaves a run"
 	}
 	return c
 }
