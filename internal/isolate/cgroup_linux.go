@@ -98,6 +98,8 @@ func (d *v1Driver) create(name string, l limits.Limits) (runCgroup, error) {
 	path := filepath.Join(d.parent, name)
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, cgroup1.WithHierarchy(d.hierarchy))
 	if err != nil {
+		// Some hierarchies may have the directory already.
+		_ = (&v1Cgroup{d: d, path: path}).destroy()
 		return nil, fmt.Errorf("create cgroup v1 %s: %w", path, err)
 	}
 	return &v1Cgroup{d: d, path: path, cg: cg}, nil

@@ -187,3 +187,28 @@ func TestCanceledRunDies(t *testing.T) {
 		t.Fatalf("status %s error %q after %v", res.Status, res.Error, time.Since(start))
 	}
 }
+
+// TestSweepSparesOtherRunners: a second runner (another state dir, the same
+// cgroup parent) starting up while a run is live must not touch that run.
+func TestSweepSparesOtherRunners(t *testing.T) {
+	a := requireRunner(t)
+	done := make(chan *run.Result, 1)
+	go func() {
+		ws, err := a.NewWorkspace(limits.MiB)
+		if err != nil {
+			t.Error(err)
+			done <- nil
+			return
+		}
+		defer ws.Close()
+		res, _ := a.Run(context.Background(), ws, Exec{Argv: []string{"/bin/sleep", "1"}, Limits: limits.Defaults()})
+		done <- res
+	}()
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		requireRunner(t) // New sweeps
+	}
+	if res := <-done; res == nil || res.Status != run.StatusOK {
+		t.Fatalf("a live run of another runner was disturbed by a sweep: %+v", res)
+	}
+}

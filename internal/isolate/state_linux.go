@@ -114,40 +114,42 @@ func (r *Runner) Sweep() error {
 		return err
 	}
 	defer unlock()
-	var errs []error
-	live := map[string]bool{}
 	ents, err := os.ReadDir(r.runsDir())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	var cgroups []string
+	var errs []error
 	for _, e := range ents {
 		id := e.Name()
 		path := filepath.Join(r.runsDir(), id)
 		if held(filepath.Join(path, "lock")) {
-			live[id] = true
 			continue
 		}
+		if cgroups == nil {
+			if cgroups, err = r.cg.list(); err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+		}
+		// Only cgroups of a dead run found in this state dir are ours to
+		// remove: other runners (another state dir, the same cgroup
+		// parent) may be using the rest. A run removes its cgroups before
+		// its directory, so a crash never leaves a cgroup without one.
+		// The cgroups go first (killing what is left in them), then the
+		// directory, so a sweep that fails half-way is redone next time.
 		r.log.Info("sweeping leftover run", "run", id)
+		failed := false
+		for _, name := range cgroups {
+			if strings.HasPrefix(name, id+"-") {
+				if err := r.cg.remove(name); err != nil {
+					errs, failed = append(errs, err), true
+				}
+			}
+		}
+		if failed {
+			continue
+		}
 		if err := removeRunDir(path); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	names, err := r.cg.list()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, name := range names {
-		id, _, _ := strings.Cut(name, "-")
-		if live[id] {
-			continue
-		}
-		// A run creates its directory (and takes the lock) before its
-		// cgroup, so a cgroup without a live directory is a leftover.
-		if _, err := os.Stat(filepath.Join(r.runsDir(), id)); err == nil && held(filepath.Join(r.runsDir(), id, "lock")) {
-			continue
-		}
-		r.log.Info("sweeping leftover cgroup", "cgroup", name)
-		if err := r.cg.remove(name); err != nil {
 			errs = append(errs, err)
 		}
 	}
