@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -165,37 +166,128 @@ func execSandboxctl(inv invocation) (outcome, error) {
 	return o, nil
 }
 
-// result mirrors run.Result's JSON. It is declared here, not imported, so
-// the tests check the wire format a client sees.
+// result is a run result as the tests use it; it is decoded from the wire
+// form (wireResult), which is declared here, not imported, so the tests
+// check the JSON a client sees.
 type result struct {
-	ID              string        `json:"id"`
-	Status          string        `json:"status"`
-	Reason          string        `json:"reason"`
-	ExitCode        int           `json:"exit_code"`
-	Signal          int           `json:"signal"`
-	SignalName      string        `json:"signal_name"`
-	Stdout          []byte        `json:"stdout"`
-	Stderr          []byte        `json:"stderr"`
-	StdoutTruncated bool          `json:"stdout_truncated"`
-	StderrTruncated bool          `json:"stderr_truncated"`
-	WallTime        time.Duration `json:"wall_time_ns"`
-	CPUTime         time.Duration `json:"cpu_time_ns"`
-	PeakMemory      int64         `json:"peak_memory_bytes"`
-	OOMKills        int           `json:"oom_kills"`
-	Files           []outFile     `json:"files"`
-	FilesTruncated  bool          `json:"files_truncated"`
-	Compile         *result       `json:"compile"`
-	Runtime         string        `json:"runtime"`
-	Version         string        `json:"version"`
-	Isolation       isolation     `json:"isolation"`
-	Error           string        `json:"error"`
+	ID              string
+	Status          string
+	Reason          string
+	ExitCode        int
+	Signal          int
+	SignalName      string
+	Stdout          []byte
+	Stderr          []byte
+	StdoutTruncated bool
+	StderrTruncated bool
+	WallTime        time.Duration
+	CPUTime         time.Duration
+	PeakMemory      int64
+	OOMKills        int
+	Files           []outFile
+	FilesTruncated  bool
+	Compile         *result
+	Runtime         string
+	Version         string
+	Isolation       isolation
+	Error           string
 }
 
 type outFile struct {
-	Name    string `json:"name"`
-	Size    int64  `json:"size"`
-	Mode    uint32 `json:"mode"`
-	Content []byte `json:"content"`
+	Name    string
+	Size    int64
+	Mode    uint32
+	Content []byte
+	Omitted bool
+}
+
+// wireResult is the JSON of a result: output and file contents as text,
+// or base64 with an "_encoding" field when not UTF-8; times in ms.
+type wireResult struct {
+	ID              string          `json:"id"`
+	Status          string          `json:"status"`
+	Reason          string          `json:"reason"`
+	ExitCode        int             `json:"exit_code"`
+	Signal          int             `json:"signal"`
+	SignalName      string          `json:"signal_name"`
+	Stdout          string          `json:"stdout"`
+	StdoutEncoding  string          `json:"stdout_encoding"`
+	Stderr          string          `json:"stderr"`
+	StderrEncoding  string          `json:"stderr_encoding"`
+	StdoutTruncated bool            `json:"stdout_truncated"`
+	StderrTruncated bool            `json:"stderr_truncated"`
+	WallTimeMS      float64         `json:"wall_time_ms"`
+	CPUTimeMS       float64         `json:"cpu_time_ms"`
+	PeakMemory      int64           `json:"peak_memory_bytes"`
+	OOMKills        int             `json:"oom_kills"`
+	Files           []wireFile      `json:"files"`
+	FilesTruncated  bool            `json:"files_truncated"`
+	Compile         json.RawMessage `json:"compile"`
+	Runtime         string          `json:"runtime"`
+	Version         string          `json:"version"`
+	Isolation       isolation       `json:"isolation"`
+	Error           string          `json:"error"`
+}
+
+type wireFile struct {
+	Name     string `json:"name"`
+	Size     int64  `json:"size"`
+	Mode     uint32 `json:"mode"`
+	Content  string `json:"content"`
+	Encoding string `json:"encoding"`
+	Omitted  bool   `json:"omitted"`
+}
+
+// decodeText reverses the wire form's text-or-base64 encoding.
+func decodeText(text, encoding string) ([]byte, error) {
+	switch encoding {
+	case "":
+		return []byte(text), nil
+	case "base64":
+		return base64.StdEncoding.DecodeString(text)
+	}
+	return nil, fmt.Errorf("unknown encoding %q", encoding)
+}
+
+// UnmarshalJSON decodes the wire form strictly: a renamed field must fail
+// loudly, not read as zero.
+func (r *result) UnmarshalJSON(b []byte) error {
+	var w wireResult
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return err
+	}
+	var err error
+	*r = result{
+		ID: w.ID, Status: w.Status, Reason: w.Reason, ExitCode: w.ExitCode,
+		Signal: w.Signal, SignalName: w.SignalName,
+		StdoutTruncated: w.StdoutTruncated, StderrTruncated: w.StderrTruncated,
+		WallTime:   time.Duration(w.WallTimeMS * float64(time.Millisecond)),
+		CPUTime:    time.Duration(w.CPUTimeMS * float64(time.Millisecond)),
+		PeakMemory: w.PeakMemory, OOMKills: w.OOMKills, FilesTruncated: w.FilesTruncated,
+		Runtime: w.Runtime, Version: w.Version, Isolation: w.Isolation, Error: w.Error,
+	}
+	if r.Stdout, err = decodeText(w.Stdout, w.StdoutEncoding); err != nil {
+		return fmt.Errorf("stdout: %w", err)
+	}
+	if r.Stderr, err = decodeText(w.Stderr, w.StderrEncoding); err != nil {
+		return fmt.Errorf("stderr: %w", err)
+	}
+	for _, f := range w.Files {
+		content, err := decodeText(f.Content, f.Encoding)
+		if err != nil {
+			return fmt.Errorf("file %s: %w", f.Name, err)
+		}
+		r.Files = append(r.Files, outFile{Name: f.Name, Size: f.Size, Mode: f.Mode, Content: content, Omitted: f.Omitted})
+	}
+	if len(w.Compile) > 0 && string(w.Compile) != "null" {
+		r.Compile = new(result)
+		if err := r.Compile.UnmarshalJSON(w.Compile); err != nil {
+			return fmt.Errorf("compile: %w", err)
+		}
+	}
+	return nil
 }
 
 type isolation struct {

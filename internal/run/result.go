@@ -3,60 +3,60 @@ package run
 import "time"
 
 // Result says what a run did and why it stopped, with the numbers that prove
-// it. Every backend fills the same fields.
+// it. Every backend fills the same fields. Its JSON form is in json.go.
 type Result struct {
 	// ID identifies the run in logs and in the host's leftovers.
-	ID string `json:"id"`
+	ID string
 	// Status says why the run stopped.
-	Status Status `json:"status"`
+	Status Status
 	// Reason is one human sentence behind Status when a limit or an internal
 	// error stopped the run ("memory limit of 256MiB reached").
-	Reason string `json:"reason,omitempty"`
+	Reason string
 	// ExitCode is the program's exit code; -1 when it was killed by a signal.
-	ExitCode int `json:"exit_code"`
+	ExitCode int
 	// Signal is the number of the signal that killed the program, or 0.
-	Signal int `json:"signal,omitempty"`
+	Signal int
 	// SignalName is the signal's name ("SIGSEGV"), or empty.
-	SignalName string `json:"signal_name,omitempty"`
+	SignalName string
 
-	Stdout          []byte `json:"stdout"`
-	Stderr          []byte `json:"stderr"`
-	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
-	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+	Stdout          []byte
+	Stderr          []byte
+	StdoutTruncated bool
+	StderrTruncated bool
 
 	// WallTime is from the start of the program to the end of the run.
-	WallTime time.Duration `json:"wall_time_ns"`
+	WallTime time.Duration
 	// CPUTime is the CPU (user+system) of every process of the run, read from
 	// its cgroup.
-	CPUTime time.Duration `json:"cpu_time_ns"`
+	CPUTime time.Duration
 	// PeakMemory is the high-water mark of the run's memory cgroup in bytes.
-	PeakMemory int64 `json:"peak_memory_bytes"`
+	PeakMemory int64
 	// OOMKills counts processes of the run the kernel's OOM killer killed.
-	OOMKills int `json:"oom_kills,omitempty"`
+	OOMKills int
 
 	// Files are the files the run created or changed in its workspace.
-	Files []OutputFile `json:"files,omitempty"`
+	Files []OutputFile
 	// FilesTruncated is set when files were left out for the size or count caps.
-	FilesTruncated bool `json:"files_truncated,omitempty"`
+	FilesTruncated bool
 
 	// Compile is the result of the compile step, for compiled languages.
-	Compile *Result `json:"compile,omitempty"`
+	Compile *Result
 
 	// Runtime and Version name what ran.
-	Runtime string `json:"runtime,omitempty"`
-	Version string `json:"version,omitempty"`
+	Runtime string
+	Version string
 	// Isolation records what confinement was actually applied.
-	Isolation Isolation `json:"isolation"`
+	Isolation Isolation
 	// Error holds the internal error when Status is internal_error.
-	Error string `json:"error,omitempty"`
+	Error string
 }
 
 // OutputFile is a regular file found in the workspace after the run.
 type OutputFile struct {
-	Name    string `json:"name"`
-	Size    int64  `json:"size"`
-	Mode    uint32 `json:"mode"`
-	Content []byte `json:"content"`
+	Name    string
+	Size    int64
+	Mode    uint32
+	Content []byte
 }
 
 // Isolation records the confinement a run actually got, so that nothing is

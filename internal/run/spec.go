@@ -17,11 +17,11 @@ const (
 type File struct {
 	// Name is a relative path inside the workspace ("main.py", "data/x.csv").
 	// Absolute paths, ".." and empty components are refused.
-	Name string `json:"name"`
+	Name string
 	// Content is the file's bytes.
-	Content []byte `json:"content"`
+	Content []byte
 	// Mode is the permission bits; zero means 0644.
-	Mode uint32 `json:"mode,omitempty"`
+	Mode uint32
 }
 
 // Spec says what to run. It is backend-neutral: both backends take it as is.
