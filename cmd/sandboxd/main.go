@@ -1,17 +1,102 @@
-// Command sandboxd is the sandbox daemon. The HTTP API and the MCP server
-// are not built yet; today it only acts as the sandbox's init stage and
-// says so.
+// Command sandboxd is the sandbox daemon: an HTTP/JSON API (with Piston v2
+// compatible endpoints) over the same executor as sandboxctl.
+//
+//	sandboxd serve --listen 127.0.0.1:8080 --token-file /etc/sandboxd/token
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/limits"
 )
 
 func main() {
+	// The sandbox's init stage is this same binary, re-executed.
 	nsinit.MaybeRun()
-	fmt.Fprintln(os.Stderr, "sandboxd: the HTTP API and MCP server are not built yet; use `sandboxctl run FILE` to run a program in the sandbox")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{Use: "sandboxd", Short: "The sandbox daemon", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(serveCommand())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		os.Exit(1)
+	}
+}
+
+func serveCommand() *cobra.Command {
+	var (
+		cfg       daemon.Config
+		tokenFile string
+		logFormat string
+		ceiling   limits.Limits
+		defaults  limits.Limits
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP API",
+		Long: `Serve the HTTP API: POST /v1/runs, GET /v1/runtimes, /healthz, /readyz,
+/metrics, /openapi.json, and Piston's /api/v2/execute and /api/v2/runtimes.
+
+The token comes from --token-file or SANDBOXD_TOKEN. Without one, sandboxd
+only listens on a loopback address unless --insecure-no-token says so.
+SIGTERM stops new requests, lets running runs finish for --grace, then
+kills the rest.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Token = os.Getenv("SANDBOXD_TOKEN")
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("token file: %w", err)
+				}
+				cfg.Token = strings.TrimSpace(string(b))
+				if cfg.Token == "" {
+					return fmt.Errorf("token file %s is empty", tokenFile)
+				}
+			}
+			var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
+			if logFormat == "text" {
+				h = slog.NewTextHandler(os.Stderr, nil)
+			}
+			cfg.Logger = slog.New(h)
+			cfg.Executor.Ceiling = ceiling.Merge(limits.DefaultCeiling())
+			cfg.Executor.Defaults = defaults.Merge(limits.Defaults())
+			if err := cfg.Executor.Defaults.Validate(cfg.Executor.Ceiling); err != nil {
+				return fmt.Errorf("default limits: %w", err)
+			}
+			cfg.Executor.Versions = true
+			return daemon.Serve(cmd.Context(), cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fl.StringVar(&tokenFile, "token-file", "", "file holding the bearer token clients must send")
+	fl.BoolVar(&cfg.AllowRemoteWithoutToken, "insecure-no-token", false, "allow a non-loopback --listen without a token")
+	fl.IntVar(&cfg.API.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
+	fl.IntVar(&cfg.API.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
+	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
+	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
+	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	fl.StringVar(&cfg.Executor.Isolate.StateDir, "state-dir", "/run/sandboxd", "directory for run state")
+	fl.Var(&ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit [default 5m]")
+	fl.Var(&ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time [default 5m]")
+	fl.Var(&ceiling.Memory, "max-memory", "ceiling on a run's memory [default 4GiB]")
+	fl.IntVar(&ceiling.Pids, "max-pids", 0, "ceiling on a run's processes [default 1024]")
+	fl.Var(&ceiling.Output, "max-output", "ceiling on a run's output per stream [default 64MiB]")
+	fl.Var(&ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp [default 1GiB]")
+	fl.Var(&defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none [default 10s]")
+	fl.Var(&defaults.Memory, "default-memory", "memory limit of runs that set none [default 256MiB]")
+	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandboxd/sandboxd/internal/client"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -25,6 +26,8 @@ type runFlags struct {
 	json    bool
 	outDir  string
 	verbose bool
+	server  string
+	token   string
 }
 
 func runCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -70,6 +73,8 @@ exits 128+N.`,
 	fl.BoolVar(&f.json, "json", false, "print the full result as JSON instead of streaming the output")
 	fl.StringVar(&f.outDir, "out", "", "write the files the program produced into DIR")
 	fl.BoolVar(&f.verbose, "verbose", false, "log what the sandbox does to stderr")
+	fl.StringVar(&f.server, "server", "", "send the run to the sandboxd at URL instead of running it here")
+	fl.StringVar(&f.token, "token", "", "bearer token for --server (default $SANDBOXD_TOKEN)")
 	return cmd
 }
 
@@ -101,18 +106,33 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 	if f.verbose {
 		logLevel = slog.LevelDebug
 	}
-	x, err := executor.New(executor.Options{
-		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})),
-		Versions: f.json,
-	})
-	if err != nil {
-		return nil, err
-	}
 	stream := executor.Stream{Stdin: stdin}
 	if !f.json {
 		stream.Stdout, stream.Stderr = stdout, stderr
 	}
-	res, err := x.Run(cmd.Context(), spec, stream)
+	var res *run.Result
+	if f.server != "" {
+		// The API takes stdin up front: a terminal is not read.
+		if isTerminal(stdin) {
+			stream.Stdin = nil
+		}
+		token := f.token
+		if token == "" {
+			token = os.Getenv("SANDBOXD_TOKEN")
+		}
+		c := &client.Client{Base: f.server, Token: token}
+		res, err = c.Run(cmd.Context(), spec, stream)
+	} else {
+		var x *executor.Executor
+		x, err = executor.New(executor.Options{
+			Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})),
+			Versions: f.json,
+		})
+		if err != nil {
+			return nil, err
+		}
+		res, err = x.Run(cmd.Context(), spec, stream)
+	}
 	if res == nil {
 		return nil, err
 	}
@@ -131,6 +151,16 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 		fmt.Fprintln(stderr, "sandboxctl:", res.Reason)
 	}
 	return res, nil
+}
+
+// isTerminal reports whether r is a terminal (a character device).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // readFile reads a local file into a run.File named by its base name.

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+)
+
+// Error classes of the API: a closed set, mapped onto HTTP statuses in one
+// place (httpStatus).
+var (
+	ErrInvalidArgument = errors.New("invalid argument")
+	ErrUnauthorized    = errors.New("unauthorized")
+	ErrNotFound        = errors.New("not found")
+	ErrTooLarge        = errors.New("request too large")
+	ErrBusy            = errors.New("too many requests")
+	ErrUnavailable     = errors.New("unavailable")
+	ErrInternal        = errors.New("internal error")
+	ErrMethod          = errors.New("method not allowed")
+)
+
+// codes are the machine-readable names of the classes in error bodies.
+var codes = map[error]string{
+	ErrInvalidArgument: "invalid_argument",
+	ErrUnauthorized:    "unauthorized",
+	ErrNotFound:        "not_found",
+	ErrTooLarge:        "payload_too_large",
+	ErrBusy:            "too_many_requests",
+	ErrUnavailable:     "unavailable",
+	ErrInternal:        "internal",
+	ErrMethod:          "method_not_allowed",
+}
+
+// classOf maps an error from anywhere below onto one class.
+func classOf(err error) error {
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return ErrTooLarge
+	case errors.Is(err, admission.ErrQueueFull):
+		return ErrBusy
+	case errors.Is(err, executor.ErrInvalid), errors.Is(err, limits.ErrInvalid), errors.Is(err, runtimes.ErrUnknownRuntime):
+		return ErrInvalidArgument
+	case errors.Is(err, executor.ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ErrUnavailable
+	}
+	for _, c := range []error{ErrInvalidArgument, ErrUnauthorized, ErrNotFound, ErrTooLarge, ErrBusy, ErrUnavailable, ErrMethod} {
+		if errors.Is(err, c) {
+			return c
+		}
+	}
+	return ErrInternal
+}
+
+// httpStatus is the one mapping of error classes to HTTP statuses.
+func httpStatus(class error) int {
+	switch class {
+	case ErrInvalidArgument:
+		return http.StatusBadRequest
+	case ErrUnauthorized:
+		return http.StatusUnauthorized
+	case ErrNotFound:
+		return http.StatusNotFound
+	case ErrMethod:
+		return http.StatusMethodNotAllowed
+	case ErrTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ErrBusy:
+		return http.StatusTooManyRequests
+	case ErrUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// ErrorBody is the JSON of every error response: {"error":{"code","message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the class (code) and says what is wrong (message).
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func errorBody(err error) (int, ErrorBody) {
+	class := classOf(err)
+	return httpStatus(class), ErrorBody{Error: ErrorDetail{Code: codes[class], Message: err.Error()}}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, body := errorBody(err)
+	switch status {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sandboxd"`)
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

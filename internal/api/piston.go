@@ -1,0 +1,321 @@
+package api
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+)
+
+// Piston v2 compatibility: POST /api/v2/execute and GET /api/v2/runtimes
+// answer as engineer-man/piston does, so existing Piston clients work
+// unchanged. Like Piston, the request decoder ignores fields it does not
+// know and reports errors as {"message": "..."} with status 400.
+
+// PistonFile is one file of a Piston request.
+type PistonFile struct {
+	Name     string `json:"name,omitempty"`
+	Content  string `json:"content"`
+	Encoding string `json:"encoding,omitempty"` // "utf8" (default), "base64", "hex"
+}
+
+// PistonRequest is Piston's execute request; times in ms, memory in bytes,
+// -1 for "the server's default".
+type PistonRequest struct {
+	Language           string       `json:"language"`
+	Version            string       `json:"version"`
+	Files              []PistonFile `json:"files"`
+	Stdin              string       `json:"stdin"`
+	Args               []string     `json:"args"`
+	CompileTimeout     *float64     `json:"compile_timeout"`
+	RunTimeout         *float64     `json:"run_timeout"`
+	CompileCPUTime     *float64     `json:"compile_cpu_time"`
+	RunCPUTime         *float64     `json:"run_cpu_time"`
+	CompileMemoryLimit *float64     `json:"compile_memory_limit"`
+	RunMemoryLimit     *float64     `json:"run_memory_limit"`
+}
+
+// PistonStage is the run or compile part of Piston's response.
+type PistonStage struct {
+	Stdout   string  `json:"stdout"`
+	Stderr   string  `json:"stderr"`
+	Output   string  `json:"output"`
+	Code     *int    `json:"code"`
+	Signal   *string `json:"signal"`
+	Message  *string `json:"message"`
+	Status   *string `json:"status"`
+	CPUTime  int64   `json:"cpu_time"`
+	WallTime int64   `json:"wall_time"`
+	Memory   int64   `json:"memory"`
+}
+
+// PistonResponse is Piston's execute response.
+type PistonResponse struct {
+	Language string       `json:"language"`
+	Version  string       `json:"version"`
+	Run      PistonStage  `json:"run"`
+	Compile  *PistonStage `json:"compile,omitempty"`
+}
+
+// PistonRuntime is one entry of Piston's runtimes list.
+type PistonRuntime struct {
+	Language string   `json:"language"`
+	Version  string   `json:"version"`
+	Aliases  []string `json:"aliases"`
+	Runtime  string   `json:"runtime,omitempty"`
+}
+
+type pistonError struct {
+	Message string `json:"message"`
+}
+
+func pistonFail(w http.ResponseWriter, err error) {
+	status, _ := errorBody(err)
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, pistonError{Message: err.Error()})
+}
+
+func (s *Server) handlePistonRuntimes(w http.ResponseWriter, r *http.Request) {
+	out := []PistonRuntime{}
+	for _, rt := range s.runtimeInfos(r.Context()) {
+		out = append(out, PistonRuntime{Language: rt.Name, Version: rt.Version, Aliases: rt.Aliases, Runtime: pistonRuntimeName(rt)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// pistonRuntimeName is Piston's "runtime" field: the program behind the
+// language where it differs from it (gcc for c and c++, node for js).
+func pistonRuntimeName(rt RuntimeInfo) string {
+	switch rt.Name {
+	case "c", "c++":
+		return "gcc"
+	case "javascript":
+		return "node"
+	}
+	return ""
+}
+
+func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
+	var req PistonRequest
+	// Piston's clients send no Content-Type (node-fetch says text/plain);
+	// the body is JSON either way.
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			s.reject(w, fmt.Errorf("%w: the request body is larger than %d bytes", ErrTooLarge, maxErr.Limit))
+			return
+		}
+		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		pistonFail(w, fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err))
+		return
+	}
+	spec, rt, version, err := s.pistonSpec(r, &req)
+	if err != nil {
+		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		pistonFail(w, err)
+		return
+	}
+	// Piston's "output" is stdout and stderr interleaved as they came.
+	var combined interleaved
+	combined.max = 2 * int(spec.Limits.Merge(limits.Defaults()).Output)
+	res, err := s.execute(r, spec, executor.Stream{Stdout: &combined, Stderr: &combined})
+	if res == nil {
+		pistonFail(w, err)
+		return
+	}
+	resp := PistonResponse{Language: rt.Name, Version: version}
+	if res.Compile != nil {
+		st := pistonStage(res.Compile, nil)
+		resp.Compile = &st
+	}
+	if res.Compile == nil || res.Compile.Status == run.StatusOK {
+		resp.Run = pistonStage(res, combined.bytes())
+	} else {
+		// Piston answers a failed compile with an empty run stage.
+		resp.Run = PistonStage{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// pistonSpec checks a Piston request as Piston does and maps it onto a spec.
+func (s *Server) pistonSpec(r *http.Request, req *PistonRequest) (*run.Spec, *runtimes.Runtime, string, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, a...)...)
+	}
+	if req.Language == "" {
+		return nil, nil, "", bad("language is required as a string")
+	}
+	if req.Version == "" {
+		return nil, nil, "", bad("version is required as a string")
+	}
+	if len(req.Files) == 0 {
+		return nil, nil, "", bad("files is required as an array")
+	}
+	g := s.exec.Runtimes()
+	rt, err := g.Lookup(req.Language)
+	var version string
+	if err == nil {
+		version, err = g.Version(r.Context(), rt)
+	}
+	if err != nil || !versionMatches(req.Version, version) {
+		return nil, nil, "", bad("%s-%s runtime is unknown", req.Language, req.Version)
+	}
+	spec := &run.Spec{Runtime: rt.Name, Args: req.Args, Stdin: []byte(req.Stdin)}
+	for i, f := range req.Files {
+		if f.Content == "" {
+			return nil, nil, "", bad("files[%d].content is required as a string", i)
+		}
+		content, err := decodePistonContent(f)
+		if err != nil {
+			return nil, nil, "", bad("files[%d]: %v", i, err)
+		}
+		name := f.Name
+		if name == "" {
+			// Piston names unnamed files itself; the first is the entry.
+			name = fmt.Sprintf("file%d.code", i)
+			if i == 0 && len(rt.Extensions) > 0 {
+				name = "main" + rt.Extensions[0]
+			}
+		}
+		spec.Files = append(spec.Files, run.File{Name: name, Content: content})
+	}
+	l := &spec.Limits
+	cl := &spec.CompileLimits
+	l.Timeout = msDuration(req.RunTimeout, 3*time.Second)
+	cl.Timeout = msDuration(req.CompileTimeout, 10*time.Second)
+	l.CPUTime = msDuration(req.RunCPUTime, 0)
+	cl.CPUTime = msDuration(req.CompileCPUTime, 0)
+	l.Memory = bytesLimit(req.RunMemoryLimit)
+	cl.Memory = bytesLimit(req.CompileMemoryLimit)
+	if err := s.exec.Check(spec); err != nil {
+		return nil, nil, "", err
+	}
+	return spec, rt, version, nil
+}
+
+func decodePistonContent(f PistonFile) ([]byte, error) {
+	switch f.Encoding {
+	case "hex":
+		return hex.DecodeString(f.Content)
+	case "utf-8":
+		return []byte(f.Content), nil
+	}
+	return run.DecodeBytes(f.Content, f.Encoding)
+}
+
+// msDuration maps Piston's milliseconds; absent or -1 means def (0: the
+// server's default).
+func msDuration(ms *float64, def time.Duration) limits.Duration {
+	if ms == nil || *ms == -1 {
+		return limits.Duration(def)
+	}
+	if *ms <= 0 {
+		// Not a valid limit; let validation say so.
+		return limits.Duration(-1)
+	}
+	return limits.Duration(time.Duration(*ms * float64(time.Millisecond)))
+}
+
+func bytesLimit(b *float64) limits.Bytes {
+	if b == nil || *b == -1 {
+		return 0
+	}
+	if *b <= 0 {
+		return -1
+	}
+	return limits.Bytes(*b)
+}
+
+// versionMatches accepts "*", "x", the exact version, or a prefix of its
+// dot-separated parts with x wildcards ("3", "3.11", "3.x").
+func versionMatches(want, have string) bool {
+	if want == "*" || want == "x" || want == have {
+		return true
+	}
+	w, h := strings.Split(want, "."), strings.Split(have, ".")
+	if len(w) > len(h) {
+		return false
+	}
+	for i := range w {
+		if w[i] != "x" && w[i] != "*" && w[i] != h[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// pistonStage maps a result onto Piston's stage, with Piston's status
+// codes: RE (runtime error), SG (signal), TO (timeout), OL (output limit),
+// XX (internal error), and a message that names our limit.
+func pistonStage(res *run.Result, output []byte) PistonStage {
+	st := PistonStage{
+		Stdout: string(res.Stdout), Stderr: string(res.Stderr),
+		CPUTime: res.CPUTime.Milliseconds(), WallTime: res.WallTime.Milliseconds(), Memory: res.PeakMemory,
+	}
+	if output != nil {
+		st.Output = string(output)
+	} else {
+		st.Output = st.Stdout + st.Stderr
+	}
+	str := func(s string) *string { return &s }
+	if res.Signal != 0 {
+		st.Signal = str(res.SignalName)
+	} else if res.Status != run.StatusInternalError {
+		code := res.ExitCode
+		st.Code = &code
+	}
+	switch res.Status {
+	case run.StatusExited:
+		st.Status = str("RE")
+	case run.StatusSignaled, run.StatusMemoryLimit:
+		st.Status = str("SG")
+	case run.StatusTimeout, run.StatusCPULimit:
+		st.Status = str("TO")
+	case run.StatusOutputLimit:
+		st.Status = str("OL")
+	case run.StatusInternalError:
+		st.Status = str("XX")
+	}
+	if res.Reason != "" {
+		st.Message = str(res.Reason)
+	}
+	if res.Status.LimitHit() && st.Signal == nil {
+		st.Signal = str("SIGKILL")
+		st.Code = nil
+	}
+	return st
+}
+
+// interleaved keeps stdout and stderr in arrival order, capped.
+type interleaved struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (c *interleaved) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (c *interleaved) bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte{}, c.buf.Bytes()...)
+}

@@ -1,0 +1,233 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+const ndjson = "application/x-ndjson"
+
+// RunRequest is the body of POST /v1/runs. Either Code (the short form,
+// with Runtime) or Files.
+type RunRequest struct {
+	Runtime       string            `json:"runtime,omitempty"`
+	Code          *string           `json:"code,omitempty"`
+	Files         []run.File        `json:"files,omitempty"`
+	Entrypoint    string            `json:"entrypoint,omitempty"`
+	Args          []string          `json:"args,omitempty"`
+	Stdin         string            `json:"stdin,omitempty"`
+	Env           map[string]string `json:"env,omitempty"`
+	Limits        limits.Limits     `json:"limits"`
+	CompileLimits limits.Limits     `json:"compile_limits"`
+	Backend       run.Backend       `json:"backend,omitempty"`
+}
+
+// DecodeRunRequest reads a RunRequest strictly: unknown fields, trailing
+// data and a body of the wrong shape are errors that say what is wrong.
+func DecodeRunRequest(r io.Reader) (*RunRequest, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var req RunRequest
+	if err := dec.Decode(&req); err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return nil, fmt.Errorf("%w: the request body is larger than %d bytes", ErrTooLarge, maxErr.Limit)
+		}
+		return nil, fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: request body: more than one JSON value", ErrInvalidArgument)
+	}
+	return &req, nil
+}
+
+// Spec turns the request into a run spec, resolving the short form.
+func (req *RunRequest) Spec(x Executor) (*run.Spec, error) {
+	spec := &run.Spec{
+		Runtime: req.Runtime, Files: req.Files, Entry: req.Entrypoint, Args: req.Args,
+		Env: req.Env, Limits: req.Limits, CompileLimits: req.CompileLimits, Backend: req.Backend,
+	}
+	if req.Stdin != "" {
+		spec.Stdin = []byte(req.Stdin)
+	}
+	if req.Code != nil {
+		if len(req.Files) > 0 {
+			return nil, fmt.Errorf("%w: give either code or files, not both", ErrInvalidArgument)
+		}
+		if req.Runtime == "" {
+			return nil, fmt.Errorf("%w: code needs a runtime (see GET /v1/runtimes)", ErrInvalidArgument)
+		}
+		rt, err := x.Runtimes().Lookup(req.Runtime)
+		if err != nil {
+			return nil, err
+		}
+		name := "main"
+		if len(rt.Extensions) > 0 {
+			name += rt.Extensions[0]
+		}
+		spec.Files = []run.File{{Name: name, Content: []byte(*req.Code)}}
+	}
+	if err := x.Check(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeRunRequest(r.Body)
+	if err != nil {
+		s.reject(w, err)
+		return
+	}
+	spec, err := req.Spec(s.exec)
+	if err != nil {
+		s.reject(w, err)
+		return
+	}
+	if wantsStream(r) {
+		s.streamRun(w, r, spec)
+		return
+	}
+	res, err := s.execute(r, spec, executor.Stream{})
+	if res == nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// reject answers a request refused before it ran.
+func (s *Server) reject(w http.ResponseWriter, err error) {
+	reason := "invalid"
+	switch classOf(err) {
+	case ErrTooLarge:
+		reason = "too_large"
+	case ErrBusy:
+		reason = "queue_full"
+	}
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	writeError(w, err)
+}
+
+// execute admits and runs spec, and logs and counts the result. A nil
+// result means the run never started (err says why).
+func (s *Server) execute(r *http.Request, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
+	ctx := r.Context()
+	queued := s.cfg.Now()
+	release, err := s.gate.Acquire(ctx)
+	if err != nil {
+		if errors.Is(err, ErrBusy) || classOf(err) == ErrBusy {
+			s.metrics.rejected.WithLabelValues("queue_full").Inc()
+		}
+		return nil, err
+	}
+	defer release()
+	start := s.cfg.Now()
+	res, err := s.exec.Run(ctx, spec, stream)
+	if res == nil {
+		return nil, err
+	}
+	took := s.cfg.Now().Sub(start)
+	s.metrics.runs.WithLabelValues(string(res.Status), res.Runtime).Inc()
+	s.metrics.duration.WithLabelValues(res.Runtime).Observe(took.Seconds())
+	level := slog.LevelInfo
+	if res.Status == run.StatusInternalError {
+		level = slog.LevelError
+	}
+	s.log.Log(ctx, level, "run", "id", res.ID, "runtime", res.Runtime, "status", res.Status,
+		"exit_code", res.ExitCode, "wall", res.WallTime.Round(time.Microsecond), "cpu", res.CPUTime.Round(time.Microsecond),
+		"peak_memory", res.PeakMemory, "queued", start.Sub(queued).Round(time.Microsecond), "took", took.Round(time.Microsecond),
+		"error", res.Error)
+	return res, nil
+}
+
+// Event is one line of a streamed run (NDJSON): output chunks as they
+// happen, then the result (or an error) last.
+type Event struct {
+	Type     string       `json:"type"` // "stdout", "stderr", "result", "error"
+	Data     string       `json:"data,omitempty"`
+	Encoding string       `json:"encoding,omitempty"`
+	Result   *run.Result  `json:"result,omitempty"`
+	Error    *ErrorDetail `json:"error,omitempty"`
+}
+
+// eventWriter writes events from the run's two output goroutines, one
+// whole line at a time, flushed.
+type eventWriter struct {
+	mu  sync.Mutex
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	enc *json.Encoder
+	err error
+}
+
+func (e *eventWriter) emit(ev Event) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return e.err
+	}
+	if e.err = e.enc.Encode(ev); e.err == nil {
+		e.err = e.rc.Flush()
+	}
+	return e.err
+}
+
+type streamOf struct {
+	e    *eventWriter
+	name string
+}
+
+func (s streamOf) Write(p []byte) (int, error) {
+	ev := Event{Type: s.name}
+	ev.Data, ev.Encoding = run.EncodeBytes(p)
+	// A client that went away is noticed through the request's context,
+	// which cancels the run; the output keeps draining into the result.
+	_ = s.e.emit(ev)
+	return len(p), nil
+}
+
+// streamRun answers with NDJSON: 200 and the header once the run is
+// admitted (a full queue is still a plain 429), then chunks, then the result.
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, spec *run.Spec) {
+	ew := &eventWriter{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
+	started := false
+	start := func() {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", ndjson)
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusOK)
+		}
+	}
+	stream := executor.Stream{
+		Stdout: writerFunc(func(p []byte) (int, error) { start(); return streamOf{ew, "stdout"}.Write(p) }),
+		Stderr: writerFunc(func(p []byte) (int, error) { start(); return streamOf{ew, "stderr"}.Write(p) }),
+	}
+	res, err := s.execute(r, spec, stream)
+	if res == nil {
+		if !started {
+			s.reject(w, err)
+			return
+		}
+		_, body := errorBody(err)
+		_ = ew.emit(Event{Type: "error", Error: &body.Error})
+		return
+	}
+	start()
+	_ = ew.emit(Event{Type: "result", Result: res})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

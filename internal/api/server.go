@@ -1,0 +1,230 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+)
+
+// Executor is what the API needs of internal/executor.
+type Executor interface {
+	Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error)
+	Check(spec *run.Spec) error
+	Runtimes() *runtimes.Registry
+}
+
+// Config configures a Server. Zero fields take the defaults noted.
+type Config struct {
+	// Token, if set, is required as "Authorization: Bearer <token>" on
+	// every endpoint but /healthz and /readyz.
+	Token string
+	// MaxBody caps a request body (default 16 MiB).
+	MaxBody int64
+	// Concurrency and Queue size the admission gate (defaults: 2 and 64).
+	Concurrency, Queue int
+	// Ready, if set, is consulted by /readyz besides the queue (e.g. "the
+	// host can still confine").
+	Ready  func() error
+	Logger *slog.Logger
+	// Now is the clock (tests inject one).
+	Now func() time.Time
+}
+
+// Server serves the API. Create it with New; it is an http.Handler.
+type Server struct {
+	cfg     Config
+	exec    Executor
+	gate    *admission.Gate
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics
+	reg     *prometheus.Registry
+	// Extra routes (the MCP endpoint) are added with Handle.
+}
+
+// New returns a Server running specs on x.
+func New(x Executor, cfg Config) *Server {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 16 << 20
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 2
+	}
+	if cfg.Queue == 0 {
+		cfg.Queue = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, exec: x, gate: admission.New(cfg.Concurrency, cfg.Queue), log: cfg.Logger, mux: http.NewServeMux()}
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newMetrics(s.reg, s.gate)
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.auth {
+			h = s.authenticate(h)
+		}
+		s.mux.Handle(r.pattern, h)
+	}
+	return s
+}
+
+// route is one endpoint; routes() is the table the OpenAPI test checks.
+type route struct {
+	pattern string
+	handler http.Handler
+	auth    bool
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /v1/runs", http.HandlerFunc(s.handleRun), true},
+		{"GET /v1/runtimes", http.HandlerFunc(s.handleRuntimes), true},
+		{"GET /healthz", http.HandlerFunc(s.handleHealth), false},
+		{"GET /readyz", http.HandlerFunc(s.handleReady), false},
+		{"GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}), true},
+		{"GET /openapi.json", http.HandlerFunc(handleOpenAPI), false},
+		{"POST /api/v2/execute", http.HandlerFunc(s.handlePistonExecute), true},
+		{"GET /api/v2/runtimes", http.HandlerFunc(s.handlePistonRuntimes), true},
+	}
+}
+
+// Handle adds an authenticated route (used for /mcp).
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.authenticate(h))
+}
+
+// Gate is the admission gate, for other front ends sharing it.
+func (s *Server) Gate() *admission.Gate { return s.gate }
+
+// ServeHTTP caps the body and routes; unknown paths and methods get the
+// API's JSON errors, not net/http's text.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// ServeMux answers 404 or 405 itself; say it in JSON.
+		rec := &statusRecorder{}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rec.Header().Get("Allow"))
+			writeError(w, fmt.Errorf("%w: %s does not take %s", ErrMethod, r.URL.Path, r.Method))
+			return
+		}
+		writeError(w, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header {
+	if r.header == nil {
+		r.header = http.Header{}
+	}
+	return r.header
+}
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(s int)           { r.status = s }
+
+func (s *Server) authenticate(h http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			s.metrics.rejected.WithLabelValues("unauthorized").Inc()
+			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", ErrUnauthorized))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReady fails when a run would be refused (the queue is full) or the
+// host can no longer confine, so a load balancer sends work elsewhere.
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if s.gate.Full() {
+		writeError(w, fmt.Errorf("%w: all %d run slots are busy and the queue is full", ErrUnavailable, s.gate.Capacity()))
+		return
+	}
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			writeError(w, fmt.Errorf("%w: %w", ErrUnavailable, err))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "running": s.gate.Running(), "waiting": s.gate.Waiting()})
+}
+
+// RuntimeInfo is one entry of GET /v1/runtimes.
+type RuntimeInfo struct {
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	Aliases    []string `json:"aliases"`
+	Extensions []string `json:"extensions"`
+	Backends   []string `json:"backends"`
+	Compiled   bool     `json:"compiled"`
+}
+
+func (s *Server) runtimeInfos(ctx context.Context) []RuntimeInfo {
+	g := s.exec.Runtimes()
+	var out []RuntimeInfo
+	for _, rt := range g.All() {
+		if !g.Available(rt) {
+			continue
+		}
+		v, err := g.Version(ctx, rt)
+		if err != nil {
+			continue
+		}
+		out = append(out, RuntimeInfo{Name: rt.Name, Version: v, Aliases: nonNil(rt.Aliases), Extensions: nonNil(rt.Extensions), Backends: nonNil(rt.Backends), Compiled: rt.Compile != nil})
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *Server) handleRuntimes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"runtimes": s.runtimeInfos(r.Context())})
+}
+
+// wantsStream reports whether the client asked for NDJSON streaming.
+func wantsStream(r *http.Request) bool {
+	if v := r.URL.Query().Get("stream"); v == "1" || v == "true" {
+		return true
+	}
+	return strings.Contains(r.Header.Get("Accept"), ndjson)
+}

@@ -1,0 +1,121 @@
+// Package daemon runs sandboxd's HTTP server: listening, the executor
+// behind the API, and a graceful shutdown that lets running runs finish for
+// a grace period and then kills what is left.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/api"
+	"github.com/sandboxd/sandboxd/internal/executor"
+)
+
+// Config configures Serve.
+type Config struct {
+	// Listen is the address (default 127.0.0.1:8080).
+	Listen string
+	// Token, when set, is required on every API call.
+	Token string
+	// AllowRemoteWithoutToken lets a non-loopback Listen go without a
+	// token; without it such a configuration is refused.
+	AllowRemoteWithoutToken bool
+	// Grace is how long running runs may go on after SIGTERM (default 10s).
+	Grace    time.Duration
+	API      api.Config
+	Executor executor.Options
+	Logger   *slog.Logger
+	// Ready, if set, receives the listener's address once it accepts.
+	Ready func(addr net.Addr)
+}
+
+// ErrInsecure: a non-loopback listen address without a token.
+var ErrInsecure = errors.New("refusing to serve a non-loopback address without a token")
+
+// Serve runs the daemon until ctx ends (SIGTERM), then shuts down
+// gracefully. It returns nil after a clean shutdown.
+func Serve(ctx context.Context, cfg Config) error {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkListen(cfg); err != nil {
+		return err
+	}
+	cfg.Executor.Logger = log
+	x, err := executor.New(cfg.Executor)
+	if err != nil {
+		return err
+	}
+	cfg.API.Logger = log
+	srv := api.New(x, cfg.API)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
+	// period, then its cancellation kills every run still going.
+	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer killRuns()
+	hs := &http.Server{
+		Handler:           srv,
+		BaseContext:       func(net.Listener) context.Context { return runCtx },
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", cfg.Token != "")
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr())
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no new requests; running runs may finish", "grace", cfg.Grace)
+	graceCtx, cancel := context.WithTimeout(runCtx, cfg.Grace)
+	defer cancel()
+	if err := hs.Shutdown(graceCtx); err != nil {
+		log.Warn("grace period over: killing the runs still going")
+		killRuns()
+		// Handlers return promptly once their runs are killed.
+		finalCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(finalCtx); err != nil {
+			_ = hs.Close()
+			return fmt.Errorf("shutdown: %w", err)
+		}
+	}
+	log.Info("sandboxd stopped")
+	return nil
+}
+
+func checkListen(cfg Config) error {
+	if cfg.Token != "" || cfg.AllowRemoteWithoutToken {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%w: %s (give --token-file, or --insecure-no-token if something else guards it)", ErrInsecure, cfg.Listen)
+}
