@@ -1,0 +1,282 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+)
+
+// fakeExec runs nothing: it echoes the entry file's content as stdout,
+// through the stream too, and blocks while block is open.
+type fakeExec struct {
+	reg   *runtimes.Registry
+	block chan struct{}
+	mu    sync.Mutex
+	specs []*run.Spec
+}
+
+func newFake() *fakeExec {
+	return &fakeExec{reg: runtimes.Default()}
+}
+
+func (f *fakeExec) Runtimes() *runtimes.Registry { return f.reg }
+
+func (f *fakeExec) Check(spec *run.Spec) error {
+	if len(spec.Files) == 0 {
+		return fmt.Errorf("%w: no files", executor.ErrInvalid)
+	}
+	if spec.Runtime != "" {
+		if _, err := f.reg.Lookup(spec.Runtime); err != nil {
+			return err
+		}
+	}
+	return spec.Limits.Merge(limits.Defaults()).Validate(limits.DefaultCeiling())
+}
+
+func (f *fakeExec) Run(ctx context.Context, spec *run.Spec, s executor.Stream) (*run.Result, error) {
+	f.mu.Lock()
+	f.specs = append(f.specs, spec)
+	f.mu.Unlock()
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return &run.Result{Status: run.StatusInternalError, Error: "run canceled", Stdout: []byte{}, Stderr: []byte{}}, nil
+		}
+	}
+	out := spec.Files[0].Content
+	if s.Stdout != nil {
+		s.Stdout.Write(out)
+	}
+	if s.Stderr != nil {
+		s.Stderr.Write([]byte("err"))
+	}
+	return &run.Result{ID: "r1", Status: run.StatusOK, Runtime: "python", Stdout: out, Stderr: []byte("err")}, nil
+}
+
+func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func errCode(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var eb ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil {
+		t.Fatalf("error body is not JSON: %q", rec.Body.String())
+	}
+	if eb.Error.Message == "" {
+		t.Errorf("error without a message: %q", rec.Body.String())
+	}
+	return eb.Error.Code
+}
+
+func TestRunErrors(t *testing.T) {
+	s := New(newFake(), Config{MaxBody: 4096})
+	cases := []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"malformed", `{"runtime":`, 400, "invalid_argument"},
+		{"unknown field", `{"runtime":"python","code":"x","limts":{}}`, 400, "invalid_argument"},
+		{"bad unit", `{"runtime":"python","code":"x","limits":{"memory":"12XB"}}`, 400, "invalid_argument"},
+		{"above ceiling", `{"runtime":"python","code":"x","limits":{"memory":"100GiB"}}`, 400, "invalid_argument"},
+		{"unknown runtime", `{"runtime":"cobol","code":"x"}`, 400, "invalid_argument"},
+		{"code and files", `{"runtime":"python","code":"x","files":[{"name":"a.py","content":"y"}]}`, 400, "invalid_argument"},
+		{"code without runtime", `{"code":"x"}`, 400, "invalid_argument"},
+		{"trailing data", `{"runtime":"python","code":"x"} {}`, 400, "invalid_argument"},
+		{"bad file encoding", `{"files":[{"name":"a.py","content":"x","encoding":"rot13"}]}`, 400, "invalid_argument"},
+		{"too large", `{"runtime":"python","code":"` + strings.Repeat("x", 5000) + `"}`, 413, "payload_too_large"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := do(t, s, "POST", "/v1/runs", c.body)
+			if rec.Code != c.status || errCode(t, rec) != c.code {
+				t.Errorf("got %d %s, want %d %s", rec.Code, rec.Body.String(), c.status, c.code)
+			}
+		})
+	}
+	if rec := do(t, s, "GET", "/nope", ""); rec.Code != 404 || errCode(t, rec) != "not_found" {
+		t.Errorf("unknown path: %d %s", rec.Code, rec.Body.String())
+	}
+	if rec := do(t, s, "DELETE", "/v1/runs", ""); rec.Code != 405 || errCode(t, rec) != "method_not_allowed" {
+		t.Errorf("wrong method: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestRunShortForm(t *testing.T) {
+	f := newFake()
+	s := New(f, Config{})
+	rec := do(t, s, "POST", "/v1/runs", `{"runtime":"py","code":"print(1)","stdin":"in","args":["a"],"limits":{"timeout":"2s","memory":134217728}}`)
+	if rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
+	var res run.Result
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || string(res.Stdout) != "print(1)" {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	spec := f.specs[0]
+	if spec.Files[0].Name != "main.py" || string(spec.Stdin) != "in" || spec.Args[0] != "a" ||
+		spec.Limits.Timeout != limits.Duration(2*time.Second) || spec.Limits.Memory != 128*limits.MiB {
+		t.Errorf("spec %+v", spec)
+	}
+}
+
+func TestRunStream(t *testing.T) {
+	s := New(newFake(), Config{})
+	rec := do(t, s, "POST", "/v1/runs?stream=1", `{"runtime":"python","code":"out"}`)
+	if ct := rec.Header().Get("Content-Type"); rec.Code != 200 || ct != ndjson {
+		t.Fatalf("%d %s", rec.Code, ct)
+	}
+	var types []string
+	for _, line := range strings.Split(strings.TrimSpace(rec.Body.String()), "\n") {
+		var ev Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		types = append(types, ev.Type+":"+ev.Data)
+	}
+	if got := strings.Join(types, ","); got != "stdout:out,stderr:err,result:" {
+		t.Errorf("events %s", got)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	s := New(newFake(), Config{Token: "s3cret"})
+	if rec := do(t, s, "GET", "/v1/runtimes", ""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") == "" {
+		t.Errorf("no token: %d", rec.Code)
+	}
+	if rec := do(t, s, "GET", "/v1/runtimes", "", "Authorization", "Bearer wrong"); rec.Code != 401 {
+		t.Errorf("wrong token: %d", rec.Code)
+	}
+	if rec := do(t, s, "GET", "/v1/runtimes", "", "Authorization", "Bearer s3cret"); rec.Code != 200 {
+		t.Errorf("right token: %d", rec.Code)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/openapi.json"} {
+		if rec := do(t, s, "GET", p, ""); rec.Code != 200 {
+			t.Errorf("%s without token: %d", p, rec.Code)
+		}
+	}
+}
+
+// TestQueueFull: past the slots and the queue, 429 with Retry-After, and
+// readiness fails until a slot frees.
+func TestQueueFull(t *testing.T) {
+	f := newFake()
+	f.block = make(chan struct{})
+	s := New(f, Config{Concurrency: 1, Queue: 1})
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			do(t, s, "POST", "/v1/runs", `{"runtime":"python","code":"x"}`)
+		}()
+	}
+	for s.gate.Running() != 1 || s.gate.Waiting() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	rec := do(t, s, "POST", "/v1/runs", `{"runtime":"python","code":"x"}`)
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" || errCode(t, rec) != "too_many_requests" {
+		t.Errorf("overload: %d %s", rec.Code, rec.Body.String())
+	}
+	if rec := do(t, s, "GET", "/readyz", ""); rec.Code != 503 {
+		t.Errorf("readyz while full: %d", rec.Code)
+	}
+	close(f.block)
+	wg.Wait()
+	if rec := do(t, s, "GET", "/readyz", ""); rec.Code != 200 {
+		t.Errorf("readyz after: %d", rec.Code)
+	}
+	metrics := do(t, s, "GET", "/metrics", "").Body.String()
+	for _, want := range []string{`sandboxd_requests_rejected_total{reason="queue_full"} 1`, `sandboxd_runs_total{runtime="python",status="ok"} 2`, "sandboxd_queue_depth 0", "sandboxd_runs_active 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestOpenAPICoversRoutes: every route is documented with its method, and
+// the document documents nothing the server does not serve.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Errorf("openapi %q", doc.OpenAPI)
+	}
+	served := map[string]bool{}
+	for _, r := range New(newFake(), Config{}).routes() {
+		method, path, _ := strings.Cut(r.pattern, " ")
+		served[strings.ToLower(method)+" "+path] = true
+		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("route %s is not in openapi.json", r.pattern)
+		}
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if !served[method+" "+path] {
+				t.Errorf("openapi.json documents %s %s, which is not served", method, path)
+			}
+		}
+	}
+}
+
+func TestVersionMatches(t *testing.T) {
+	for _, c := range []struct {
+		want, have string
+		ok         bool
+	}{
+		{"*", "3.11.2", true}, {"3.11.2", "3.11.2", true}, {"3", "3.11.2", true}, {"3.11", "3.11.2", true},
+		{"3.x", "3.11.2", true}, {"3.10.0", "3.11.2", false}, {"3.11.2.1", "3.11.2", false}, {"4", "3.11.2", false},
+	} {
+		if got := versionMatches(c.want, c.have); got != c.ok {
+			t.Errorf("versionMatches(%q, %q) = %v", c.want, c.have, got)
+		}
+	}
+}
+
+func TestPistonStage(t *testing.T) {
+	timeout := &run.Result{Status: run.StatusTimeout, ExitCode: -1, Reason: "stopped: wall-clock limit", Stdout: []byte("a"), Stderr: []byte{}}
+	st := pistonStage(timeout, nil)
+	if st.Signal == nil || *st.Signal != "SIGKILL" || st.Code != nil || *st.Status != "TO" || st.Output != "a" {
+		t.Errorf("timeout stage %+v", st)
+	}
+	exited := &run.Result{Status: run.StatusExited, ExitCode: 2, Stdout: []byte{}, Stderr: []byte{}}
+	st = pistonStage(exited, []byte("x"))
+	if st.Code == nil || *st.Code != 2 || st.Signal != nil || *st.Status != "RE" || st.Output != "x" {
+		t.Errorf("exited stage %+v", st)
+	}
+}
+
+func TestClassOf(t *testing.T) {
+	if got := httpStatus(classOf(errors.New("boom"))); got != 500 {
+		t.Errorf("unknown error → %d", got)
+	}
+	if got := httpStatus(classOf(fmt.Errorf("x: %w", limits.ErrInvalid))); got != 400 {
+		t.Errorf("limits error → %d", got)
+	}
+}
