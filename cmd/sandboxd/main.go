@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
@@ -28,11 +29,69 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := &cobra.Command{Use: "sandboxd", Short: "The sandbox daemon", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(serveCommand())
+	root.AddCommand(serveCommand(), mcpCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sandboxd:", err)
 		os.Exit(1)
 	}
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// limitFlags are the server's ceilings and defaults, shared by serve and mcp.
+type limitFlags struct {
+	ceiling, defaults limits.Limits
+	stateDir          string
+}
+
+func (f *limitFlags) add(fl *pflag.FlagSet) {
+	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "directory for run state")
+	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit [default 5m]")
+	fl.Var(&f.ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time [default 5m]")
+	fl.Var(&f.ceiling.Memory, "max-memory", "ceiling on a run's memory [default 4GiB]")
+	fl.IntVar(&f.ceiling.Pids, "max-pids", 0, "ceiling on a run's processes [default 1024]")
+	fl.Var(&f.ceiling.Output, "max-output", "ceiling on a run's output per stream [default 64MiB]")
+	fl.Var(&f.ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp [default 1GiB]")
+	fl.Var(&f.defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none [default 10s]")
+	fl.Var(&f.defaults.Memory, "default-memory", "memory limit of runs that set none [default 256MiB]")
+}
+
+// apply fills the daemon's executor options.
+func (f *limitFlags) apply(cfg *daemon.Config) error {
+	cfg.Executor.Isolate.StateDir = f.stateDir
+	cfg.Executor.Ceiling = f.ceiling.Merge(limits.DefaultCeiling())
+	cfg.Executor.Defaults = f.defaults.Merge(limits.Defaults())
+	if err := cfg.Executor.Defaults.Validate(cfg.Executor.Ceiling); err != nil {
+		return fmt.Errorf("default limits: %w", err)
+	}
+	cfg.Executor.Versions = true
+	cfg.Version = version
+	return nil
+}
+
+func mcpCommand() *cobra.Command {
+	var (
+		cfg daemon.Config
+		lf  limitFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "mcp",
+		Short: "Serve the MCP tools (run_code, list_runtimes) on stdin/stdout",
+		Long: `Serve the Model Context Protocol on stdin/stdout, for an agent host that
+starts sandboxd as a local MCP server. Logs go to stderr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if err := lf.apply(&cfg); err != nil {
+				return err
+			}
+			return daemon.ServeMCP(cmd.Context(), cfg)
+		},
+	}
+	lf.add(cmd.Flags())
+	cmd.Flags().IntVar(&cfg.API.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
+	return cmd
 }
 
 func serveCommand() *cobra.Command {
@@ -40,8 +99,7 @@ func serveCommand() *cobra.Command {
 		cfg       daemon.Config
 		tokenFile string
 		logFormat string
-		ceiling   limits.Limits
-		defaults  limits.Limits
+		lf        limitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -71,12 +129,9 @@ kills the rest.`,
 				h = slog.NewTextHandler(os.Stderr, nil)
 			}
 			cfg.Logger = slog.New(h)
-			cfg.Executor.Ceiling = ceiling.Merge(limits.DefaultCeiling())
-			cfg.Executor.Defaults = defaults.Merge(limits.Defaults())
-			if err := cfg.Executor.Defaults.Validate(cfg.Executor.Ceiling); err != nil {
-				return fmt.Errorf("default limits: %w", err)
+			if err := lf.apply(&cfg); err != nil {
+				return err
 			}
-			cfg.Executor.Versions = true
 			return daemon.Serve(cmd.Context(), cfg)
 		},
 	}
@@ -89,14 +144,6 @@ kills the rest.`,
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
 	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")
-	fl.StringVar(&cfg.Executor.Isolate.StateDir, "state-dir", "/run/sandboxd", "directory for run state")
-	fl.Var(&ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit [default 5m]")
-	fl.Var(&ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time [default 5m]")
-	fl.Var(&ceiling.Memory, "max-memory", "ceiling on a run's memory [default 4GiB]")
-	fl.IntVar(&ceiling.Pids, "max-pids", 0, "ceiling on a run's processes [default 1024]")
-	fl.Var(&ceiling.Output, "max-output", "ceiling on a run's output per stream [default 64MiB]")
-	fl.Var(&ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp [default 1GiB]")
-	fl.Var(&defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none [default 10s]")
-	fl.Var(&defaults.Memory, "default-memory", "memory limit of runs that set none [default 256MiB]")
+	lf.add(fl)
 	return cmd
 }

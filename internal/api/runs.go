@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
 
 const ndjson = "application/x-ndjson"
@@ -119,14 +121,20 @@ func (s *Server) reject(w http.ResponseWriter, err error) {
 	writeError(w, err)
 }
 
-// execute admits and runs spec, and logs and counts the result. A nil
-// result means the run never started (err says why).
+// execute admits and runs spec for a request.
 func (s *Server) execute(r *http.Request, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
-	ctx := r.Context()
+	return s.Run(r.Context(), spec, stream)
+}
+
+// Run admits spec through the gate, runs it, and logs and counts the
+// result: the path every front end of the daemon (HTTP, Piston, MCP) takes.
+// A nil result means the run never started (err says why). With Check and
+// Runtimes, it makes the Server an Executor for those front ends.
+func (s *Server) Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
 	queued := s.cfg.Now()
 	release, err := s.gate.Acquire(ctx)
 	if err != nil {
-		if errors.Is(err, ErrBusy) || classOf(err) == ErrBusy {
+		if classOf(err) == ErrBusy {
 			s.metrics.rejected.WithLabelValues("queue_full").Inc()
 		}
 		return nil, err
@@ -150,6 +158,12 @@ func (s *Server) execute(r *http.Request, spec *run.Spec, stream executor.Stream
 		"error", res.Error)
 	return res, nil
 }
+
+// Check checks a spec without running it.
+func (s *Server) Check(spec *run.Spec) error { return s.exec.Check(spec) }
+
+// Runtimes is the executor's registry.
+func (s *Server) Runtimes() *runtimes.Registry { return s.exec.Runtimes() }
 
 // Event is one line of a streamed run (NDJSON): output chunks as they
 // happen, then the result (or an error) last.

@@ -12,8 +12,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/mcpserver"
 )
 
 // Config configures Serve.
@@ -32,6 +35,8 @@ type Config struct {
 	Logger   *slog.Logger
 	// Ready, if set, receives the listener's address once it accepts.
 	Ready func(addr net.Addr)
+	// Version is reported to MCP clients.
+	Version string
 }
 
 // ErrInsecure: a non-loopback listen address without a token.
@@ -60,6 +65,9 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	cfg.API.Logger = log
 	srv := api.New(x, cfg.API)
+	// MCP over streamable HTTP, behind the same token and admission gate.
+	tools := mcpserver.New(srv, cfg.Version)
+	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -118,4 +126,22 @@ func checkListen(cfg Config) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s (give --token-file, or --insecure-no-token if something else guards it)", ErrInsecure, cfg.Listen)
+}
+
+// ServeMCP serves the MCP tools on stdin/stdout until the client goes away
+// or ctx ends. Logs go to cfg.Logger (never stdout: it carries the
+// protocol).
+func ServeMCP(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Executor.Logger = log
+	x, err := executor.New(cfg.Executor)
+	if err != nil {
+		return err
+	}
+	cfg.API.Logger = log
+	runner := api.New(x, cfg.API)
+	return mcpserver.New(runner, cfg.Version).Run(ctx, &mcp.StdioTransport{})
 }

@@ -1,0 +1,263 @@
+// Package mcpserver offers the sandbox to AI agents over the Model Context
+// Protocol, with the official Go SDK: a run_code tool whose result a model
+// can read, and list_runtimes. `sandboxd mcp` serves it on stdio; `sandboxd
+// serve` at /mcp over streamable HTTP.
+package mcpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+)
+
+// Runner is what the tools need: the executor, or the daemon's admitted
+// path to it (api.Server), which also counts and logs runs.
+type Runner interface {
+	Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error)
+	Check(spec *run.Spec) error
+	Runtimes() *runtimes.Registry
+}
+
+// MaxCodeBytes caps the code (and each file) a tool call may carry.
+const MaxCodeBytes = 1 << 20
+
+// New returns an MCP server with the sandbox's tools. Limits a model asks
+// for are checked against the Runner's ceilings, like any request's.
+func New(r Runner, version string) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "sandboxd", Title: "sandboxd code sandbox", Version: version}, &mcp.ServerOptions{
+		Instructions: "Run untrusted code safely. Each run_code call runs one program in a fresh, isolated sandbox " +
+			"(no network, no access to the host, limited time and memory) and returns its output. Nothing persists between calls.",
+	})
+	t := &tools{r: r}
+	mcp.AddTool(s, &mcp.Tool{
+		Name:  "run_code",
+		Title: "Run code in a sandbox",
+		Description: "Run a program in a fresh, isolated sandbox and return its stdout, stderr and exit status. " +
+			"The sandbox has no network and nothing of the host; files you pass are in the working directory, " +
+			"and files the program writes there come back. Use list_runtimes for the languages. " +
+			"A program that fails or hits a limit returns isError with the reason (e.g. \"stopped: memory limit of 256MiB reached\").",
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: ptr(false), IdempotentHint: false, OpenWorldHint: ptr(false)},
+	}, t.runCode)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "list_runtimes",
+		Title:       "List the sandbox's languages",
+		Description: "List the languages run_code accepts, with their versions and aliases.",
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
+	}, t.listRuntimes)
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }
+
+type tools struct{ r Runner }
+
+// RunCodeInput is run_code's arguments.
+type RunCodeInput struct {
+	Language string      `json:"language" jsonschema:"the language: python, javascript, bash, sh, c, c++ (or an alias such as py, js, cpp); see list_runtimes"`
+	Code     string      `json:"code" jsonschema:"the program's source code"`
+	Stdin    string      `json:"stdin,omitempty" jsonschema:"text given to the program on standard input"`
+	Args     []string    `json:"args,omitempty" jsonschema:"command-line arguments for the program"`
+	Files    []InputFile `json:"files,omitempty" jsonschema:"extra files placed next to the program in its working directory"`
+	Timeout  string      `json:"timeout,omitempty" jsonschema:"wall-clock limit such as 5s or 500ms (default 10s)"`
+	Memory   string      `json:"memory,omitempty" jsonschema:"memory limit such as 128MiB or 1GiB (default 256MiB)"`
+}
+
+// InputFile is a text file given to run_code.
+type InputFile struct {
+	Name    string `json:"name" jsonschema:"a relative path such as data.csv"`
+	Content string `json:"content" jsonschema:"the file's text"`
+}
+
+// RunCodeOutput is run_code's structured result.
+type RunCodeOutput struct {
+	Status          string       `json:"status" jsonschema:"ok, exited, signaled, timeout, cpu_limit, memory_limit, output_limit or internal_error"`
+	Reason          string       `json:"reason,omitempty" jsonschema:"why a limit or the sandbox stopped the run"`
+	ExitCode        int          `json:"exit_code" jsonschema:"the program's exit code; -1 when a signal killed it"`
+	Signal          string       `json:"signal,omitempty" jsonschema:"the signal that killed the program, e.g. SIGSEGV"`
+	Stdout          string       `json:"stdout"`
+	Stderr          string       `json:"stderr"`
+	StdoutTruncated bool         `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool         `json:"stderr_truncated,omitempty"`
+	WallTimeMS      float64      `json:"wall_time_ms"`
+	CPUTimeMS       float64      `json:"cpu_time_ms"`
+	PeakMemoryBytes int64        `json:"peak_memory_bytes"`
+	Files           []OutputFile `json:"files,omitempty" jsonschema:"files the program created or changed"`
+	Language        string       `json:"language"`
+	Version         string       `json:"version,omitempty"`
+}
+
+// OutputFile is a file the run produced.
+type OutputFile struct {
+	Name     string `json:"name"`
+	Size     int64  `json:"size"`
+	Content  string `json:"content,omitempty" jsonschema:"the text, or base64 when encoding says so; empty when too large"`
+	Encoding string `json:"encoding,omitempty"`
+}
+
+func (t *tools) runCode(ctx context.Context, _ *mcp.CallToolRequest, in RunCodeInput) (*mcp.CallToolResult, RunCodeOutput, error) {
+	spec, err := t.spec(in)
+	if err != nil {
+		return nil, RunCodeOutput{}, err
+	}
+	res, err := t.r.Run(ctx, spec, executor.Stream{})
+	if res == nil {
+		return nil, RunCodeOutput{}, fmt.Errorf("the sandbox could not run it: %w", err)
+	}
+	out := output(res)
+	return &mcp.CallToolResult{
+		Content: []mcp.Content{&mcp.TextContent{Text: summary(res)}},
+		IsError: res.Status != run.StatusOK,
+	}, out, nil
+}
+
+// spec checks the arguments (errors here are tool errors a model can fix)
+// and turns them into a run spec.
+func (t *tools) spec(in RunCodeInput) (*run.Spec, error) {
+	if strings.TrimSpace(in.Language) == "" {
+		return nil, errors.New("language is required; call list_runtimes for the choices")
+	}
+	if len(in.Code) > MaxCodeBytes {
+		return nil, fmt.Errorf("code is %d bytes; the limit is %d", len(in.Code), MaxCodeBytes)
+	}
+	rt, err := t.r.Runtimes().Lookup(in.Language)
+	if err != nil {
+		return nil, err
+	}
+	name := "main"
+	if len(rt.Extensions) > 0 {
+		name += rt.Extensions[0]
+	}
+	spec := &run.Spec{Runtime: rt.Name, Args: in.Args, Files: []run.File{{Name: name, Content: []byte(in.Code)}}}
+	if in.Stdin != "" {
+		spec.Stdin = []byte(in.Stdin)
+	}
+	for _, f := range in.Files {
+		if len(f.Content) > MaxCodeBytes {
+			return nil, fmt.Errorf("file %q is %d bytes; the limit is %d", f.Name, len(f.Content), MaxCodeBytes)
+		}
+		spec.Files = append(spec.Files, run.File{Name: f.Name, Content: []byte(f.Content)})
+	}
+	if in.Timeout != "" {
+		d, err := limits.ParseDuration(in.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("timeout: %w", err)
+		}
+		spec.Limits.Timeout = d
+	}
+	if in.Memory != "" {
+		b, err := limits.ParseBytes(in.Memory)
+		if err != nil {
+			return nil, fmt.Errorf("memory: %w", err)
+		}
+		spec.Limits.Memory = b
+	}
+	if err := t.r.Check(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+func output(res *run.Result) RunCodeOutput {
+	o := RunCodeOutput{
+		Status: string(res.Status), Reason: res.Reason, ExitCode: res.ExitCode, Signal: res.SignalName,
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
+		WallTimeMS: float64(res.WallTime.Microseconds()) / 1000, CPUTimeMS: float64(res.CPUTime.Microseconds()) / 1000,
+		PeakMemoryBytes: res.PeakMemory, Language: res.Runtime, Version: res.Version,
+	}
+	// Output that is not UTF-8 is shown as text with replacement
+	// characters: a model reads text, and the structured bytes are lossy
+	// only there.
+	o.Stdout = strings.ToValidUTF8(string(res.Stdout), "\uFFFD")
+	o.Stderr = strings.ToValidUTF8(string(res.Stderr), "\uFFFD")
+	for _, f := range res.Files {
+		of := OutputFile{Name: f.Name, Size: f.Size}
+		of.Content, of.Encoding = run.EncodeBytes(f.Content)
+		o.Files = append(o.Files, of)
+	}
+	return o
+}
+
+// summary is the text a model reads: the status in one line, then the
+// streams, then the files.
+func summary(res *run.Result) string {
+	var b strings.Builder
+	switch {
+	case res.Status == run.StatusOK:
+		b.WriteString("exit status 0 (ok)")
+	case res.Status == run.StatusExited:
+		fmt.Fprintf(&b, "exit status %d", res.ExitCode)
+	case res.Status == run.StatusSignaled:
+		fmt.Fprintf(&b, "killed by %s", res.SignalName)
+	default:
+		b.WriteString(res.Reason)
+	}
+	if res.Compile != nil && res.Compile.Status != run.StatusOK {
+		b.WriteString("\n--- compiler output ---\n")
+		b.Write(res.Compile.Stderr)
+		b.Write(res.Compile.Stdout)
+	}
+	section := func(name string, data []byte, truncated bool) {
+		if len(data) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n--- %s ---\n%s", name, strings.ToValidUTF8(string(data), "\uFFFD"))
+		if truncated {
+			fmt.Fprintf(&b, "\n[%s truncated at %d bytes]", name, len(data))
+		}
+	}
+	section("stdout", res.Stdout, res.StdoutTruncated)
+	section("stderr", res.Stderr, res.StderrTruncated)
+	if len(res.Files) > 0 {
+		b.WriteString("\n--- files written ---")
+		for _, f := range res.Files {
+			fmt.Fprintf(&b, "\n%s (%d bytes)", f.Name, f.Size)
+		}
+	}
+	return b.String()
+}
+
+// ListRuntimesInput takes no arguments.
+type ListRuntimesInput struct{}
+
+// ListRuntimesOutput lists the languages.
+type ListRuntimesOutput struct {
+	Runtimes []RuntimeInfo `json:"runtimes"`
+}
+
+// RuntimeInfo is one language.
+type RuntimeInfo struct {
+	Language string   `json:"language"`
+	Version  string   `json:"version"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Compiled bool     `json:"compiled,omitempty"`
+}
+
+func (t *tools) listRuntimes(ctx context.Context, _ *mcp.CallToolRequest, _ ListRuntimesInput) (*mcp.CallToolResult, ListRuntimesOutput, error) {
+	g := t.r.Runtimes()
+	var out ListRuntimesOutput
+	var lines []string
+	for _, rt := range g.All() {
+		if !g.Available(rt) {
+			continue
+		}
+		v, err := g.Version(ctx, rt)
+		if err != nil {
+			continue
+		}
+		out.Runtimes = append(out.Runtimes, RuntimeInfo{Language: rt.Name, Version: v, Aliases: rt.Aliases, Compiled: rt.Compile != nil})
+		line := rt.Name + " " + v
+		if len(rt.Aliases) > 0 {
+			line += " (also: " + strings.Join(rt.Aliases, ", ") + ")"
+		}
+		lines = append(lines, line)
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Join(lines, "\n")}}}, out, nil
+}
