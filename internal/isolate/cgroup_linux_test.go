@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -138,7 +139,7 @@ func TestV2ClonePlacementReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	procs := readFile(t, filepath.Join(dir, "cgroup.procs"))
-	if procs != itoa(cmd.Process.Pid) {
+	if procs != strconv.Itoa(cmd.Process.Pid) {
 		t.Errorf("cgroup.procs = %q, want the child %d placed at clone", procs, cmd.Process.Pid)
 	}
 	if _, err := c.cpu(); err != nil {

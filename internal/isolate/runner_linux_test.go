@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,7 +116,9 @@ time.sleep(1000)`
 	if res.Status != run.StatusTimeout {
 		t.Fatalf("status %s", res.Status)
 	}
-	if pids := hostPidsOf(r.cfg.HostUID, r.cfg.HostUID+SandboxUID); len(pids) > 0 {
+	// Other runs (other test packages) may be live on the host: look for
+	// this run's processes by their cgroup, which names the run.
+	if pids := hostPidsInCgroup(res.ID); len(pids) > 0 {
 		t.Errorf("processes of the run survive it: %v", pids)
 	}
 	names, err := r.cg.list()
@@ -131,30 +132,18 @@ time.sleep(1000)`
 	}
 }
 
-// hostPidsOf lists host processes whose real uid is one of uids.
-func hostPidsOf(uids ...int) []string {
+// hostPidsInCgroup lists host processes whose cgroup path mentions id.
+func hostPidsInCgroup(id string) []string {
 	var pids []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) > 1 && f[0] == "Uid:" {
-				for _, u := range uids {
-					if f[1] == itoa(u) {
-						pids = append(pids, e.Name())
-					}
-				}
-			}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		if err == nil && strings.Contains(string(b), id) {
+			pids = append(pids, e.Name())
 		}
 	}
 	return pids
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestSetupFailureIsReported: an init-stage failure comes back as an
 // internal error naming the step, not as a hang or a bare exit code.
