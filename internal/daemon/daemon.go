@@ -64,6 +64,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.API.Logger = log
+	cfg.API.Token = cfg.Token
 	srv := api.New(x, cfg.API)
 	// MCP over streamable HTTP, behind the same token and admission gate.
 	tools := mcpserver.New(srv, cfg.Version)
