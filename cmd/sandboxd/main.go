@@ -113,14 +113,14 @@ SIGTERM stops new requests, lets running runs finish for --grace, then
 kills the rest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Token = os.Getenv("SANDBOXD_TOKEN")
+			cfg.API.Token = os.Getenv("SANDBOXD_TOKEN")
 			if tokenFile != "" {
 				b, err := os.ReadFile(tokenFile)
 				if err != nil {
 					return fmt.Errorf("token file: %w", err)
 				}
-				cfg.Token = strings.TrimSpace(string(b))
-				if cfg.Token == "" {
+				cfg.API.Token = strings.TrimSpace(string(b))
+				if cfg.API.Token == "" {
 					return fmt.Errorf("token file %s is empty", tokenFile)
 				}
 			}

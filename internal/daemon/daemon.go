@@ -23,10 +23,8 @@ import (
 type Config struct {
 	// Listen is the address (default 127.0.0.1:8080).
 	Listen string
-	// Token, when set, is required on every API call.
-	Token string
 	// AllowRemoteWithoutToken lets a non-loopback Listen go without a
-	// token; without it such a configuration is refused.
+	// token (API.Token); without it such a configuration is refused.
 	AllowRemoteWithoutToken bool
 	// Grace is how long running runs may go on after SIGTERM (default 10s).
 	Grace    time.Duration
@@ -64,7 +62,6 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.API.Logger = log
-	cfg.API.Token = cfg.Token
 	srv := api.New(x, cfg.API)
 	// MCP over streamable HTTP, behind the same token and admission gate.
 	tools := mcpserver.New(srv, cfg.Version)
@@ -85,7 +82,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", cfg.Token != "")
+	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", cfg.API.Token != "")
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -113,7 +110,7 @@ func Serve(ctx context.Context, cfg Config) error {
 }
 
 func checkListen(cfg Config) error {
-	if cfg.Token != "" || cfg.AllowRemoteWithoutToken {
+	if cfg.API.Token != "" || cfg.AllowRemoteWithoutToken {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(cfg.Listen)
