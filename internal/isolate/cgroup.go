@@ -26,6 +26,10 @@ type runCgroup interface {
 	stats() (cgroupStats, error)
 	// kill sends SIGKILL to every process in the cgroup.
 	kill() error
+	// update replaces the cgroup's limits (a warm sandbox taking a run).
+	update(l limits.Limits) error
+	// pids lists the processes in the cgroup.
+	pids() ([]int, error)
 	// destroy removes the cgroup; it kills what is left first.
 	destroy() error
 }

@@ -82,19 +82,25 @@ func (d *v1Driver) hierarchy() ([]cgroup1.Subsystem, error) {
 	return out, nil
 }
 
-func (d *v1Driver) create(name string, l limits.Limits) (runCgroup, error) {
+// resources maps a run's limits onto v1 controller settings.
+func (d *v1Driver) resources(l limits.Limits) *specs.LinuxResources {
 	mem := int64(l.Memory)
 	pids := int64(l.Pids)
 	quota, period := cpuQuota(l.CPUs)
 	res := &specs.LinuxResources{
-		// Swap = limit: memory+swap may not exceed memory, so no swap.
 		Memory: &specs.LinuxMemory{Limit: &mem},
 		Pids:   &specs.LinuxPids{Limit: &pids},
 		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
 	}
+	// Swap = limit: memory+swap may not exceed memory, so no swap.
 	if _, err := os.Stat(filepath.Join(d.roots[cgroup1.Memory], "memory.memsw.limit_in_bytes")); err == nil {
 		res.Memory.Swap = &mem
 	}
+	return res
+}
+
+func (d *v1Driver) create(name string, l limits.Limits) (runCgroup, error) {
+	res := d.resources(l)
 	path := filepath.Join(d.parent, name)
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, cgroup1.WithHierarchy(d.hierarchy))
 	if err != nil {
@@ -125,6 +131,20 @@ type v1Cgroup struct {
 }
 
 func (c *v1Cgroup) fd() int { return -1 }
+
+func (c *v1Cgroup) update(l limits.Limits) error {
+	// memsw must stay >= memory at every step: lowering, memory goes
+	// first; raising, memsw does. containerd writes memsw first, so on a
+	// decrease it is written twice.
+	if err := c.cg.Update(c.d.resources(l)); err != nil {
+		return c.cg.Update(c.d.resources(l))
+	}
+	return nil
+}
+
+func (c *v1Cgroup) pids() ([]int, error) {
+	return readPids(filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs"))
+}
 
 func (c *v1Cgroup) add(pid int) error {
 	// One write per hierarchy. The first write after a quiet spell can
@@ -187,16 +207,20 @@ type v2Driver struct {
 
 func (d *v2Driver) version() string { return "v2" }
 
-func (d *v2Driver) create(name string, l limits.Limits) (runCgroup, error) {
+// v2Resources maps a run's limits onto v2 controller settings.
+func v2Resources(l limits.Limits) *cgroup2.Resources {
 	mem := int64(l.Memory)
 	var zero int64
-	pids := int64(l.Pids)
 	quota, period := cpuQuota(l.CPUs)
-	res := &cgroup2.Resources{
+	return &cgroup2.Resources{
 		Memory: &cgroup2.Memory{Max: &mem, Swap: &zero},
-		Pids:   &cgroup2.Pids{Max: pids},
+		Pids:   &cgroup2.Pids{Max: int64(l.Pids)},
 		CPU:    &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)},
 	}
+}
+
+func (d *v2Driver) create(name string, l limits.Limits) (runCgroup, error) {
+	res := v2Resources(l)
 	group := filepath.Join(d.parent, name)
 	m, err := cgroup2.NewManager(d.mountpoint, group, res)
 	if err != nil {
@@ -229,6 +253,10 @@ type v2Cgroup struct {
 func (c *v2Cgroup) fd() int { return c.dirfd }
 
 func (c *v2Cgroup) add(int) error { return nil }
+
+func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources(l)) }
+
+func (c *v2Cgroup) pids() ([]int, error) { return readPids(filepath.Join(c.dir, "cgroup.procs")) }
 
 func (c *v2Cgroup) cpu() (time.Duration, error) {
 	kv, err := readKV(filepath.Join(c.dir, "cpu.stat"))
@@ -269,21 +297,31 @@ func (c *v2Cgroup) destroy() error {
 	return killAndRemove(c.dir)
 }
 
-// killProcs SIGKILLs every pid listed in a cgroup.procs file.
-func killProcs(procs string) error {
+// readPids reads a cgroup.procs file; a missing file is an empty cgroup.
+func readPids(procs string) ([]int, error) {
 	b, err := os.ReadFile(procs)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
 	for _, f := range strings.Fields(string(b)) {
 		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
 		}
 	}
-	return nil
+	return pids, nil
+}
+
+// killProcs SIGKILLs every pid listed in a cgroup.procs file.
+func killProcs(procs string) error {
+	pids, err := readPids(procs)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return err
 }
 
 // killAndRemove kills whatever is left in the cgroup dir and removes it,

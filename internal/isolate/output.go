@@ -20,6 +20,13 @@ type capture struct {
 	truncated bool
 }
 
+// setLive sets where kept bytes go live from now on, and the cap.
+func (c *capture) setLive(w io.Writer, max int64) {
+	c.mu.Lock()
+	c.live, c.max = w, max
+	c.mu.Unlock()
+}
+
 func (c *capture) drain(r io.Reader) error {
 	chunk := make([]byte, 32<<10)
 	for {
@@ -47,11 +54,12 @@ func (c *capture) write(p []byte) {
 		c.truncated = true
 	}
 	c.buf.Write(keep)
+	live := c.live
 	c.mu.Unlock()
-	if c.live != nil && len(keep) > 0 {
+	if live != nil && len(keep) > 0 {
 		// A slow or broken live reader must not stall the run; its errors
 		// are the front end's to see, the result still has the bytes.
-		_, _ = c.live.Write(keep)
+		_, _ = live.Write(keep)
 	}
 	if overflow && c.over != nil {
 		c.over()

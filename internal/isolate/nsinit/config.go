@@ -47,6 +47,10 @@ type Config struct {
 	Rlimits []Rlimit `json:"rlimits"`
 	// Seccomp installs the syscall filter when set.
 	Seccomp bool `json:"seccomp"`
+	// ExtraFiles is the number of fds init inherits past StatusFD (from
+	// StatusFD+1 on) that the program gets as fd 3, 4, ...: a warm
+	// sandbox's control pipe.
+	ExtraFiles int `json:"extra_files,omitempty"`
 }
 
 // Bind is a host path shown read-only inside the sandbox at the same path.

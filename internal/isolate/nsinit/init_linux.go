@@ -161,10 +161,14 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	// The program gets stdio and nothing else; setuid to a non-zero uid
 	// clears its permitted and effective capabilities, and execve under
 	// no_new_privs can grant none back.
+	files := []uintptr{0, 1, 2}
+	for i := 0; i < cfg.ExtraFiles; i++ {
+		files = append(files, uintptr(StatusFD+1+i))
+	}
 	attr := &syscall.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   cfg.Env,
-		Files: []uintptr{0, 1, 2},
+		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}},
 			Setsid:     true,
@@ -176,8 +180,8 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	}
 	// init keeps no copy of the program's stdio: once the program and its
 	// children are gone, the parent sees EOF.
-	for fd := 0; fd <= 2; fd++ {
-		_ = unix.Close(fd)
+	for _, fd := range files {
+		_ = unix.Close(int(fd))
 	}
 	return pid, nil
 }

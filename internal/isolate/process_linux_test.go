@@ -1,0 +1,101 @@
+package isolate
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// holdRunner is a program that waits for code on its control pipe (fd 3)
+// and runs it: the shape of a warm sandbox.
+const holdRunner = `import os, sys
+code = os.read(3, 1 << 20).decode()
+exec(compile(code, "main.py", "exec"), {"__name__": "__main__"})
+`
+
+func startHeld(t *testing.T, r *Runner, l limits.Limits) (*Process, *Workspace) {
+	t.Helper()
+	ws, err := r.NewWorkspace(l.Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	p, err := r.Start(t.Context(), ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Env: []string{"PATH=/usr/bin"}, Limits: l}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, ws
+}
+
+// TestHeldProcess: a held sandbox's clock starts at activation, its CPU
+// time excludes the start-up, and the limits given at activation apply.
+func TestHeldProcess(t *testing.T) {
+	r := requireRunner(t)
+	start := limits.Defaults()
+	start.Memory = 512 * limits.MiB
+
+	t.Run("clock starts at activation", func(t *testing.T) {
+		p, _ := startHeld(t, r, start)
+		time.Sleep(700 * time.Millisecond) // longer than the run's timeout
+		l := limits.Defaults()
+		l.Timeout = limits.Duration(500 * time.Millisecond)
+		var out strings.Builder
+		if err := p.Activate(t.Context(), Activation{Limits: l, Stdout: &out, Control: []byte("print('warm', flush=True)")}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.Wait()
+		if err != nil || res.Status != run.StatusOK || string(res.Stdout) != "warm\n" || out.String() != "warm\n" {
+			t.Fatalf("%v %s %q %q", err, res.Status, res.Stdout, out.String())
+		}
+		if res.WallTime > 400*time.Millisecond || res.CPUTime > 200*time.Millisecond {
+			t.Errorf("wall %v cpu %v count the time before activation", res.WallTime, res.CPUTime)
+		}
+	})
+	t.Run("limits from activation", func(t *testing.T) {
+		p, _ := startHeld(t, r, start)
+		l := limits.Defaults()
+		l.Memory = 64 * limits.MiB
+		code := "x=[]\nwhile True: x.append(bytearray(16<<20))"
+		if err := p.Activate(t.Context(), Activation{Limits: l, Control: []byte(code)}); err != nil {
+			t.Fatal(err)
+		}
+		res, _ := p.Wait()
+		if res.Status != run.StatusMemoryLimit || res.PeakMemory > 72<<20 {
+			t.Fatalf("status %s peak %d: the 64MiB limit given at activation did not hold", res.Status, res.PeakMemory)
+		}
+	})
+	t.Run("rlimits from activation", func(t *testing.T) {
+		p, _ := startHeld(t, r, start)
+		l := limits.Defaults()
+		l.OpenFiles = 32
+		if err := p.Activate(t.Context(), Activation{Limits: l, Control: []byte("import resource; print(resource.getrlimit(resource.RLIMIT_NOFILE))")}); err != nil {
+			t.Fatal(err)
+		}
+		res, _ := p.Wait()
+		if strings.TrimSpace(string(res.Stdout)) != "(32, 32)" {
+			t.Fatalf("RLIMIT_NOFILE %q, want (32, 32)", res.Stdout)
+		}
+	})
+	t.Run("canceled before activation", func(t *testing.T) {
+		ws, err := r.NewWorkspace(start.Tmpfs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		p, err := r.Start(ctx, ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Limits: start}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		select {
+		case <-p.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a held process outlived its context")
+		}
+	})
+}
