@@ -7,6 +7,8 @@ package executor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/pool"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
@@ -32,7 +35,10 @@ type Options struct {
 	// Versions makes results carry the runtime's version (probed once per
 	// runtime, then cached).
 	Versions bool
-	Logger   *slog.Logger
+	// Warm sizes the warm pools by runtime name (only "python" has a warm
+	// runner today); StartPools starts them.
+	Warm   map[string]int
+	Logger *slog.Logger
 }
 
 // Executor runs specs. It is safe for concurrent use.
@@ -42,6 +48,8 @@ type Executor struct {
 	// processErr says why the process backend is not available.
 	processErr error
 	log        *slog.Logger
+	// pools are the warm pools by runtime name, once StartPools ran.
+	pools map[string]*pool.Pool
 }
 
 // New prepares the backends this host supports. It fails only when no
@@ -68,6 +76,54 @@ func New(opts Options) (*Executor, error) {
 		return nil, fmt.Errorf("no backend can run here: process: %w", x.processErr)
 	}
 	return x, nil
+}
+
+// StartPools starts the warm pools of Options.Warm; they live until ctx
+// ends or Close. Runs take a warm sandbox when one is ready and fits, and
+// start cold otherwise.
+func (x *Executor) StartPools(ctx context.Context) error {
+	x.pools = map[string]*pool.Pool{}
+	for name, size := range x.opts.Warm {
+		if size <= 0 {
+			continue
+		}
+		rt, err := x.opts.Runtimes.Lookup(name)
+		if err != nil {
+			return err
+		}
+		if rt.Name != "python" {
+			return fmt.Errorf("%w: no warm runner for runtime %q (only python has one)", ErrInvalid, rt.Name)
+		}
+		env, err := buildEnv(rt.Env, nil)
+		if err != nil {
+			return err
+		}
+		l := x.opts.Ceiling
+		l.Tmpfs = x.opts.Defaults.Tmpfs
+		l.Output = x.opts.Defaults.Output
+		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
+			Size: size, Argv: []string{rt.Binary, "-c", pool.WarmPython}, Env: env, Limits: l, Logger: x.log,
+		})
+	}
+	return nil
+}
+
+// PoolStats returns each warm pool's figures by runtime.
+func (x *Executor) PoolStats() map[string]pool.Stats {
+	out := map[string]pool.Stats{}
+	for name, p := range x.pools {
+		out[name] = p.Stats()
+	}
+	return out
+}
+
+// Close stops the warm pools and removes their sandboxes.
+func (x *Executor) Close() error {
+	var errs []error
+	for _, p := range x.pools {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Runtimes is the registry the executor resolves runtimes in.
@@ -227,6 +283,12 @@ func (x *Executor) Run(ctx context.Context, spec *run.Spec, stream Stream) (*run
 }
 
 func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stream Stream) (*run.Result, error) {
+	if e := x.takeWarm(spec, p); e != nil {
+		res, err := x.runWarm(ctx, spec, p, e, stream)
+		if !errors.Is(err, errNotTaken) {
+			return res, err
+		}
+	}
 	r := x.process
 	ws, err := r.NewWorkspace(p.limits.Tmpfs)
 	if err != nil {
@@ -262,17 +324,10 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 			return &res, err
 		}
 	}
-	var stdin io.Reader
-	if spec.Stdin != nil {
-		stdin = bytes.NewReader(spec.Stdin)
-	}
-	if stream.Stdin != nil {
-		stdin = stream.Stdin
-	}
 	res, err := r.Run(ctx, ws, isolate.Exec{
 		Argv:   p.rt.RunArgv(p.entry, spec.Args),
 		Env:    p.env,
-		Stdin:  stdin,
+		Stdin:  stdinOf(spec, stream),
 		Stdout: stream.Stdout,
 		Stderr: stream.Stderr,
 		Limits: p.limits,
@@ -286,6 +341,79 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		}
 	}
 	return res, err
+}
+
+func stdinOf(spec *run.Spec, stream Stream) io.Reader {
+	if stream.Stdin != nil {
+		return stream.Stdin
+	}
+	if spec.Stdin != nil {
+		return bytes.NewReader(spec.Stdin)
+	}
+	return nil
+}
+
+// takeWarm returns a ready sandbox for spec, or nil: only interpreted runs
+// with a pool, the pool's tmpfs size, and no PYTHON* variables (they act at
+// interpreter start, which a warm sandbox is past).
+func (x *Executor) takeWarm(spec *run.Spec, p *plan) *pool.Entry {
+	pl := x.pools[p.rt.Name]
+	if pl == nil || p.rt.Compile != nil || !pl.Fits(p.limits) {
+		return nil
+	}
+	for k := range spec.Env {
+		if strings.HasPrefix(k, "PYTHON") {
+			return nil
+		}
+	}
+	return pl.Take()
+}
+
+// errNotTaken: a warm sandbox could not take the run (its limits could
+// not be applied); the run goes cold.
+var errNotTaken = errors.New("warm sandbox did not take the run")
+
+// runWarm runs spec in a warm sandbox. The result is a cold run's in every
+// field but isolation.warm.
+func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool.Entry, stream Stream) (*run.Result, error) {
+	defer func() {
+		if err := e.Close(); err != nil {
+			x.log.Error("remove warm sandbox", "run", e.Workspace.ID(), "err", err)
+		}
+	}()
+	for _, f := range spec.Files {
+		if err := e.Workspace.WriteFile(f); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	control, err := json.Marshal(map[string]any{"entry": p.entry, "args": nonNil(spec.Args), "env": spec.Env})
+	if err != nil {
+		return nil, err
+	}
+	err = e.Process.Activate(ctx, isolate.Activation{
+		Limits: p.limits, Stdin: stdinOf(spec, stream), Stdout: stream.Stdout, Stderr: stream.Stderr, Control: control,
+	})
+	if err != nil {
+		x.log.Info("warm sandbox refused the run; running it cold", "err", err)
+		return nil, errNotTaken
+	}
+	res, err := e.Process.Wait()
+	res.Isolation.Warm = true
+	if err == nil {
+		var cerr error
+		res.Files, res.FilesTruncated, cerr = e.Workspace.Collect(x.process.CollectLimits())
+		if cerr != nil {
+			x.log.Warn("collect workspace files", "run", e.Workspace.ID(), "err", cerr)
+		}
+	}
+	return res, err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func internalError(err error) *run.Result {

@@ -77,4 +77,7 @@ type Isolation struct {
 	UID int `json:"uid"`
 	// Network is "none" (loopback only) or what else the run could reach.
 	Network string `json:"network,omitempty"`
+	// Warm is set when the run took a sandbox started ahead of it (same
+	// confinement; the interpreter was already running).
+	Warm bool `json:"warm,omitempty"`
 }
