@@ -144,6 +144,7 @@ kills the rest.`,
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
 	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "warm sandboxes kept ready per runtime, e.g. python=2 (0 disables)")
 	lf.add(fl)
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/pool"
 )
 
 type metrics struct {
@@ -39,4 +40,42 @@ func newMetrics(reg *prometheus.Registry, gate *admission.Gate) *metrics {
 		}, func() float64 { return float64(gate.Waiting()) }),
 	)
 	return m
+}
+
+// poolCollector exports the warm pools' figures at scrape time.
+type poolCollector struct {
+	stats                                  func() map[string]pool.Stats
+	ready, size, hits, misses, fails, fill *prometheus.Desc
+}
+
+func newPoolCollector(stats func() map[string]pool.Stats) *poolCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, []string{"runtime"}, nil)
+	}
+	return &poolCollector{
+		stats:  stats,
+		ready:  d("sandboxd_pool_ready", "Warm sandboxes ready to take a run."),
+		size:   d("sandboxd_pool_size", "Warm sandboxes the pool keeps."),
+		hits:   d("sandboxd_pool_hits_total", "Runs that took a warm sandbox."),
+		misses: d("sandboxd_pool_misses_total", "Runs that found no warm sandbox ready and started cold."),
+		fails:  d("sandboxd_pool_refill_failures_total", "Warm sandboxes that failed to start."),
+		fill:   d("sandboxd_pool_refill_seconds", "How long the last warm sandbox took to start."),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.ready, c.size, c.hits, c.misses, c.fails, c.fill} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for rt, st := range c.stats() {
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(st.Ready), rt)
+		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(st.Size), rt)
+		ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits), rt)
+		ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses), rt)
+		ch <- prometheus.MustNewConstMetric(c.fails, prometheus.CounterValue, float64(st.RefillFailures), rt)
+		ch <- prometheus.MustNewConstMetric(c.fill, prometheus.GaugeValue, st.LastRefill.Seconds(), rt)
+	}
 }

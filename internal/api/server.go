@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/pool"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
@@ -37,8 +38,10 @@ type Config struct {
 	Concurrency, Queue int
 	// Ready, if set, is consulted by /readyz besides the queue (e.g. "the
 	// host can still confine").
-	Ready  func() error
-	Logger *slog.Logger
+	Ready func() error
+	// PoolStats, if set, feeds the warm pool metrics.
+	PoolStats func() map[string]pool.Stats
+	Logger    *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 }
@@ -76,6 +79,9 @@ func New(x Executor, cfg Config) *Server {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(s.reg, s.gate)
+	if cfg.PoolStats != nil {
+		s.reg.MustRegister(newPoolCollector(cfg.PoolStats))
+	}
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.auth {

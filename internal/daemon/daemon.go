@@ -61,7 +61,18 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Warm sandboxes live until SIGTERM; runs that took one are on their
+	// own context by then.
+	if err := x.StartPools(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := x.Close(); err != nil {
+			log.Error("close warm pools", "err", err)
+		}
+	}()
 	cfg.API.Logger = log
+	cfg.API.PoolStats = x.PoolStats
 	srv := api.New(x, cfg.API)
 	// MCP over streamable HTTP, behind the same token and admission gate.
 	tools := mcpserver.New(srv, cfg.Version)

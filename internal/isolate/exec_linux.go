@@ -83,8 +83,10 @@ func (r *Runner) isolation() run.Isolation {
 type pipes struct {
 	cfgW, statR, outR, errR, inW *os.File
 	cfgR, statW, outW, errW, inR *os.File
-	// ctlW/ctlR: the program's control pipe (its fd 3), when held.
+	// ctlW/ctlR: the program's control pipe (its fd 3), and rdyR/rdyW its
+	// readiness pipe (its fd 4), when held.
 	ctlW, ctlR *os.File
+	rdyR, rdyW *os.File
 }
 
 func newPipes(control bool) (*pipes, error) {
@@ -93,7 +95,7 @@ func newPipes(control bool) (*pipes, error) {
 		{&p.cfgR, &p.cfgW}, {&p.statR, &p.statW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}, {&p.inR, &p.inW},
 	}
 	if control {
-		pairs = append(pairs, struct{ r, w **os.File }{&p.ctlR, &p.ctlW})
+		pairs = append(pairs, struct{ r, w **os.File }{&p.ctlR, &p.ctlW}, struct{ r, w **os.File }{&p.rdyR, &p.rdyW})
 	}
 	for _, pr := range pairs {
 		r, w, err := os.Pipe()
@@ -107,7 +109,7 @@ func newPipes(control bool) (*pipes, error) {
 }
 
 func (p *pipes) closeChild() {
-	for _, f := range []*os.File{p.cfgR, p.statW, p.outW, p.errW, p.inR, p.ctlR} {
+	for _, f := range []*os.File{p.cfgR, p.statW, p.outW, p.errW, p.inR, p.ctlR, p.rdyW} {
 		if f != nil {
 			f.Close()
 		}
@@ -116,7 +118,7 @@ func (p *pipes) closeChild() {
 
 func (p *pipes) closeAll() {
 	p.closeChild()
-	for _, f := range []*os.File{p.cfgW, p.statR, p.outR, p.errR, p.inW, p.ctlW} {
+	for _, f := range []*os.File{p.cfgW, p.statR, p.outR, p.errR, p.inW, p.ctlW, p.rdyR} {
 		if f != nil {
 			f.Close()
 		}

@@ -23,7 +23,9 @@ import (
 // Process is a started sandbox: init is PID 1 and the program is running.
 // A held Process (Start with hold) has its program waiting on its control
 // pipe (fd 3) and no deadline armed yet: Activate gives it its limits, its
-// I/O and its input, and starts the clock. This is what a warm pool keeps.
+// I/O and its input, and starts the clock. The program says it is ready to
+// take its input by writing a byte to, or closing, its fd 4 (WaitReady).
+// This is what a warm pool keeps.
 type Process struct {
 	r    *Runner
 	ws   *Workspace
@@ -127,7 +129,7 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	}
 	extra := []*os.File{pp.cfgR, pp.statW}
 	if hold {
-		extra = append(extra, pp.ctlR)
+		extra = append(extra, pp.ctlR, pp.rdyW)
 	}
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
@@ -183,7 +185,7 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	// "go" init waits for before starting the program.
 	cfg := r.initConfig(p.ws, e)
 	if hold {
-		cfg.ExtraFiles = 1
+		cfg.ExtraFiles = 2
 	}
 	if err := json.NewEncoder(pp.cfgW).Encode(&cfg); err != nil {
 		return abort(fmt.Errorf("send config to init: %w", err))
@@ -232,6 +234,38 @@ func (p *Process) setupError(m *nsinit.Message) error {
 		return fmt.Errorf("sandbox setup: %s: %s", m.Op, m.Error)
 	}
 	return errors.New("sandbox init ended before starting the program")
+}
+
+// WaitReady waits until a held program has written to or closed its
+// readiness pipe (fd 4), that is, has done its start-up and waits for its
+// input; or until it ends, or ctx does.
+func (p *Process) WaitReady(ctx context.Context) error {
+	if p.p.rdyR == nil {
+		return errors.New("not a held process")
+	}
+	ready := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := p.p.rdyR.Read(b[:])
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		select {
+		case <-p.done:
+			return errors.New("the program ended during its start-up")
+		default:
+		}
+		return err
+	case <-p.done:
+		return errors.New("the program ended during its start-up")
+	case <-ctx.Done():
+		_ = p.p.rdyR.SetReadDeadline(time.Now())
+		return ctx.Err()
+	}
 }
 
 // findProgram returns the program's host pid: the cgroup's one process

@@ -13,6 +13,7 @@ import (
 // holdRunner is a program that waits for code on its control pipe (fd 3)
 // and runs it: the shape of a warm sandbox.
 const holdRunner = `import os, sys
+os.close(4)
 code = os.read(3, 1 << 20).decode()
 exec(compile(code, "main.py", "exec"), {"__name__": "__main__"})
 `

@@ -172,6 +172,12 @@ func (p *Pool) start() (*Entry, error) {
 		_ = ws.Close()
 		return nil, fmt.Errorf("start warm sandbox: %w", err)
 	}
+	if err := proc.WaitReady(p.ctx); err != nil {
+		proc.Kill()
+		_, _ = proc.Wait()
+		_ = ws.Close()
+		return nil, fmt.Errorf("warm sandbox start-up: %w", err)
+	}
 	p.lastRefill.Store(int64(time.Since(began)))
 	return &Entry{Workspace: ws, Process: proc}, nil
 }
