@@ -52,6 +52,7 @@ func sandboxedRun(cmd *cobra.Command) isolate.Check {
 		c.Fix = "fix the failed checks above"
 		return c
 	}
+	defer x.Close()
 	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte("echo ok\n")}}}
 	res, err := x.Run(cmd.Context(), spec, executor.Stream{})
 	if err != nil {

@@ -131,6 +131,7 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 		if err != nil {
 			return nil, err
 		}
+		defer x.Close()
 		res, err = x.Run(cmd.Context(), spec, stream)
 	}
 	if res == nil {

@@ -150,6 +150,7 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	defer x.Close()
 	cfg.API.Logger = log
 	runner := api.New(x, cfg.API)
 	return mcpserver.New(runner, cfg.Version).Run(ctx, &mcp.StdioTransport{})

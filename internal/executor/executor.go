@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -50,6 +51,21 @@ type Executor struct {
 	log        *slog.Logger
 	// pools are the warm pools by runtime name, once StartPools ran.
 	pools map[string]*pool.Pool
+	// cleanups tracks workspace removals done after a result is returned.
+	cleanups sync.WaitGroup
+}
+
+// cleanup runs f after the caller has its result: removing a workspace
+// (an unmount and a few rmdirs) is not the client's to wait for. Close
+// waits for every cleanup; a crash leaves them to the next sweep.
+func (x *Executor) cleanup(what string, id string, f func() error) {
+	x.cleanups.Add(1)
+	go func() {
+		defer x.cleanups.Done()
+		if err := f(); err != nil {
+			x.log.Error(what, "run", id, "err", err)
+		}
+	}()
 }
 
 // New prepares the backends this host supports. It fails only when no
@@ -117,12 +133,14 @@ func (x *Executor) PoolStats() map[string]pool.Stats {
 	return out
 }
 
-// Close stops the warm pools and removes their sandboxes.
+// Close stops the warm pools, removes their sandboxes and waits for the
+// removal of every finished run's workspace.
 func (x *Executor) Close() error {
 	var errs []error
 	for _, p := range x.pools {
 		errs = append(errs, p.Close())
 	}
+	x.cleanups.Wait()
 	return errors.Join(errs...)
 }
 
@@ -294,11 +312,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	if err != nil {
 		return internalError(err), err
 	}
-	defer func() {
-		if err := ws.Close(); err != nil {
-			x.log.Error("remove workspace", "run", ws.ID(), "err", err)
-		}
-	}()
+	defer x.cleanup("remove workspace", ws.ID(), ws.Close)
 	for _, f := range spec.Files {
 		if err := ws.WriteFile(f); err != nil {
 			// The workspace is full or a name clashes (a file and a
@@ -376,11 +390,7 @@ var errNotTaken = errors.New("warm sandbox did not take the run")
 // runWarm runs spec in a warm sandbox. The result is a cold run's in every
 // field but isolation.warm.
 func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool.Entry, stream Stream) (*run.Result, error) {
-	defer func() {
-		if err := e.Close(); err != nil {
-			x.log.Error("remove warm sandbox", "run", e.Workspace.ID(), "err", err)
-		}
-	}()
+	defer x.cleanup("remove warm sandbox", e.Workspace.ID(), e.Close)
 	for _, f := range spec.Files {
 		if err := e.Workspace.WriteFile(f); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)

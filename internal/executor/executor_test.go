@@ -86,6 +86,7 @@ func TestRunCompiled(t *testing.T) {
 	if err != nil {
 		t.Skipf("requires user namespaces and cgroups: %v", err)
 	}
+	defer x.Close()
 	res, err := x.Run(t.Context(), &run.Spec{Files: []run.File{{Name: "main.c", Content: []byte("#include <stdio.h>\nint main(int c, char**v){printf(\"%s\\n\", v[1]); return 4;}\n")}}, Args: []string{"a b"}}, Stream{})
 	if err != nil {
 		t.Fatal(err)

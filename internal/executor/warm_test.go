@@ -19,6 +19,7 @@ func requireExecutors(t *testing.T) (cold, warm *Executor) {
 	if err != nil {
 		t.Skipf("requires user namespaces and cgroups: %v", err)
 	}
+	t.Cleanup(func() { cold.Close() })
 	warm, err = New(Options{Warm: map[string]int{"python": 1}})
 	if err != nil {
 		t.Fatal(err)

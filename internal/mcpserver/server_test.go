@@ -57,6 +57,7 @@ func requireExecutor(t *testing.T) *executor.Executor {
 	if err != nil {
 		t.Skipf("requires user namespaces and cgroups: %v", err)
 	}
+	t.Cleanup(func() { x.Close() })
 	return x
 }
 
