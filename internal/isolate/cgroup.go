@@ -30,6 +30,10 @@ type runCgroup interface {
 	update(l limits.Limits) error
 	// pids lists the processes in the cgroup.
 	pids() ([]int, error)
+	// background gives the cgroup the least CPU weight (a warm sandbox
+	// starting up must not slow the runs being served) or, off, the
+	// default weight.
+	background(on bool) error
 	// destroy removes the cgroup; it kills what is left first.
 	destroy() error
 }

@@ -142,6 +142,14 @@ func (c *v1Cgroup) update(l limits.Limits) error {
 	return nil
 }
 
+func (c *v1Cgroup) background(on bool) error {
+	shares := "1024" // the kernel's default
+	if on {
+		shares = "2" // its minimum
+	}
+	return os.WriteFile(filepath.Join(c.d.dir(cgroup1.Cpu, c.path), "cpu.shares"), []byte(shares), 0)
+}
+
 func (c *v1Cgroup) pids() ([]int, error) {
 	return readPids(filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs"))
 }
@@ -257,6 +265,14 @@ func (c *v2Cgroup) add(int) error { return nil }
 func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources(l)) }
 
 func (c *v2Cgroup) pids() ([]int, error) { return readPids(filepath.Join(c.dir, "cgroup.procs")) }
+
+func (c *v2Cgroup) background(on bool) error {
+	weight := "100" // the kernel's default
+	if on {
+		weight = "1" // its minimum
+	}
+	return os.WriteFile(filepath.Join(c.dir, "cpu.weight"), []byte(weight), 0)
+}
 
 func (c *v2Cgroup) cpu() (time.Duration, error) {
 	kv, err := readKV(filepath.Join(c.dir, "cpu.stat"))

@@ -105,6 +105,12 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 		return err
 	}
 	p.cg = cg
+	if hold {
+		if err := cg.background(true); err != nil {
+			p.destroyCgroup()
+			return fmt.Errorf("lower the warm sandbox's CPU weight: %w", err)
+		}
+	}
 	p.ph.mark("cgroup_create")
 	pp, err := newPipes(hold)
 	if err != nil {
@@ -293,9 +299,13 @@ func (p *Process) Activate(ctx context.Context, a Activation) error {
 }
 
 func (p *Process) activate(ctx context.Context, a Activation) error {
+	p.ph.mark("held")
 	if p.progPid != 0 {
 		if err := p.cg.update(a.Limits); err != nil {
 			return fmt.Errorf("apply limits: %w", err)
+		}
+		if err := p.cg.background(false); err != nil {
+			return fmt.Errorf("restore CPU weight: %w", err)
 		}
 		for _, rl := range rlimits(a.Limits) {
 			lim := unix.Rlimit{Cur: rl.Value, Max: rl.Value}
@@ -326,6 +336,7 @@ func (p *Process) activate(ctx context.Context, a Activation) error {
 			return fmt.Errorf("send control input: %w", err)
 		}
 	}
+	p.ph.mark("activate")
 	p.activated <- activation{ctx: ctx, limits: a.Limits, at: time.Now(), cpu: cpu}
 	return nil
 }
