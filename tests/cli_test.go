@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bufio"
 	"bytes"
 	"os"
 	"os/exec"
@@ -306,9 +307,10 @@ func TestCLIStreamsLive(t *testing.T) {
 	defer stopGracefully(t, cmd)
 	first := make(chan string, 1)
 	go func() {
-		buf := make([]byte, 64)
-		n, _ := stdout.Read(buf)
-		first <- string(buf[:n])
+		// Python writes "first" and its newline in two writes (unbuffered
+		// mode); read up to the newline.
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		first <- line
 	}()
 	select {
 	case got := <-first:

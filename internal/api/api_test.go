@@ -104,6 +104,8 @@ func TestRunErrors(t *testing.T) {
 		{"code and files", `{"runtime":"python","code":"x","files":[{"name":"a.py","content":"y"}]}`, 400, "invalid_argument"},
 		{"code without runtime", `{"code":"x"}`, 400, "invalid_argument"},
 		{"trailing data", `{"runtime":"python","code":"x"} {}`, 400, "invalid_argument"},
+		{"trailing bracket", `{"runtime":"python","code":"x"}]`, 400, "invalid_argument"},
+		{"trailing brace", `{"runtime":"python","code":"x"}}`, 400, "invalid_argument"},
 		{"bad file encoding", `{"files":[{"name":"a.py","content":"x","encoding":"rot13"}]}`, 400, "invalid_argument"},
 		{"too large", `{"runtime":"python","code":"` + strings.Repeat("x", 5000) + `"}`, 413, "payload_too_large"},
 	}
@@ -168,8 +170,13 @@ func TestAuth(t *testing.T) {
 	if rec := do(t, s, "GET", "/v1/runtimes", "", "Authorization", "Bearer wrong"); rec.Code != 401 {
 		t.Errorf("wrong token: %d", rec.Code)
 	}
-	if rec := do(t, s, "GET", "/v1/runtimes", "", "Authorization", "Bearer s3cret"); rec.Code != 200 {
-		t.Errorf("right token: %d", rec.Code)
+	for _, h := range []string{"Bearer s3cret", "bearer s3cret", "BEARER  s3cret"} {
+		if rec := do(t, s, "GET", "/v1/runtimes", "", "Authorization", h); rec.Code != 200 {
+			t.Errorf("%q: %d", h, rec.Code)
+		}
+	}
+	if rec := do(t, s, "GET", "/v1/runtimes", "", "Authorization", "Basic s3cret"); rec.Code != 401 {
+		t.Errorf("another scheme: %d", rec.Code)
 	}
 	for _, p := range []string{"/healthz", "/readyz", "/openapi.json"} {
 		if rec := do(t, s, "GET", p, ""); rec.Code != 200 {

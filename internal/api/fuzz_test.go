@@ -15,6 +15,7 @@ func FuzzDecodeRunRequest(f *testing.F) {
 		`{"runtime":"c","code":"int main(){}","compile_limits":{"timeout":"20s"}}`,
 		`{"files":[{"name":"../x","content":""}]}`,
 		`{"limits":{"pids":-1}}`, `[]`, `null`, `{"env":{"A":"B"}}`,
+		`{"runtime":"python","code":"x"}]`, `{"runtime":"python","code":"x"}}`,
 	} {
 		f.Add(s)
 	}

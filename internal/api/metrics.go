@@ -29,6 +29,11 @@ func newMetrics(reg *prometheus.Registry, gate *admission.Gate) *metrics {
 			Help: "Requests refused before running, by reason (queue_full, invalid, too_large, unauthorized).",
 		}, []string{"reason"}),
 	}
+	// Every reason exists from the start, so rate() works before the
+	// first rejection.
+	for _, reason := range []string{"queue_full", "invalid", "too_large", "unauthorized"} {
+		m.rejected.WithLabelValues(reason)
+	}
 	reg.MustRegister(m.runs, m.duration, m.rejected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sandboxd_runs_active",

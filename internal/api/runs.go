@@ -47,8 +47,10 @@ func DecodeRunRequest(r io.Reader) (*RunRequest, error) {
 		}
 		return nil, fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: request body: more than one JSON value", ErrInvalidArgument)
+	// Anything after the one JSON value (another value, or a stray ']'
+	// that More does not report) is an error, not ignored.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: request body: data after the JSON object", ErrInvalidArgument)
 	}
 	return &req, nil
 }
@@ -149,7 +151,8 @@ func (s *Server) Run(ctx context.Context, spec *run.Spec, stream executor.Stream
 	s.metrics.runs.WithLabelValues(string(res.Status), res.Runtime).Inc()
 	s.metrics.duration.WithLabelValues(res.Runtime).Observe(took.Seconds())
 	level := slog.LevelInfo
-	if res.Status == run.StatusInternalError {
+	if res.Status == run.StatusInternalError && ctx.Err() == nil {
+		// A run its client gave up on is not the sandbox's failure.
 		level = slog.LevelError
 	}
 	s.log.Log(ctx, level, "run", "id", res.ID, "runtime", res.Runtime, "status", res.Status,

@@ -158,10 +158,12 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 	if s.cfg.Token == "" {
 		return h
 	}
-	want := []byte("Bearer " + s.cfg.Token)
+	want := []byte(s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		// The scheme is case-insensitive (RFC 7235); the token is
+		// compared in constant time.
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), want) != 1 {
 			s.metrics.rejected.WithLabelValues("unauthorized").Inc()
 			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", ErrUnauthorized))
 			return

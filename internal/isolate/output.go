@@ -20,11 +20,15 @@ type capture struct {
 	truncated bool
 }
 
-// setLive sets where kept bytes go live from now on, and the cap.
+// setLive sets where kept bytes go live from now on, and the cap. Bytes
+// kept before are written to w first, so a live reader misses nothing.
 func (c *capture) setLive(w io.Writer, max int64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w != nil && c.live == nil && c.buf.Len() > 0 {
+		_, _ = w.Write(c.buf.Bytes())
+	}
 	c.live, c.max = w, max
-	c.mu.Unlock()
 }
 
 func (c *capture) drain(r io.Reader) error {

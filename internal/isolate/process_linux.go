@@ -202,10 +202,14 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	pp.cfgW.Close()
 	p.ph.mark("cgroup_add_config")
 
+	var once sync.Once
+	p.closeStdin = func() { once.Do(func() { pp.inW.Close() }) }
 	p.overflow = make(chan struct{}, 2)
 	onOver := func() { p.overflow <- struct{}{} }
-	p.stdout = &capture{max: int64(e.Limits.Output), over: onOver}
-	p.stderr = &capture{max: int64(e.Limits.Output), over: onOver}
+	// Live writers from the start: an activated-at-once program may write
+	// before Activate runs (setLive would replay it, but in order is better).
+	p.stdout = &capture{max: int64(e.Limits.Output), live: e.Stdout, over: onOver}
+	p.stderr = &capture{max: int64(e.Limits.Output), live: e.Stderr, over: onOver}
 	var drains sync.WaitGroup
 	drains.Add(2)
 	go func() { defer drains.Done(); _ = p.stdout.drain(pp.outR) }()
@@ -319,8 +323,6 @@ func (p *Process) activate(ctx context.Context, a Activation) error {
 	p.stderr.setLive(a.Stderr, int64(a.Limits.Output))
 	// stdin: copied by its own goroutine, closed after the last byte so
 	// the program sees EOF.
-	var once sync.Once
-	p.closeStdin = func() { once.Do(func() { p.p.inW.Close() }) }
 	if a.Stdin != nil {
 		go func() {
 			_, _ = io.Copy(p.p.inW, a.Stdin)
@@ -381,6 +383,15 @@ loop:
 	for {
 		select {
 		case <-p.exited:
+			if !active {
+				// A program that exits at once can beat its activation
+				// to this select.
+				select {
+				case act = <-p.activated:
+					active = true
+				default:
+				}
+			}
 			break loop
 		case act = <-p.activated:
 			active = true
@@ -421,9 +432,7 @@ func (p *Process) finish(act activation, reason killReason) (*run.Result, error)
 	res.WallTime = time.Since(act.at)
 	p.ph.mark("program")
 	defer p.p.closeAll()
-	if p.closeStdin != nil {
-		p.closeStdin()
-	}
+	p.closeStdin()
 	select {
 	case <-p.drained:
 	case <-time.After(drainGrace):
