@@ -79,17 +79,6 @@ func httpStatus(class error) int {
 	return http.StatusInternalServerError
 }
 
-// ErrorBody is the JSON of every error response: {"error":{"code","message"}}.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail names the class (code) and says what is wrong (message).
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 func errorBody(err error) (int, ErrorBody) {
 	class := classOf(err)
 	return httpStatus(class), ErrorBody{Error: ErrorDetail{Code: codes[class], Message: err.Error()}}

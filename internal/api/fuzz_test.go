@@ -28,7 +28,7 @@ func FuzzDecodeRunRequest(f *testing.F) {
 			}
 			return
 		}
-		spec, err := req.Spec(x)
+		spec, err := SpecOf(req, x)
 		if err != nil {
 			if httpStatus(classOf(err)) != 400 {
 				t.Fatalf("spec error maps to %d: %v", httpStatus(classOf(err)), err)

@@ -12,27 +12,20 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/executor"
-	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
-const ndjson = "application/x-ndjson"
+const ndjson = wire.NDJSON
 
-// RunRequest is the body of POST /v1/runs. Either Code (the short form,
-// with Runtime) or Files.
-type RunRequest struct {
-	Runtime       string            `json:"runtime,omitempty"`
-	Code          *string           `json:"code,omitempty"`
-	Files         []run.File        `json:"files,omitempty"`
-	Entrypoint    string            `json:"entrypoint,omitempty"`
-	Args          []string          `json:"args,omitempty"`
-	Stdin         string            `json:"stdin,omitempty"`
-	Env           map[string]string `json:"env,omitempty"`
-	Limits        limits.Limits     `json:"limits"`
-	CompileLimits limits.Limits     `json:"compile_limits"`
-	Backend       run.Backend       `json:"backend,omitempty"`
-}
+// The API's JSON shapes live in package wire, shared with clients.
+type (
+	RunRequest  = wire.RunRequest
+	Event       = wire.Event
+	ErrorBody   = wire.ErrorBody
+	ErrorDetail = wire.ErrorDetail
+)
 
 // DecodeRunRequest reads a RunRequest strictly: unknown fields, trailing
 // data and a body of the wrong shape are errors that say what is wrong.
@@ -55,8 +48,9 @@ func DecodeRunRequest(r io.Reader) (*RunRequest, error) {
 	return &req, nil
 }
 
-// Spec turns the request into a run spec, resolving the short form.
-func (req *RunRequest) Spec(x Executor) (*run.Spec, error) {
+// SpecOf turns the request into a run spec, resolving the short form, and
+// checks it.
+func SpecOf(req *RunRequest, x Executor) (*run.Spec, error) {
 	spec := &run.Spec{
 		Runtime: req.Runtime, Files: req.Files, Entry: req.Entrypoint, Args: req.Args,
 		Env: req.Env, Limits: req.Limits, CompileLimits: req.CompileLimits, Backend: req.Backend,
@@ -93,7 +87,7 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, err)
 		return
 	}
-	spec, err := req.Spec(s.exec)
+	spec, err := SpecOf(req, s.exec)
 	if err != nil {
 		s.reject(w, err)
 		return
@@ -167,16 +161,6 @@ func (s *Server) Check(spec *run.Spec) error { return s.exec.Check(spec) }
 
 // Runtimes is the executor's registry.
 func (s *Server) Runtimes() *runtimes.Registry { return s.exec.Runtimes() }
-
-// Event is one line of a streamed run (NDJSON): output chunks as they
-// happen, then the result (or an error) last.
-type Event struct {
-	Type     string       `json:"type"` // "stdout", "stderr", "result", "error"
-	Data     string       `json:"data,omitempty"`
-	Encoding string       `json:"encoding,omitempty"`
-	Result   *run.Result  `json:"result,omitempty"`
-	Error    *ErrorDetail `json:"error,omitempty"`
-}
 
 // eventWriter writes events from the run's two output goroutines, one
 // whole line at a time, flushed.

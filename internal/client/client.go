@@ -14,9 +14,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
 // Client talks to one daemon.
@@ -43,7 +43,7 @@ func (e *Error) Error() string {
 // they arrive, and the result is returned at the end. stream.Stdin, if set,
 // is read whole first (the API takes stdin up front).
 func (c *Client) Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
-	req := api.RunRequest{
+	req := wire.RunRequest{
 		Runtime: spec.Runtime, Files: spec.Files, Entrypoint: spec.Entry, Args: spec.Args,
 		Env: spec.Env, Limits: spec.Limits, CompileLimits: spec.CompileLimits, Backend: spec.Backend,
 		Stdin: string(spec.Stdin),
@@ -84,7 +84,7 @@ func (c *Client) Run(ctx context.Context, spec *run.Spec, stream executor.Stream
 }
 
 func decodeError(resp *http.Response) error {
-	var eb api.ErrorBody
+	var eb wire.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(b, &eb) != nil || eb.Error.Message == "" {
 		return &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(b))}
@@ -97,7 +97,7 @@ func readEvents(r io.Reader, stream executor.Stream) (*run.Result, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 256<<20)
 	for sc.Scan() {
-		var ev api.Event
+		var ev wire.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return nil, fmt.Errorf("bad event from sandboxd: %w", err)
 		}

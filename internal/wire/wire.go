@@ -1,0 +1,48 @@
+// Package wire holds the JSON shapes of sandboxd's HTTP API that both the
+// daemon and its clients use, and nothing else, so a client does not pull
+// in the server.
+package wire
+
+import (
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// NDJSON is the media type of a streamed run.
+const NDJSON = "application/x-ndjson"
+
+// RunRequest is the body of POST /v1/runs. Either Code (the short form,
+// with Runtime) or Files.
+type RunRequest struct {
+	Runtime       string            `json:"runtime,omitempty"`
+	Code          *string           `json:"code,omitempty"`
+	Files         []run.File        `json:"files,omitempty"`
+	Entrypoint    string            `json:"entrypoint,omitempty"`
+	Args          []string          `json:"args,omitempty"`
+	Stdin         string            `json:"stdin,omitempty"`
+	Env           map[string]string `json:"env,omitempty"`
+	Limits        limits.Limits     `json:"limits"`
+	CompileLimits limits.Limits     `json:"compile_limits"`
+	Backend       run.Backend       `json:"backend,omitempty"`
+}
+
+// Event is one line of a streamed run (NDJSON): output chunks as they
+// happen, then the result (or an error) last.
+type Event struct {
+	Type     string       `json:"type"` // "stdout", "stderr", "result", "error"
+	Data     string       `json:"data,omitempty"`
+	Encoding string       `json:"encoding,omitempty"`
+	Result   *run.Result  `json:"result,omitempty"`
+	Error    *ErrorDetail `json:"error,omitempty"`
+}
+
+// ErrorBody is the JSON of every error response: {"error":{"code","message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the class (code) and says what is wrong (message).
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
