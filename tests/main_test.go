@@ -73,6 +73,13 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
+	// The daemon for the API tests, next to sandboxctl (api_helpers_test.go).
+	removeSandboxd, err := buildSandboxd(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tests:", err)
+		return 1
+	}
+	defer removeSandboxd()
 	os.Setenv(hostSecretVar, hostSecret)
 
 	code := m.Run()
