@@ -36,6 +36,9 @@ type Process struct {
 	ph   phases
 	// initPid is init's host pid; progPid the program's (for prlimit).
 	initPid, progPid int
+	// held is set for a Process started with hold: its limits are the
+	// pool's until Activate replaces them.
+	held bool
 
 	stdout, stderr *capture
 	overflow       chan struct{}
@@ -233,6 +236,7 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 		return abort(fmt.Errorf("sandbox setup: %w", ctx.Err()))
 	}
 	if hold {
+		p.held = true
 		p.progPid = p.findProgram()
 	}
 	return nil
@@ -304,7 +308,11 @@ func (p *Process) Activate(ctx context.Context, a Activation) error {
 
 func (p *Process) activate(ctx context.Context, a Activation) error {
 	p.ph.mark("held")
-	if p.progPid != 0 {
+	if p.held {
+		// A run must never go on with the pool's generous limits.
+		if p.progPid == 0 {
+			return errors.New("apply limits: the held program's pid is unknown")
+		}
 		if err := p.cg.update(a.Limits); err != nil {
 			return fmt.Errorf("apply limits: %w", err)
 		}
