@@ -59,6 +59,13 @@ func heldInodes() map[uint64]bool {
 // directory is so new that its owner may not have locked it yet.
 func runLive(id string, held map[uint64]bool) bool {
 	dir := filepath.Join(runsDir, id)
+	if warm != nil {
+		// The warm suite's daemon keeps ready sandboxes in its own state
+		// dir: they are live runs, not leftovers.
+		if _, err := os.Stat(filepath.Join(warm.stateDir, "runs", id)); err == nil {
+			dir = filepath.Join(warm.stateDir, "runs", id)
+		}
+	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(filepath.Join(dir, "lock"), &st); err == nil {
 		return held[st.Ino]

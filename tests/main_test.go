@@ -306,6 +306,7 @@ type isolation struct {
 	Rootfs     string   `json:"rootfs"`
 	UID        int      `json:"uid"`
 	Network    string   `json:"network"`
+	Warm       bool     `json:"warm"`
 }
 
 // file returns the produced file called name, or nil.
@@ -365,11 +366,23 @@ func runJSONOutcome(t testing.TB, s runSpec) (*result, outcome) {
 		t.Fatal(err)
 	}
 	args := append([]string{"run", "--json"}, s.flags...)
+	wantWarm := false
+	if warm != nil {
+		// The warm suite: the same run through a daemon's warm pool.
+		args = append([]string{"run", "--json", "--server", warm.url}, s.flags...)
+		wantWarm = warm.fits(s)
+		if wantWarm {
+			warm.waitReady(t)
+		}
+	}
 	args = append(append(args, path), s.args...)
 	o := sbx(t, invocation{args: args, stdin: s.stdin, timeout: s.timeout})
 	var r result
 	if err := newStrictDecoder(o.stdout).Decode(&r); err != nil {
 		t.Fatalf("sandboxctl %s: exit code %d and no JSON result (%v); stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), o.code, err, tail(o.stdout), tail(o.stderr))
+	}
+	if wantWarm && !r.Isolation.Warm {
+		t.Fatalf("the warm suite's run did not take a warm sandbox: %s", r.String())
 	}
 	return &r, o
 }
