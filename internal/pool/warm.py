@@ -11,7 +11,12 @@ import os, sys
 # typing, dataclasses, subprocess, decimal and the like add 2-8 ms each to
 # it (measured), more than importing them on demand costs a run that
 # needs them.
-import json, types, re, math, random, collections, itertools, functools
+import json, types, re, math, random, collections, itertools, functools, gc
+
+# Everything so far is the runner's: the collector need never look at it
+# again, at shutdown included (~1.5 ms less on the run's clock). Objects
+# the program makes are collected as usual.
+gc.freeze()
 
 def _main():
     # Ready: say so on fd 4, then wait for the run on fd 3.
