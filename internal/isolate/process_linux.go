@@ -232,6 +232,7 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 			return abort(p.setupError(&m))
 		}
 		p.ph.note("init_setup", m.Setup)
+		p.ph.mark("setup")
 	case <-ctx.Done():
 		return abort(fmt.Errorf("sandbox setup: %w", ctx.Err()))
 	}
