@@ -1,2 +1,3 @@
-// Shows a JavaScript run on Node. Run: go run ./cmd/sandboxctl run examples/hello.js
-console.log(`hello from the sandbox, node ${process.versions.node}`);
+// Shows a JavaScript run: on Node (process backend) or QuickJS (--backend wasm). Run: go run ./cmd/sandboxctl run examples/hello.js
+const engine = typeof process !== "undefined" ? `node ${process.versions.node}` : "quickjs";
+console.log(`hello from the sandbox, ${engine}`);

@@ -4,4 +4,5 @@ import platform
 
 print("hello from the sandbox")
 print(f"python {platform.python_version()}")
-print(f"running as uid {os.getuid()}, gid {os.getgid()}")
+if hasattr(os, "getuid"):  # WASI (--backend wasm) has no users
+    print(f"running as uid {os.getuid()}, gid {os.getgid()}")

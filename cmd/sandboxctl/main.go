@@ -7,11 +7,14 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/cli"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
 func main() {
 	// The sandbox's init stage is this same binary, re-executed; it must
 	// take over before anything else runs.
 	nsinit.MaybeRun()
+	// And so is the wasm backend's worker.
+	wasm.MaybeRun()
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

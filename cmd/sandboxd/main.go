@@ -21,11 +21,14 @@ import (
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
 func main() {
 	// The sandbox's init stage is this same binary, re-executed.
 	nsinit.MaybeRun()
+	// And so is the wasm backend's worker.
+	wasm.MaybeRun()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := &cobra.Command{Use: "sandboxd", Short: "The sandbox daemon", SilenceUsage: true, SilenceErrors: true}

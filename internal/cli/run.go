@@ -67,7 +67,7 @@ exits 128+N.`,
 	fl.IntVar(&f.l.OpenFiles, "open-files", 0, "open file limit per process [default 256]")
 	fl.Float64Var(&f.l.CPUs, "cpus", 0, "CPU bandwidth in cores [default 1]")
 	fl.StringVar(&f.runtime, "runtime", "", "runtime to use (default: by FILE's extension; see `sandboxctl runtimes`)")
-	fl.StringVar(&f.backend, "backend", "", "backend: process (wasm is not built yet)")
+	fl.StringVar(&f.backend, "backend", "", "backend: process, wasm, or empty for auto (process where it works, else wasm)")
 	fl.StringArrayVar(&f.env, "env", nil, "add KEY=VALUE to the program's environment (repeatable)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy PATH into the workspace next to FILE (repeatable)")
 	fl.BoolVar(&f.json, "json", false, "print the full result as JSON instead of streaming the output")

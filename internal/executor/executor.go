@@ -21,6 +21,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/pool"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
 // Options configure an Executor. Zero fields take defaults.
@@ -36,6 +37,8 @@ type Options struct {
 	// Versions makes results carry the runtime's version (probed once per
 	// runtime, then cached).
 	Versions bool
+	// Wasm configures the wasm backend (made on first use).
+	Wasm wasm.Config
 	// Warm sizes the warm pools by runtime name (only "python" has a warm
 	// runner today); StartPools starts them.
 	Warm   map[string]int
@@ -53,6 +56,11 @@ type Executor struct {
 	pools map[string]*pool.Pool
 	// cleanups tracks workspace removals done after a result is returned.
 	cleanups sync.WaitGroup
+	wasmMu   sync.Mutex
+	wasm     *wasm.Runner
+	// wasmCtx is the first wasm run's context, without its cancellation:
+	// the wasm backend outlives that run and is closed with it.
+	wasmCtx context.Context
 }
 
 // cleanup runs f after the caller has its result: removing a workspace
@@ -87,10 +95,10 @@ func New(opts Options) (*Executor, error) {
 		opts.Isolate.Logger = opts.Logger
 	}
 	x := &Executor{opts: opts, log: opts.Logger}
+	// Without the process backend (no root, no namespaces) runs can still
+	// go to the wasm backend; a run that needs the process backend gets
+	// processErr.
 	x.process, x.processErr = isolate.New(opts.Isolate)
-	if x.processErr != nil {
-		return nil, fmt.Errorf("no backend can run here: process: %w", x.processErr)
-	}
 	return x, nil
 }
 
@@ -99,6 +107,9 @@ func New(opts Options) (*Executor, error) {
 // start cold otherwise.
 func (x *Executor) StartPools(ctx context.Context) error {
 	x.pools = map[string]*pool.Pool{}
+	if x.processErr != nil && len(x.opts.Warm) > 0 {
+		return fmt.Errorf("warm pools need the process backend: %w", x.processErr)
+	}
 	for name, size := range x.opts.Warm {
 		if size <= 0 {
 			continue
@@ -141,6 +152,11 @@ func (x *Executor) Close() error {
 		errs = append(errs, p.Close())
 	}
 	x.cleanups.Wait()
+	x.wasmMu.Lock()
+	if x.wasm != nil {
+		errs = append(errs, x.wasm.Close(x.wasmCtx))
+	}
+	x.wasmMu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -172,7 +188,9 @@ var baseEnv = []string{
 
 // plan is a checked spec, ready to run.
 type plan struct {
+	// rt is nil for a WASI module run as is.
 	rt            *runtimes.Runtime
+	backend       run.Backend
 	entry         string
 	limits        limits.Limits
 	compileLimits limits.Limits
@@ -208,36 +226,43 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 		return nil, fmt.Errorf("%w: entry %q is not one of the files", ErrInvalid, entry)
 	}
 	switch spec.Backend {
-	case run.BackendAuto, run.BackendProcess:
-	case run.BackendWasm:
-		return nil, fmt.Errorf("%w: backend %q is not built yet; use %q", ErrInvalid, spec.Backend, run.BackendProcess)
+	case run.BackendAuto, run.BackendProcess, run.BackendWasm:
 	default:
-		return nil, fmt.Errorf("%w: unknown backend %q: use %q or %q", ErrInvalid, spec.Backend, run.BackendProcess, run.BackendWasm)
+		return nil, fmt.Errorf("%w: unknown backend %q: use %q, %q or leave it empty (auto)", ErrInvalid, spec.Backend, run.BackendProcess, run.BackendWasm)
 	}
 	for _, a := range spec.Args {
 		if strings.ContainsRune(a, 0) {
 			return nil, fmt.Errorf("%w: an argument contains a NUL byte", ErrInvalid)
 		}
 	}
-	var rt *runtimes.Runtime
+	p := &plan{entry: entry}
 	var err error
-	if spec.Runtime != "" {
-		rt, err = x.opts.Runtimes.Lookup(spec.Runtime)
-	} else {
-		rt, err = x.opts.Runtimes.ForFile(entry)
+	switch {
+	case spec.Runtime != "":
+		p.rt, err = x.opts.Runtimes.Lookup(spec.Runtime)
+	case isWasmModule(entry):
+		// A WASI module runs as is, on the wasm backend.
+		if spec.Backend == run.BackendProcess {
+			return nil, fmt.Errorf("%w: %s is a WebAssembly module: it runs on the wasm backend", ErrInvalid, entry)
+		}
+	default:
+		p.rt, err = x.opts.Runtimes.ForFile(entry)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !x.opts.Runtimes.Available(rt) {
+	if p.backend, err = x.pickBackend(spec.Backend, p); err != nil {
+		return nil, err
+	}
+	rt := p.rt
+	if rt != nil && p.backend == run.BackendProcess && !x.opts.Runtimes.Available(rt) {
 		return nil, fmt.Errorf("%w: runtime %q is not installed on this host (%s is missing)", ErrUnavailable, rt.Name, rt.Binary)
 	}
-	p := &plan{rt: rt, entry: entry}
 	p.limits = spec.Limits.Merge(x.opts.Defaults)
 	if err := p.limits.Validate(x.opts.Ceiling); err != nil {
 		return nil, err
 	}
-	if rt.Compile != nil {
+	if rt != nil && rt.Compile != nil {
 		p.compileLimits = spec.CompileLimits.Merge(x.opts.Defaults)
 		if err := p.compileLimits.Validate(x.opts.Ceiling); err != nil {
 			return nil, fmt.Errorf("compile limits: %w", err)
@@ -245,11 +270,43 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 		// The compiler writes the program into the run's workspace.
 		p.compileLimits.Tmpfs = p.limits.Tmpfs
 	}
-	p.env, err = buildEnv(rt.Env, spec.Env)
+	var rtEnv []string
+	if rt != nil {
+		rtEnv = rt.Env
+	}
+	p.env, err = buildEnv(rtEnv, spec.Env)
 	if err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// pickBackend resolves the backend of a run: auto takes the process
+// backend where it works and falls back to wasm where it does not (the
+// result's isolation says which ran).
+func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
+	if p.rt == nil {
+		return run.BackendWasm, nil
+	}
+	switch b {
+	case run.BackendProcess:
+		if x.processErr != nil {
+			return "", fmt.Errorf("%w: the process backend cannot run here: %w", ErrUnavailable, x.processErr)
+		}
+		return b, nil
+	case run.BackendWasm:
+		if !wasmFits(p) {
+			return "", fmt.Errorf("%w: runtime %q has no wasm build; the wasm backend offers python, javascript and .wasm modules", ErrInvalid, p.rt.Name)
+		}
+		return b, nil
+	}
+	if x.processErr == nil {
+		return run.BackendProcess, nil
+	}
+	if wasmFits(p) {
+		return run.BackendWasm, nil
+	}
+	return "", fmt.Errorf("%w: the process backend cannot run here (%w), and runtime %q has no wasm build", ErrUnavailable, x.processErr, p.rt.Name)
 }
 
 func buildEnv(rtEnv []string, user map[string]string) ([]string, error) {
@@ -289,6 +346,13 @@ func (x *Executor) Run(ctx context.Context, spec *run.Spec, stream Stream) (*run
 	p, err := x.plan(spec)
 	if err != nil {
 		return nil, err
+	}
+	if p.backend == run.BackendWasm {
+		res, err := x.runWasm(ctx, spec, p, stream)
+		if res != nil && p.rt != nil {
+			res.Runtime = p.rt.Name
+		}
+		return res, err
 	}
 	res, err := x.runProcess(ctx, spec, p, stream)
 	if res != nil {

@@ -10,10 +10,12 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
 func TestMain(m *testing.M) {
 	nsinit.MaybeRun()
+	wasm.MaybeRun()
 	os.Exit(m.Run())
 }
 

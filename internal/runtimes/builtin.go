@@ -22,7 +22,8 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/python3", "--version"},
 			VersionRegexp: `Python (\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/python3",
-			Backends:      []string{"process"},
+			// wasm: CPython built for WASI (scripts/build-wasm-runtimes.sh).
+			Backends: []string{"process", "wasm"},
 		},
 		{
 			Name:          "javascript",
@@ -32,7 +33,8 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/node", "--version"},
 			VersionRegexp: `v(\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/node",
-			Backends:      []string{"process"},
+			// wasm: QuickJS built for WASI, not node.
+			Backends: []string{"process", "wasm"},
 		},
 		{
 			Name:          "bash",

@@ -1,0 +1,99 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// TestBothBackends runs the same specs on the process and the wasm
+// backend: one contract, the same statuses and results.
+func TestBothBackends(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("requires root for the process backend")
+	}
+	x, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	py := func(code string) []run.File { return []run.File{{Name: "main.py", Content: []byte(code)}} }
+	cases := []struct {
+		name   string
+		spec   run.Spec
+		status run.Status
+		check  func(t *testing.T, r *run.Result)
+	}{
+		{"hello", run.Spec{Files: py("print('hello')")}, run.StatusOK, func(t *testing.T, r *run.Result) {
+			if string(r.Stdout) != "hello\n" {
+				t.Errorf("stdout %q", r.Stdout)
+			}
+		}},
+		{"stdin", run.Spec{Files: py("import sys; print(sys.stdin.read().upper())"), Stdin: []byte("abc")}, run.StatusOK, func(t *testing.T, r *run.Result) {
+			if string(r.Stdout) != "ABC\n" {
+				t.Errorf("stdout %q", r.Stdout)
+			}
+		}},
+		{"exit code and stderr apart", run.Spec{Files: py("import sys; print('out'); sys.stderr.write('err'); sys.exit(3)")}, run.StatusExited, func(t *testing.T, r *run.Result) {
+			if r.ExitCode != 3 || string(r.Stdout) != "out\n" || string(r.Stderr) != "err" {
+				t.Errorf("exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
+			}
+		}},
+		{"output limit", run.Spec{Files: py("import sys\nwhile True: sys.stdout.write('x'*65536)"), Limits: limits.Limits{Output: 100 * limits.KiB}}, run.StatusOutputLimit, func(t *testing.T, r *run.Result) {
+			if len(r.Stdout) != 100<<10 || !r.StdoutTruncated {
+				t.Errorf("stdout %d bytes truncated %v", len(r.Stdout), r.StdoutTruncated)
+			}
+		}},
+		{"timeout", run.Spec{Files: py("while True: pass"), Limits: limits.Limits{Timeout: limits.Duration(time.Second)}}, run.StatusTimeout, nil},
+		{"memory limit", run.Spec{Files: py("x=[]\nwhile True: x.append(bytearray(16<<20))"), Limits: limits.Limits{Memory: 64 * limits.MiB}}, run.StatusMemoryLimit, nil},
+		{"files come back", run.Spec{Files: py("open('out.txt','w').write('made')")}, run.StatusOK, func(t *testing.T, r *run.Result) {
+			if len(r.Files) != 1 || r.Files[0].Name != "out.txt" || string(r.Files[0].Content) != "made" {
+				t.Errorf("files %+v", r.Files)
+			}
+		}},
+		{"host secret unreadable", run.Spec{Files: py("try:\n    open('/etc/shadow').read(); print('ESCAPED')\nexcept OSError: print('blocked')")}, run.StatusOK, func(t *testing.T, r *run.Result) {
+			if strings.TrimSpace(string(r.Stdout)) != "blocked" {
+				t.Errorf("the host's /etc/shadow is readable: %q", r.Stdout)
+			}
+		}},
+		{"no network", run.Spec{Files: py("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=1); print('ESCAPED')\nexcept Exception as e: print('blocked')")}, run.StatusOK, func(t *testing.T, r *run.Result) {
+			if strings.TrimSpace(string(r.Stdout)) != "blocked" {
+				t.Errorf("network reachable: %q %q", r.Stdout, r.Stderr)
+			}
+		}},
+	}
+	for _, backend := range []run.Backend{run.BackendProcess, run.BackendWasm} {
+		t.Run(string(backend), func(t *testing.T) {
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					spec := c.spec
+					spec.Backend = backend
+					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+					defer cancel()
+					res, err := x.Run(ctx, &spec, Stream{})
+					if errors.Is(err, ErrUnavailable) && backend == run.BackendWasm {
+						t.Skipf("requires the wasm runtimes (run scripts/build-wasm-runtimes.sh): %v", err)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.Isolation.Backend != backend {
+						t.Errorf("ran on %s", res.Isolation.Backend)
+					}
+					if res.Status != c.status {
+						t.Fatalf("status %s (%s), want %s; stderr %q", res.Status, res.Reason, c.status, res.Stderr)
+					}
+					if c.check != nil {
+						c.check(t, res)
+					}
+				})
+			}
+		})
+	}
+}
