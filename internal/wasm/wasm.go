@@ -170,6 +170,15 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = max(4, 2*runtime.NumCPU())
 	}
+	if cfg.CacheDir == "" && !cfg.NoDiskCache {
+		// Resolved here, not in newCache: the workers are given this
+		// directory, and an empty one would put their cache in the cwd.
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("find the user cache directory (set Config.CacheDir): %w", err)
+		}
+		cfg.CacheDir = filepath.Join(base, "sandboxd", "wazero")
+	}
 	mode, err := pickMode(cfg.Mode)
 	if err != nil {
 		return nil, err
