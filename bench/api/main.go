@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command api measures what sandboxd's HTTP API costs, in one run (as root):
 // the end-to-end latency of a hello-world Python run through POST /v1/runs
 // (plain and ?stream=1) against the same run through `sandboxctl run`, the

@@ -92,3 +92,16 @@ type Exec struct {
 	// Limits must be complete (merged with defaults and validated).
 	Limits limits.Limits
 }
+
+// Activation is what a held Process gets when it is put to use.
+type Activation struct {
+	// Limits replace the ones the Process was started with: the cgroup's
+	// and the program's rlimits are updated. Tmpfs cannot change.
+	Limits limits.Limits
+	Stdin  io.Reader
+	// Stdout and Stderr receive the output live, as Exec's do.
+	Stdout, Stderr io.Writer
+	// Control is written to the program's control pipe, which is then
+	// closed.
+	Control []byte
+}

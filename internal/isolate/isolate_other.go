@@ -36,3 +36,15 @@ func (w *Workspace) Collect(CollectLimits) ([]run.OutputFile, bool, error) {
 func (r *Runner) Run(context.Context, *Workspace, Exec) (*run.Result, error) {
 	return nil, ErrUnsupported
 }
+
+// Process is not available off Linux.
+type Process struct{}
+
+func (r *Runner) Start(context.Context, *Workspace, Exec, bool) (*Process, error) {
+	return nil, ErrUnsupported
+}
+func (p *Process) Activate(context.Context, Activation) error { return ErrUnsupported }
+func (p *Process) WaitReady(context.Context) error            { return ErrUnsupported }
+func (p *Process) Wait() (*run.Result, error)                 { return nil, ErrUnsupported }
+func (p *Process) Kill()                                      {}
+func (p *Process) Done() <-chan struct{}                      { return nil }

@@ -54,19 +54,6 @@ type Process struct {
 	err  error
 }
 
-// Activation is what a held Process gets when it is put to use.
-type Activation struct {
-	// Limits replace the ones the Process was started with: the cgroup's
-	// and the program's rlimits are updated. Tmpfs cannot change.
-	Limits limits.Limits
-	Stdin  io.Reader
-	// Stdout and Stderr receive the output live, as Exec's do.
-	Stdout, Stderr io.Writer
-	// Control is written to the program's control pipe, which is then
-	// closed.
-	Control []byte
-}
-
 type activation struct {
 	ctx    context.Context
 	limits limits.Limits
