@@ -152,9 +152,10 @@ while True:
 	if r.CPUTime < time.Second || r.CPUTime > 2*time.Second {
 		t.Errorf("cpu_time_ns = %s, want about the 1s budget of the whole run (>= 1s, < 2s)", r.CPUTime)
 	}
-	if r.WallTime >= 3*time.Second {
-		t.Errorf("wall_time_ns = %s with 4 busy processes on %d CPU(s): the 1s budget was not shared by the run's processes", r.WallTime, cpus)
-	}
+	// cpu_time < 2s with four busy processes already shows the budget is
+	// the run's, not each process's (that would be 4s); how long that takes
+	// on the wall depends on what else the machine runs, so it is not
+	// asserted.
 }
 
 func TestDoubleForkDaemonDies(t *testing.T) {
