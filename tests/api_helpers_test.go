@@ -80,7 +80,7 @@ func requireDaemon(t *testing.T) {
 	t.Helper()
 	requireSandbox(t)
 	if sandboxd == "" {
-		t.Skip("no sandboxd binary: SANDBOXCTL_BIN is set without SANDBOXD_BIN")
+		t.Skip("requires a sandboxd binary: SANDBOXCTL_BIN is set without SANDBOXD_BIN")
 	}
 }
 

@@ -31,14 +31,14 @@ func requireMCPClient(t *testing.T) (node, script string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip(mcpSkip + ": no node on PATH")
+		t.Skip(mcpSkip + ": no node on PATH") // requires node
 	}
 	dir, err := filepath.Abs("mcp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		t.Skip(mcpSkip + ": no tests/mcp/node_modules/@modelcontextprotocol/sdk")
+		t.Skip(mcpSkip + ": no tests/mcp/node_modules/@modelcontextprotocol/sdk") // requires npm ci
 	}
 	return node, filepath.Join(dir, "client.mjs")
 }

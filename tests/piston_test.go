@@ -21,7 +21,7 @@ func TestPistonClient(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Log("no node in PATH")
-		t.Skip(pistonSkip)
+		t.Skip(pistonSkip) // requires node and npm ci
 	}
 	script, err := filepath.Abs(filepath.Join("piston", "piston.mjs"))
 	if err != nil {
@@ -29,7 +29,7 @@ func TestPistonClient(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "piston-client", "package.json")); err != nil {
 		t.Log("tests/piston/node_modules/piston-client is missing")
-		t.Skip(pistonSkip)
+		t.Skip(pistonSkip) // requires node and npm ci
 	}
 	d := startDaemon(t, daemonConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
