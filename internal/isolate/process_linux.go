@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
@@ -40,7 +41,7 @@ type Process struct {
 	// pool's until Activate replaces them.
 	held bool
 
-	stdout, stderr *capture
+	stdout, stderr *output.Capture
 	overflow       chan struct{}
 	exited         chan error
 	drained        chan struct{}
@@ -198,12 +199,12 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	onOver := func() { p.overflow <- struct{}{} }
 	// Live writers from the start: an activated-at-once program may write
 	// before Activate runs (setLive would replay it, but in order is better).
-	p.stdout = &capture{max: int64(e.Limits.Output), live: e.Stdout, over: onOver}
-	p.stderr = &capture{max: int64(e.Limits.Output), live: e.Stderr, over: onOver}
+	p.stdout = output.New(int64(e.Limits.Output), e.Stdout, onOver)
+	p.stderr = output.New(int64(e.Limits.Output), e.Stderr, onOver)
 	var drains sync.WaitGroup
 	drains.Add(2)
-	go func() { defer drains.Done(); _ = p.stdout.drain(pp.outR) }()
-	go func() { defer drains.Done(); _ = p.stderr.drain(pp.errR) }()
+	go func() { defer drains.Done(); _ = p.stdout.Drain(pp.outR) }()
+	go func() { defer drains.Done(); _ = p.stderr.Drain(pp.errR) }()
 	p.drained = make(chan struct{})
 	go func() { drains.Wait(); close(p.drained) }()
 
@@ -315,8 +316,8 @@ func (p *Process) activate(ctx context.Context, a Activation) error {
 		}
 	}
 	cpu, _ := p.cg.cpu()
-	p.stdout.setLive(a.Stdout, int64(a.Limits.Output))
-	p.stderr.setLive(a.Stderr, int64(a.Limits.Output))
+	p.stdout.SetLive(a.Stdout, int64(a.Limits.Output))
+	p.stderr.SetLive(a.Stderr, int64(a.Limits.Output))
 	// stdin: copied by its own goroutine, closed after the last byte so
 	// the program sees EOF.
 	if a.Stdin != nil {
@@ -439,8 +440,8 @@ func (p *Process) finish(act activation, reason killReason) (*run.Result, error)
 		<-p.drained
 	}
 	p.ph.mark("drain")
-	res.Stdout, res.StdoutTruncated = p.stdout.result()
-	res.Stderr, res.StderrTruncated = p.stderr.result()
+	res.Stdout, res.StdoutTruncated = p.stdout.Result()
+	res.Stderr, res.StderrTruncated = p.stderr.Result()
 	var setupErr *nsinit.Message
 	var exit *nsinit.ExitStatus
 	for m := range p.msgs {

@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"errors"
+	"github.com/sandboxd/sandboxd/internal/output"
 	"os"
 	"strings"
 	"testing"
@@ -107,7 +108,7 @@ func TestTrapTexts(t *testing.T) {
 		end := runGuest(context.Background(), runnerFor(t, ModeInProcess).rt, cm, &guestJob{
 			Module: testdata(tt.module), Argv: []string{"x"}, Dir: t.TempDir(), Memory: uint64(l.Memory),
 			MaxBytes: 1 << 20, MaxFile: 1 << 20, MaxEntries: 100, MaxOpen: 10,
-		}, guestIO{stdin: strings.NewReader(""), stdout: &capture{max: 100}, stderr: &capture{max: 100}}, guestHooks{})
+		}, guestIO{stdin: strings.NewReader(""), stdout: output.New(100, nil, nil), stderr: output.New(100, nil, nil)}, guestHooks{})
 		if end.Kind != endTrap || end.Trap != tt.text {
 			t.Errorf("%s: end %+v, want the trap %q", tt.module, end, tt.text)
 		}

@@ -46,7 +46,8 @@ func (x *inProcess) execute(ctx context.Context, ex *execution) (guestEnd, error
 	runCtx, stop := context.WithTimeoutCause(runCtx, ex.timeout, errTimeout)
 	defer stop()
 	over := func() { cancel(errOutput) }
-	ex.stdout.over, ex.stderr.over = over, over
+	ex.stdout.SetOver(over)
+	ex.stderr.SetOver(over)
 	stdin, closeStdin := guestStdin(runCtx, ex.stdin)
 	defer closeStdin()
 

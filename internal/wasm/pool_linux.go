@@ -274,7 +274,7 @@ func (p *workerPool) execute(ctx context.Context, ex *execution) (guestEnd, erro
 		return guestEnd{}, nil, 0, fmt.Errorf("get a wasm worker: %w", err)
 	}
 	seq := p.nextSeq()
-	job := &workerJob{Seq: seq, Guest: *ex.job, Output: ex.stdout.max}
+	job := &workerJob{Seq: seq, Guest: *ex.job, Output: ex.stdout.Max()}
 	stream := false
 	switch in := ex.stdin.(type) {
 	case nil:
@@ -335,8 +335,9 @@ func (s *supervision) pumpStdin(stop <-chan struct{}) {
 func (s *supervision) run(ctx context.Context) (guestEnd, error, time.Duration, error) {
 	ex, w := s.ex, s.w
 	overflow := make(chan struct{}, 2)
-	ex.stdout.over = func() { overflow <- struct{}{} }
-	ex.stderr.over = ex.stdout.over
+	onOver := func() { overflow <- struct{}{} }
+	ex.stdout.SetOver(onOver)
+	ex.stderr.SetOver(onOver)
 
 	var (
 		start    time.Time

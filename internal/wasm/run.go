@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandboxd/sandboxd/internal/output"
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -97,8 +98,8 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 	}
 	ex := &execution{
 		mod: mod, job: job, stdin: e.Stdin,
-		stdout:  &capture{max: int64(l.Output), live: e.Stdout},
-		stderr:  &capture{max: int64(l.Output), live: e.Stderr},
+		stdout:  output.New(int64(l.Output), e.Stdout, nil),
+		stderr:  output.New(int64(l.Output), e.Stderr, nil),
 		timeout: l.Timeout.Std(), cpu: l.CPUTime.Std(),
 	}
 	end, cause, wall, err := r.exec.execute(ctx, ex)
@@ -106,8 +107,8 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 		return err
 	}
 	res.WallTime, res.CPUTime, res.PeakMemory = wall, end.CPU, int64(end.Peak)
-	res.Stdout, res.StdoutTruncated = ex.stdout.result()
-	res.Stderr, res.StderrTruncated = ex.stderr.result()
+	res.Stdout, res.StdoutTruncated = ex.stdout.Result()
+	res.Stderr, res.StderrTruncated = ex.stderr.Result()
 	if err := classify(res, end, cause, l); err != nil {
 		return err
 	}

@@ -1,0 +1,27 @@
+package output
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCapture(t *testing.T) {
+	overs := 0
+	var live bytes.Buffer
+	c := New(5, nil, func() { overs++ })
+	c.Write([]byte("abc"))
+	c.SetLive(&live, 5) // replays what was kept before
+	c.Write([]byte("defgh"))
+	c.Write([]byte("ijk"))
+	got, truncated := c.Result()
+	if string(got) != "abcde" || !truncated || overs != 1 || live.String() != "abcde" {
+		t.Errorf("kept %q truncated %v overs %d live %q", got, truncated, overs, live.String())
+	}
+	if err := New(3, nil, nil).Drain(strings.NewReader(strings.Repeat("x", 100<<10))); err != nil {
+		t.Errorf("Drain past the cap: %v", err)
+	}
+	if b, _ := New(1, nil, nil).Result(); b == nil {
+		t.Error("an empty result is nil")
+	}
+}
