@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -285,5 +286,37 @@ func TestClassOf(t *testing.T) {
 	}
 	if got := httpStatus(classOf(fmt.Errorf("x: %w", limits.ErrInvalid))); got != 400 {
 		t.Errorf("limits error → %d", got)
+	}
+}
+
+// concurrentExec writes to stdout and stderr from two goroutines at once,
+// as a run's two drains do.
+type concurrentExec struct{ *fakeExec }
+
+func (c concurrentExec) Run(ctx context.Context, spec *run.Spec, s executor.Stream) (*run.Result, error) {
+	var wg sync.WaitGroup
+	for _, w := range []io.Writer{s.Stdout, s.Stderr} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				w.Write([]byte("x"))
+			}
+		}()
+	}
+	wg.Wait()
+	return &run.Result{ID: "r", Status: run.StatusOK, Runtime: "python", Stdout: []byte{}, Stderr: []byte{}}, nil
+}
+
+// TestStreamConcurrentFirstEvents: both streams may send the first event;
+// the headers go out once (this crashed the daemon with concurrent map
+// writes once).
+func TestStreamConcurrentFirstEvents(t *testing.T) {
+	s := New(concurrentExec{newFake()}, Config{})
+	for i := 0; i < 20; i++ {
+		rec := do(t, s, "POST", "/v1/runs?stream=1", `{"runtime":"python","code":"x"}`)
+		if rec.Code != 200 || strings.Count(rec.Body.String(), "\n") != 101 {
+			t.Fatalf("%d, %d lines", rec.Code, strings.Count(rec.Body.String(), "\n"))
+		}
 	}
 }

@@ -163,18 +163,26 @@ func (s *Server) Check(spec *run.Spec) error { return s.exec.Check(spec) }
 func (s *Server) Runtimes() *runtimes.Registry { return s.exec.Runtimes() }
 
 // eventWriter writes events from the run's two output goroutines, one
-// whole line at a time, flushed.
+// whole line at a time, flushed. The first event sends the 200 and the
+// headers; everything happens under mu, since both streams may be first.
 type eventWriter struct {
-	mu  sync.Mutex
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	enc *json.Encoder
-	err error
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	enc     *json.Encoder
+	err     error
+	started bool
 }
 
 func (e *eventWriter) emit(ev Event) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !e.started {
+		e.started = true
+		e.w.Header().Set("Content-Type", ndjson)
+		e.w.Header().Set("X-Content-Type-Options", "nosniff")
+		e.w.WriteHeader(http.StatusOK)
+	}
 	if e.err != nil {
 		return e.err
 	}
@@ -182,6 +190,12 @@ func (e *eventWriter) emit(ev Event) error {
 		e.err = e.rc.Flush()
 	}
 	return e.err
+}
+
+func (e *eventWriter) isStarted() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.started
 }
 
 type streamOf struct {
@@ -198,26 +212,14 @@ func (s streamOf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// streamRun answers with NDJSON: 200 and the header once the run is
-// admitted (a full queue is still a plain 429), then chunks, then the result.
+// streamRun answers with NDJSON: 200 and the header with the first event
+// (a full queue is still a plain 429), then chunks, then the result.
 func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, spec *run.Spec) {
 	ew := &eventWriter{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
-	started := false
-	start := func() {
-		if !started {
-			started = true
-			w.Header().Set("Content-Type", ndjson)
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.WriteHeader(http.StatusOK)
-		}
-	}
-	stream := executor.Stream{
-		Stdout: writerFunc(func(p []byte) (int, error) { start(); return streamOf{ew, "stdout"}.Write(p) }),
-		Stderr: writerFunc(func(p []byte) (int, error) { start(); return streamOf{ew, "stderr"}.Write(p) }),
-	}
+	stream := executor.Stream{Stdout: streamOf{ew, "stdout"}, Stderr: streamOf{ew, "stderr"}}
 	res, err := s.execute(r, spec, stream)
 	if res == nil {
-		if !started {
+		if !ew.isStarted() {
 			s.reject(w, err)
 			return
 		}
@@ -225,10 +227,5 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, spec *run.Spe
 		_ = ew.emit(Event{Type: "error", Error: &body.Error})
 		return
 	}
-	start()
 	_ = ew.emit(Event{Type: "result", Result: res})
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
