@@ -55,6 +55,10 @@ type Process struct {
 	err  error
 }
 
+// setupTimeout bounds building a sandbox, from clone to the program's
+// start: a few milliseconds normally; past this the host is broken.
+const setupTimeout = 30 * time.Second
+
 type activation struct {
 	ctx    context.Context
 	limits limits.Limits
@@ -73,7 +77,12 @@ func (r *Runner) Start(ctx context.Context, ws *Workspace, e Exec, hold bool) (*
 	p := &Process{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1)}
 	ws.seq++
 	p.ph.mark("begin")
-	if err := p.start(ctx, e, hold); err != nil {
+	// Building the sandbox has its own bound: the run's deadline starts
+	// when the program does, and no start-up may hang for ever.
+	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
+	err := p.start(setupCtx, e, hold)
+	cancel()
+	if err != nil {
 		return nil, err
 	}
 	go p.supervise(ctx, e.Limits)
