@@ -3,11 +3,9 @@ package isolate
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -29,13 +27,8 @@ type Workspace struct {
 	id     string
 	dir    *runDir
 	work   string
-	inputs map[string]fileStamp
+	inputs map[string]FileStamp
 	seq    int
-}
-
-type fileStamp struct {
-	size  int64
-	mtime unix.Timespec
 }
 
 // NewWorkspace creates a run's state directory and its workspace tmpfs of
@@ -56,7 +49,7 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
 	}
-	return &Workspace{r: r, id: id, dir: d, work: work, inputs: map[string]fileStamp{}}, nil
+	return &Workspace{r: r, id: id, dir: d, work: work, inputs: map[string]FileStamp{}}, nil
 }
 
 // ID is the run's id, also the prefix of its cgroups' names.
@@ -94,9 +87,9 @@ func (w *Workspace) WriteFile(f run.File) error {
 		err = fh.Chmod(mode)
 	}
 	if err == nil {
-		var st unix.Stat_t
-		if err = unix.Fstat(int(fh.Fd()), &st); err == nil {
-			w.inputs[name] = fileStamp{size: st.Size, mtime: st.Mtim}
+		var st os.FileInfo
+		if st, err = fh.Stat(); err == nil {
+			w.inputs[name] = FileStamp{Size: st.Size(), MTime: st.ModTime()}
 		}
 	}
 	if cerr := fh.Close(); err == nil {
@@ -108,120 +101,35 @@ func (w *Workspace) WriteFile(f run.File) error {
 	return nil
 }
 
-// maxWalk bounds the directory entries Collect looks at.
-const maxWalk = 10000
-
-// Collect returns the regular files the run created or changed, sorted by
-// name. It walks the workspace with openat2(RESOLVE_IN_ROOT |
+// Collect returns the regular files the run created or changed (see
+// CollectFiles). It opens everything with openat2(RESOLVE_IN_ROOT |
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV): a symlink the program planted is
 // skipped, never followed, and nothing outside the workspace can be read.
-// Files past the caps are listed with Size but no Content, and truncated is
-// set.
-func (w *Workspace) Collect(cl CollectLimits) (files []run.OutputFile, truncated bool, err error) {
+func (w *Workspace) Collect(cl CollectLimits) ([]run.OutputFile, bool, error) {
 	rootfd, err := unix.Open(w.work, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: w.work, Err: err}
 	}
 	defer unix.Close(rootfd)
-	var total int64
-	// The walk is bounded too: a program can make far more (empty)
-	// directories than files worth returning.
-	visited := 0
-	var walk func(dir string, depth int) error
-	walk = func(dir string, depth int) error {
-		if depth > 32 || visited > maxWalk {
-			truncated = true
-			return nil
+	open := func(name string, dir bool) (*os.File, error) {
+		flags := unix.O_RDONLY | unix.O_NONBLOCK
+		if dir {
+			flags = unix.O_DIRECTORY | unix.O_RDONLY
 		}
-		fd, err := openIn(rootfd, dir, unix.O_DIRECTORY|unix.O_RDONLY)
+		fd, err := openIn(rootfd, name, flags)
 		if err != nil {
-			return err
+			if !dir && (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOENT)) {
+				return nil, nil
+			}
+			return nil, err
 		}
-		d := os.NewFile(uintptr(fd), dir)
-		ents, err := d.ReadDir(-1)
-		d.Close()
-		if err != nil {
-			return err
-		}
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-		for _, e := range ents {
-			if visited++; visited > maxWalk {
-				truncated = true
-				return nil
-			}
-			name := path.Join(dir, e.Name())
-			if name == internalDir {
-				continue
-			}
-			switch {
-			case e.Type().IsDir():
-				if err := walk(name, depth+1); err != nil {
-					return err
-				}
-				continue
-			case !e.Type().IsRegular():
-				continue // symlinks, fifos, sockets: never followed or read
-			}
-			if len(files) >= cl.MaxFiles {
-				truncated = true
-				return nil
-			}
-			f, keep, err := w.readFile(rootfd, name, cl, &total)
-			if err != nil {
-				return err
-			}
-			if f.Content == nil && f.Size > 0 {
-				truncated = true
-			}
-			if keep {
-				files = append(files, f)
-			}
-		}
-		return nil
+		return os.NewFile(uintptr(fd), name), nil
 	}
-	if err := walk(".", 0); err != nil {
+	files, truncated, err := CollectFiles(open, w.inputs, cl)
+	if err != nil {
 		return files, truncated, fmt.Errorf("collect workspace files: %w", err)
 	}
 	return files, truncated, nil
-}
-
-func (w *Workspace) readFile(rootfd int, name string, cl CollectLimits, total *int64) (run.OutputFile, bool, error) {
-	fd, err := openIn(rootfd, name, unix.O_RDONLY|unix.O_NONBLOCK)
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOENT) {
-			return run.OutputFile{}, false, nil
-		}
-		return run.OutputFile{}, false, err
-	}
-	fh := os.NewFile(uintptr(fd), name)
-	defer fh.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return run.OutputFile{}, false, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return run.OutputFile{}, false, nil
-	}
-	if in, ok := w.inputs[name]; ok && in.size == st.Size && in.mtime == st.Mtim {
-		return run.OutputFile{}, false, nil // an input, unchanged
-	}
-	f := run.OutputFile{Name: name, Size: st.Size, Mode: st.Mode & 0o777}
-	if st.Size > cl.MaxFileSize || *total+st.Size > cl.MaxTotal {
-		return f, true, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(fh, cl.MaxFileSize+1))
-	if err != nil {
-		return run.OutputFile{}, false, err
-	}
-	if int64(len(b)) > cl.MaxFileSize {
-		return f, true, nil
-	}
-	*total += int64(len(b))
-	f.Content = b
-	if f.Content == nil {
-		f.Content = []byte{}
-	}
-	return f, true, nil
 }
 
 // openIn opens name beneath rootfd without following any symlink and

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
@@ -78,12 +79,9 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// CollectLimits cap the produced files a run returns.
-type CollectLimits struct {
-	MaxFiles    int
-	MaxFileSize int64
-	MaxTotal    int64
-}
+// CollectLimits cap the produced files a run returns (the process
+// backend's type: both collect with isolate.CollectFiles).
+type CollectLimits = isolate.CollectLimits
 
 // DefaultCollectLimits are the process backend's caps.
 var DefaultCollectLimits = CollectLimits{MaxFiles: 64, MaxFileSize: 8 << 20, MaxTotal: 32 << 20}
