@@ -121,7 +121,7 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		if rt.Name != "python" {
 			return fmt.Errorf("%w: no warm runner for runtime %q (only python has one)", ErrInvalid, rt.Name)
 		}
-		env, err := buildEnv(rt.Env, nil)
+		env, err := BuildEnv(rt.Env, nil)
 		if err != nil {
 			return err
 		}
@@ -162,6 +162,15 @@ func (x *Executor) Close() error {
 
 // Runtimes is the registry the executor resolves runtimes in.
 func (x *Executor) Runtimes() *runtimes.Registry { return x.opts.Runtimes }
+
+// Limits are the defaults that fill a spec's unset limits and the
+// ceiling no spec may pass.
+func (x *Executor) Limits() (defaults, ceiling limits.Limits) {
+	return x.opts.Defaults, x.opts.Ceiling
+}
+
+// ProcessErr says why the process backend is not available, or is nil.
+func (x *Executor) ProcessErr() error { return x.processErr }
 
 // Process is the process backend, for doctor and tests.
 func (x *Executor) Process() *isolate.Runner { return x.process }
@@ -274,7 +283,7 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 	if rt != nil {
 		rtEnv = rt.Env
 	}
-	p.env, err = buildEnv(rtEnv, spec.Env)
+	p.env, err = BuildEnv(rtEnv, spec.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +318,10 @@ func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
 	return "", fmt.Errorf("%w: the process backend cannot run here (%w), and runtime %q has no wasm build", ErrUnavailable, x.processErr, p.rt.Name)
 }
 
-func buildEnv(rtEnv []string, user map[string]string) ([]string, error) {
+// BuildEnv is a sandboxed program's whole environment: the base (PATH,
+// HOME, LANG), the runtime's entries, then the user's, each name once.
+// A bad user entry wraps ErrInvalid.
+func BuildEnv(rtEnv []string, user map[string]string) ([]string, error) {
 	env := append(append([]string{}, baseEnv...), rtEnv...)
 	keys := make([]string, 0, len(user))
 	for k, v := range user {

@@ -105,3 +105,9 @@ type Activation struct {
 	// closed.
 	Control []byte
 }
+
+// Output is one execution's output in a session (Process.Cut), as a run's.
+type Output struct {
+	Stdout, Stderr                   []byte
+	StdoutTruncated, StderrTruncated bool
+}

@@ -40,6 +40,17 @@ type Process struct {
 	// held is set for a Process started with hold: its limits are the
 	// pool's until Activate replaces them.
 	held bool
+	// session is set for a Process started by StartSession (see
+	// session_linux.go): it keeps its control pipe, answers on its fd 4,
+	// and its output is cut per execution with marks written through
+	// syncW, the parent's copies of the output pipes' write ends.
+	session bool
+	marks   [2]output.Marks
+	// sessMu guards syncW and progFD (a pidfd of a session's program, or
+	// -1), which finish closes while the session may be using them.
+	sessMu sync.Mutex
+	syncW  [2]*os.File
+	progFD int
 
 	stdout, stderr *output.Capture
 	overflow       chan struct{}
@@ -74,7 +85,23 @@ func (r *Runner) Start(ctx context.Context, ws *Workspace, e Exec, hold bool) (*
 	if len(e.Argv) == 0 {
 		return nil, errors.New("empty argv")
 	}
-	p := &Process{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1)}
+	p, err := r.newProcess(ctx, ws, e, hold, false)
+	if err != nil {
+		return nil, err
+	}
+	if !hold {
+		if err := p.Activate(ctx, Activation{Limits: e.Limits, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}); err != nil {
+			p.Kill()
+			_, _ = p.Wait()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// newProcess builds the sandbox and starts its supervisor.
+func (r *Runner) newProcess(ctx context.Context, ws *Workspace, e Exec, hold, session bool) (*Process, error) {
+	p := &Process{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1), progFD: -1, session: session}
 	ws.seq++
 	p.ph.mark("begin")
 	// Building the sandbox has its own bound: the run's deadline starts
@@ -86,13 +113,6 @@ func (r *Runner) Start(ctx context.Context, ws *Workspace, e Exec, hold bool) (*
 		return nil, err
 	}
 	go p.supervise(ctx, e.Limits)
-	if !hold {
-		if err := p.Activate(ctx, Activation{Limits: e.Limits, Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr}); err != nil {
-			p.Kill()
-			_, _ = p.Wait()
-			return nil, err
-		}
-	}
 	return p, nil
 }
 
@@ -121,6 +141,7 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	defer func() {
 		if err != nil {
 			pp.closeAll()
+			p.closeSession()
 			p.destroyCgroup()
 		}
 	}()
@@ -176,6 +197,12 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	p.cmd = cmd
 	p.initPid = cmd.Process.Pid
 	p.ph.mark("clone")
+	if p.session {
+		// Kept, not closed with the child's ends: the parent writes its
+		// cut marks through them (Cut). finish closes them first.
+		p.syncW = [2]*os.File{pp.outW, pp.errW}
+		pp.outW, pp.errW = nil, nil
+	}
 	pp.closeChild()
 	p.exited = make(chan error, 1)
 	go func() { p.exited <- cmd.Wait() }()
@@ -212,8 +239,8 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	p.stderr = output.New(int64(e.Limits.Output), e.Stderr, onOver)
 	var drains sync.WaitGroup
 	drains.Add(2)
-	go func() { defer drains.Done(); _ = p.stdout.Drain(pp.outR) }()
-	go func() { defer drains.Done(); _ = p.stderr.Drain(pp.errR) }()
+	go func() { defer drains.Done(); _ = p.marks[0].Copy(p.stdout, pp.outR) }()
+	go func() { defer drains.Done(); _ = p.marks[1].Copy(p.stderr, pp.errR) }()
 	p.drained = make(chan struct{})
 	go func() { drains.Wait(); close(p.drained) }()
 
@@ -236,6 +263,13 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 	if hold {
 		p.held = true
 		p.progPid = p.findProgram()
+		if p.session && p.progPid != 0 {
+			fd, err := unix.PidfdOpen(p.progPid, 0)
+			if err != nil {
+				return abort(fmt.Errorf("open the program's pidfd: %w", os.NewSyscallError("pidfd_open", err)))
+			}
+			p.progFD = fd
+		}
 	}
 	return nil
 }
@@ -337,7 +371,12 @@ func (p *Process) activate(ctx context.Context, a Activation) error {
 	} else {
 		p.closeStdin()
 	}
-	if p.p.ctlW != nil {
+	if p.session {
+		// Each execution sets its own output writers, cap and overflow
+		// action (SetOutput); the control pipe stays open.
+		p.stdout.SetOver(nil)
+		p.stderr.SetOver(nil)
+	} else if p.p.ctlW != nil {
 		_, err := p.p.ctlW.Write(a.Control)
 		p.p.ctlW.Close()
 		if err != nil {
@@ -402,6 +441,11 @@ loop:
 		case act = <-p.activated:
 			active = true
 			done = act.ctx.Done()
+			if p.session {
+				// A session's executions have their own deadlines and
+				// budgets, enforced by the session (Interrupt, Kill).
+				continue
+			}
 			t := time.NewTimer(act.limits.Timeout.Std())
 			defer t.Stop()
 			deadline = t.C
@@ -438,6 +482,7 @@ func (p *Process) finish(act activation, reason killReason) (*run.Result, error)
 	res.WallTime = time.Since(act.at)
 	p.ph.mark("program")
 	defer p.p.closeAll()
+	p.closeSession()
 	p.closeStdin()
 	select {
 	case <-p.drained:

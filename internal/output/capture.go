@@ -97,6 +97,22 @@ func (c *Capture) Drain(r io.Reader) error {
 	}
 }
 
+// Reset returns what Result would and starts the Capture afresh, for the
+// next execution of a session: nothing kept, not truncated, no live writer
+// and no overflow callback. The cap stays.
+func (c *Capture) Reset() ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := bytes.Clone(c.buf.Bytes())
+	if b == nil {
+		b = []byte{}
+	}
+	truncated := c.truncated
+	c.buf.Reset()
+	c.truncated, c.live, c.over = false, nil, nil
+	return b, truncated
+}
+
 // Result returns a copy of the kept bytes (never nil) and whether the
 // stream went past the cap.
 func (c *Capture) Result() ([]byte, bool) {

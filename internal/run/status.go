@@ -29,12 +29,16 @@ const (
 	// StatusInternalError: the sandbox itself failed; the program may not
 	// have run at all. Result.Error says what failed.
 	StatusInternalError Status = "internal_error"
+	// StatusError: a session's cell raised an exception (a run never has
+	// it); the error and its traceback are in the cell's result, and the
+	// session goes on.
+	StatusError Status = "error"
 )
 
 // Statuses lists every Status, in a stable order for documentation and tests.
 var Statuses = []Status{
 	StatusOK, StatusExited, StatusSignaled, StatusTimeout, StatusCPULimit,
-	StatusMemoryLimit, StatusOutputLimit, StatusInternalError,
+	StatusMemoryLimit, StatusOutputLimit, StatusInternalError, StatusError,
 }
 
 // Valid reports whether s is one of Statuses.
