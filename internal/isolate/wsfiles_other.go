@@ -1,0 +1,19 @@
+//go:build !linux
+
+package isolate
+
+import (
+	"io"
+	"os"
+)
+
+func (w *Workspace) PutFile(string, io.Reader, os.FileMode, int64) (int64, error) {
+	return 0, ErrUnsupported
+}
+func (w *Workspace) OpenFile(string) (*os.File, FileInfo, error) {
+	return nil, FileInfo{}, ErrUnsupported
+}
+func (w *Workspace) RemoveFile(string) error { return ErrUnsupported }
+func (w *Workspace) ListFiles(string, int) ([]FileInfo, bool, error) {
+	return nil, false, ErrUnsupported
+}
