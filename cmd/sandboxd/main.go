@@ -21,6 +21,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
@@ -93,6 +94,7 @@ starts sandboxd as a local MCP server. Logs go to stderr.`,
 		},
 	}
 	lf.add(cmd.Flags())
+	sessionFlags(cmd.Flags(), &cfg.Sessions)
 	cmd.Flags().IntVar(&cfg.API.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
 	return cmd
 }
@@ -116,15 +118,17 @@ SIGTERM stops new requests, lets running runs finish for --grace, then
 kills the rest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.API.Token = os.Getenv("SANDBOXD_TOKEN")
+			if t := os.Getenv("SANDBOXD_TOKEN"); t != "" {
+				cfg.API.Tokens = []string{t}
+			}
 			if tokenFile != "" {
 				b, err := os.ReadFile(tokenFile)
 				if err != nil {
 					return fmt.Errorf("token file: %w", err)
 				}
-				cfg.API.Token = strings.TrimSpace(string(b))
-				if cfg.API.Token == "" {
-					return fmt.Errorf("token file %s is empty", tokenFile)
+				cfg.API.Tokens = parseTokens(string(b))
+				if len(cfg.API.Tokens) == 0 {
+					return fmt.Errorf("token file %s holds no token", tokenFile)
 				}
 			}
 			var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
@@ -148,6 +152,29 @@ kills the rest.`,
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
 	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "warm sandboxes kept ready per runtime, e.g. python=2 (0 disables)")
+	sessionFlags(fl, &cfg.Sessions)
 	lf.add(fl)
 	return cmd
+}
+
+// parseTokens reads a token file: one token per line; blank lines and
+// lines starting with # are skipped. Each token owns its own sessions.
+func parseTokens(s string) []string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// sessionFlags are the session manager's flags.
+func sessionFlags(fl *pflag.FlagSet, c *session.Config) {
+	fl.IntVar(&c.MaxSessions, "max-sessions", 16, "live sessions this daemon holds at most")
+	fl.IntVar(&c.MaxPerOwner, "max-sessions-per-token", 8, "live sessions one token holds at most")
+	fl.DurationVar(&c.IdleTimeout, "session-idle", 10*time.Minute, "a session's default idle timeout")
+	fl.DurationVar(&c.MaxIdleTimeout, "session-max-idle", time.Hour, "the longest idle timeout a client may ask for")
+	fl.StringVar(&c.Replica, "replica", "", "this daemon's name in session ids, for a router (default: the host name)")
 }

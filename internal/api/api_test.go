@@ -164,7 +164,7 @@ func TestRunStream(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	s := New(newFake(), Config{Token: "s3cret"})
+	s := New(newFake(), Config{Tokens: []string{"s3cret"}})
 	if rec := do(t, s, "GET", "/v1/runtimes", ""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") == "" {
 		t.Errorf("no token: %d", rec.Code)
 	}

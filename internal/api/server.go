@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/pool"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // Executor is what the API needs of internal/executor.
@@ -29,9 +30,13 @@ type Executor interface {
 
 // Config configures a Server. Zero fields take the defaults noted.
 type Config struct {
-	// Token, if set, is required as "Authorization: Bearer <token>" on
-	// every endpoint but /healthz and /readyz.
-	Token string
+	// Tokens, if any, are the bearer tokens clients may send, one of them
+	// required as "Authorization: Bearer <token>" on every endpoint but
+	// /healthz, /readyz and /openapi.json. Each token is an owner of
+	// sessions: one token cannot see another's.
+	Tokens []string
+	// Sessions, if set, serves /v1/sessions; without, those answer 503.
+	Sessions *session.Manager
 	// MaxBody caps a request body (default 16 MiB).
 	MaxBody int64
 	// Concurrency and Queue size the admission gate (defaults: 2 and 64).
@@ -155,15 +160,19 @@ func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *statusRecorder) WriteHeader(s int)           { r.status = s }
 
 func (s *Server) authenticate(h http.Handler) http.Handler {
-	if s.cfg.Token == "" {
+	if len(s.cfg.Tokens) == 0 {
 		return h
 	}
-	want := []byte(s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The scheme is case-insensitive (RFC 7235); the token is
-		// compared in constant time.
+		// The scheme is case-insensitive (RFC 7235); each token is
+		// compared in constant time, and all of them are.
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), want) != 1 {
+		got := []byte(strings.TrimSpace(token))
+		ok := 0
+		for _, want := range s.cfg.Tokens {
+			ok |= subtle.ConstantTimeCompare(got, []byte(want))
+		}
+		if !strings.EqualFold(scheme, "Bearer") || ok != 1 {
 			s.metrics.rejected.WithLabelValues("unauthorized").Inc()
 			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", ErrUnauthorized))
 			return

@@ -17,6 +17,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // Config configures Serve.
@@ -24,12 +25,15 @@ type Config struct {
 	// Listen is the address (default 127.0.0.1:8080).
 	Listen string
 	// AllowRemoteWithoutToken lets a non-loopback Listen go without a
-	// token (API.Token); without it such a configuration is refused.
+	// token (API.Tokens); without it such a configuration is refused.
 	AllowRemoteWithoutToken bool
 	// Grace is how long running runs may go on after SIGTERM (default 10s).
 	Grace    time.Duration
 	API      api.Config
 	Executor executor.Options
+	// Sessions configures the session manager; its runner, runtimes and
+	// limits are the executor's.
+	Sessions session.Config
 	Logger   *slog.Logger
 	// Ready, if set, receives the listener's address once it accepts.
 	Ready func(addr net.Addr)
@@ -71,8 +75,15 @@ func Serve(ctx context.Context, cfg Config) error {
 			log.Error("close warm pools", "err", err)
 		}
 	}()
+	sessions := newSessions(ctx, x, cfg.Sessions, log)
+	defer func() {
+		if err := sessions.Close(); err != nil {
+			log.Error("close sessions", "err", err)
+		}
+	}()
 	cfg.API.Logger = log
 	cfg.API.PoolStats = x.PoolStats
+	cfg.API.Sessions = sessions
 	srv := api.New(x, cfg.API)
 	// MCP over streamable HTTP, behind the same token and admission gate.
 	tools := mcpserver.New(srv, cfg.Version)
@@ -93,7 +104,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", cfg.API.Token != "")
+	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", len(cfg.API.Tokens) > 0)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -121,7 +132,7 @@ func Serve(ctx context.Context, cfg Config) error {
 }
 
 func checkListen(cfg Config) error {
-	if cfg.API.Token != "" || cfg.AllowRemoteWithoutToken {
+	if len(cfg.API.Tokens) > 0 || cfg.AllowRemoteWithoutToken {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(cfg.Listen)
@@ -151,7 +162,20 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer x.Close()
+	sessions := newSessions(ctx, x, cfg.Sessions, log)
+	defer sessions.Close()
 	cfg.API.Logger = log
 	runner := api.New(x, cfg.API)
 	return mcpserver.New(runner, cfg.Version).Run(ctx, &mcp.StdioTransport{})
+}
+
+// newSessions is the session manager on x's process backend. Sessions are
+// closed by its Close at shutdown, not by ctx's end: SIGTERM ends ctx
+// before the grace period.
+func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, log *slog.Logger) *session.Manager {
+	cfg.Runner, cfg.RunnerErr = x.Process(), x.ProcessErr()
+	cfg.Runtimes = x.Runtimes()
+	cfg.Defaults, cfg.Ceiling = x.Limits()
+	cfg.Logger = log
+	return session.NewManager(context.WithoutCancel(ctx), cfg)
 }

@@ -34,7 +34,7 @@ func TestCheckListen(t *testing.T) {
 		{"0.0.0.0:8080", "", true, true},
 	}
 	for _, c := range cases {
-		err := checkListen(Config{Listen: c.listen, API: api.Config{Token: c.token}, AllowRemoteWithoutToken: c.insecure})
+		err := checkListen(Config{Listen: c.listen, API: api.Config{Tokens: tokens(c.token)}, AllowRemoteWithoutToken: c.insecure})
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrInsecure)) {
 			t.Errorf("checkListen(%q, token %q, insecure %v) = %v", c.listen, c.token, c.insecure, err)
 		}
@@ -51,7 +51,7 @@ func TestServeRequiresToken(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, Config{Listen: "127.0.0.1:0", API: api.Config{Token: "s3cret"}, Ready: func(a net.Addr) { addrc <- a }})
+		done <- Serve(ctx, Config{Listen: "127.0.0.1:0", API: api.Config{Tokens: []string{"s3cret"}}, Ready: func(a net.Addr) { addrc <- a }})
 	}()
 	var base string
 	select {
@@ -95,4 +95,11 @@ func TestServeRequiresToken(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Serve did not return after its context ended")
 	}
+}
+
+func tokens(t string) []string {
+	if t == "" {
+		return nil
+	}
+	return []string{t}
 }

@@ -1,0 +1,12 @@
+// Package session runs stateful sessions: one long-lived sandbox per
+// session holding a persistent interpreter (a kernel, see kernel/), to
+// which clients send cell after cell, as in a notebook. Variables, imports
+// and files persist between cells; each cell returns its output, the value
+// of its trailing expression, its error with a traceback, and display data
+// (figures as PNG).
+//
+// A session's sandbox is a run's: the same namespaces, cgroup, rlimits,
+// seccomp and workspace. Each cell has a deadline and a CPU budget: past
+// either, the kernel is interrupted (KeyboardInterrupt) and, if it does not
+// stop, killed, and the session is then dead. Idle sessions expire.
+package session

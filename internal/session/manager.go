@@ -1,0 +1,418 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+)
+
+// KernelPython is the Python kernel (see kernel/PROTOCOL.md).
+//
+//go:embed kernel/python.py
+var KernelPython string
+
+// kernel is how one runtime's kernel starts.
+type kernel struct{ argv []string }
+
+// kernels are the runtimes that have a kernel, by runtime name.
+func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
+	switch rt.Name {
+	case "python":
+		return kernel{argv: []string{rt.Binary, "-c", KernelPython}}, true
+	}
+	return kernel{}, false
+}
+
+// Config configures a Manager. Zero fields take the defaults noted.
+type Config struct {
+	// Runner is the process backend; nil (with RunnerErr saying why)
+	// makes every Create fail with ErrUnavailable.
+	Runner    *isolate.Runner
+	RunnerErr error
+	Runtimes  *runtimes.Registry
+	// Defaults fill a session's unset limits; no session may pass
+	// Ceiling. Timeout, CPUTime and Output apply to each cell.
+	Defaults, Ceiling limits.Limits
+	// MaxSessions caps the live sessions of the daemon (default 16),
+	// MaxPerOwner those of one owner (one token; default 8).
+	MaxSessions, MaxPerOwner int
+	// IdleTimeout is a session's default idle timeout (10 minutes);
+	// MaxIdleTimeout the longest a client may ask for (1 hour).
+	IdleTimeout, MaxIdleTimeout time.Duration
+	// Replica names this daemon in the ids of its sessions, so a router
+	// can find the replica of a session (default: the host name).
+	Replica string
+	Logger  *slog.Logger
+	// Now is the clock (tests inject one).
+	Now func() time.Time
+}
+
+// Manager holds a daemon's sessions: it creates them, finds them by id
+// for their owner, reaps the idle ones and closes all at the end.
+type Manager struct {
+	cfg  Config
+	log  *slog.Logger
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	// starting counts sessions being created, against the quotas.
+	starting map[string]int
+}
+
+// NewManager returns a Manager and starts its reaper; Close ends both.
+// ctx bounds the life of every session: its end kills them.
+func NewManager(ctx context.Context, cfg Config) *Manager {
+	if cfg.Runtimes == nil {
+		cfg.Runtimes = runtimes.Default()
+	}
+	if cfg.Defaults == (limits.Limits{}) {
+		cfg.Defaults = limits.Defaults()
+	}
+	if cfg.Ceiling == (limits.Limits{}) {
+		cfg.Ceiling = limits.DefaultCeiling()
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = 16
+	}
+	if cfg.MaxPerOwner == 0 {
+		cfg.MaxPerOwner = 8
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.MaxIdleTimeout == 0 {
+		cfg.MaxIdleTimeout = time.Hour
+	}
+	if cfg.Replica == "" {
+		h, _ := os.Hostname()
+		cfg.Replica = h
+	}
+	cfg.Replica = replicaName(cfg.Replica)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, starting: map[string]int{}}
+	// The sessions' life is the Manager's, not any request's.
+	m.life, m.stop = context.WithCancel(ctx)
+	m.wg.Add(1)
+	go m.reap()
+	return m
+}
+
+// replicaName keeps what an id may carry: lower-case letters, digits and
+// dashes.
+func replicaName(s string) string {
+	var b strings.Builder
+	for _, c := range strings.ToLower(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
+			b.WriteRune(c)
+		case c == '.' || c == '_':
+			b.WriteByte('-')
+		}
+	}
+	if b.Len() == 0 {
+		return "local"
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+// newID is "<replica>-<26 random base32 characters>".
+func (m *Manager) newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return m.cfg.Replica + "-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// Replica is the name this Manager puts in its session ids.
+func (m *Manager) Replica() string { return m.cfg.Replica }
+
+// check validates spec and returns its kernel, limits and environment.
+func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, []string, time.Duration, error) {
+	var zero limits.Limits
+	name := spec.Runtime
+	if name == "" {
+		name = "python"
+	}
+	rt, err := m.cfg.Runtimes.Lookup(name)
+	if err != nil {
+		return kernel{}, nil, zero, nil, 0, err
+	}
+	k, ok := kernelFor(rt)
+	if !ok {
+		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run python", ErrInvalid, rt.Name)
+	}
+	l := spec.Limits.Merge(m.cfg.Defaults)
+	if err := l.Validate(m.cfg.Ceiling); err != nil {
+		return kernel{}, nil, zero, nil, 0, err
+	}
+	idle := spec.IdleTimeout.Std()
+	switch {
+	case idle == 0:
+		idle = m.cfg.IdleTimeout
+	case idle < time.Second || idle > m.cfg.MaxIdleTimeout:
+		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: idle_timeout %s: must be between 1s and %s", ErrInvalid, spec.IdleTimeout, limits.Duration(m.cfg.MaxIdleTimeout))
+	}
+	seen := map[string]bool{}
+	for _, f := range spec.Files {
+		if _, err := isolate.CleanName(f.Name); err != nil {
+			return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if seen[f.Name] {
+			return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: file %q given twice", ErrInvalid, f.Name)
+		}
+		seen[f.Name] = true
+	}
+	env, err := executor.BuildEnv(rt.Env, spec.Env)
+	if err != nil {
+		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return k, rt, l, env, idle, nil
+}
+
+// Check validates a spec without starting a session.
+func (m *Manager) Check(spec *Spec) error {
+	_, _, _, _, _, err := m.check(spec)
+	return err
+}
+
+// Create starts a session for owner. ctx bounds the start only.
+func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Session, error) {
+	k, rt, l, env, idle, err := m.check(spec)
+	if err != nil {
+		return nil, err
+	}
+	if m.cfg.Runner == nil {
+		return nil, fmt.Errorf("%w: sessions need the process backend: %w", ErrUnavailable, m.cfg.RunnerErr)
+	}
+	if !m.cfg.Runtimes.Available(rt) {
+		return nil, fmt.Errorf("%w: runtime %q is not installed on this host (%s is missing)", ErrUnavailable, rt.Name, rt.Binary)
+	}
+	if err := m.reserve(owner); err != nil {
+		return nil, err
+	}
+	defer m.release(owner)
+	now := m.cfg.Now()
+	s := &Session{
+		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, idle: idle,
+		created: now, lastUsed: now, now: m.cfg.Now, state: StateIdle, turn: make(chan struct{}, 1),
+	}
+	if err := start(ctx, m.life, m.cfg.Runner, k, s, env, spec.Files); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	closed := m.sessions == nil
+	if !closed {
+		m.sessions[s.id] = s
+	}
+	m.mu.Unlock()
+	if closed {
+		_ = s.close()
+		return nil, fmt.Errorf("%w: the daemon is shutting down", ErrUnavailable)
+	}
+	m.log.Info("session created", "session", s.id, "runtime", rt.Name, "version", s.version)
+	return s, nil
+}
+
+// reserve takes a place in the quotas for a session being created.
+func (m *Manager) reserve(owner string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sessions == nil {
+		return fmt.Errorf("%w: the daemon is shutting down", ErrUnavailable)
+	}
+	total, mine := 0, m.starting[owner]
+	for _, n := range m.starting {
+		total += n
+	}
+	total += len(m.sessions)
+	for _, s := range m.sessions {
+		if s.owner == owner {
+			mine++
+		}
+	}
+	if total >= m.cfg.MaxSessions {
+		return fmt.Errorf("%w: this daemon holds its maximum of %d sessions; delete one first", ErrTooMany, m.cfg.MaxSessions)
+	}
+	if mine >= m.cfg.MaxPerOwner {
+		return fmt.Errorf("%w: you hold the maximum of %d sessions per token; delete one first", ErrTooMany, m.cfg.MaxPerOwner)
+	}
+	m.starting[owner]++
+	return nil
+}
+
+func (m *Manager) release(owner string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.starting[owner]--; m.starting[owner] <= 0 {
+		delete(m.starting, owner)
+	}
+}
+
+// Get returns owner's session id. Another owner's session is not found,
+// as a missing one is; an id of another replica says which.
+func (m *Manager) Get(owner, id string) (*Session, error) {
+	m.mu.Lock()
+	s := m.sessions[id]
+	m.mu.Unlock()
+	if s == nil || s.owner != owner {
+		if r := replicaOf(id); r != "" && r != m.cfg.Replica {
+			return nil, &ElsewhereError{ID: id, Replica: r, Here: m.cfg.Replica}
+		}
+		return nil, fmt.Errorf("%w: no session %q (it may have expired)", ErrNotFound, id)
+	}
+	return s, nil
+}
+
+// ElsewhereError: the session id names another replica.
+type ElsewhereError struct{ ID, Replica, Here string }
+
+func (e *ElsewhereError) Error() string {
+	return fmt.Sprintf("session %q lives on replica %q, not on this one (%q): send its requests there", e.ID, e.Replica, e.Here)
+}
+
+// Is makes an ElsewhereError an ErrNotFound.
+func (e *ElsewhereError) Is(target error) bool { return target == ErrNotFound }
+
+// replicaOf is the replica part of an id, or "".
+func replicaOf(id string) string {
+	i := strings.LastIndexByte(id, '-')
+	if i <= 0 {
+		return ""
+	}
+	return id[:i]
+}
+
+// Delete closes owner's session id and removes everything of it.
+func (m *Manager) Delete(owner, id string) error {
+	s, err := m.Get(owner, id)
+	if err != nil {
+		return err
+	}
+	return m.remove(s, "deleted")
+}
+
+func (m *Manager) remove(s *Session, why string) error {
+	m.mu.Lock()
+	if m.sessions[s.id] != s {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: session %q is already gone", ErrNotFound, s.id)
+	}
+	delete(m.sessions, s.id)
+	m.mu.Unlock()
+	err := s.close()
+	m.log.Info("session closed", "session", s.id, "why", why, "cells", s.Info().Cells)
+	if err != nil {
+		m.log.Error("remove session", "session", s.id, "err", err)
+	}
+	return err
+}
+
+// List returns owner's sessions, oldest first.
+func (m *Manager) List(owner string) []Info {
+	m.mu.Lock()
+	var out []Info
+	for _, s := range m.sessions {
+		if s.owner == owner {
+			out = append(out, s.Info())
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	if out == nil {
+		out = []Info{}
+	}
+	return out
+}
+
+// Count is the number of live sessions (for metrics).
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions)
+}
+
+// reapEvery is how often idle sessions are looked for.
+const reapEvery = time.Second
+
+// reap closes sessions idle past their timeout until the Manager closes.
+func (m *Manager) reap() {
+	defer m.wg.Done()
+	t := time.NewTicker(reapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.life.Done():
+			return
+		case <-t.C:
+			m.ReapNow()
+		}
+	}
+}
+
+// ReapNow closes the sessions idle past their timeout.
+func (m *Manager) ReapNow() {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	var idle []*Session
+	for _, s := range m.sessions {
+		if s.expired(now) {
+			idle = append(idle, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range idle {
+		_ = m.remove(s, "idle timeout")
+	}
+}
+
+// Close closes every session and stops the reaper. Creates after it fail.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	all := m.sessions
+	m.sessions = nil
+	m.mu.Unlock()
+	m.stop()
+	m.wg.Wait()
+	var errs []error
+	for _, s := range all {
+		errs = append(errs, s.close())
+	}
+	return errors.Join(errs...)
+}
+
+// Owner is the owner of a request's sessions, from its Authorization
+// header (already checked by the API): a digest of the bearer token, so
+// sessions are per token and no token is kept in memory twice; "anonymous"
+// without one.
+func Owner(authorization string) string {
+	scheme, token, _ := strings.Cut(authorization, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "anonymous"
+	}
+	sum := sha256.Sum256([]byte(token))
+	return "token-" + hex.EncodeToString(sum[:8])
+}

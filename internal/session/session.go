@@ -1,0 +1,400 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// interruptGrace is how long a cell has to stop after its interrupt
+// before the kernel is killed.
+const interruptGrace = 2 * time.Second
+
+// startTimeout bounds a kernel's start-up, from its sandbox to "ready".
+const startTimeout = 30 * time.Second
+
+// Session is one live kernel in its sandbox. Its methods are safe for
+// concurrent use; cells run one at a time, in the order they acquire it.
+type Session struct {
+	id, owner string
+	runtime   string
+	version   string
+	limits    limits.Limits
+	idle      time.Duration
+	created   time.Time
+	now       func() time.Time
+
+	ws      *isolate.Workspace
+	proc    *isolate.Process
+	answers chan answer
+	ansErr  error // set by readAnswers before it closes answers
+	cancel  context.CancelFunc
+
+	// turn is held by the running cell.
+	turn chan struct{}
+
+	mu       sync.Mutex
+	state    State
+	reason   string
+	cells    int
+	lastUsed time.Time
+	closed   bool
+}
+
+// Live receives a cell's output and displays as they happen. Every field
+// may be nil; the calls come from several goroutines.
+type Live struct {
+	Stdout, Stderr io.Writer
+	Display        func(MIMEBundle)
+}
+
+// start builds the sandbox, starts the kernel and waits for it to be
+// ready. ctx bounds the start; life bounds the session.
+func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, env []string, files []run.File) (err error) {
+	ws, err := r.NewWorkspace(s.limits.Tmpfs)
+	if err != nil {
+		return err
+	}
+	s.ws = ws
+	defer func() {
+		if err != nil {
+			if cerr := ws.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+	for _, f := range files {
+		if err := ws.WriteFile(f); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	p, err := r.StartSession(ctx, ws, isolate.Exec{Argv: k.argv, Env: env, Limits: s.limits})
+	if err != nil {
+		return err
+	}
+	life, s.cancel = context.WithCancel(life)
+	if err := p.Activate(life, isolate.Activation{Limits: s.limits}); err != nil {
+		s.cancel()
+		p.Kill()
+		_, _ = p.Wait()
+		return err
+	}
+	s.proc = p
+	s.answers = make(chan answer, 16)
+	go readAnswers(p.Answers(), s.answers, &s.ansErr)
+	select {
+	case a, ok := <-s.answers:
+		if ok && a.Type == "ready" {
+			s.version = a.Version
+			break
+		}
+		err := errors.New("the kernel ended during its start-up")
+		if ok {
+			err = fmt.Errorf("%w: %q before ready", errProtocol, a.Type)
+		}
+		s.kill()
+		res, _ := p.Wait()
+		return fmt.Errorf("start the %s kernel: %w%s", s.runtime, err, stderrTail(res))
+	case <-ctx.Done():
+		s.kill()
+		_, _ = p.Wait()
+		return fmt.Errorf("start the %s kernel: %w", s.runtime, ctx.Err())
+	}
+	go s.watch()
+	return nil
+}
+
+// stderrTail is the end of a failed start-up's stderr, for its error.
+func stderrTail(res *run.Result) string {
+	if res == nil || len(res.Stderr) == 0 {
+		return ""
+	}
+	b := res.Stderr
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return ": " + string(b)
+}
+
+// watch marks the session dead when its kernel ends between cells (a
+// background thread's allocation can hit the memory limit while idle).
+func (s *Session) watch() {
+	<-s.proc.Done()
+	res, _ := s.proc.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != StateDead {
+		s.state, s.reason = StateDead, deathReason(res, s.limits)
+	}
+}
+
+// deathReason says why a kernel ended.
+func deathReason(res *run.Result, l limits.Limits) string {
+	if res == nil {
+		return "the kernel ended"
+	}
+	switch res.Status {
+	case run.StatusMemoryLimit:
+		return fmt.Sprintf("the session's memory limit of %s was reached and the kernel was killed", l.Memory)
+	case run.StatusExited, run.StatusOK:
+		return fmt.Sprintf("the kernel exited with code %d", res.ExitCode)
+	case run.StatusSignaled:
+		return "the kernel was killed by " + res.SignalName
+	}
+	if res.Reason != "" {
+		return res.Reason
+	}
+	return "the kernel ended: " + string(res.Status)
+}
+
+// ID is the session's id.
+func (s *Session) ID() string { return s.id }
+
+// Workspace is the session's workspace, for the file API.
+func (s *Session) Workspace() *isolate.Workspace { return s.ws }
+
+// Info describes the session.
+func (s *Session) Info() Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Info{
+		ID: s.id, Runtime: s.runtime, Version: s.version, State: s.state, Reason: s.reason,
+		Cells: s.cells, Created: s.created, LastUsed: s.lastUsed, ExpiresAt: s.lastUsed.Add(s.idle),
+		IdleTimeout: limits.Duration(s.idle), Limits: s.limits,
+	}
+}
+
+// Touch records a use of the session (its idle clock restarts).
+func (s *Session) Touch() {
+	s.mu.Lock()
+	s.lastUsed = s.now()
+	s.mu.Unlock()
+}
+
+// expired reports whether the session has been idle past its timeout.
+func (s *Session) expired(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state != StateBusy && now.Sub(s.lastUsed) >= s.idle
+}
+
+// Exec runs one cell and returns what it did. It waits for an earlier
+// cell to finish first. A cell past its deadline or CPU budget, or whose
+// output passes its cap, is interrupted; a kernel that does not stop is
+// killed and the session is dead (State in the result). The error is
+// ErrDead for a dead session, ctx's error when ctx ended before the cell
+// started, or a failure of the session itself.
+func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellResult, error) {
+	select {
+	case s.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.turn }()
+	s.mu.Lock()
+	if s.state == StateDead || s.closed {
+		reason := s.reason
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrDead, reason)
+	}
+	s.cells++
+	cell := s.cells
+	s.state = StateBusy
+	s.mu.Unlock()
+	res := s.exec(ctx, cell, req, live)
+	s.mu.Lock()
+	s.lastUsed = s.now()
+	if res.State == StateDead {
+		if s.state != StateDead {
+			s.state, s.reason = StateDead, res.Reason
+		}
+	} else {
+		s.state = StateIdle
+	}
+	res.State = s.state
+	s.mu.Unlock()
+	return res, nil
+}
+
+// stop is why a cell is being stopped.
+type stop struct {
+	status run.Status
+	reason string
+}
+
+func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live) *CellResult {
+	res := &CellResult{Session: s.id, Cell: cell, State: StateIdle}
+	timeout := s.limits.Timeout.Std()
+	if req.Timeout > 0 {
+		timeout = req.Timeout.Std()
+	}
+	cpu0, _ := s.proc.CPUTime()
+	start := time.Now()
+	overflow := make(chan struct{}, 1)
+	s.proc.SetOutput(live.Stdout, live.Stderr, int64(s.limits.Output), func() {
+		select {
+		case overflow <- struct{}{}:
+		default:
+		}
+	})
+	id := fmt.Sprint(cell)
+	line, _ := json.Marshal(request{ID: id, Code: req.Code})
+	if err := s.send(append(line, '\n'), timeout); err != nil {
+		return s.died(ctx, res, start, cpu0, &stop{run.StatusInternalError, "sending the cell to the kernel failed: " + err.Error()})
+	}
+
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	cpuTick := time.NewTicker(min(max(s.limits.CPUTime.Std()/20, 10*time.Millisecond), 100*time.Millisecond))
+	defer cpuTick.Stop()
+	var (
+		stopping *stop
+		grace    <-chan time.Time
+		done     = ctx.Done()
+	)
+	interrupt := func(why stop) {
+		if stopping != nil {
+			return
+		}
+		stopping = &why
+		_ = s.proc.Interrupt(syscall.SIGINT)
+		grace = time.After(interruptGrace)
+	}
+	for {
+		select {
+		case a, ok := <-s.answers:
+			if !ok {
+				why := &stop{run.StatusInternalError, "the kernel stopped answering"}
+				if s.ansErr != nil {
+					why.reason = "the kernel broke its protocol: " + s.ansErr.Error()
+				}
+				if stopping != nil {
+					why = stopping
+				}
+				return s.died(ctx, res, start, cpu0, why)
+			}
+			switch {
+			case a.Type == "display" && a.ID == id:
+				res.Display = append(res.Display, a.Data)
+				if live.Display != nil {
+					live.Display(a.Data)
+				}
+			case a.Type == "done" && a.ID == id:
+				s.finish(ctx, res, a, stopping, start, cpu0)
+				return res
+			}
+			// Anything else is stale or forged by the cell; ignored.
+		case <-deadline.C:
+			interrupt(stop{run.StatusTimeout, fmt.Sprintf("the cell's timeout of %s was reached and it was interrupted", limits.Duration(timeout))})
+		case <-cpuTick.C:
+			if used, err := s.proc.CPUTime(); err == nil && used-cpu0 >= s.limits.CPUTime.Std() {
+				interrupt(stop{run.StatusCPULimit, fmt.Sprintf("the cell's CPU time limit of %s was reached and it was interrupted", s.limits.CPUTime)})
+			}
+		case <-overflow:
+			interrupt(stop{run.StatusOutputLimit, fmt.Sprintf("the cell's output passed the limit of %s per stream and it was interrupted", s.limits.Output)})
+		case <-done:
+			done = nil
+			interrupt(stop{run.StatusInternalError, "the client went away and the cell was interrupted"})
+		case <-grace:
+			why := *stopping
+			why.reason = fmt.Sprintf("%s; it did not stop within %s of the interrupt, so the kernel was killed and the session is dead", why.reason, interruptGrace)
+			s.kill()
+			return s.died(ctx, res, start, cpu0, &why)
+		case <-s.proc.Done():
+			return s.died(ctx, res, start, cpu0, stopping)
+		}
+	}
+}
+
+// send writes a request to the kernel's control pipe. The kernel reads
+// between cells, so this only waits when a request is larger than the
+// pipe; it is bounded all the same.
+func (s *Session) send(line []byte, timeout time.Duration) error {
+	w := s.proc.Control()
+	if f, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = f.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	_, err := w.Write(line)
+	return err
+}
+
+// finish fills a cell's result from the kernel's "done" answer.
+func (s *Session) finish(ctx context.Context, res *CellResult, a answer, stopping *stop, start time.Time, cpu0 time.Duration) {
+	s.collect(ctx, res, start, cpu0)
+	res.Result, res.Error = a.Result, a.Error
+	switch {
+	case stopping != nil:
+		res.Status, res.Reason = stopping.status, stopping.reason+"; the session goes on"
+	case a.Status == "ok":
+		res.Status = run.StatusOK
+	default:
+		res.Status = run.StatusError
+	}
+}
+
+// died fills the result of a cell whose kernel is gone (or is being
+// killed): the session is dead.
+func (s *Session) died(ctx context.Context, res *CellResult, start time.Time, cpu0 time.Duration, why *stop) *CellResult {
+	s.kill()
+	kres, _ := s.proc.Wait()
+	s.collect(ctx, res, start, cpu0)
+	res.State = StateDead
+	switch {
+	case kres != nil && kres.Status == run.StatusMemoryLimit:
+		// The memory limit is the cause even when a deadline was also
+		// being enforced.
+		res.Status, res.Reason = run.StatusMemoryLimit, deathReason(kres, s.limits)
+	case why != nil:
+		res.Status, res.Reason = why.status, why.reason
+	case kres != nil:
+		res.Status, res.Reason = kres.Status, deathReason(kres, s.limits)
+	default:
+		res.Status, res.Reason = run.StatusInternalError, "the kernel ended"
+	}
+	res.Reason += "; the session is dead"
+	return res
+}
+
+// collect takes the cell's output and figures. Cut makes sure every byte
+// the kernel wrote before its answer is in.
+func (s *Session) collect(ctx context.Context, res *CellResult, start time.Time, cpu0 time.Duration) {
+	res.WallTime = time.Since(start)
+	if cpu, err := s.proc.CPUTime(); err == nil {
+		res.CPUTime = cpu - cpu0
+	}
+	// The output is the session's to keep in order even when the client
+	// has gone: only Cut's own bound applies.
+	out, _ := s.proc.Cut(context.WithoutCancel(ctx))
+	res.Stdout, res.Stderr = out.Stdout, out.Stderr
+	res.StdoutTruncated, res.StderrTruncated = out.StdoutTruncated, out.StderrTruncated
+}
+
+// kill ends the kernel and its sandbox's processes.
+func (s *Session) kill() {
+	s.cancel()
+	s.proc.Kill()
+}
+
+// close kills the kernel and removes the sandbox and the workspace.
+func (s *Session) close() error {
+	s.mu.Lock()
+	s.closed = true
+	if s.state != StateDead {
+		s.state, s.reason = StateDead, "the session was closed"
+	}
+	s.mu.Unlock()
+	s.kill()
+	_, _ = s.proc.Wait()
+	return s.ws.Close()
+}

@@ -1,0 +1,138 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+func TestMain(m *testing.M) {
+	nsinit.MaybeRun()
+	os.Exit(m.Run())
+}
+
+// newManager returns a Manager on a real process backend with its own
+// state directory, closed at the end of the test.
+func newManager(t *testing.T, cfg Config) *Manager {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root for the process backend")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("requires /usr/bin/python3")
+	}
+	state, err := os.MkdirTemp("/run", "sandboxd-sessiontest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	r, err := isolate.New(isolate.Config{StateDir: state})
+	if err != nil {
+		t.Skipf("requires user namespaces and cgroups: %v", err)
+	}
+	cfg.Runner = r
+	if cfg.Replica == "" {
+		cfg.Replica = "test"
+	}
+	m := NewManager(context.Background(), cfg)
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	return m
+}
+
+func exec(t *testing.T, s *Session, code string) *CellResult {
+	t.Helper()
+	res, err := s.Exec(t.Context(), ExecRequest{Code: code}, Live{})
+	if err != nil {
+		t.Fatalf("exec %q: %v", code, err)
+	}
+	return res
+}
+
+func TestCellsShareState(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{Files: []run.File{{Name: "data.csv", Content: []byte("a,b\n1,2\n")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		code   string
+		status run.Status
+		stdout string
+		result string
+	}{
+		{"import json\nx = 41\nprint('set')", run.StatusOK, "set\n", ""},
+		{"x + 1", run.StatusOK, "", "42"},
+		{"open('data.csv').read()", run.StatusOK, "", "'a,b\\n1,2\\n'"},
+		{"open('out.txt', 'w').write('hi')", run.StatusOK, "", "2"},
+		{"open('out.txt').read() + json.dumps(x)", run.StatusOK, "", "'hi41'"},
+		{"1/0", run.StatusError, "", ""},
+		{"x", run.StatusOK, "", "41"},
+		{"import sys\nprint('e', file=sys.stderr)\nprint('o')", run.StatusOK, "o\n", ""},
+	}
+	for i, st := range steps {
+		res := exec(t, s, st.code)
+		if res.Status != st.status || string(res.Stdout) != st.stdout || res.Result["text/plain"] != st.result || res.State != StateIdle || res.Cell != i+1 {
+			t.Errorf("cell %q: status %s stdout %q result %q state %s cell %d (reason %q, error %+v)", st.code, res.Status, res.Stdout, res.Result["text/plain"], res.State, res.Cell, res.Reason, res.Error)
+		}
+	}
+	res := exec(t, s, "1/0")
+	if res.Error == nil || res.Error.Name != "ZeroDivisionError" || !strings.Contains(res.Error.Traceback, "1/0") || !strings.Contains(res.Error.Traceback, "<cell-") {
+		t.Errorf("error %+v", res.Error)
+	}
+	res = exec(t, s, "import sys\nprint('e', file=sys.stderr)")
+	if string(res.Stderr) != "e\n" {
+		t.Errorf("stderr %q", res.Stderr)
+	}
+}
+
+func TestCellTimeoutInterrupts(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, "n = 7")
+	res, err := s.Exec(t.Context(), ExecRequest{Code: "import time\nprint('start', flush=True)\ntime.sleep(60)", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != run.StatusTimeout || res.State != StateIdle || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || string(res.Stdout) != "start\n" {
+		t.Fatalf("timeout cell: status %s state %s error %+v stdout %q reason %q", res.Status, res.State, res.Error, res.Stdout, res.Reason)
+	}
+	if res := exec(t, s, "n"); res.Result["text/plain"] != "7" {
+		t.Errorf("after the interrupt: %+v", res)
+	}
+}
+
+func TestHardHangKillsSession(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Exec(t.Context(), ExecRequest{Code: "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", Timeout: limits.Duration(200 * time.Millisecond)}, Live{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != run.StatusTimeout || res.State != StateDead || !strings.Contains(res.Reason, "killed") {
+		t.Fatalf("hard hang: status %s state %s reason %q", res.Status, res.State, res.Reason)
+	}
+	if _, err := s.Exec(t.Context(), ExecRequest{Code: "1"}, Live{}); !errors.Is(err, ErrDead) {
+		t.Errorf("exec on a dead session: %v", err)
+	}
+	if info := s.Info(); info.State != StateDead || info.Reason == "" {
+		t.Errorf("info %+v", info)
+	}
+}
