@@ -275,12 +275,18 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 		select {
 		case a, ok := <-s.answers:
 			if !ok {
-				why := &stop{run.StatusInternalError, "the kernel stopped answering"}
+				// Without a limit being enforced or a broken protocol, the
+				// kernel's own end says why.
+				why := stopping
 				if s.ansErr != nil {
-					why.reason = "the kernel broke its protocol: " + s.ansErr.Error()
+					why = &stop{run.StatusInternalError, "the kernel broke its protocol: " + s.ansErr.Error()}
+					s.kill()
 				}
-				if stopping != nil {
-					why = stopping
+				// A kernel that closed its answers is ending (the memory
+				// limit, an os._exit): let its end say why, then kill it.
+				select {
+				case <-s.proc.Done():
+				case <-time.After(interruptGrace):
 				}
 				return s.died(ctx, res, start, cpu0, why)
 			}

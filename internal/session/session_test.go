@@ -1,10 +1,12 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,5 +136,41 @@ func TestHardHangKillsSession(t *testing.T) {
 	}
 	if info := s.Info(); info.State != StateDead || info.Reason == "" {
 		t.Errorf("info %+v", info)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the live writers' goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestKernelExitKillsSession: a cell that ends the interpreter itself
+// (os._exit) ends the session with the kernel's exit status; sys.exit is
+// an exception like any other and the session goes on.
+func TestKernelExitKillsSession(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := exec(t, s, "import sys\nsys.exit(4)"); res.Status != run.StatusError || res.Error.Name != "SystemExit" || res.State != StateIdle {
+		t.Errorf("sys.exit: %+v", res)
+	}
+	res := exec(t, s, "import os\nprint('bye', flush=True)\nos._exit(3)")
+	if res.Status != run.StatusExited || res.State != StateDead || !strings.Contains(res.Reason, "code 3") || string(res.Stdout) != "bye\n" {
+		t.Errorf("os._exit: status %s state %s reason %q stdout %q", res.Status, res.State, res.Reason, res.Stdout)
 	}
 }

@@ -1,0 +1,126 @@
+package session
+
+import (
+	"bytes"
+	"encoding/base64"
+	"image/png"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// TestCellLimits: each per-cell limit interrupts the cell with its own
+// status, and the session goes on.
+func TestCellLimits(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{CPUTime: limits.Duration(300 * time.Millisecond), Output: 4 * limits.KiB, Timeout: limits.Duration(20 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, "kept = 'yes'")
+	cases := []struct {
+		name, code string
+		status     run.Status
+		check      func(*CellResult) bool
+	}{
+		{"cpu", "while True: pass", run.StatusCPULimit, func(r *CellResult) bool { return r.CPUTime >= 300*time.Millisecond }},
+		{"output", "while True: print('x' * 100)", run.StatusOutputLimit, func(r *CellResult) bool { return r.StdoutTruncated && len(r.Stdout) == 4096 }},
+	}
+	for _, c := range cases {
+		res := exec(t, s, c.code)
+		if res.Status != c.status || res.State != StateIdle || !c.check(res) {
+			t.Errorf("%s: status %s state %s reason %q cpu %v stdout %d bytes truncated %v", c.name, res.Status, res.State, res.Reason, res.CPUTime, len(res.Stdout), res.StdoutTruncated)
+		}
+		if r := exec(t, s, "kept"); r.Result["text/plain"] != "'yes'" {
+			t.Errorf("after %s the session lost its state: %+v", c.name, r)
+		}
+	}
+}
+
+// TestMemoryLimitKillsSession: a cell past the session's memory limit
+// kills the kernel; the status says memory_limit and the session is dead.
+func TestMemoryLimitKillsSession(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Memory: 64 * limits.MiB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := exec(t, s, "blocks = []\nwhile True: blocks.append(bytearray(8 << 20))")
+	if res.Status != run.StatusMemoryLimit || res.State != StateDead || !strings.Contains(res.Reason, "64MiB") {
+		t.Fatalf("status %s state %s reason %q", res.Status, res.State, res.Reason)
+	}
+}
+
+// TestOutputOfEveryWriterBelongsToItsCell: output written straight to the
+// file descriptors (a subprocess, os.write) right before a cell ends is
+// that cell's, never the next one's.
+func TestOutputOfEveryWriterBelongsToItsCell(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		code := "import os, subprocess\nsubprocess.run(['/bin/echo', 'sub'])\nos.write(1, b'raw' * 3000)\nos.write(2, b'err')\nprint('end', end='')"
+		res := exec(t, s, code)
+		want := "sub\n" + strings.Repeat("raw", 3000) + "end"
+		if string(res.Stdout) != want || string(res.Stderr) != "err" {
+			t.Fatalf("cell %d: stdout %d bytes (want %d), stderr %q", i, len(res.Stdout), len(want), res.Stderr)
+		}
+	}
+}
+
+// TestLiveOutput: output reaches the live writers as the cell runs, and
+// displays the callback.
+func TestLiveOutput(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	var displays []MIMEBundle
+	res, err := s.Exec(t.Context(), ExecRequest{Code: "print('a', flush=True)\nclass P:\n  def _repr_html_(self): return '<i>p</i>'\ndisplay(P())"}, Live{Stdout: &out, Display: func(b MIMEBundle) { displays = append(displays, b) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "a\n" || len(displays) != 1 || displays[0]["text/html"] != "<i>p</i>" || len(res.Display) != 1 {
+		t.Errorf("live %q displays %v result %+v", out.String(), displays, res)
+	}
+}
+
+// TestPlotIsPNG: a matplotlib figure comes back as a PNG of the figure's
+// size.
+func TestPlotIsPNG(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
+		t.Skip("requires Debian's python3-matplotlib")
+	}
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := exec(t, s, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('t')\nplt.show()")
+	if res.Status != run.StatusOK || len(res.Display) != 1 {
+		t.Fatalf("status %s displays %d stderr %s error %+v", res.Status, len(res.Display), res.Stderr, res.Error)
+	}
+	b, err := base64.StdEncoding.DecodeString(res.Display[0]["image/png"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if bd := img.Bounds(); bd.Dx() < 200 || bd.Dy() < 150 {
+		t.Errorf("image of %v", bd)
+	}
+	// Figures shown are closed: the next cell displays nothing again.
+	if res := exec(t, s, "1"); len(res.Display) != 0 {
+		t.Errorf("a shown figure came back: %d displays", len(res.Display))
+	}
+}

@@ -1,0 +1,193 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// leftovers lists what of session s remains on the host: its run
+// directory, mounts, cgroups and processes.
+func leftovers(t *testing.T, id string) []string {
+	t.Helper()
+	var out []string
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(line, "/runs/"+id+"/") {
+			out = append(out, "mount: "+line)
+		}
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/sandboxd/" + id + "*")
+	cg2, _ := filepath.Glob("/sys/fs/cgroup/sandboxd/" + id + "*")
+	for _, c := range append(cgs, cg2...) {
+		out = append(out, "cgroup: "+c)
+	}
+	return out
+}
+
+func TestQuotasAndOwners(t *testing.T) {
+	m := newManager(t, Config{MaxSessions: 3, MaxPerOwner: 2})
+	a1, err := m.Create(t.Context(), "alice", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(t.Context(), "alice", &Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(t.Context(), "alice", &Spec{}); !errors.Is(err, ErrTooMany) {
+		t.Errorf("third of alice's sessions: %v", err)
+	}
+	if _, err := m.Create(t.Context(), "bob", &Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(t.Context(), "carol", &Spec{}); !errors.Is(err, ErrTooMany) {
+		t.Errorf("fourth session of the daemon: %v", err)
+	}
+	// Bob cannot find, run in or delete Alice's session.
+	if _, err := m.Get("bob", a1.ID()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("bob got alice's session: %v", err)
+	}
+	if err := m.Delete("bob", a1.ID()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("bob deleted alice's session: %v", err)
+	}
+	if n := len(m.List("bob")); n != 1 {
+		t.Errorf("bob lists %d sessions", n)
+	}
+	// Another replica's id says where it lives.
+	var other *ElsewhereError
+	if _, err := m.Get("alice", "replica-b-"+strings.Repeat("a", 26)); !errors.As(err, &other) || other.Replica != "replica-b" || !errors.Is(err, ErrNotFound) {
+		t.Errorf("foreign id: %v", err)
+	}
+	if !strings.HasPrefix(a1.ID(), "test-") {
+		t.Errorf("id %q does not carry the replica", a1.ID())
+	}
+}
+
+func TestBadSpecs(t *testing.T) {
+	m := NewManager(t.Context(), Config{})
+	defer m.Close()
+	cases := []struct {
+		name string
+		spec Spec
+		is   error
+	}{
+		{"no kernel", Spec{Runtime: "bash"}, ErrInvalid},
+		{"unknown runtime", Spec{Runtime: "cobol"}, nil},
+		{"limit above ceiling", Spec{Limits: limits.Limits{Memory: 1 << 50}}, limits.ErrInvalid},
+		{"idle too long", Spec{IdleTimeout: limits.Duration(48 * time.Hour)}, ErrInvalid},
+		{"idle too short", Spec{IdleTimeout: limits.Duration(time.Millisecond)}, ErrInvalid},
+		{"bad file", Spec{Files: []run.File{{Name: "../x"}}}, ErrInvalid},
+		{"bad env", Spec{Env: map[string]string{"A=B": "c"}}, ErrInvalid},
+	}
+	for _, c := range cases {
+		err := m.Check(&c.spec)
+		if err == nil || (c.is != nil && !errors.Is(err, c.is)) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// TestExpiryAndDeleteLeaveNothing: an idle session is reaped, a deleted
+// one removed, and neither leaves a mount, cgroup or directory behind.
+func TestExpiryAndDeleteLeaveNothing(t *testing.T) {
+	m := newManager(t, Config{})
+	idle, err := m.Create(t.Context(), "me", &Spec{IdleTimeout: limits.Duration(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A background process must go with its session too.
+	exec(t, del, "import subprocess\nsubprocess.Popen(['/bin/sleep', '1000'], start_new_session=True)")
+	if len(leftovers(t, del.ws.ID())) == 0 {
+		t.Fatal("the leftovers check sees nothing of a live session")
+	}
+	if err := m.Delete("me", del.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if l := leftovers(t, del.ws.ID()); len(l) > 0 {
+		t.Errorf("deleted session left %v", l)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := m.Get("me", idle.ID()); errors.Is(err, ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle session was not reaped")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The reaper forgets the session first, then removes it.
+	for l := leftovers(t, idle.ws.ID()); len(l) > 0; l = leftovers(t, idle.ws.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("expired session left %v", l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSessionsAreIsolated: twenty sessions running cells at once see none
+// of each other's variables, files or processes.
+func TestSessionsAreIsolated(t *testing.T) {
+	const n = 20
+	m := newManager(t, Config{MaxSessions: n, MaxPerOwner: n})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- isolatedSession(t, m, i)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func isolatedSession(t *testing.T, m *Manager, i int) error {
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		return err
+	}
+	secret := fmt.Sprintf("secret-%d", i)
+	cells := []struct{ code, want string }{
+		{fmt.Sprintf("mine = %q\nopen('mine.txt', 'w').write(mine)", secret), ""},
+		{"import os\nsorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:2]", "[1, "},
+		{"import os\n[open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()].__len__() <= 3", "True"},
+		{"import glob\n[p for d in ('/tmp', '/workspace', '/dev/shm', '/var/tmp', '/run') for p in glob.glob(d + '/**/mine.txt', recursive=True)]", "['/workspace/mine.txt']"},
+		{"mine + open('mine.txt').read()", "'" + secret + secret + "'"},
+	}
+	for _, c := range cells {
+		res, err := s.Exec(t.Context(), ExecRequest{Code: c.code, Timeout: limits.Duration(60 * time.Second)}, Live{})
+		if err != nil {
+			return err
+		}
+		got := res.Result["text/plain"]
+		if res.Status != run.StatusOK || !strings.HasPrefix(got, c.want) {
+			return fmt.Errorf("session %d cell %q: %s %q %+v", i, c.code, res.Status, got, res.Error)
+		}
+		if strings.Contains(string(res.Stdout)+string(res.Stderr)+got, "secret-") && !strings.Contains(got, secret) {
+			return fmt.Errorf("session %d saw another's secret: %q", i, got)
+		}
+	}
+	return nil
+}
