@@ -91,7 +91,9 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		return err
 	}
 	s.proc = p
-	s.answers = make(chan answer, 16)
+	// Unbuffered but for one: a kernel flooding answers between cells
+	// blocks on its pipe instead of filling the daemon's memory.
+	s.answers = make(chan answer, 1)
 	go readAnswers(p.Answers(), s.answers, &s.ansErr)
 	select {
 	case a, ok := <-s.answers:
@@ -259,9 +261,10 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 	cpuTick := time.NewTicker(min(max(s.limits.CPUTime.Std()/20, 10*time.Millisecond), 100*time.Millisecond))
 	defer cpuTick.Stop()
 	var (
-		stopping *stop
-		grace    <-chan time.Time
-		done     = ctx.Done()
+		displayed int
+		stopping  *stop
+		grace     <-chan time.Time
+		done      = ctx.Done()
 	)
 	interrupt := func(why stop) {
 		if stopping != nil {
@@ -292,6 +295,10 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 			}
 			switch {
 			case a.Type == "display" && a.ID == id:
+				if displayed += bundleSize(a.Data); displayed > maxDisplay {
+					interrupt(stop{run.StatusOutputLimit, fmt.Sprintf("the cell displayed more than %s and was interrupted", limits.Bytes(maxDisplay))})
+					continue
+				}
 				res.Display = append(res.Display, a.Data)
 				if live.Display != nil {
 					live.Display(a.Data)
@@ -321,6 +328,17 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 			return s.died(ctx, res, start, cpu0, stopping)
 		}
 	}
+}
+
+// maxDisplay caps the display data of one cell, figures included.
+const maxDisplay = 64 << 20
+
+func bundleSize(b MIMEBundle) int {
+	n := 0
+	for k, v := range b {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // send writes a request to the kernel's control pipe. The kernel reads
