@@ -86,7 +86,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	cfg.API.Sessions = sessions
 	srv := api.New(x, cfg.API)
 	// MCP over streamable HTTP, behind the same token and admission gate.
-	tools := mcpserver.New(srv, cfg.Version)
+	tools := mcpserver.New(srv, cfg.Version, sessions)
 	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -166,7 +166,7 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 	defer sessions.Close()
 	cfg.API.Logger = log
 	runner := api.New(x, cfg.API)
-	return mcpserver.New(runner, cfg.Version).Run(ctx, &mcp.StdioTransport{})
+	return mcpserver.New(runner, cfg.Version, sessions).Run(ctx, &mcp.StdioTransport{})
 }
 
 // newSessions is the session manager on x's process backend. Sessions are
@@ -177,5 +177,6 @@ func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, 
 	cfg.Runtimes = x.Runtimes()
 	cfg.Defaults, cfg.Ceiling = x.Limits()
 	cfg.Logger = log
+	cfg.FontCache = true
 	return session.NewManager(context.WithoutCancel(ctx), cfg)
 }

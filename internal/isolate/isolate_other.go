@@ -29,6 +29,7 @@ func (r *Runner) NewWorkspace(limits.Bytes) (*Workspace, error) { return nil, Er
 func (w *Workspace) ID() string                                 { return "" }
 func (w *Workspace) WriteFile(run.File) error                   { return ErrUnsupported }
 func (w *Workspace) MkdirInternal(string) error                 { return ErrUnsupported }
+func (w *Workspace) WriteInternal(run.File) error               { return ErrUnsupported }
 func (w *Workspace) Close() error                               { return nil }
 func (w *Workspace) Collect(CollectLimits) ([]run.OutputFile, bool, error) {
 	return nil, false, ErrUnsupported

@@ -62,6 +62,24 @@ func (w *Workspace) WriteFile(f run.File) error {
 	if err != nil {
 		return err
 	}
+	return w.writeFile(name, f)
+}
+
+// WriteInternal places a file of the sandbox's own under the reserved
+// .sandboxd directory (a prebuilt cache, say), owned by the sandbox user.
+// It is not an input: Collect never returns it.
+func (w *Workspace) WriteInternal(f run.File) error {
+	if err := w.MkdirInternal(f.Name); err != nil {
+		return err
+	}
+	if err := w.writeFile(f.Name, f); err != nil {
+		return err
+	}
+	delete(w.inputs, f.Name)
+	return nil
+}
+
+func (w *Workspace) writeFile(name string, f run.File) error {
 	root, err := os.OpenRoot(w.work)
 	if err != nil {
 		return err

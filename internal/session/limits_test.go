@@ -119,8 +119,39 @@ func TestPlotIsPNG(t *testing.T) {
 	if bd := img.Bounds(); bd.Dx() < 200 || bd.Dy() < 150 {
 		t.Errorf("image of %v", bd)
 	}
+	t.Logf("first plot without the cache: %v", res.WallTime)
 	// Figures shown are closed: the next cell displays nothing again.
 	if res := exec(t, s, "1"); len(res.Display) != 0 {
 		t.Errorf("a shown figure came back: %d displays", len(res.Display))
 	}
+}
+
+// TestFontCache: with FontCache, sessions start with matplotlib's font
+// list built once ahead, and matplotlib takes it as is (no rebuild).
+func TestFontCache(t *testing.T) {
+	if _, err := os.Stat(matplotlibInstalled); err != nil {
+		t.Skip("requires Debian's python3-matplotlib")
+	}
+	m := newManager(t, Config{FontCache: true})
+	if _, err := m.Create(t.Context(), "me", &Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for m.fonts.get() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the font cache was not built")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := "import os, glob\nd = os.environ['MPLCONFIGDIR']\nf = glob.glob(d + '/fontlist-*.json')[0]\nbefore = os.stat(f).st_mtime_ns\n" +
+		"import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n(d, os.stat(f).st_mtime_ns == before)"
+	res := exec(t, s, code)
+	if res.Status != run.StatusOK || res.Result["text/plain"] != "('/workspace/.sandboxd/matplotlib', True)" || len(res.Display) != 1 {
+		t.Fatalf("status %s result %q displays %d error %+v stderr %s", res.Status, res.Result["text/plain"], len(res.Display), res.Error, res.Stderr)
+	}
+	t.Logf("first plot with the cache: %v", res.WallTime)
 }

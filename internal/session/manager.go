@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// IdleTimeout is a session's default idle timeout (10 minutes);
 	// MaxIdleTimeout the longest a client may ask for (1 hour).
 	IdleTimeout, MaxIdleTimeout time.Duration
+	// FontCache has matplotlib's font list built once, in a sandbox, and
+	// given to every session (its first plot is ~0.6 s faster).
+	FontCache bool
 	// Replica names this daemon in the ids of its sessions, so a router
 	// can find the replica of a session (default: the host name).
 	Replica string
@@ -71,6 +75,8 @@ type Manager struct {
 	life context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	fonts fontCache
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -219,7 +225,15 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Sessio
 		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, idle: idle,
 		created: now, lastUsed: now, now: m.cfg.Now, state: StateIdle, turn: make(chan struct{}, 1),
 	}
-	if err := start(ctx, m.life, m.cfg.Runner, k, s, env, spec.Files); err != nil {
+	var internal []run.File
+	if m.cfg.FontCache && rt.Name == "python" {
+		m.fonts.start(m.life, &m.wg, m.cfg.Runner, rt.Binary)
+		if f := m.fonts.get(); f != nil && spec.Env["MPLCONFIGDIR"] == "" {
+			internal = append(internal, *f)
+			env = append(env, "MPLCONFIGDIR="+isolate.WorkspaceDir+"/"+mplConfigDir)
+		}
+	}
+	if err := start(ctx, m.life, m.cfg.Runner, k, s, env, spec.Files, internal); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()

@@ -59,7 +59,7 @@ type Live struct {
 
 // start builds the sandbox, starts the kernel and waits for it to be
 // ready. ctx bounds the start; life bounds the session.
-func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, env []string, files []run.File) (err error) {
+func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, env []string, files, internal []run.File) (err error) {
 	ws, err := r.NewWorkspace(s.limits.Tmpfs)
 	if err != nil {
 		return err
@@ -75,6 +75,11 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 	for _, f := range files {
 		if err := ws.WriteFile(f); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	for _, f := range internal {
+		if err := ws.WriteInternal(f); err != nil {
+			return err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
