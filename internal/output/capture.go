@@ -14,6 +14,9 @@ import (
 // Writes past the cap are accepted and dropped, so the writer runs on to
 // the point where the run is stopped instead of failing on a write first.
 type Capture struct {
+	// liveMu is held across a write to live, so that once SetLive or
+	// Reset returns, no write to the writer they replaced is under way.
+	liveMu    sync.Mutex
 	mu        sync.Mutex
 	max       int64
 	live      io.Writer
@@ -45,6 +48,8 @@ func (c *Capture) SetOver(f func()) {
 // SetLive sets where kept bytes go live from now on, and the cap. Bytes
 // kept before are written to w first, so a live reader misses nothing.
 func (c *Capture) SetLive(w io.Writer, max int64) {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w != nil && c.live == nil && c.buf.Len() > 0 {
@@ -55,6 +60,7 @@ func (c *Capture) SetLive(w io.Writer, max int64) {
 
 // Write keeps what fits under the cap and passes it on live.
 func (c *Capture) Write(p []byte) (int, error) {
+	c.liveMu.Lock()
 	c.mu.Lock()
 	room := c.max - int64(c.buf.Len())
 	keep := p
@@ -72,6 +78,7 @@ func (c *Capture) Write(p []byte) (int, error) {
 		// its errors are the front end's to see, the result has the bytes.
 		_, _ = live.Write(keep)
 	}
+	c.liveMu.Unlock()
 	if overflow && over != nil {
 		over()
 	}
@@ -101,6 +108,8 @@ func (c *Capture) Drain(r io.Reader) error {
 // next execution of a session: nothing kept, not truncated, no live writer
 // and no overflow callback. The cap stays.
 func (c *Capture) Reset() ([]byte, bool) {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := bytes.Clone(c.buf.Bytes())

@@ -326,7 +326,7 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 			interrupt(stop{run.StatusInternalError, "the client went away and the cell was interrupted"})
 		case <-grace:
 			why := *stopping
-			why.reason = fmt.Sprintf("%s; it did not stop within %s of the interrupt, so the kernel was killed and the session is dead", why.reason, interruptGrace)
+			why.reason = fmt.Sprintf("%s; it did not stop within %s of the interrupt, so the kernel was killed", why.reason, interruptGrace)
 			s.kill()
 			return s.died(ctx, res, start, cpu0, &why)
 		case <-s.proc.Done():
