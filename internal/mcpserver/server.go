@@ -1,7 +1,9 @@
 // Package mcpserver offers the sandbox to AI agents over the Model Context
 // Protocol, with the official Go SDK: a run_code tool whose result a model
-// can read, and list_runtimes. `sandboxd mcp` serves it on stdio; `sandboxd
-// serve` at /mcp over streamable HTTP.
+// can read, list_runtimes, and the session tools (create_session,
+// run_in_session, the file tools, close_session) for a persistent Python
+// kernel. `sandboxd mcp` serves it on stdio; `sandboxd serve` at /mcp over
+// streamable HTTP.
 package mcpserver
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // Runner is what the tools need: the executor, or the daemon's admitted
@@ -31,10 +34,18 @@ const MaxCodeBytes = 1 << 20
 
 // New returns an MCP server with the sandbox's tools. Limits a model asks
 // for are checked against the Runner's ceilings, like any request's.
-func New(r Runner, version string) *mcp.Server {
+// With sessions, it also has the session tools (see sessions.go); nil
+// leaves them out.
+func New(r Runner, version string, sessions *session.Manager) *mcp.Server {
+	instructions := "Run untrusted code safely. Each run_code call runs one program in a fresh, isolated sandbox " +
+		"(no network, no access to the host, limited time and memory) and returns its output. Nothing persists between run_code calls."
+	if sessions != nil {
+		instructions += " For work in steps, where variables, imports and files must persist (data analysis, plots), " +
+			"create_session starts a persistent Python session: run_in_session runs cells in it and returns figures as images, " +
+			"upload_file and download_file move files in and out, close_session ends it."
+	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "sandboxd", Title: "sandboxd code sandbox", Version: version}, &mcp.ServerOptions{
-		Instructions: "Run untrusted code safely. Each run_code call runs one program in a fresh, isolated sandbox " +
-			"(no network, no access to the host, limited time and memory) and returns its output. Nothing persists between calls.",
+		Instructions: instructions,
 	})
 	t := &tools{r: r}
 	mcp.AddTool(s, &mcp.Tool{
@@ -52,6 +63,9 @@ func New(r Runner, version string) *mcp.Server {
 		Description: "List the languages run_code accepts, with their versions and aliases.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
 	}, t.listRuntimes)
+	if sessions != nil {
+		addSessionTools(s, sessions)
+	}
 	return s
 }
 

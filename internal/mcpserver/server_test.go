@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 func TestMain(m *testing.M) {
@@ -23,9 +24,15 @@ func TestMain(m *testing.M) {
 // client session.
 func connect(t *testing.T, r Runner) *mcp.ClientSession {
 	t.Helper()
+	return connectSessions(t, r, nil)
+}
+
+// connectSessions is connect with the session tools on m (nil: without).
+func connectSessions(t *testing.T, r Runner, m *session.Manager) *mcp.ClientSession {
+	t.Helper()
 	ctx := t.Context()
 	st, ct := mcp.NewInMemoryTransports()
-	ss, err := New(r, "test").Connect(ctx, st, nil)
+	ss, err := New(r, "test", m).Connect(ctx, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
