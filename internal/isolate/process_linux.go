@@ -49,8 +49,10 @@ type Process struct {
 	// sessMu guards syncW and progFD (a pidfd of a session's program, or
 	// -1), which finish closes while the session may be using them.
 	sessMu sync.Mutex
-	syncW  [2]*os.File
-	progFD int
+	// finalCPU is the sandbox's CPU time at its end (CPUTime after done).
+	finalCPU time.Duration
+	syncW    [2]*os.File
+	progFD   int
 
 	stdout, stderr *output.Capture
 	overflow       chan struct{}
@@ -511,6 +513,7 @@ func (p *Process) finish(act activation, reason killReason) (*run.Result, error)
 		r.log.Warn("read run cgroup stats", "run", p.ws.id, "err", err)
 	}
 	res.CPUTime, res.PeakMemory, res.OOMKills = st.CPU-act.cpu, st.PeakMemory, st.OOMKills
+	p.finalCPU = st.CPU
 	p.ph.mark("stats")
 	p.destroyCgroup()
 	r.log.Debug("run phases", "run", p.name, "phases", p.ph.String())

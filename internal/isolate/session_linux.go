@@ -141,8 +141,16 @@ func (p *Process) Interrupt(sig syscall.Signal) error {
 	return nil
 }
 
-// CPUTime is the CPU time every process of the sandbox has used so far.
-func (p *Process) CPUTime() (time.Duration, error) { return p.cg.cpu() }
+// CPUTime is the CPU time every process of the sandbox has used so far;
+// once the Process has ended, its total.
+func (p *Process) CPUTime() (time.Duration, error) {
+	select {
+	case <-p.done:
+		return p.finalCPU, nil
+	default:
+	}
+	return p.cg.cpu()
+}
 
 // closeSession closes what only a session Process holds: the mark writers
 // (so the drains can reach EOF) and the pidfd.

@@ -23,10 +23,12 @@ import (
 // produced files after every process of the run is gone; it never follows a
 // path the program could have planted (see Collect).
 type Workspace struct {
-	r      *Runner
-	id     string
-	dir    *runDir
-	work   string
+	r    *Runner
+	id   string
+	dir  *runDir
+	work string
+	// dev is the workspace tmpfs's device: openRoot checks it.
+	dev    uint64
 	inputs map[string]FileStamp
 	seq    int
 }
@@ -49,7 +51,12 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
 	}
-	return &Workspace{r: r, id: id, dir: d, work: work, inputs: map[string]FileStamp{}}, nil
+	var st unix.Stat_t
+	if err := unix.Stat(work, &st); err != nil {
+		d.remove()
+		return nil, fmt.Errorf("stat workspace: %w", &os.PathError{Op: "stat", Path: work, Err: err})
+	}
+	return &Workspace{r: r, id: id, dir: d, work: work, dev: st.Dev, inputs: map[string]FileStamp{}}, nil
 }
 
 // ID is the run's id, also the prefix of its cgroups' names.

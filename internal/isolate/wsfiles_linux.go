@@ -273,11 +273,20 @@ func (l *lister) walk(fd int, rel string, depth int) error {
 	return nil
 }
 
-// openRoot opens the workspace root, the base of every resolution.
+// openRoot opens the workspace root, the base of every resolution. It
+// must be the workspace's own tmpfs: after Close detached it, the path
+// names the directory under it on the host's file system, which no file
+// operation may write into (a session's file API can race its deletion).
+// Once opened, the fd keeps the tmpfs, detached or not.
 func (w *Workspace) openRoot() (int, error) {
 	fd, err := unix.Open(w.work, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open workspace: %w", &os.PathError{Op: "open", Path: w.work, Err: err})
+		return -1, fmt.Errorf("open workspace: %w: %w", ErrFileNotFound, &os.PathError{Op: "open", Path: w.work, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != w.dev {
+		unix.Close(fd)
+		return -1, fmt.Errorf("open workspace: %w: it has been removed", ErrFileNotFound)
 	}
 	return fd, nil
 }

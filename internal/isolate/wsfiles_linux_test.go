@@ -413,3 +413,30 @@ func TestListFiles(t *testing.T) {
 		t.Errorf("list a missing dir: %v, want ErrFileNotFound", err)
 	}
 }
+
+// TestFilesAfterClose: file operations on a closed workspace fail and
+// write nothing into the directory the workspace was mounted on.
+func TestFilesAfterClose(t *testing.T) {
+	r := requireRunner(t)
+	ws, err := r.NewWorkspace(limits.MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := ws.work
+	// What Close does first: detach the tmpfs; the directory stays.
+	if err := unix.Unmount(work, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.PutFile("x", strings.NewReader("data"), 0o644, 1<<20); !errors.Is(err, ErrFileNotFound) {
+		t.Errorf("put after unmount: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "x")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file was written under the unmounted workspace: %v", err)
+	}
+	if err := ws.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ws.ListFiles("", 10); !errors.Is(err, ErrFileNotFound) {
+		t.Errorf("list after close: %v", err)
+	}
+}

@@ -222,7 +222,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Sessio
 	defer m.release(owner)
 	now := m.cfg.Now()
 	s := &Session{
-		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, idle: idle,
+		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: idle,
 		created: now, lastUsed: now, now: m.cfg.Now, state: StateIdle, turn: make(chan struct{}, 1),
 	}
 	var internal []run.File
@@ -310,11 +310,20 @@ func (e *ElsewhereError) Error() string {
 // Is makes an ElsewhereError an ErrNotFound.
 func (e *ElsewhereError) Is(target error) bool { return target == ErrNotFound }
 
-// replicaOf is the replica part of an id, or "".
+// idRandom is the length of an id's random part.
+const idRandom = 26
+
+// replicaOf is the replica part of an id, or "" when id is not shaped as
+// one (a made-up id is not found, not "elsewhere").
 func replicaOf(id string) string {
 	i := strings.LastIndexByte(id, '-')
-	if i <= 0 {
+	if i <= 0 || len(id)-i-1 != idRandom {
 		return ""
+	}
+	for _, c := range id[i+1:] {
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return ""
+		}
 	}
 	return id[:i]
 }

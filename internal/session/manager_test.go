@@ -69,6 +69,9 @@ func TestQuotasAndOwners(t *testing.T) {
 	if _, err := m.Get("alice", "replica-b-"+strings.Repeat("a", 26)); !errors.As(err, &other) || other.Replica != "replica-b" || !errors.Is(err, ErrNotFound) {
 		t.Errorf("foreign id: %v", err)
 	}
+	if _, err := m.Get("alice", "my-session"); errors.As(err, &other) || !errors.Is(err, ErrNotFound) {
+		t.Errorf("a made-up id: %v", err)
+	}
 	if !strings.HasPrefix(a1.ID(), "test-") {
 		t.Errorf("id %q does not carry the replica", a1.ID())
 	}

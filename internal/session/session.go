@@ -29,9 +29,11 @@ type Session struct {
 	runtime   string
 	version   string
 	limits    limits.Limits
-	idle      time.Duration
-	created   time.Time
-	now       func() time.Time
+	// maxTimeout is the longest timeout a cell may ask for (the ceiling).
+	maxTimeout time.Duration
+	idle       time.Duration
+	created    time.Time
+	now        func() time.Time
 
 	ws      *isolate.Workspace
 	proc    *isolate.Process
@@ -141,7 +143,9 @@ func (s *Session) watch() {
 	res, _ := s.proc.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != StateDead {
+	// A death during a cell is the cell's to explain (a limit it hit, a
+	// kill that followed): Exec sets the reason then.
+	if s.state == StateIdle {
 		s.state, s.reason = StateDead, deathReason(res, s.limits)
 	}
 }
@@ -209,6 +213,9 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellRe
 		return nil, ctx.Err()
 	}
 	defer func() { <-s.turn }()
+	if req.Timeout < 0 || (s.maxTimeout > 0 && req.Timeout.Std() > s.maxTimeout) {
+		return nil, fmt.Errorf("%w: timeout %s: must be between 1ms and %s", ErrInvalid, req.Timeout, limits.Duration(s.maxTimeout))
+	}
 	s.mu.Lock()
 	if s.state == StateDead || s.closed {
 		reason := s.reason
@@ -223,7 +230,7 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellRe
 	s.mu.Lock()
 	s.lastUsed = s.now()
 	if res.State == StateDead {
-		if s.state != StateDead {
+		if !s.closed {
 			s.state, s.reason = StateDead, res.Reason
 		}
 	} else {

@@ -134,7 +134,10 @@ func TestHardHangKillsSession(t *testing.T) {
 	if _, err := s.Exec(t.Context(), ExecRequest{Code: "1"}, Live{}); !errors.Is(err, ErrDead) {
 		t.Errorf("exec on a dead session: %v", err)
 	}
-	if info := s.Info(); info.State != StateDead || info.Reason == "" {
+	if res.CPUTime < 500*time.Millisecond {
+		t.Errorf("a cell that spun for over 2s reports %v of CPU", res.CPUTime)
+	}
+	if info := s.Info(); info.State != StateDead || !strings.Contains(info.Reason, "did not stop") {
 		t.Errorf("info %+v", info)
 	}
 }

@@ -115,13 +115,16 @@ class _Kernel:
 
 
 def _error(e):
-    # The traceback without the kernel's own frames: the cells' start at
-    # the first frame whose file is a cell.
-    tb = e.__traceback__
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
-        tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(e), e, tb))
-    return {"name": type(e).__name__, "value": str(e), "traceback": text}
+    # The traceback without the kernel's own frames (its globals are this
+    # module's; a cell's are __main__'s): the cell's code and the
+    # libraries it called, as python3 would print them.
+    te = traceback.TracebackException(type(e), e, e.__traceback__)
+    te.stack = traceback.StackSummary.extract(
+        (f, n) for f, n in traceback.walk_tb(e.__traceback__) if f.f_globals is not _KERNEL_GLOBALS)
+    return {"name": type(e).__name__, "value": str(e), "traceback": "".join(te.format())}
+
+
+_KERNEL_GLOBALS = globals()
 
 
 def _mimebundle(obj):
