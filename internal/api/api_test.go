@@ -239,6 +239,8 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	served := map[string]bool{}
 	for _, r := range New(newFake(), Config{}).routes() {
 		method, path, _ := strings.Cut(r.pattern, " ")
+		// OpenAPI writes ServeMux's {path...} as {path}.
+		path = strings.ReplaceAll(path, "...}", "}")
 		served[strings.ToLower(method)+" "+path] = true
 		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
 			t.Errorf("route %s is not in openapi.json", r.pattern)

@@ -8,8 +8,10 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // Error classes of the API: a closed set, mapped onto HTTP statuses in one
@@ -23,34 +25,49 @@ var (
 	ErrUnavailable     = errors.New("unavailable")
 	ErrInternal        = errors.New("internal error")
 	ErrMethod          = errors.New("method not allowed")
+	// ErrConflict: the target's state forbids the request (a dead
+	// session, a directory that still has entries).
+	ErrConflict = errors.New("conflict")
+	// ErrInsufficientStorage: a session's workspace is full.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
 // codes are the machine-readable names of the classes in error bodies.
 var codes = map[error]string{
-	ErrInvalidArgument: "invalid_argument",
-	ErrUnauthorized:    "unauthorized",
-	ErrNotFound:        "not_found",
-	ErrTooLarge:        "payload_too_large",
-	ErrBusy:            "too_many_requests",
-	ErrUnavailable:     "unavailable",
-	ErrInternal:        "internal",
-	ErrMethod:          "method_not_allowed",
+	ErrInvalidArgument:     "invalid_argument",
+	ErrUnauthorized:        "unauthorized",
+	ErrNotFound:            "not_found",
+	ErrTooLarge:            "payload_too_large",
+	ErrBusy:                "too_many_requests",
+	ErrUnavailable:         "unavailable",
+	ErrInternal:            "internal",
+	ErrMethod:              "method_not_allowed",
+	ErrConflict:            "conflict",
+	ErrInsufficientStorage: "insufficient_storage",
 }
 
 // classOf maps an error from anywhere below onto one class.
 func classOf(err error) error {
 	var maxErr *http.MaxBytesError
 	switch {
-	case errors.As(err, &maxErr):
+	case errors.As(err, &maxErr), errors.Is(err, isolate.ErrFileTooLarge):
 		return ErrTooLarge
-	case errors.Is(err, admission.ErrQueueFull):
+	case errors.Is(err, admission.ErrQueueFull), errors.Is(err, session.ErrTooMany):
 		return ErrBusy
-	case errors.Is(err, executor.ErrInvalid), errors.Is(err, limits.ErrInvalid), errors.Is(err, runtimes.ErrUnknownRuntime):
+	case errors.Is(err, executor.ErrInvalid), errors.Is(err, limits.ErrInvalid), errors.Is(err, runtimes.ErrUnknownRuntime),
+		errors.Is(err, session.ErrInvalid), errors.Is(err, isolate.ErrBadFileName), errors.Is(err, isolate.ErrNotRegular):
 		return ErrInvalidArgument
-	case errors.Is(err, executor.ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, isolate.ErrFileNotFound):
+		return ErrNotFound
+	case errors.Is(err, session.ErrDead), errors.Is(err, isolate.ErrDirNotEmpty):
+		return ErrConflict
+	case errors.Is(err, isolate.ErrWorkspaceFull):
+		return ErrInsufficientStorage
+	case errors.Is(err, executor.ErrUnavailable), errors.Is(err, session.ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ErrUnavailable
 	}
-	for _, c := range []error{ErrInvalidArgument, ErrUnauthorized, ErrNotFound, ErrTooLarge, ErrBusy, ErrUnavailable, ErrMethod} {
+	for _, c := range []error{ErrInvalidArgument, ErrUnauthorized, ErrNotFound, ErrTooLarge, ErrBusy, ErrUnavailable, ErrMethod, ErrConflict, ErrInsufficientStorage} {
 		if errors.Is(err, c) {
 			return c
 		}
@@ -75,6 +92,10 @@ func httpStatus(class error) int {
 		return http.StatusTooManyRequests
 	case ErrUnavailable:
 		return http.StatusServiceUnavailable
+	case ErrConflict:
+		return http.StatusConflict
+	case ErrInsufficientStorage:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }
@@ -91,6 +112,12 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", "1")
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sandboxd"`)
+	}
+	// A session of another replica: a router in front can send the
+	// request there.
+	var elsewhere *session.ElsewhereError
+	if errors.As(err, &elsewhere) {
+		w.Header().Set(ReplicaHeader, elsewhere.Replica)
 	}
 	writeJSON(w, status, body)
 }

@@ -5,15 +5,18 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/pool"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 type metrics struct {
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	rejected *prometheus.CounterVec
+	// cells counts session cells by status.
+	cells *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, gate *admission.Gate) *metrics {
+func newMetrics(reg *prometheus.Registry, gate *admission.Gate, sessions *session.Manager) *metrics {
 	m := &metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_runs_total",
@@ -28,13 +31,17 @@ func newMetrics(reg *prometheus.Registry, gate *admission.Gate) *metrics {
 			Name: "sandboxd_requests_rejected_total",
 			Help: "Requests refused before running, by reason (queue_full, invalid, too_large, unauthorized).",
 		}, []string{"reason"}),
+		cells: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_session_cells_total",
+			Help: "Session cells finished, by status.",
+		}, []string{"status"}),
 	}
 	// Every reason exists from the start, so rate() works before the
 	// first rejection.
 	for _, reason := range []string{"queue_full", "invalid", "too_large", "unauthorized"} {
 		m.rejected.WithLabelValues(reason)
 	}
-	reg.MustRegister(m.runs, m.duration, m.rejected,
+	reg.MustRegister(m.runs, m.duration, m.rejected, m.cells,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sandboxd_runs_active",
 			Help: "Runs admitted and not yet finished.",
@@ -43,6 +50,15 @@ func newMetrics(reg *prometheus.Registry, gate *admission.Gate) *metrics {
 			Name: "sandboxd_queue_depth",
 			Help: "Runs waiting for a slot.",
 		}, func() float64 { return float64(gate.Waiting()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sandboxd_sessions_active",
+			Help: "Live sessions (idle, busy or dead but not yet deleted).",
+		}, func() float64 {
+			if sessions == nil {
+				return 0
+			}
+			return float64(sessions.Count())
+		}),
 	)
 	return m
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/executor"
@@ -30,22 +29,33 @@ type (
 // DecodeRunRequest reads a RunRequest strictly: unknown fields, trailing
 // data and a body of the wrong shape are errors that say what is wrong.
 func DecodeRunRequest(r io.Reader) (*RunRequest, error) {
+	var req RunRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// decodeStrict reads one JSON object into v: unknown fields, trailing data
+// and a body of the wrong shape are ErrInvalidArgument, a body past the
+// limit ErrTooLarge, each saying what is wrong. A typo in a limit's name
+// is an error, not a silently ignored limit.
+func decodeStrict(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
-	var req RunRequest
-	if err := dec.Decode(&req); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return nil, fmt.Errorf("%w: the request body is larger than %d bytes", ErrTooLarge, maxErr.Limit)
+			return fmt.Errorf("%w: the request body is larger than %d bytes", ErrTooLarge, maxErr.Limit)
 		}
-		return nil, fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
+		return fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
 	}
 	// Anything after the one JSON value (another value, or a stray ']'
 	// that More does not report) is an error, not ignored.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: request body: data after the JSON object", ErrInvalidArgument)
+		return fmt.Errorf("%w: request body: data after the JSON object", ErrInvalidArgument)
 	}
-	return &req, nil
+	return nil
 }
 
 // SpecOf turns the request into a run spec, resolving the short form, and
@@ -162,70 +172,20 @@ func (s *Server) Check(spec *run.Spec) error { return s.exec.Check(spec) }
 // Runtimes is the executor's registry.
 func (s *Server) Runtimes() *runtimes.Registry { return s.exec.Runtimes() }
 
-// eventWriter writes events from the run's two output goroutines, one
-// whole line at a time, flushed. The first event sends the 200 and the
-// headers; everything happens under mu, since both streams may be first.
-type eventWriter struct {
-	mu      sync.Mutex
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	enc     *json.Encoder
-	err     error
-	started bool
-}
-
-func (e *eventWriter) emit(ev Event) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.started {
-		e.started = true
-		e.w.Header().Set("Content-Type", ndjson)
-		e.w.Header().Set("X-Content-Type-Options", "nosniff")
-		e.w.WriteHeader(http.StatusOK)
-	}
-	if e.err != nil {
-		return e.err
-	}
-	if e.err = e.enc.Encode(ev); e.err == nil {
-		e.err = e.rc.Flush()
-	}
-	return e.err
-}
-
-func (e *eventWriter) isStarted() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.started
-}
-
-type streamOf struct {
-	e    *eventWriter
-	name string
-}
-
-func (s streamOf) Write(p []byte) (int, error) {
-	ev := Event{Type: s.name}
-	ev.Data, ev.Encoding = run.EncodeBytes(p)
-	// A client that went away is noticed through the request's context,
-	// which cancels the run; the output keeps draining into the result.
-	_ = s.e.emit(ev)
-	return len(p), nil
+// runEvents are the lines of a streamed run.
+var runEvents = events{
+	chunk: func(typ, data, encoding string) any { return Event{Type: typ, Data: data, Encoding: encoding} },
+	fail:  func(d *ErrorDetail) any { return Event{Type: "error", Error: d} },
 }
 
 // streamRun answers with NDJSON: 200 and the header with the first event
 // (a full queue is still a plain 429), then chunks, then the result.
 func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, spec *run.Spec) {
-	ew := &eventWriter{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
-	stream := executor.Stream{Stdout: streamOf{ew, "stdout"}, Stderr: streamOf{ew, "stderr"}}
-	res, err := s.execute(r, spec, stream)
-	if res == nil {
-		if !ew.isStarted() {
-			s.reject(w, err)
-			return
-		}
-		_, body := errorBody(err)
-		_ = ew.emit(Event{Type: "error", Error: &body.Error})
-		return
+	ew := newEventWriter(w, runEvents)
+	res, err := s.execute(r, spec, executor.Stream{Stdout: ew.output("stdout"), Stderr: ew.output("stderr")})
+	var last any
+	if res != nil {
+		last = Event{Type: "result", Result: res}
 	}
-	_ = ew.emit(Event{Type: "result", Result: res})
+	ew.finish(last, err, func(err error) { s.reject(w, err) })
 }

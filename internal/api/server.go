@@ -83,7 +83,7 @@ func New(x Executor, cfg Config) *Server {
 	s := &Server{cfg: cfg, exec: x, gate: admission.New(cfg.Concurrency, cfg.Queue), log: cfg.Logger, mux: http.NewServeMux()}
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.metrics = newMetrics(s.reg, s.gate)
+	s.metrics = newMetrics(s.reg, s.gate, cfg.Sessions)
 	if cfg.PoolStats != nil {
 		s.reg.MustRegister(newPoolCollector(cfg.PoolStats))
 	}
@@ -114,6 +114,15 @@ func (s *Server) routes() []route {
 		{"GET /openapi.json", http.HandlerFunc(handleOpenAPI), false},
 		{"POST /api/v2/execute", http.HandlerFunc(s.handlePistonExecute), true},
 		{"GET /api/v2/runtimes", http.HandlerFunc(s.handlePistonRuntimes), true},
+		{"POST /v1/sessions", http.HandlerFunc(s.handleSessionCreate), true},
+		{"GET /v1/sessions", http.HandlerFunc(s.handleSessionList), true},
+		{"GET /v1/sessions/{id}", http.HandlerFunc(s.handleSessionGet), true},
+		{"DELETE /v1/sessions/{id}", http.HandlerFunc(s.handleSessionDelete), true},
+		{"POST /v1/sessions/{id}/exec", http.HandlerFunc(s.handleSessionExec), true},
+		{"GET /v1/sessions/{id}/files", http.HandlerFunc(s.handleFileList), true},
+		{"PUT /v1/sessions/{id}/files/{path...}", http.HandlerFunc(s.handleFilePut), true},
+		{"GET /v1/sessions/{id}/files/{path...}", http.HandlerFunc(s.handleFileGet), true},
+		{"DELETE /v1/sessions/{id}/files/{path...}", http.HandlerFunc(s.handleFileDelete), true},
 	}
 }
 
@@ -126,9 +135,15 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 func (s *Server) Gate() *admission.Gate { return s.gate }
 
 // ServeHTTP caps the body and routes; unknown paths and methods get the
-// API's JSON errors, not net/http's text.
+// API's JSON errors, not net/http's text. A session path with "." or ".."
+// segments (literal or encoded), "//", a NUL or a backslash is refused
+// before routing: ServeMux would clean it and redirect elsewhere.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	if why := unsafePath(r); why != "" {
+		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", ErrInvalidArgument, r.URL.EscapedPath(), why))
+		return
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		// ServeMux answers 404 or 405 itself; say it in JSON.
@@ -142,7 +157,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
 		return
 	}
-	h.ServeHTTP(w, r)
+	// The mux itself serves, so the handler sees the path's wildcards
+	// (Handler does not set them).
+	s.mux.ServeHTTP(w, r)
 }
 
 type statusRecorder struct {
