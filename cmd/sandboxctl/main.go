@@ -1,5 +1,6 @@
 // Command sandboxctl runs untrusted programs in a sandbox from the command
-// line, with no daemon: `sandboxctl run script.py [args]`.
+// line, with no daemon (`sandboxctl run script.py [args]`, `sandboxctl
+// repl`) or on a sandboxd (`--server URL`, `sandboxctl session ...`).
 package main
 
 import (

@@ -1,5 +1,6 @@
 // Package cli is sandboxctl's command line: flag parsing and wiring onto the
-// executor, nothing else.
+// executor, the session manager (the local REPL) and the daemon's client,
+// and the REPL's reading of cells.
 package cli
 
 import (
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -18,19 +20,27 @@ import (
 // Main runs sandboxctl with args and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	// SIGINT or SIGTERM cancels the run (which kills it whole); sandboxctl
-	// then exits 128+signal, as the program would have.
+	// then exits 128+signal, as the program would have. The REPL takes
+	// SIGINT for itself (interrupt a cell, clear a line).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	sig := &signals{ch: make(chan os.Signal, 1)}
+	signal.Notify(sig.ch, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig.ch)
 	var got atomic.Value
 	go func() {
-		select {
-		case s := <-sigs:
-			got.Store(s)
-			cancel()
-		case <-ctx.Done():
+		for {
+			select {
+			case s := <-sig.ch:
+				if s == os.Interrupt && sig.interrupt() {
+					continue
+				}
+				got.Store(s)
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	defer func() {
@@ -53,11 +63,17 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			return usageError{fmt.Errorf("missing command; see sandboxctl --help")}
 		},
 	}
-	root.AddCommand(runCommand(stdin, stdout, stderr, &code), runtimesCommand(stdout), doctorCommand(stdout, &code))
+	root.AddCommand(runCommand(stdin, stdout, stderr, &code), runtimesCommand(stdout), doctorCommand(stdout, &code),
+		sessionCommand(stdin, stdout, stderr, &code), replCommand(stdin, stdout, stderr, sig, &code))
 	// Flag and argument mistakes exit 2, the sandbox's own failures 125.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	for _, c := range root.Commands() {
-		if c.Args != nil {
+	var wrapArgs func(*cobra.Command)
+	wrapArgs = func(parent *cobra.Command) {
+		for _, c := range parent.Commands() {
+			wrapArgs(c)
+			if c.Args == nil {
+				continue
+			}
 			check := c.Args
 			c.Args = func(cmd *cobra.Command, args []string) error {
 				if err := check(cmd, args); err != nil {
@@ -67,6 +83,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			}
 		}
 	}
+	wrapArgs(root)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -79,6 +96,59 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		code = ExitSandboxError
 	}
 	return code
+}
+
+// signals routes sandboxctl's SIGINT: to the command that takes it
+// (interrupts), else to Main, which cancels the command.
+type signals struct {
+	ch chan os.Signal
+	mu sync.Mutex
+	// intr is the taker's channel, nil when none.
+	intr chan struct{}
+}
+
+// interrupts takes SIGINT until release is called: each one is a receive
+// on the channel (one pending at most; more are dropped).
+func (s *signals) interrupts() (_ <-chan struct{}, release func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.intr = ch
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		if s.intr == ch {
+			s.intr = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// interrupt hands a SIGINT to its taker and reports whether there is one.
+func (s *signals) interrupt() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.intr == nil {
+		return false
+	}
+	select {
+	case s.intr <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// startIgnoringSIGINT runs f, which starts processes that are to outlive
+// a Ctrl-C at the terminal, with SIGINT ignored: they inherit SIG_IGN
+// across fork and exec. The terminal sends SIGINT to its whole foreground
+// process group, and a sandbox's init is in sandboxctl's: without this,
+// Go's default action for SIGINT would end that init, and with it a local
+// REPL's kernel, at the first Ctrl-C. (The kernel sets its own handler;
+// the cell is interrupted through it, by the session.) A SIGINT that
+// arrives while f runs is lost.
+func (s *signals) startIgnoringSIGINT(f func() error) error {
+	signal.Ignore(os.Interrupt)
+	defer signal.Notify(s.ch, os.Interrupt)
+	return f()
 }
 
 // usageError marks a command-line mistake (exit code 2).

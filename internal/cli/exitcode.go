@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
 // Exit codes of `sandboxctl run` when the program's own code cannot be
@@ -30,6 +31,28 @@ func ExitCode(res *run.Result) int {
 		return res.ExitCode
 	case run.StatusSignaled:
 		return 128 + res.Signal
+	case run.StatusTimeout:
+		return ExitTimeout
+	case run.StatusCPULimit:
+		return ExitCPULimit
+	case run.StatusMemoryLimit:
+		return ExitMemoryLimit
+	case run.StatusOutputLimit:
+		return ExitOutputLimit
+	}
+	return ExitSandboxError
+}
+
+// CellExitCode maps a session cell's result onto sandboxctl's exit code:
+// 0 ok, 1 an exception, the codes of `sandboxctl run` for the limits, and
+// ExitSandboxError when the kernel itself ended (the session is dead) or
+// failed.
+func CellExitCode(res *wire.CellResult) int {
+	switch res.Status {
+	case run.StatusOK:
+		return 0
+	case run.StatusError:
+		return 1
 	case run.StatusTimeout:
 		return ExitTimeout
 	case run.StatusCPULimit:

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -57,15 +56,7 @@ exits 128+N.`,
 	// Flags after FILE belong to the program, not to sandboxctl.
 	cmd.Flags().SetInterspersed(false)
 	fl := cmd.Flags()
-	fl.Var(&f.l.Timeout, "timeout", "wall-clock limit (e.g. 10s, 1.5s) [default 10s]")
-	fl.Var(&f.l.CPUTime, "cpu-time", "CPU-time limit of all processes together [default 10s]")
-	fl.Var(&f.l.Memory, "memory", "memory limit, page cache and tmpfs included (e.g. 256MiB) [default 256MiB]")
-	fl.IntVar(&f.l.Pids, "pids", 0, "maximum processes and threads [default 64]")
-	fl.Var(&f.l.Output, "output", "cap on stdout and on stderr, each [default 1MiB]")
-	fl.Var(&f.l.Tmpfs, "tmpfs", "size of the workspace and of /tmp, each [default 64MiB]")
-	fl.Var(&f.l.FileSize, "file-size", "largest file the program may write [default 64MiB]")
-	fl.IntVar(&f.l.OpenFiles, "open-files", 0, "open file limit per process [default 256]")
-	fl.Float64Var(&f.l.CPUs, "cpus", 0, "CPU bandwidth in cores [default 1]")
+	addLimitFlags(fl, &f.l, false)
 	fl.StringVar(&f.runtime, "runtime", "", "runtime to use (default: by FILE's extension; see `sandboxctl runtimes`)")
 	fl.StringVar(&f.backend, "backend", "", "backend: process, wasm, or empty for auto (process where it works, else wasm)")
 	fl.StringArrayVar(&f.env, "env", nil, "add KEY=VALUE to the program's environment (repeatable)")
@@ -92,15 +83,8 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 		}
 		spec.Files = append(spec.Files, extra)
 	}
-	if len(f.env) > 0 {
-		spec.Env = map[string]string{}
-		for _, kv := range f.env {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, usageError{fmt.Errorf("--env %q: want KEY=VALUE", kv)}
-			}
-			spec.Env[k] = v
-		}
+	if spec.Env, err = parseEnv(f.env); err != nil {
+		return nil, err
 	}
 	logLevel := slog.LevelWarn
 	if f.verbose {

@@ -1,6 +1,6 @@
-// Package client sends runs to a sandboxd daemon over its HTTP API and
-// streams their output back, so `sandboxctl run --server URL` behaves as a
-// local run does.
+// Package client talks to a sandboxd daemon over its HTTP API: it sends
+// runs and streams their output back, so `sandboxctl run --server URL`
+// behaves as a local run does, and it drives sessions (session.go).
 package client
 
 import (
@@ -59,15 +59,35 @@ func (c *Client) Run(ctx context.Context, spec *run.Spec, stream executor.Stream
 	if err != nil {
 		return nil, err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.Base, "/")+"/v1/runs?stream=1", bytes.NewReader(body))
+	hr, err := c.newRequest(ctx, http.MethodPost, "/v1/runs?stream=1", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Accept", "application/x-ndjson")
+	hr.Header.Set("Accept", wire.NDJSON)
+	resp, err := c.send(hr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return readEvents(resp.Body, stream)
+}
+
+// newRequest is a request for path (with its query) on the daemon.
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	hr, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
 	if c.Token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.Token)
 	}
+	return hr, nil
+}
+
+// send sends hr; an answer other than 2xx is returned as an *Error, its
+// body consumed and closed.
+func (c *Client) send(hr *http.Request) (*http.Response, error) {
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -76,11 +96,47 @@ func (c *Client) Run(ctx context.Context, spec *run.Spec, stream executor.Stream
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
 		return nil, decodeError(resp)
 	}
-	return readEvents(resp.Body, stream)
+	return resp, nil
+}
+
+// doJSON sends in (if not nil) as JSON and decodes the answer into out
+// (if not nil; the answer is discarded otherwise).
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	hr, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if out != nil {
+		hr.Header.Set("Accept", "application/json")
+	}
+	resp, err := c.send(hr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("bad answer from sandboxd to %s %s: %w", method, hr.URL.Path, err)
+	}
+	return nil
 }
 
 func decodeError(resp *http.Response) error {
