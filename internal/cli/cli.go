@@ -137,20 +137,6 @@ func (s *signals) interrupt() bool {
 	return true
 }
 
-// startIgnoringSIGINT runs f, which starts processes that are to outlive
-// a Ctrl-C at the terminal, with SIGINT ignored: they inherit SIG_IGN
-// across fork and exec. The terminal sends SIGINT to its whole foreground
-// process group, and a sandbox's init is in sandboxctl's: without this,
-// Go's default action for SIGINT would end that init, and with it a local
-// REPL's kernel, at the first Ctrl-C. (The kernel sets its own handler;
-// the cell is interrupted through it, by the session.) A SIGINT that
-// arrives while f runs is lost.
-func (s *signals) startIgnoringSIGINT(f func() error) error {
-	signal.Ignore(os.Interrupt)
-	defer signal.Notify(s.ch, os.Interrupt)
-	return f()
-}
-
 // usageError marks a command-line mistake (exit code 2).
 type usageError struct{ error }
 

@@ -177,12 +177,9 @@ func startLocal(ctx context.Context, spec *wire.SessionSpec, sig *signals, log *
 		Defaults: defaults, Ceiling: ceiling, MaxSessions: 1, MaxPerOwner: 1,
 		IdleTimeout: localIdle, MaxIdleTimeout: localIdle, Replica: "local", Logger: log,
 	})
-	var s *session.Session
-	err = sig.startIgnoringSIGINT(func() error {
-		var err error
-		s, err = m.Create(ctx, localOwner, spec)
-		return err
-	})
+	// The sandbox is in a process group of its own: a Ctrl-C at the
+	// terminal reaches sandboxctl only, which interrupts the cell.
+	s, err := m.Create(ctx, localOwner, spec)
 	if err != nil {
 		return nil, errors.Join(err, m.Close(), x.Close())
 	}

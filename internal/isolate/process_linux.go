@@ -187,6 +187,11 @@ func (p *Process) start(ctx context.Context, e Exec, hold bool) (err error) {
 			Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
 			// If this process dies, init dies, and with it the whole run.
 			Pdeathsig: syscall.SIGKILL,
+			// A process group of its own: a terminal's Ctrl-C (SIGINT to
+			// the foreground group) is the supervisor's to act on, not
+			// init's (the Go runtime would exit on it, ending the run or
+			// session at once instead of the supervisor's grace).
+			Setpgid: true,
 		},
 	}
 	if fd := cg.fd(); fd >= 0 {

@@ -246,7 +246,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Sessio
 		_ = s.close()
 		return nil, fmt.Errorf("%w: the daemon is shutting down", ErrUnavailable)
 	}
-	m.log.Info("session created", "session", s.id, "runtime", rt.Name, "version", s.version)
+	m.log.Info("session created", "session", s.id, "run", s.ws.ID(), "runtime", rt.Name, "version", s.version)
 	return s, nil
 }
 
@@ -346,7 +346,7 @@ func (m *Manager) remove(s *Session, why string) error {
 	delete(m.sessions, s.id)
 	m.mu.Unlock()
 	err := s.close()
-	m.log.Info("session closed", "session", s.id, "why", why, "cells", s.Info().Cells)
+	m.log.Info("session closed", "session", s.id, "run", s.ws.ID(), "why", why, "cells", s.Info().Cells)
 	if err != nil {
 		m.log.Error("remove session", "session", s.id, "err", err)
 	}

@@ -207,15 +207,15 @@ func (s *Session) expired(now time.Time) bool {
 // ErrDead for a dead session, ctx's error when ctx ended before the cell
 // started, or a failure of the session itself.
 func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellResult, error) {
+	if err := s.checkTimeout(req.Timeout); err != nil {
+		return nil, err
+	}
 	select {
 	case s.turn <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-s.turn }()
-	if req.Timeout < 0 || (s.maxTimeout > 0 && req.Timeout.Std() > s.maxTimeout) {
-		return nil, fmt.Errorf("%w: timeout %s: must be between 1ms and %s", ErrInvalid, req.Timeout, limits.Duration(s.maxTimeout))
-	}
 	s.mu.Lock()
 	if s.state == StateDead || s.closed {
 		reason := s.reason
@@ -239,6 +239,22 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellRe
 	res.State = s.state
 	s.mu.Unlock()
 	return res, nil
+}
+
+// checkTimeout checks a cell's timeout: 0 (the session's), or from 1ms
+// to the server's ceiling.
+func (s *Session) checkTimeout(d limits.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	if d < limits.Duration(time.Millisecond) || (s.maxTimeout > 0 && d.Std() > s.maxTimeout) {
+		max := "the server's ceiling"
+		if s.maxTimeout > 0 {
+			max = limits.Duration(s.maxTimeout).String()
+		}
+		return fmt.Errorf("%w: timeout %s: must be between 1ms and %s", ErrInvalid, d, max)
+	}
+	return nil
 }
 
 // stop is why a cell is being stopped.
