@@ -798,6 +798,15 @@ var apiRoutes = []struct{ method, path string }{
 	{"GET", "/openapi.json"},
 	{"POST", "/api/v2/execute"},
 	{"GET", "/api/v2/runtimes"},
+	{"POST", "/v1/sessions"},
+	{"GET", "/v1/sessions"},
+	{"GET", "/v1/sessions/{id}"},
+	{"DELETE", "/v1/sessions/{id}"},
+	{"POST", "/v1/sessions/{id}/exec"},
+	{"GET", "/v1/sessions/{id}/files"},
+	{"PUT", "/v1/sessions/{id}/files/{path}"},
+	{"GET", "/v1/sessions/{id}/files/{path}"},
+	{"DELETE", "/v1/sessions/{id}/files/{path}"},
 }
 
 // TestAPIOpenAPI: GET /openapi.json is an OpenAPI 3 document with every
