@@ -159,18 +159,7 @@ func readEvents(r io.Reader, stream executor.Stream) (*run.Result, error) {
 		}
 		switch ev.Type {
 		case "stdout", "stderr":
-			w := stream.Stdout
-			if ev.Type == "stderr" {
-				w = stream.Stderr
-			}
-			if w == nil {
-				continue
-			}
-			b, err := run.DecodeBytes(ev.Data, ev.Encoding)
-			if err != nil {
-				return nil, fmt.Errorf("bad %s event: %w", ev.Type, err)
-			}
-			if _, err := w.Write(b); err != nil {
+			if err := writeChunk(ev.Type, ev.Data, ev.Encoding, stream.Stdout, stream.Stderr); err != nil {
 				return nil, err
 			}
 		case "result":
@@ -189,4 +178,22 @@ func readEvents(r io.Reader, stream executor.Stream) (*run.Result, error) {
 		return nil, err
 	}
 	return nil, errors.New("sandboxd closed the stream before the result")
+}
+
+// writeChunk writes a streamed stdout or stderr event's bytes to its
+// writer (nil: dropped).
+func writeChunk(typ, data, encoding string, stdout, stderr io.Writer) error {
+	w := stdout
+	if typ == "stderr" {
+		w = stderr
+	}
+	if w == nil {
+		return nil
+	}
+	b, err := run.DecodeBytes(data, encoding)
+	if err != nil {
+		return fmt.Errorf("bad %s event: %w", typ, err)
+	}
+	_, err = w.Write(b)
+	return err
 }

@@ -13,7 +13,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
@@ -148,18 +147,7 @@ func readCellEvents(ctx context.Context, r io.Reader, live Live) (*wire.CellResu
 		}
 		switch ev.Type {
 		case "stdout", "stderr":
-			w := live.Stdout
-			if ev.Type == "stderr" {
-				w = live.Stderr
-			}
-			if w == nil {
-				continue
-			}
-			b, err := run.DecodeBytes(ev.Data, ev.Encoding)
-			if err != nil {
-				return nil, fmt.Errorf("bad %s event: %w", ev.Type, err)
-			}
-			if _, err := w.Write(b); err != nil {
+			if err := writeChunk(ev.Type, ev.Data, ev.Encoding, live.Stdout, live.Stderr); err != nil {
 				return nil, err
 			}
 		case "display":
