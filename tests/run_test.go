@@ -355,6 +355,11 @@ print(json.dumps(out))
 	allowed := map[string]bool{
 		"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "LANG": true, "TMPDIR": true,
 		"PYTHONUNBUFFERED": true, "PYTHONDONTWRITEBYTECODE": true, "SBX_GIVEN": true, "SBX_EQ": true,
+		// Thread pools sized to the run's CPUs (executor.ThreadEnv).
+		"OMP_NUM_THREADS": true, "OPENBLAS_NUM_THREADS": true, "MKL_NUM_THREADS": true, "NUMEXPR_NUM_THREADS": true,
+	}
+	if got.Environ["OPENBLAS_NUM_THREADS"] != "1" {
+		t.Errorf("OPENBLAS_NUM_THREADS = %q, want 1 for the default of one CPU", got.Environ["OPENBLAS_NUM_THREADS"])
 	}
 	for k, v := range got.Environ {
 		if strings.Contains(k+"="+v, hostSecret) {

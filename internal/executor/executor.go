@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -283,7 +286,7 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 	if rt != nil {
 		rtEnv = rt.Env
 	}
-	p.env, err = BuildEnv(rtEnv, spec.Env)
+	p.env, err = BuildEnv(append(slices.Clone(rtEnv), ThreadEnv(p.limits)...), spec.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +319,16 @@ func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
 		return run.BackendWasm, nil
 	}
 	return "", fmt.Errorf("%w: the process backend cannot run here (%w), and runtime %q has no wasm build", ErrUnavailable, x.processErr, p.rt.Name)
+}
+
+// ThreadEnv sizes the thread pools of numerical libraries (OpenBLAS,
+// OpenMP, MKL, numexpr) to the CPUs a program may use: they size
+// themselves to the host's CPUs otherwise, which on a large host means
+// more threads than the pids limit allows and far more than the CPU quota
+// can run. A program's own setting wins (BuildEnv puts the user's last).
+func ThreadEnv(l limits.Limits) []string {
+	n := strconv.Itoa(max(1, int(math.Ceil(l.CPUs))))
+	return []string{"OMP_NUM_THREADS=" + n, "OPENBLAS_NUM_THREADS=" + n, "MKL_NUM_THREADS=" + n, "NUMEXPR_NUM_THREADS=" + n}
 }
 
 // BuildEnv is a sandboxed program's whole environment: the base (PATH,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -191,7 +192,7 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 		}
 		seen[f.Name] = true
 	}
-	env, err := executor.BuildEnv(rt.Env, spec.Env)
+	env, err := executor.BuildEnv(append(slices.Clone(rt.Env), executor.ThreadEnv(l)...), spec.Env)
 	if err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
