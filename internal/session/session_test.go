@@ -116,6 +116,14 @@ func TestCellTimeoutInterrupts(t *testing.T) {
 	if res := exec(t, s, "n"); res.Result["text/plain"] != "7" {
 		t.Errorf("after the interrupt: %+v", res)
 	}
+	// Rendering a trailing value is the cell's time too.
+	res, err = s.Exec(t.Context(), ExecRequest{Code: "class Slow:\n  def __repr__(self):\n    import time\n    time.sleep(60)\nSlow()", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != run.StatusTimeout || res.State != StateIdle {
+		t.Errorf("a slow repr: status %s state %s reason %q", res.Status, res.State, res.Reason)
+	}
 }
 
 func TestHardHangKillsSession(t *testing.T) {

@@ -88,23 +88,27 @@ class _Kernel:
                 last = ast.Expression(tree.body.pop().value)
             body = compile(tree, name, "exec")
             tail = compile(last, name, "eval") if last else None
+            # Rendering the value (a huge repr, a slow _repr_html_) is the
+            # cell's time too: interruptible, as the code itself.
             self.running = True
             try:
                 exec(body, self.ns)
                 value = eval(tail, self.ns) if tail else None
+                if value is not None:
+                    self.ns["_"] = value
+                    answer["result"] = _mimebundle(value)
             finally:
                 self.running = False
-            if value is not None:
-                self.ns["_"] = value
-                answer["result"] = _mimebundle(value)
         except BaseException as e:
-            self.running = False
             answer = {"status": "error", "error": _error(e)}
-        finally:
-            self.running = False
+        # Figures are shown after a failed cell too, as in a notebook.
         try:
-            self.flush_figures()
-        except Exception as e:
+            self.running = True
+            try:
+                self.flush_figures()
+            finally:
+                self.running = False
+        except BaseException as e:
             answer = {"status": "error", "error": _error(e)}
         for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             try:
