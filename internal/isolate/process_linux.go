@@ -424,6 +424,7 @@ func (p *Process) supervise(ctx context.Context, startLimits limits.Limits) {
 		cpuTick  <-chan time.Time
 		reason   = killNone
 		done     = ctx.Done()
+		stops    []func()
 	)
 	kill := func(k killReason) {
 		if reason == killNone {
@@ -431,6 +432,27 @@ func (p *Process) supervise(ctx context.Context, startLimits limits.Limits) {
 		}
 		p.kill()
 	}
+	begin := func(a activation) {
+		act, active = a, true
+		done = act.ctx.Done()
+		if p.session {
+			// A session's executions have their own deadlines and
+			// budgets, enforced by the session (Interrupt, Kill).
+			return
+		}
+		t := time.NewTimer(act.limits.Timeout.Std())
+		stops = append(stops, func() { t.Stop() })
+		deadline = t.C
+		poll := min(max(act.limits.CPUTime.Std()/20, 10*time.Millisecond), 100*time.Millisecond)
+		tick := time.NewTicker(poll)
+		stops = append(stops, tick.Stop)
+		cpuTick = tick.C
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
 loop:
 	for {
 		select {
@@ -445,21 +467,22 @@ loop:
 				}
 			}
 			break loop
-		case act = <-p.activated:
-			active = true
-			done = act.ctx.Done()
-			if p.session {
-				// A session's executions have their own deadlines and
-				// budgets, enforced by the session (Interrupt, Kill).
-				continue
+		case a := <-p.activated:
+			begin(a)
+		case <-done:
+			if !active {
+				select {
+				case a := <-p.activated:
+					// The start's context ended after Activate replaced
+					// it (a session ends its start-up context right
+					// after activating): the activation's counts.
+					begin(a)
+					continue
+				default:
+				}
 			}
-			t := time.NewTimer(act.limits.Timeout.Std())
-			defer t.Stop()
-			deadline = t.C
-			poll := min(max(act.limits.CPUTime.Std()/20, 10*time.Millisecond), 100*time.Millisecond)
-			tick := time.NewTicker(poll)
-			defer tick.Stop()
-			cpuTick = tick.C
+			done = nil
+			kill(killCanceled)
 		case <-deadline:
 			kill(killTimeout)
 		case <-cpuTick:
@@ -468,9 +491,6 @@ loop:
 			}
 		case <-p.overflow:
 			kill(killOutput)
-		case <-done:
-			done = nil
-			kill(killCanceled)
 		}
 	}
 	if !active {

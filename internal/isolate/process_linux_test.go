@@ -100,3 +100,34 @@ func TestHeldProcess(t *testing.T) {
 		}
 	})
 }
+
+// TestActivationOutlivesStartContext: once activated, a Process is bound
+// by the activation's context; the start's may end right after (a
+// session's does) without killing it, however the supervisor's select
+// orders the two.
+func TestActivationOutlivesStartContext(t *testing.T) {
+	r := requireRunner(t)
+	l := limits.Defaults()
+	for i := range 20 {
+		ws, err := r.NewWorkspace(l.Tmpfs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		startCtx, cancel := context.WithCancel(t.Context())
+		p, err := r.Start(startCtx, ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Limits: l}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		err = p.Activate(t.Context(), Activation{Limits: l, Stdout: &out, Control: []byte("import time\ntime.sleep(0.05)\nprint('lived')")})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.Wait()
+		ws.Close()
+		if err != nil || res.Status != run.StatusOK || out.String() != "lived\n" {
+			t.Fatalf("attempt %d: %v: status %s reason %q output %q", i, err, res.Status, res.Reason, out.String())
+		}
+	}
+}
