@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -485,7 +486,15 @@ func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
-	control, err := json.Marshal(map[string]any{"entry": p.entry, "args": nonNil(spec.Args), "env": spec.Env})
+	// The pool's sandbox started without the run's thread sizing; the
+	// runner sets it with the user's variables, which win.
+	env := map[string]string{}
+	for _, kv := range ThreadEnv(p.limits) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	maps.Copy(env, spec.Env)
+	control, err := json.Marshal(map[string]any{"entry": p.entry, "args": nonNil(spec.Args), "env": env})
 	if err != nil {
 		return nil, err
 	}
