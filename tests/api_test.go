@@ -803,6 +803,7 @@ var apiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/sessions/{id}"},
 	{"DELETE", "/v1/sessions/{id}"},
 	{"POST", "/v1/sessions/{id}/exec"},
+	{"POST", "/v1/sessions/{id}/interrupt"},
 	{"GET", "/v1/sessions/{id}/files"},
 	{"PUT", "/v1/sessions/{id}/files/{path}"},
 	{"GET", "/v1/sessions/{id}/files/{path}"},

@@ -119,6 +119,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/sessions/{id}", http.HandlerFunc(s.handleSessionGet), true},
 		{"DELETE /v1/sessions/{id}", http.HandlerFunc(s.handleSessionDelete), true},
 		{"POST /v1/sessions/{id}/exec", http.HandlerFunc(s.handleSessionExec), true},
+		{"POST /v1/sessions/{id}/interrupt", http.HandlerFunc(s.handleSessionInterrupt), true},
 		{"GET /v1/sessions/{id}/files", http.HandlerFunc(s.handleFileList), true},
 		{"PUT /v1/sessions/{id}/files/{path...}", http.HandlerFunc(s.handleFilePut), true},
 		{"GET /v1/sessions/{id}/files/{path...}", http.HandlerFunc(s.handleFileGet), true},

@@ -348,3 +348,18 @@ func unsafePath(r *http.Request) string {
 func underSessions(p string) bool {
 	return p == sessionsPath || strings.HasPrefix(p, sessionsPath+"/")
 }
+
+// handleSessionInterrupt interrupts the session's running cell, if any:
+// the cell's own request then answers with a KeyboardInterrupt error.
+func (s *Server) handleSessionInterrupt(w http.ResponseWriter, r *http.Request) {
+	sess := s.lookup(w, r)
+	if sess == nil {
+		return
+	}
+	running, err := sess.Interrupt()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.InterruptResult{Interrupted: running})
+}

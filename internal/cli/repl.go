@@ -108,6 +108,8 @@ gone.`,
 // replBackend is where the REPL's session lives: here, or on a daemon.
 type replBackend interface {
 	exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error)
+	// interrupt interrupts the running cell (a KeyboardInterrupt in it).
+	interrupt(ctx context.Context) error
 	// gone reports whether an error of exec means the session takes no
 	// more cells.
 	gone(err error) bool
@@ -132,6 +134,11 @@ func startRemote(ctx context.Context, c *client.Client, spec *wire.SessionSpec) 
 
 func (r *remoteSession) exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error) {
 	return r.c.Exec(ctx, r.info.ID, wire.ExecRequest{Code: code}, live)
+}
+
+func (r *remoteSession) interrupt(ctx context.Context) error {
+	_, err := r.c.Interrupt(ctx, r.info.ID)
+	return err
 }
 
 func (r *remoteSession) gone(err error) bool {
@@ -188,6 +195,11 @@ func startLocal(ctx context.Context, spec *wire.SessionSpec, sig *signals, log *
 
 func (l *localSession) exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error) {
 	return l.s.Exec(ctx, session.ExecRequest{Code: code}, session.Live{Stdout: live.Stdout, Stderr: live.Stderr, Display: live.Display})
+}
+
+func (l *localSession) interrupt(context.Context) error {
+	_, err := l.s.Interrupt()
+	return err
 }
 
 func (l *localSession) gone(err error) bool {
@@ -299,11 +311,22 @@ func (r *repl) cell(ctx context.Context, code string) (exit int, end bool) {
 		defer wg.Done()
 		select {
 		case <-r.intr:
-			// The cell's request ends: the session interrupts it.
-			interrupted.Store(true)
-			cancel()
 		case <-stop:
+			return
 		}
+		// A first Ctrl-C interrupts the cell as Python's prompt does: its
+		// KeyboardInterrupt comes back with the result. A second one (or
+		// a failed interrupt) ends the request, and the session then
+		// interrupts the cell itself.
+		if r.b.interrupt(ctx) == nil {
+			select {
+			case <-r.intr:
+			case <-stop:
+				return
+			}
+		}
+		interrupted.Store(true)
+		cancel()
 	}()
 	res, err := r.b.exec(cctx, code, r.view.live())
 	close(stop)

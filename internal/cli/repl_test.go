@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -108,6 +109,9 @@ type fakeBackend struct {
 	cells   []string
 	release chan struct{}
 	closed  bool
+	// intrd ends a blocking cell with a KeyboardInterrupt (interrupt);
+	// nil makes interrupt fail, as a session that cannot take one.
+	intrd chan struct{}
 }
 
 func (f *fakeBackend) exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error) {
@@ -119,10 +123,20 @@ func (f *fakeBackend) exec(ctx context.Context, code string, live client.Live) (
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-f.intrd:
+			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "KeyboardInterrupt", Traceback: "KeyboardInterrupt\n"}}, nil
 		case <-f.release:
 		}
 	}
 	return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": "ran " + strings.TrimSpace(code)}}, nil
+}
+
+func (f *fakeBackend) interrupt(context.Context) error {
+	if f.intrd == nil {
+		return errors.New("no interrupt")
+	}
+	f.intrd <- struct{}{}
+	return nil
 }
 
 func (f *fakeBackend) gone(error) bool { return false }
@@ -248,5 +262,31 @@ func TestHumanBytes(t *testing.T) {
 	}
 	if got := imageSummary("aGVsbG8=", ""); got != "[image/png, 5 B]" {
 		t.Errorf("not a PNG: %q", got)
+	}
+}
+
+// TestReplInterruptShowsTraceback: a first Ctrl-C during a cell interrupts
+// it in the session (as Python's prompt does) and the REPL shows the
+// cell's KeyboardInterrupt from its result; the request is not dropped.
+func TestReplInterruptShowsTraceback(t *testing.T) {
+	var out, errOut lockedBuffer
+	fb := &fakeBackend{release: make(chan struct{}), intrd: make(chan struct{})}
+	intr := make(chan struct{}, 1)
+	r := &repl{b: fb, view: newCellView(&out, &errOut, ""), intr: intr}
+	in, feed := io.Pipe()
+	done := make(chan int)
+	go func() { done <- r.run(t.Context(), in) }()
+	io.WriteString(feed, "block\n")
+	waitFor(t, &out, "blocking\n")
+	intr <- struct{}{}
+	waitFor(t, &errOut, "KeyboardInterrupt\n")
+	io.WriteString(feed, "z\n")
+	waitFor(t, &out, "ran z\n")
+	feed.Close()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if got := fmt.Sprintf("%q", fb.cells); got != `["block\n" "z\n"]` {
+		t.Errorf("cells %s", got)
 	}
 }

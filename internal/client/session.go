@@ -68,6 +68,19 @@ func (c *Client) DeleteSession(ctx context.Context, id string) error {
 	return c.doJSON(ctx, http.MethodDelete, p, nil, nil)
 }
 
+// Interrupt interrupts session id's running cell, as Ctrl-C in a notebook
+// does (the cell's own request then answers with a KeyboardInterrupt),
+// and reports whether a cell was running.
+func (c *Client) Interrupt(ctx context.Context, id string) (bool, error) {
+	p, err := sessionPath(id, "/interrupt")
+	if err != nil {
+		return false, err
+	}
+	var out wire.InterruptResult
+	err = c.doJSON(ctx, http.MethodPost, p, nil, &out)
+	return out.Interrupted, err
+}
+
 // Exec runs one cell in session id as a streamed request: output chunks go
 // to live's writers and displays to live.Display as the daemon sends them,
 // and the cell's result is returned at the end. An exception in the cell,

@@ -241,6 +241,23 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellRe
 	return res, nil
 }
 
+// Interrupt interrupts the running cell, as Ctrl-C in a notebook does:
+// the kernel raises KeyboardInterrupt in it, the cell ends with status
+// error, and the session goes on. It reports whether a cell was running.
+// A cell that ignores it runs on, to its deadline.
+func (s *Session) Interrupt() (bool, error) {
+	s.mu.Lock()
+	busy := s.state == StateBusy
+	s.mu.Unlock()
+	if !busy {
+		return false, nil
+	}
+	if err := s.proc.Interrupt(syscall.SIGINT); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrDead, err)
+	}
+	return true, nil
+}
+
 // checkTimeout checks a cell's timeout: 0 (the session's), or from 1ms
 // to the server's ceiling.
 func (s *Session) checkTimeout(d limits.Duration) error {

@@ -185,3 +185,48 @@ func TestKernelExitKillsSession(t *testing.T) {
 		t.Errorf("os._exit: status %s state %s reason %q stdout %q", res.Status, res.State, res.Reason, res.Stdout)
 	}
 }
+
+// TestInterrupt: Interrupt ends the running cell with a KeyboardInterrupt
+// (status error, as Ctrl-C in a notebook) and the session goes on; with no
+// cell running it does nothing.
+func TestInterrupt(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Interrupt(); ok || err != nil {
+		t.Errorf("interrupt of an idle session: %v %v", ok, err)
+	}
+	done := make(chan *CellResult, 1)
+	go func() {
+		res, err := s.Exec(t.Context(), ExecRequest{Code: "import time\nprint('in', flush=True)\ntime.sleep(60)"}, Live{})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// The kernel takes the interrupt only once the cell runs: retry.
+		if ok, err := s.Interrupt(); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			select {
+			case res := <-done:
+				if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.State != StateIdle {
+					t.Fatalf("interrupted cell: %+v", res)
+				}
+				if r := exec(t, s, "1+1"); r.Result["text/plain"] != "2" {
+					t.Errorf("after the interrupt: %+v", r)
+				}
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cell was never interrupted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

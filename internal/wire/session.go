@@ -189,3 +189,9 @@ type CellEvent struct {
 	Result   *CellResult  `json:"result,omitempty"`
 	Error    *ErrorDetail `json:"error,omitempty"`
 }
+
+// InterruptResult is the body of POST /v1/sessions/{id}/interrupt.
+type InterruptResult struct {
+	// Interrupted says a cell was running and was sent the interrupt.
+	Interrupted bool `json:"interrupted"`
+}
