@@ -130,7 +130,11 @@ func (d *daemon) createSession(t *testing.T, spec map[string]any) sessionInfo {
 	if loc := resp.Header.Get("Location"); loc != "/v1/sessions/"+info.ID {
 		t.Errorf("Location = %q, want /v1/sessions/%s", loc, info.ID)
 	}
-	if info.State != "idle" || info.Runtime != "python" || info.Version == "" {
+	want := "python"
+	if rt, ok := spec["runtime"].(string); ok {
+		want = rt
+	}
+	if info.State != "idle" || info.Runtime != want || info.Version == "" {
 		t.Errorf("a new session: %+v", info)
 	}
 	return info

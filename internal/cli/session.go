@@ -79,7 +79,7 @@ type sessionSpecFlags struct {
 func (f *sessionSpecFlags) add(cmd *cobra.Command, idleHelp string) {
 	fl := cmd.Flags()
 	addLimitFlags(fl, &f.l, true)
-	fl.StringVar(&f.runtime, "runtime", "python", "runtime of the session's kernel (sessions run python)")
+	fl.StringVar(&f.runtime, "runtime", "python", "runtime of the session's kernel: python or javascript")
 	fl.Var(&f.idle, "idle", idleHelp)
 	fl.StringArrayVar(&f.env, "env", nil, "add KEY=VALUE to the kernel's environment (repeatable)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy LOCAL into the workspace, as REMOTE if given: LOCAL[:REMOTE] (repeatable)")

@@ -142,7 +142,7 @@ func hint(err error) error {
 
 // CreateSessionInput is create_session's arguments.
 type CreateSessionInput struct {
-	Language    string      `json:"language,omitempty" jsonschema:"the session's language: python, the default and the only one with sessions"`
+	Language    string      `json:"language,omitempty" jsonschema:"the session's language: python (the default; numpy, pandas and matplotlib when installed) or javascript (node)"`
 	Timeout     string      `json:"timeout,omitempty" jsonschema:"each cell's wall-clock and CPU time limit, such as 30s or 2m (default 10s)"`
 	Memory      string      `json:"memory,omitempty" jsonschema:"memory limit of the whole session, such as 512MiB or 1GiB (default 256MiB); past it the session dies"`
 	IdleTimeout string      `json:"idle_timeout,omitempty" jsonschema:"the session closes after this long without a call, such as 30m (default 10m, at most 1h)"`

@@ -29,6 +29,11 @@ import (
 //go:embed kernel/python.py
 var KernelPython string
 
+// KernelNode is the JavaScript kernel, on node (same protocol).
+//
+//go:embed kernel/node.js
+var KernelNode string
+
 // kernel is how one runtime's kernel starts.
 type kernel struct{ argv []string }
 
@@ -37,6 +42,8 @@ func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
 	switch rt.Name {
 	case "python":
 		return kernel{argv: []string{rt.Binary, "-c", KernelPython}}, true
+	case "javascript":
+		return kernel{argv: []string{rt.Binary, "-e", KernelNode}}, true
 	}
 	return kernel{}, false
 }
@@ -169,7 +176,7 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 	}
 	k, ok := kernelFor(rt)
 	if !ok {
-		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run python", ErrInvalid, rt.Name)
+		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run python and javascript", ErrInvalid, rt.Name)
 	}
 	l := spec.Limits.Merge(m.cfg.Defaults)
 	if err := l.Validate(m.cfg.Ceiling); err != nil {

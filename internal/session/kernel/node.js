@@ -1,0 +1,143 @@
+// sandboxd's JavaScript kernel: one persistent node for a session. It
+// speaks the protocol of PROTOCOL.md (one JSON object per line: requests
+// on fd 3, answers on fd 4, the cells' own output on fd 1 and 2), as the
+// Python kernel does.
+//
+// Cells run as scripts in this node's own global context, so `var`,
+// `let`, `const`, functions and `require`d modules persist from cell to
+// cell, as in a browser's console. A SIGINT while a cell's synchronous
+// code runs interrupts it (vm's breakOnSigint); between cells it is
+// ignored. A cell whose value is a promise is awaited.
+// The kernel's own bindings live in this function, not in the global
+// lexical scope the cells share (a cell's `const fs` must not clash).
+(function kernel() {
+'use strict';
+const fs = require('fs');
+const readline = require('readline');
+const util = require('util');
+const vm = require('vm');
+
+// What the cells may replace or break, taken before they run.
+const stringify = JSON.stringify;
+const parse = JSON.parse;
+const writeSync = fs.writeSync;
+const inspect = util.inspect;
+const MAX_REPR = 64 << 10;
+
+let count = 0;
+let cellID = null;
+let interruptAwait = null;
+
+function send(msg) {
+  let data = Buffer.from(stringify(msg) + '\n');
+  while (data.length > 0) {
+    data = data.subarray(writeSync(4, data));
+  }
+}
+
+function text(value) {
+  let s;
+  try {
+    s = typeof value === 'string' ? inspect(value) : inspect(value, { depth: 4, maxArrayLength: 100, breakLength: 100 });
+  } catch (e) {
+    s = '<inspect failed: ' + (e && e.name) + '>';
+  }
+  if (s.length > MAX_REPR) {
+    s = s.slice(0, MAX_REPR) + '... [inspect of ' + s.length + ' characters cut]';
+  }
+  return s;
+}
+
+// bundle is a value's MIME bundle: a plain {"mime/type": data} object is
+// taken as one (display({"image/png": base64})), anything else is shown
+// by inspect.
+function bundle(value) {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    if (keys.length > 0 && keys.every((k) => /^[a-z]+\/[-+.\w]+$/.test(k) && typeof value[k] === 'string')) {
+      return Object.assign({ 'text/plain': '<' + keys.join(', ') + '>' }, value);
+    }
+  }
+  return { 'text/plain': text(value) };
+}
+
+globalThis.display = function display(...objs) {
+  for (const obj of objs) {
+    send({ type: 'display', id: cellID, data: bundle(obj) });
+  }
+};
+globalThis.require = require;
+
+// trim drops the kernel's own frames from a stack: those after the last
+// frame of a cell (vm's and this file's).
+function trim(stack) {
+  const lines = String(stack).split('\n');
+  let last = -1;
+  lines.forEach((l, i) => { if (l.includes('<cell-')) last = i; });
+  return last < 0 ? lines.join('\n') : lines.filter((l, i) => i <= last || !l.startsWith('    at ')).join('\n');
+}
+
+function error(e) {
+  if (e instanceof Error || (e && typeof e === 'object' && 'stack' in e)) {
+    return { name: String(e.name || 'Error'), value: String(e.message || ''), traceback: trim(e.stack || e) };
+  }
+  return { name: 'Uncaught', value: text(e), traceback: 'Uncaught ' + text(e) };
+}
+
+async function execute(code) {
+  count++;
+  const filename = '<cell-' + count + '>';
+  let value;
+  try {
+    value = vm.runInThisContext(code, { filename, breakOnSigint: true, displayErrors: false });
+    if (value && typeof value.then === 'function') {
+      // A promise runs on the event loop, where breakOnSigint does not
+      // reach: an interrupt rejects the wait instead.
+      value = await new Promise((resolve, reject) => {
+        interruptAwait = () => reject(new Error('Interrupted while awaiting the cell\'s promise'));
+        value.then(resolve, reject);
+      });
+    }
+  } catch (e) {
+    return { status: 'error', error: error(e) };
+  } finally {
+    interruptAwait = null;
+  }
+  const answer = { status: 'ok' };
+  if (value !== undefined) {
+    answer.result = bundle(value);
+  }
+  return answer;
+}
+
+// Between cells a SIGINT does nothing; during a synchronous cell vm takes
+// it; during an awaited promise it ends the wait.
+process.on('SIGINT', () => {
+  if (interruptAwait) {
+    interruptAwait();
+  }
+});
+// A rejection nobody handles belongs to a cell: show it, do not exit.
+process.on('unhandledRejection', (e) => {
+  process.stderr.write('Unhandled rejection: ' + (e && e.stack ? e.stack : text(e)) + '\n');
+});
+process.on('uncaughtException', (e) => {
+  process.stderr.write('Uncaught exception: ' + (e && e.stack ? e.stack : text(e)) + '\n');
+});
+
+async function serve() {
+  const lines = readline.createInterface({ input: fs.createReadStream(null, { fd: 3 }), crlfDelay: Infinity });
+  send({ type: 'ready', language: 'javascript', version: process.versions.node });
+  for await (const line of lines) {
+    const req = parse(line);
+    cellID = req.id;
+    const answer = await execute(req.code);
+    answer.type = 'done';
+    answer.id = req.id;
+    send(answer);
+  }
+  process.exit(0);
+}
+
+serve();
+})();

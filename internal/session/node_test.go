@@ -1,0 +1,58 @@
+package session
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// TestNodeSession: the JavaScript kernel follows the same protocol:
+// declarations and modules persist, the completion value is the result,
+// an exception has its stack without the kernel's frames, a busy loop is
+// interrupted at its deadline and the session goes on.
+func TestNodeSession(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/node"); err != nil {
+		t.Skip("requires /usr/bin/node")
+	}
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &Spec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		code, status, result, stdout string
+	}{
+		{"const fs = require('fs'); let n = 41; function twice(a) { return 2 * a }", "ok", "", ""},
+		{"fs.writeFileSync('f.txt', 'kept'); console.log('out'); n + 1", "ok", "42", "out\n"},
+		{"twice(n) + fs.readFileSync('f.txt', 'utf8')", "ok", "'82kept'", ""},
+		{"new Promise(r => setTimeout(() => r(n), 10))", "ok", "41", ""},
+		{"null.x", "error", "", ""},
+	}
+	for _, st := range steps {
+		res := exec(t, s, st.code)
+		if string(res.Status) != st.status || res.Result["text/plain"] != st.result || string(res.Stdout) != st.stdout {
+			t.Errorf("cell %q: status %s result %q stdout %q error %+v stderr %s", st.code, res.Status, res.Result["text/plain"], res.Stdout, res.Error, res.Stderr)
+		}
+	}
+	res := exec(t, s, "undefined.y")
+	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(res.Error.Traceback, "<cell-6>") || strings.Contains(res.Error.Traceback, "node:vm") {
+		t.Errorf("error %+v", res.Error)
+	}
+	res, err = s.Exec(t.Context(), ExecRequest{Code: "while (true) {}", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != run.StatusTimeout || res.State != StateIdle {
+		t.Fatalf("busy loop: status %s state %s reason %q", res.Status, res.State, res.Reason)
+	}
+	if r := exec(t, s, "n"); r.Result["text/plain"] != "41" {
+		t.Errorf("after the interrupt: %+v", r)
+	}
+	if s.Info().Runtime != "javascript" || !strings.HasPrefix(s.Info().Version, "") {
+		t.Errorf("info %+v", s.Info())
+	}
+}
