@@ -306,11 +306,12 @@ func TestStdinStreamTimeout(t *testing.T) {
 		e := script("python", "main.py", "import sys\nprint(sys.stdin.readline(), end='')\nprint(sys.stdin.read())")
 		e.Stdin = pr
 		// Long enough for Python to start and echo the first line on a
-		// loaded machine; then it blocks until the deadline.
-		e.Limits.Timeout = limits.Duration(2 * time.Second)
+		// loaded machine (2s was not, in CI next to the other packages'
+		// tests); then it blocks until the deadline.
+		e.Limits.Timeout = limits.Duration(8 * time.Second)
 		go func() { _, _ = pw.Write([]byte("first line\n")) }()
 		res := mustRun(t, r, e)
-		if res.Status != run.StatusTimeout || !bytes.Equal(res.Stdout, []byte("first line\n")) || res.WallTime > 5*time.Second {
+		if res.Status != run.StatusTimeout || !bytes.Equal(res.Stdout, []byte("first line\n")) || res.WallTime > 11*time.Second {
 			t.Fatalf("%s (wall %s)", summary(res), res.WallTime)
 		}
 	})
