@@ -309,8 +309,11 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 		displayed int
 		stopping  *stop
 		grace     <-chan time.Time
+		resend    <-chan time.Time
+		stopSend  = func() {}
 		done      = ctx.Done()
 	)
+	defer func() { stopSend() }()
 	interrupt := func(why stop) {
 		if stopping != nil {
 			return
@@ -318,6 +321,11 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 		stopping = &why
 		_ = s.proc.Interrupt(syscall.SIGINT)
 		grace = time.After(interruptGrace)
+		// Again until the cell stops: a kernel that had not yet taken up
+		// the cell (a loaded host) ignored the first, as it does between
+		// cells. None is sent once the answer is in.
+		t := time.NewTicker(interruptGrace / 8)
+		resend, stopSend = t.C, t.Stop
 	}
 	for {
 		select {
@@ -364,6 +372,8 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 		case <-done:
 			done = nil
 			interrupt(stop{run.StatusInternalError, "the client went away and the cell was interrupted"})
+		case <-resend:
+			_ = s.proc.Interrupt(syscall.SIGINT)
 		case <-grace:
 			why := *stopping
 			why.reason = fmt.Sprintf("%s; it did not stop within %s of the interrupt, so the kernel was killed", why.reason, interruptGrace)

@@ -27,6 +27,8 @@ class _Kernel:
         os.close(3)
         os.close(4)
         self.running = False
+        self.taken = False
+        self.pending = False
         self.count = 0
         self.cell_id = None
         main = types.ModuleType("__main__")
@@ -41,6 +43,9 @@ class _Kernel:
     def _on_sigint(self, signum, frame):
         if self.running:
             raise KeyboardInterrupt
+        if self.taken:
+            # Between taking a cell and running it: the cell's.
+            self.pending = True
 
     def send(self, msg):
         data = (json.dumps(msg, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
@@ -70,10 +75,12 @@ class _Kernel:
                 continue
             if not line:
                 return
+            self.taken, self.pending = True, False
             req = json.loads(line)
             self.cell_id = req["id"]
             answer = self.execute(req["code"])
             answer.update(type="done", id=req["id"])
+            self.taken = False
             self.send(answer)
 
     def execute(self, code):
@@ -92,6 +99,8 @@ class _Kernel:
             # cell's time too: interruptible, as the code itself.
             self.running = True
             try:
+                if self.pending:
+                    raise KeyboardInterrupt
                 exec(body, self.ns)
                 value = eval(tail, self.ns) if tail else None
                 if value is not None:
