@@ -107,10 +107,13 @@ func errorBody(err error) (int, ErrorBody) {
 
 func writeError(w http.ResponseWriter, err error) {
 	status, body := errorBody(err)
-	switch status {
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+	switch {
+	case errors.Is(err, session.ErrTooMany):
+		// A session quota frees when a session is deleted or expires,
+		// not after a wait: no Retry-After.
+	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
-	case http.StatusUnauthorized:
+	case status == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sandboxd"`)
 	}
 	// A session of another replica: a router in front can send the

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wire"
@@ -227,6 +228,21 @@ func TestSessionErrorClasses(t *testing.T) {
 		if status != c.status || body.Error.Code == "" {
 			t.Errorf("%v: body %d %+v", c.err, status, body)
 		}
+	}
+}
+
+// TestSessionQuotaNoRetryAfter: a session quota's 429 has no Retry-After
+// (waiting does not free it); the run queue's has.
+func TestSessionQuotaNoRetryAfter(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeError(rec, fmt.Errorf("create: %w", session.ErrTooMany))
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "" {
+		t.Errorf("session quota: %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	rec = httptest.NewRecorder()
+	writeError(rec, fmt.Errorf("run: %w", admission.ErrQueueFull))
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("run queue: %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
 }
 
