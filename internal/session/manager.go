@@ -34,18 +34,27 @@ var KernelPython string
 //go:embed kernel/node.js
 var KernelNode string
 
-// kernel is how one runtime's kernel starts.
-type kernel struct{ argv []string }
+// kernel is how one runtime's kernel starts: its source is written to
+// the workspace's reserved directory and run from there (not passed in
+// argv, where every process listing of the host would show it whole).
+type kernel struct {
+	file run.File
+	argv []string
+}
 
-// kernels are the runtimes that have a kernel, by runtime name.
+// kernelFor is the kernel of a runtime, if it has one.
 func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
+	var src, name string
 	switch rt.Name {
 	case "python":
-		return kernel{argv: []string{rt.Binary, "-c", KernelPython}}, true
+		src, name = KernelPython, "python.py"
 	case "javascript":
-		return kernel{argv: []string{rt.Binary, "-e", KernelNode}}, true
+		src, name = KernelNode, "node.js"
+	default:
+		return kernel{}, false
 	}
-	return kernel{}, false
+	f := run.File{Name: ".sandboxd/kernel/" + name, Content: []byte(src), Mode: 0o444}
+	return kernel{file: f, argv: []string{rt.Binary, isolate.WorkspaceDir + "/" + f.Name}}, true
 }
 
 // Config configures a Manager. Zero fields take the defaults noted.
@@ -233,7 +242,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Sessio
 		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: idle,
 		created: now, lastUsed: now, now: m.cfg.Now, state: StateIdle, turn: make(chan struct{}, 1),
 	}
-	var internal []run.File
+	internal := []run.File{k.file}
 	if m.cfg.FontCache && rt.Name == "python" {
 		m.fonts.start(m.life, &m.wg, m.cfg.Runner, rt.Binary)
 		if f := m.fonts.get(); f != nil && spec.Env["MPLCONFIGDIR"] == "" {

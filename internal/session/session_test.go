@@ -82,6 +82,8 @@ func TestCellsShareState(t *testing.T) {
 		{"1/0", run.StatusError, "", ""},
 		{"x", run.StatusOK, "", "41"},
 		{"import sys\nprint('e', file=sys.stderr)\nprint('o')", run.StatusOK, "o\n", ""},
+		// The workspace is on the import path, as a script's directory.
+		{"open('helper.py', 'w').write('K = 7')\nimport helper\nhelper.K", run.StatusOK, "", "7"},
 	}
 	for i, st := range steps {
 		res := exec(t, s, st.code)
