@@ -31,6 +31,14 @@ func ExitCode(res *run.Result) int {
 		return res.ExitCode
 	case run.StatusSignaled:
 		return 128 + res.Signal
+	}
+	return limitExitCode(res.Status)
+}
+
+// limitExitCode is the exit code of a limit's status, else
+// ExitSandboxError.
+func limitExitCode(s run.Status) int {
+	switch s {
 	case run.StatusTimeout:
 		return ExitTimeout
 	case run.StatusCPULimit:
@@ -53,14 +61,6 @@ func CellExitCode(res *wire.CellResult) int {
 		return 0
 	case run.StatusError:
 		return 1
-	case run.StatusTimeout:
-		return ExitTimeout
-	case run.StatusCPULimit:
-		return ExitCPULimit
-	case run.StatusMemoryLimit:
-		return ExitMemoryLimit
-	case run.StatusOutputLimit:
-		return ExitOutputLimit
 	}
-	return ExitSandboxError
+	return limitExitCode(res.Status)
 }

@@ -59,18 +59,25 @@ func (c *Client) Run(ctx context.Context, spec *run.Spec, stream executor.Stream
 	if err != nil {
 		return nil, err
 	}
-	hr, err := c.newRequest(ctx, http.MethodPost, "/v1/runs?stream=1", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Accept", wire.NDJSON)
-	resp, err := c.send(hr)
+	resp, err := c.postStream(ctx, "/v1/runs", body)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	return readEvents(resp.Body, stream)
+}
+
+// postStream posts a JSON body to path asking for an NDJSON stream, and
+// returns the answer once it is a success (send turns the rest into an
+// *Error).
+func (c *Client) postStream(ctx context.Context, path string, body []byte) (*http.Response, error) {
+	hr, err := c.newRequest(ctx, http.MethodPost, path+"?stream=1", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Accept", wire.NDJSON)
+	return c.send(hr)
 }
 
 // newRequest is a request for path (with its query) on the daemon.

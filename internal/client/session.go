@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,13 +96,7 @@ func (c *Client) Exec(ctx context.Context, id string, req wire.ExecRequest, live
 	if err != nil {
 		return nil, err
 	}
-	hr, err := c.newRequest(ctx, http.MethodPost, p+"?stream=1", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Accept", wire.NDJSON)
-	resp, err := c.send(hr)
+	resp, err := c.postStream(ctx, p, body)
 	if err != nil {
 		return nil, err
 	}
