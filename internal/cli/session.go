@@ -28,7 +28,8 @@ func sessionCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra
 	cmd := &cobra.Command{
 		Use:   "session",
 		Short: "Keep a Python session on a sandboxd and run cells in it",
-		Long: `A session is a live Python interpreter in a sandbox on a sandboxd: its
+		Long: `A session is a live interpreter (Python, or JavaScript on node) in a
+sandbox on a sandboxd: its
 variables, imports and files persist from cell to cell, as in a notebook,
 until it is removed or has been idle for its idle timeout.
 
