@@ -29,9 +29,9 @@ func sessionCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra
 		Use:   "session",
 		Short: "Keep a Python session on a sandboxd and run cells in it",
 		Long: `A session is a live interpreter (Python, or JavaScript on node) in a
-sandbox on a sandboxd: its
-variables, imports and files persist from cell to cell, as in a notebook,
-until it is removed or has been idle for its idle timeout.
+sandbox on a sandboxd: its variables, imports and files persist from cell
+to cell, as in a notebook, until it is removed or has been idle for its
+idle timeout.
 
   id=$(sandboxctl session new --memory 512MiB --file data.csv)
   sandboxctl session exec $id 'import pandas as pd; df = pd.read_csv("data.csv")'
