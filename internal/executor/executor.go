@@ -221,21 +221,14 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 	if len(spec.Files) == 0 {
 		return nil, fmt.Errorf("%w: no files: a run needs at least the file to run", ErrInvalid)
 	}
-	seen := map[string]bool{}
-	for _, f := range spec.Files {
-		if _, err := isolate.CleanName(f.Name); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		if seen[f.Name] {
-			return nil, fmt.Errorf("%w: file %q given twice", ErrInvalid, f.Name)
-		}
-		seen[f.Name] = true
+	if err := isolate.CheckFiles(spec.Files); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	entry := spec.Entry
 	if entry == "" {
 		entry = spec.Files[0].Name
 	}
-	if !seen[entry] {
+	if !slices.ContainsFunc(spec.Files, func(f run.File) bool { return f.Name == entry }) {
 		return nil, fmt.Errorf("%w: entry %q is not one of the files", ErrInvalid, entry)
 	}
 	switch spec.Backend {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // internalDir is where compile steps put their output; clients cannot name
@@ -35,4 +37,20 @@ func CleanName(name string) (string, error) {
 		return bad("the " + internalDir + " directory is reserved for the sandbox")
 	}
 	return name, nil
+}
+
+// CheckFiles checks a request's input files: each name clean (CleanName)
+// and none given twice.
+func CheckFiles(files []run.File) error {
+	seen := map[string]bool{}
+	for _, f := range files {
+		if _, err := CleanName(f.Name); err != nil {
+			return err
+		}
+		if seen[f.Name] {
+			return fmt.Errorf("%w: file %q given twice", ErrBadFileName, f.Name)
+		}
+		seen[f.Name] = true
+	}
+	return nil
 }

@@ -198,15 +198,8 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 	case idle < time.Second || idle > m.cfg.MaxIdleTimeout:
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: idle_timeout %s: must be between 1s and %s", ErrInvalid, spec.IdleTimeout, limits.Duration(m.cfg.MaxIdleTimeout))
 	}
-	seen := map[string]bool{}
-	for _, f := range spec.Files {
-		if _, err := isolate.CleanName(f.Name); err != nil {
-			return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		if seen[f.Name] {
-			return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: file %q given twice", ErrInvalid, f.Name)
-		}
-		seen[f.Name] = true
+	if err := isolate.CheckFiles(spec.Files); err != nil {
+		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	env, err := executor.BuildEnv(append(slices.Clone(rt.Env), executor.ThreadEnv(l)...), spec.Env)
 	if err != nil {
