@@ -85,25 +85,6 @@ func (c *Capture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Drain copies r into the Capture until EOF; past the cap it keeps
-// reading (and dropping), so the writer never blocks on a full pipe while
-// the run is being stopped.
-func (c *Capture) Drain(r io.Reader) error {
-	chunk := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(chunk)
-		if n > 0 {
-			_, _ = c.Write(chunk[:n])
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
 // Reset returns what Result would and starts the Capture afresh, for the
 // next execution of a session: nothing kept, not truncated, no live writer
 // and no overflow callback. The cap stays.
