@@ -54,7 +54,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 	mcp.AddTool(s, &mcp.Tool{
 		Name:  "run_in_session",
 		Title: "Run a cell in a session",
-		Description: "Run Python code (a cell) in a session from create_session. Variables and imports from earlier cells are there. " +
+		Description: "Run code (a cell) in the session's language in a session from create_session. Variables and imports from earlier cells are there. " +
 			"Returns stdout, stderr, the value of the last line if it is an expression (as in a notebook), and the traceback of an exception. " +
 			"Figures (matplotlib plots; plt.show() or a figure left open at the end of the cell) and images passed to display() come back as images. " +
 			"An exception or a limit gives isError with the reason. A cell past its timeout is interrupted (KeyboardInterrupt) and the session goes on; " +
@@ -220,7 +220,7 @@ func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in 
 // RunInSessionInput is run_in_session's arguments.
 type RunInSessionInput struct {
 	SessionID string `json:"session_id" jsonschema:"the id create_session returned"`
-	Code      string `json:"code" jsonschema:"Python code to run; the value of a trailing expression is returned"`
+	Code      string `json:"code" jsonschema:"code in the session's language (python or javascript) to run; the value of a trailing expression is returned"`
 	Timeout   string `json:"timeout,omitempty" jsonschema:"this cell's wall-clock limit such as 5s; at most the session's timeout, which is the default"`
 }
 
