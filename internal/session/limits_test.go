@@ -155,3 +155,42 @@ func TestFontCache(t *testing.T) {
 	}
 	t.Logf("first plot with the cache: %v", res.WallTime)
 }
+
+// TestHostileAnswers: a cell that writes to the kernel's answer pipe
+// itself can only break its own session: a forged line that is not the
+// protocol kills the kernel (internal_error, the session dead), and a
+// line past the cap is refused the same way, without the daemon holding
+// it whole; a cell's displays are capped.
+func TestHostileAnswers(t *testing.T) {
+	m := newManager(t, Config{})
+	findFD := "import gc\nfd = [o for o in gc.get_objects() if type(o).__name__ == '_Kernel'][0].answers\n"
+	cases := []struct {
+		name, code string
+		status     run.Status
+		state      State
+		reason     string
+	}{
+		{"garbage", findFD + "import os\nos.write(fd, b'{not json\\n')\nimport time\ntime.sleep(5)", run.StatusInternalError, StateDead, "protocol"},
+		{"unknown type", findFD + "import os\nos.write(fd, b'{\"type\": \"root\"}\\n')\nimport time\ntime.sleep(5)", run.StatusInternalError, StateDead, "protocol"},
+		{"huge line", findFD + "import os\nchunk = b'x' * (1 << 20)\nfor _ in range(40): os.write(fd, chunk)\nimport time\ntime.sleep(5)", run.StatusInternalError, StateDead, "protocol"},
+		{"display flood", "class Big:\n  def _repr_html_(self): return 'x' * (1 << 20)\nfor _ in range(80): display(Big())", run.StatusOutputLimit, StateIdle, "displayed more than"},
+	}
+	for _, c := range cases {
+		s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(30 * time.Second)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := exec(t, s, c.code)
+		if res.Status != c.status || res.State != c.state || !strings.Contains(res.Reason, c.reason) {
+			t.Errorf("%s: status %s state %s reason %q", c.name, res.Status, res.State, res.Reason)
+		}
+		if c.state == StateIdle {
+			if r := exec(t, s, "1+1"); r.Result["text/plain"] != "2" {
+				t.Errorf("%s: the session did not go on: %+v", c.name, r)
+			}
+		}
+		if err := m.Delete("me", s.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

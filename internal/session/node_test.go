@@ -38,8 +38,11 @@ func TestNodeSession(t *testing.T) {
 			t.Errorf("cell %q: status %s result %q stdout %q error %+v stderr %s", st.code, res.Status, res.Result["text/plain"], res.Stdout, res.Error, res.Stderr)
 		}
 	}
+	if r := exec(t, s, "display({'image/png': 'iVBORw0KGgo='}, [1, 2]); 3"); len(r.Display) != 2 || r.Display[0]["image/png"] != "iVBORw0KGgo=" || r.Display[1]["text/plain"] != "[ 1, 2 ]" || r.Result["text/plain"] != "3" {
+		t.Errorf("displays %v result %v", r.Display, r.Result)
+	}
 	res := exec(t, s, "undefined.y")
-	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(res.Error.Traceback, "<cell-6>") || strings.Contains(res.Error.Traceback, "node:vm") {
+	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(res.Error.Traceback, "<cell-7>") || strings.Contains(res.Error.Traceback, "node:vm") {
 		t.Errorf("error %+v", res.Error)
 	}
 	res, err = s.Exec(t.Context(), ExecRequest{Code: "while (true) {}", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})

@@ -61,11 +61,22 @@ function bundle(value) {
   return { 'text/plain': text(value) };
 }
 
+// Displays are sent once the cell's code has returned: vm's
+// breakOnSigint can end the code between two writes of a line larger than
+// the pipe, leaving half a line for the next answer to run into.
+let displays = [];
 globalThis.display = function display(...objs) {
   for (const obj of objs) {
-    send({ type: 'display', id: cellID, data: bundle(obj) });
+    displays.push(bundle(obj));
   }
 };
+
+function flushDisplays() {
+  for (const data of displays) {
+    send({ type: 'display', id: cellID, data });
+  }
+  displays = [];
+}
 globalThis.require = require;
 
 // trim drops the kernel's own frames from a stack: those after the last
@@ -132,6 +143,7 @@ async function serve() {
     const req = parse(line);
     cellID = req.id;
     const answer = await execute(req.code);
+    flushDisplays();
     answer.type = 'done';
     answer.id = req.id;
     send(answer);

@@ -49,8 +49,15 @@ class _Kernel:
 
     def send(self, msg):
         data = (json.dumps(msg, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
-        while data:
-            data = data[os.write(self.answers, data):]
+        # A line is written whole: an interrupt mid-write (a display
+        # larger than the pipe) would leave half a line for the next
+        # answer to run into. It is taken once the line is out.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            while data:
+                data = data[os.write(self.answers, data):]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def display(self, *objs):
         """Show objects in the cell's result: figures and images as PNG,
