@@ -34,6 +34,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wasm"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // hello.wasm writes "hello\n" to stdout and "oops\n" to stderr
@@ -214,7 +215,7 @@ func compileTimes(ctx context.Context, name, path, dir string) error {
 func script(module, name, src string) wasm.Exec {
 	return wasm.Exec{
 		Module: module,
-		Argv:   []string{module, wasm.WorkspaceDir + "/" + name},
+		Argv:   []string{module, workspace.Dir + "/" + name},
 		Env:    []string{"PYTHONDONTWRITEBYTECODE=1", "HOME=/workspace"},
 		Files:  []run.File{{Name: name, Content: []byte(src)}},
 	}

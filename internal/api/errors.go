@@ -8,10 +8,10 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/executor"
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // Error classes of the API: a closed set, mapped onto HTTP statuses in one
@@ -50,18 +50,18 @@ var codes = map[error]string{
 func classOf(err error) error {
 	var maxErr *http.MaxBytesError
 	switch {
-	case errors.As(err, &maxErr), errors.Is(err, isolate.ErrFileTooLarge):
+	case errors.As(err, &maxErr), errors.Is(err, workspace.ErrFileTooLarge):
 		return ErrTooLarge
 	case errors.Is(err, admission.ErrQueueFull), errors.Is(err, session.ErrTooMany):
 		return ErrBusy
 	case errors.Is(err, executor.ErrInvalid), errors.Is(err, limits.ErrInvalid), errors.Is(err, runtimes.ErrUnknownRuntime),
-		errors.Is(err, session.ErrInvalid), errors.Is(err, isolate.ErrBadFileName), errors.Is(err, isolate.ErrNotRegular):
+		errors.Is(err, session.ErrInvalid), errors.Is(err, workspace.ErrBadFileName), errors.Is(err, workspace.ErrNotRegular):
 		return ErrInvalidArgument
-	case errors.Is(err, session.ErrNotFound), errors.Is(err, isolate.ErrFileNotFound):
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, workspace.ErrFileNotFound):
 		return ErrNotFound
-	case errors.Is(err, session.ErrDead), errors.Is(err, isolate.ErrDirNotEmpty):
+	case errors.Is(err, session.ErrDead), errors.Is(err, workspace.ErrDirNotEmpty):
 		return ErrConflict
-	case errors.Is(err, isolate.ErrWorkspaceFull):
+	case errors.Is(err, workspace.ErrFull):
 		return ErrInsufficientStorage
 	case errors.Is(err, executor.ErrUnavailable), errors.Is(err, session.ErrUnavailable),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

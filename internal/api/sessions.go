@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wire"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // The session endpoints: a session is one long-lived kernel in its own
@@ -222,7 +222,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.Touch()
-	name, _ := isolate.CleanName(r.PathValue("path")) // PutFile took it
+	name, _ := workspace.CleanName(r.PathValue("path")) // PutFile took it
 	w.Header().Set("Location", fileURL(sess.ID(), name))
 	writeJSON(w, http.StatusCreated, wire.FileInfo{Name: name, Type: "file", Size: n, Mode: uint32(mode.Perm()), ModTime: s.cfg.Now()})
 }

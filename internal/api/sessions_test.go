@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/sandboxd/sandboxd/internal/admission"
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wire"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // newManager is a session manager with no process backend: it finds,
@@ -212,13 +212,13 @@ func TestSessionErrorClasses(t *testing.T) {
 		err    error
 		status int
 	}{
-		{session.ErrInvalid, 400}, {isolate.ErrBadFileName, 400}, {isolate.ErrNotRegular, 400},
-		{session.ErrNotFound, 404}, {isolate.ErrFileNotFound, 404}, {&session.ElsewhereError{ID: "a-b", Replica: "a", Here: "c"}, 404},
-		{session.ErrTooMany, 429}, {session.ErrDead, 409}, {isolate.ErrDirNotEmpty, 409},
-		{isolate.ErrFileTooLarge, 413}, {&http.MaxBytesError{Limit: 1}, 413}, {isolate.ErrWorkspaceFull, 507},
+		{session.ErrInvalid, 400}, {workspace.ErrBadFileName, 400}, {workspace.ErrNotRegular, 400},
+		{session.ErrNotFound, 404}, {workspace.ErrFileNotFound, 404}, {&session.ElsewhereError{ID: "a-b", Replica: "a", Here: "c"}, 404},
+		{session.ErrTooMany, 429}, {session.ErrDead, 409}, {workspace.ErrDirNotEmpty, 409},
+		{workspace.ErrFileTooLarge, 413}, {&http.MaxBytesError{Limit: 1}, 413}, {workspace.ErrFull, 507},
 		{session.ErrUnavailable, 503},
 		// A spec's file that does not fit is the spec's fault.
-		{fmt.Errorf("%w: %w", session.ErrInvalid, isolate.ErrWorkspaceFull), 400},
+		{fmt.Errorf("%w: %w", session.ErrInvalid, workspace.ErrFull), 400},
 	} {
 		wrapped := fmt.Errorf("doing something: %w", c.err)
 		if got := httpStatus(classOf(wrapped)); got != c.status {

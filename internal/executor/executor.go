@@ -26,6 +26,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/wasm"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // Options configure an Executor. Zero fields take defaults.
@@ -192,7 +193,7 @@ type Stream struct {
 // spec's additions: nothing of the host's.
 var baseEnv = []string{
 	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"HOME=" + isolate.WorkspaceDir,
+	"HOME=" + workspace.Dir,
 	"USER=sandbox",
 	"LOGNAME=sandbox",
 	"LANG=C.UTF-8",
@@ -221,7 +222,7 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 	if len(spec.Files) == 0 {
 		return nil, fmt.Errorf("%w: no files: a run needs at least the file to run", ErrInvalid)
 	}
-	if err := isolate.CheckFiles(spec.Files); err != nil {
+	if err := workspace.CheckFiles(spec.Files); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	entry := spec.Entry

@@ -12,13 +12,11 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // SandboxUID is the uid (and gid) programs run as inside the sandbox.
 const SandboxUID = 1000
-
-// WorkspaceDir is where the workspace appears inside the sandbox.
-const WorkspaceDir = "/workspace"
 
 // Config configures a Runner. The zero value of each field picks a default.
 type Config struct {
@@ -37,7 +35,7 @@ type Config struct {
 	Binds []nsinit.Bind
 	// Collect caps the produced files returned (defaults: 64 files, 8 MiB
 	// each, 32 MiB in all).
-	Collect CollectLimits
+	Collect workspace.CollectLimits
 	// Seccomp can be turned off only for diagnosis; results then say so.
 	NoSeccomp bool
 	Logger    *slog.Logger
@@ -68,13 +66,6 @@ var DefaultBinds = []nsinit.Bind{
 	{Path: "/etc/python3.13", Optional: true},
 	{Path: "/etc/matplotlibrc", Optional: true},
 	{Path: "/etc/fonts", Optional: true},
-}
-
-// CollectLimits cap what Collect returns.
-type CollectLimits struct {
-	MaxFiles    int
-	MaxFileSize int64
-	MaxTotal    int64
 }
 
 // Exec is one program execution inside a Workspace.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // Runner is not available off Linux; New says so.
@@ -23,7 +24,7 @@ func New(Config) (*Runner, error) {
 }
 
 func (r *Runner) CgroupVersion() string                         { return "" }
-func (r *Runner) CollectLimits() CollectLimits                  { return CollectLimits{} }
+func (r *Runner) CollectLimits() workspace.CollectLimits        { return workspace.CollectLimits{} }
 func (r *Runner) Sweep() error                                  { return ErrUnsupported }
 func (r *Runner) NewWorkspace(limits.Bytes) (*Workspace, error) { return nil, ErrUnsupported }
 func (w *Workspace) ID() string                                 { return "" }

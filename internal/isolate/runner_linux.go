@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // Runner runs programs in sandboxes. It is safe for concurrent use; each
@@ -36,8 +37,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Binds == nil {
 		cfg.Binds = DefaultBinds
 	}
-	if cfg.Collect == (CollectLimits{}) {
-		cfg.Collect = CollectLimits{MaxFiles: 64, MaxFileSize: 8 << 20, MaxTotal: 32 << 20}
+	if cfg.Collect == (workspace.CollectLimits{}) {
+		cfg.Collect = workspace.DefaultCollectLimits
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -81,14 +82,15 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 	return nsinit.Config{
 		Argv:         e.Argv,
 		Env:          e.Env,
-		Dir:          WorkspaceDir,
+		Dir:          workspace.Dir,
 		UID:          SandboxUID,
 		GID:          SandboxUID,
 		Hostname:     "sandbox",
 		Root:         filepath.Join(ws.dir.path, "root"),
 		Workspace:    ws.work,
-		WorkspaceDir: WorkspaceDir,
+		WorkspaceDir: workspace.Dir,
 		TmpSize:      int64(e.Limits.Tmpfs),
+		TmpInodes:    workspace.Inodes(int64(e.Limits.Tmpfs)),
 		Binds:        r.cfg.Binds,
 		Files:        etcFiles(),
 		Rlimits:      rlimits(e.Limits),
@@ -100,7 +102,7 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 // the host's accounts, names or resolvers.
 func etcFiles() []nsinit.RootFile {
 	return []nsinit.RootFile{
-		{Path: "/etc/passwd", Mode: 0o644, Content: fmt.Sprintf("root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", SandboxUID, SandboxUID, WorkspaceDir)},
+		{Path: "/etc/passwd", Mode: 0o644, Content: fmt.Sprintf("root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", SandboxUID, SandboxUID, workspace.Dir)},
 		{Path: "/etc/group", Mode: 0o644, Content: fmt.Sprintf("root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n", SandboxUID)},
 		{Path: "/etc/hosts", Mode: 0o644, Content: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
 		{Path: "/etc/hostname", Mode: 0o644, Content: "sandbox\n"},

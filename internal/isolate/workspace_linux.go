@@ -10,9 +10,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // Workspace is a run's working directory: a size-capped tmpfs on the host,
@@ -29,7 +29,7 @@ type Workspace struct {
 	work string
 	// dev is the workspace tmpfs's device: openRoot checks it.
 	dev    uint64
-	inputs map[string]FileStamp
+	inputs map[string]workspace.FileStamp
 	seq    int
 }
 
@@ -46,7 +46,7 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("create workspace: %w", err)
 	}
-	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", int64(size), nsinit.TmpfsInodes(int64(size)), r.cfg.HostUID+SandboxUID, r.cfg.HostGID+SandboxUID)
+	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", int64(size), workspace.Inodes(int64(size)), r.cfg.HostUID+SandboxUID, r.cfg.HostGID+SandboxUID)
 	if err := unix.Mount("sandboxd-work", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		d.remove()
 		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
@@ -56,7 +56,7 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("stat workspace: %w", &os.PathError{Op: "stat", Path: work, Err: err})
 	}
-	return &Workspace{r: r, id: id, dir: d, work: work, dev: st.Dev, inputs: map[string]FileStamp{}}, nil
+	return &Workspace{r: r, id: id, dir: d, work: work, dev: st.Dev, inputs: map[string]workspace.FileStamp{}}, nil
 }
 
 // ID is the run's id, also the prefix of its cgroups' names.
@@ -65,7 +65,7 @@ func (w *Workspace) ID() string { return w.id }
 // WriteFile places an input file in the workspace, owned by the sandbox
 // user. It goes through an os.Root so no path can leave the workspace.
 func (w *Workspace) WriteFile(f run.File) error {
-	name, err := CleanName(f.Name)
+	name, err := workspace.CleanName(f.Name)
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func (w *Workspace) writeFile(name string, f run.File) error {
 	if err == nil {
 		var st os.FileInfo
 		if st, err = fh.Stat(); err == nil {
-			w.inputs[name] = FileStamp{Size: st.Size(), MTime: st.ModTime()}
+			w.inputs[name] = workspace.FileStamp{Size: st.Size(), MTime: st.ModTime()}
 		}
 	}
 	if cerr := fh.Close(); err == nil {
@@ -130,7 +130,7 @@ func (w *Workspace) writeFile(name string, f run.File) error {
 // CollectFiles). It opens everything with openat2(RESOLVE_IN_ROOT |
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV): a symlink the program planted is
 // skipped, never followed, and nothing outside the workspace can be read.
-func (w *Workspace) Collect(cl CollectLimits) ([]run.OutputFile, bool, error) {
+func (w *Workspace) Collect(cl workspace.CollectLimits) ([]run.OutputFile, bool, error) {
 	rootfd, err := unix.Open(w.work, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: w.work, Err: err}
@@ -150,7 +150,7 @@ func (w *Workspace) Collect(cl CollectLimits) ([]run.OutputFile, bool, error) {
 		}
 		return os.NewFile(uintptr(fd), name), nil
 	}
-	files, truncated, err := CollectFiles(open, w.inputs, cl)
+	files, truncated, err := workspace.CollectFiles(open, w.inputs, cl)
 	if err != nil {
 		return files, truncated, fmt.Errorf("collect workspace files: %w", err)
 	}
@@ -181,8 +181,8 @@ func (w *Workspace) Close() error {
 // owned by the sandbox user.
 func (w *Workspace) MkdirInternal(file string) error {
 	dir := path.Dir(file)
-	if dir != internalDir && !strings.HasPrefix(dir, internalDir+"/") {
-		return fmt.Errorf("%w: %q is not under %s", ErrBadFileName, file, internalDir)
+	if dir != workspace.ReservedDir && !strings.HasPrefix(dir, workspace.ReservedDir+"/") {
+		return fmt.Errorf("%w: %q is not under %s", workspace.ErrBadFileName, file, workspace.ReservedDir)
 	}
 	root, err := os.OpenRoot(w.work)
 	if err != nil {
@@ -216,4 +216,4 @@ func (w *Workspace) mkdirOwned(root *os.Root, dir string) error {
 }
 
 // CollectLimits are the runner's caps on produced files.
-func (r *Runner) CollectLimits() CollectLimits { return r.cfg.Collect }
+func (r *Runner) CollectLimits() workspace.CollectLimits { return r.cfg.Collect }

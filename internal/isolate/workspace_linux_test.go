@@ -5,6 +5,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // TestCollect: produced and changed files come back; unchanged inputs,
@@ -42,7 +43,7 @@ os.makedirs('.sandboxd', exist_ok=True)
 	if err != nil || res.Status != run.StatusOK {
 		t.Fatalf("run: %v %s %q", err, res.Status, res.Stderr)
 	}
-	files, truncated, err := ws.Collect(CollectLimits{MaxFiles: 10, MaxFileSize: 1 << 20, MaxTotal: 4 << 20})
+	files, truncated, err := ws.Collect(workspace.CollectLimits{MaxFiles: 10, MaxFileSize: 1 << 20, MaxTotal: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

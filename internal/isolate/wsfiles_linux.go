@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/workspace"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,13 +35,13 @@ const maxListDepth = 32
 // creates are owned by the sandbox user; mode's permission bits are kept
 // (0 means 0644). It returns the number of bytes written.
 //
-// More than maxBytes bytes is ErrFileTooLarge and a full workspace is
-// ErrWorkspaceFull; either way, as on every failed write, the file is
+// More than maxBytes bytes is workspace.ErrFileTooLarge and a full workspace is
+// workspace.ErrFull; either way, as on every failed write, the file is
 // removed (a file it replaced is gone too). A symlink anywhere in name, or
-// a final entry that is not a regular file, is ErrNotRegular and left as it
+// a final entry that is not a regular file, is workspace.ErrNotRegular and left as it
 // is.
 func (w *Workspace) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes int64) (int64, error) {
-	name, err := CleanName(name)
+	name, err := workspace.CleanName(name)
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +106,7 @@ func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, max
 		var b [1]byte
 		switch _, rerr := io.ReadFull(r, b[:]); {
 		case rerr == nil:
-			err = fmt.Errorf("put %q: %w: longer than %d bytes", name, ErrFileTooLarge, maxBytes)
+			err = fmt.Errorf("put %q: %w: longer than %d bytes", name, workspace.ErrFileTooLarge, maxBytes)
 		case rerr != io.EOF:
 			err = rerr
 		}
@@ -114,7 +115,7 @@ func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, max
 		err = cerr
 	}
 	switch {
-	case errors.Is(err, ErrFileTooLarge):
+	case errors.Is(err, workspace.ErrFileTooLarge):
 		return 0, err
 	case err != nil:
 		return 0, fileError("put", name, err)
@@ -123,45 +124,45 @@ func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, max
 }
 
 // OpenFile opens the regular file name for reading. A symlink anywhere in
-// name, a fifo, a socket, a device or a directory is ErrNotRegular; none is
-// followed, and opening never blocks. A missing file is ErrFileNotFound.
-func (w *Workspace) OpenFile(name string) (*os.File, FileInfo, error) {
-	name, err := CleanName(name)
+// name, a fifo, a socket, a device or a directory is workspace.ErrNotRegular; none is
+// followed, and opening never blocks. A missing file is workspace.ErrFileNotFound.
+func (w *Workspace) OpenFile(name string) (*os.File, workspace.FileInfo, error) {
+	name, err := workspace.CleanName(name)
 	if err != nil {
-		return nil, FileInfo{}, err
+		return nil, workspace.FileInfo{}, err
 	}
 	rootfd, err := w.openRoot()
 	if err != nil {
-		return nil, FileInfo{}, err
+		return nil, workspace.FileInfo{}, err
 	}
 	defer unix.Close(rootfd)
 	// O_NONBLOCK: opening a fifo returns at once (to be refused below)
 	// instead of waiting for a writer.
 	fd, err := openIn(rootfd, name, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
-		return nil, FileInfo{}, fileError("open", name, err)
+		return nil, workspace.FileInfo{}, fileError("open", name, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, FileInfo{}, fileError("open", name, &os.PathError{Op: "fstat", Path: name, Err: err})
+		return nil, workspace.FileInfo{}, fileError("open", name, &os.PathError{Op: "fstat", Path: name, Err: err})
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
-		return nil, FileInfo{}, typeError("open", name, st.Mode)
+		return nil, workspace.FileInfo{}, typeError("open", name, st.Mode)
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)
-		return nil, FileInfo{}, fileError("open", name, &os.PathError{Op: "fcntl", Path: name, Err: err})
+		return nil, workspace.FileInfo{}, fileError("open", name, &os.PathError{Op: "fcntl", Path: name, Err: err})
 	}
 	return os.NewFile(uintptr(fd), name), fileInfo(name, &st), nil
 }
 
 // RemoveFile removes a file, a symlink (the link, never its target) or an
-// empty directory. A missing entry is ErrFileNotFound, a directory with
-// entries ErrDirNotEmpty, a symlink among name's parents ErrNotRegular.
+// empty directory. A missing entry is workspace.ErrFileNotFound, a directory with
+// entries workspace.ErrDirNotEmpty, a symlink among name's parents workspace.ErrNotRegular.
 func (w *Workspace) RemoveFile(name string) error {
-	name, err := CleanName(name)
+	name, err := workspace.CleanName(name)
 	if err != nil {
 		return err
 	}
@@ -194,13 +195,13 @@ func (w *Workspace) RemoveFile(name string) error {
 // entries) down to maxListDepth levels. truncated says that entries were
 // left out, or that a directory that deep was not looked into. Symlinks
 // are listed, never followed; the reserved internal directory is not
-// listed. A symlink in dir itself is ErrNotRegular.
-func (w *Workspace) ListFiles(dir string, maxEntries int) (files []FileInfo, truncated bool, err error) {
+// listed. A symlink in dir itself is workspace.ErrNotRegular.
+func (w *Workspace) ListFiles(dir string, maxEntries int) (files []workspace.FileInfo, truncated bool, err error) {
 	if dir == "" {
 		dir = "."
 	}
 	if dir != "." {
-		if dir, err = CleanName(dir); err != nil {
+		if dir, err = workspace.CleanName(dir); err != nil {
 			return nil, false, err
 		}
 	}
@@ -220,7 +221,7 @@ func (w *Workspace) ListFiles(dir string, maxEntries int) (files []FileInfo, tru
 
 // lister is one ListFiles walk.
 type lister struct {
-	files     []FileInfo
+	files     []workspace.FileInfo
 	max       int
 	truncated bool
 }
@@ -236,7 +237,7 @@ func (l *lister) walk(fd int, rel string, depth int) error {
 	}
 	slices.Sort(names)
 	for _, base := range names {
-		if rel == "." && base == internalDir {
+		if rel == "." && base == workspace.ReservedDir {
 			continue
 		}
 		if len(l.files) >= l.max {
@@ -281,12 +282,12 @@ func (l *lister) walk(fd int, rel string, depth int) error {
 func (w *Workspace) openRoot() (int, error) {
 	fd, err := unix.Open(w.work, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open workspace: %w: %w", ErrFileNotFound, &os.PathError{Op: "open", Path: w.work, Err: err})
+		return -1, fmt.Errorf("open workspace: %w: %w", workspace.ErrFileNotFound, &os.PathError{Op: "open", Path: w.work, Err: err})
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Dev != w.dev {
 		unix.Close(fd)
-		return -1, fmt.Errorf("open workspace: %w: it has been removed", ErrFileNotFound)
+		return -1, fmt.Errorf("open workspace: %w: it has been removed", workspace.ErrFileNotFound)
 	}
 	return fd, nil
 }
@@ -358,17 +359,17 @@ var errnoClasses = []struct {
 	class error
 	why   string
 }{
-	{unix.ENOENT, ErrFileNotFound, ""},
-	{unix.ELOOP, ErrNotRegular, "symlinks are never followed"},
-	{unix.EXDEV, ErrNotRegular, "mount points are never crossed"},
-	{unix.ENOTDIR, ErrNotRegular, "it or a parent is a symlink or not a directory"},
-	{unix.EISDIR, ErrNotRegular, "it is a directory"},
-	{unix.ENXIO, ErrNotRegular, "it is a fifo or a socket"},
-	{unix.ENOSPC, ErrWorkspaceFull, ""},
-	{unix.EDQUOT, ErrWorkspaceFull, ""},
-	{unix.ENOTEMPTY, ErrDirNotEmpty, ""},
-	{unix.EFBIG, ErrFileTooLarge, ""},
-	{unix.ENAMETOOLONG, ErrBadFileName, "a path element is longer than 255 bytes"},
+	{unix.ENOENT, workspace.ErrFileNotFound, ""},
+	{unix.ELOOP, workspace.ErrNotRegular, "symlinks are never followed"},
+	{unix.EXDEV, workspace.ErrNotRegular, "mount points are never crossed"},
+	{unix.ENOTDIR, workspace.ErrNotRegular, "it or a parent is a symlink or not a directory"},
+	{unix.EISDIR, workspace.ErrNotRegular, "it is a directory"},
+	{unix.ENXIO, workspace.ErrNotRegular, "it is a fifo or a socket"},
+	{unix.ENOSPC, workspace.ErrFull, ""},
+	{unix.EDQUOT, workspace.ErrFull, ""},
+	{unix.ENOTEMPTY, workspace.ErrDirNotEmpty, ""},
+	{unix.EFBIG, workspace.ErrFileTooLarge, ""},
+	{unix.ENAMETOOLONG, workspace.ErrBadFileName, "a path element is longer than 255 bytes"},
 }
 
 // fileError is the error of operation op on the client's name that failed
@@ -402,11 +403,11 @@ func typeError(op, name string, mode uint32) error {
 	case unix.S_IFCHR, unix.S_IFBLK:
 		what = "a device"
 	}
-	return fmt.Errorf("%s %q: %w (it is %s, not a regular file)", op, name, ErrNotRegular, what)
+	return fmt.Errorf("%s %q: %w (it is %s, not a regular file)", op, name, workspace.ErrNotRegular, what)
 }
 
 // fileInfo describes the entry name from its lstat.
-func fileInfo(name string, st *unix.Stat_t) FileInfo {
+func fileInfo(name string, st *unix.Stat_t) workspace.FileInfo {
 	typ := "other"
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -416,7 +417,7 @@ func fileInfo(name string, st *unix.Stat_t) FileInfo {
 	case unix.S_IFLNK:
 		typ = "symlink"
 	}
-	return FileInfo{
+	return workspace.FileInfo{
 		Name:    name,
 		Type:    typ,
 		Size:    st.Size,

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // newFilesWorkspace returns a fresh workspace of the given size, removed
@@ -55,7 +56,7 @@ func readWS(t *testing.T, ws *Workspace, name string) string {
 	return string(b)
 }
 
-func names(files []FileInfo) []string {
+func names(files []workspace.FileInfo) []string {
 	var s []string
 	for _, f := range files {
 		s = append(s, f.Name+":"+f.Type)
@@ -118,9 +119,9 @@ func TestFilesRoundtrip(t *testing.T) {
 		name string
 		want error
 	}{
-		{"a", ErrDirNotEmpty},
+		{"a", workspace.ErrDirNotEmpty},
 		{"a/b/c.txt", nil},
-		{"a/b/c.txt", ErrFileNotFound},
+		{"a/b/c.txt", workspace.ErrFileNotFound},
 		{"a/b", nil},
 		{"a", nil},
 	}
@@ -130,8 +131,8 @@ func TestFilesRoundtrip(t *testing.T) {
 		}
 	}
 	var pe *os.PathError
-	if _, _, err := ws.OpenFile("a/b/c.txt"); !errors.Is(err, ErrFileNotFound) || !errors.As(err, &pe) {
-		t.Errorf("open removed file: %v, want ErrFileNotFound with a PathError", err)
+	if _, _, err := ws.OpenFile("a/b/c.txt"); !errors.Is(err, workspace.ErrFileNotFound) || !errors.As(err, &pe) {
+		t.Errorf("open removed file: %v, want workspace.ErrFileNotFound with a PathError", err)
 	}
 	if files, _, err := ws.ListFiles(".", 100); err != nil || len(files) != 0 {
 		t.Errorf("list after removal: %v %v", names(files), err)
@@ -150,8 +151,8 @@ func TestFilesBadNames(t *testing.T) {
 	}
 	for _, name := range []string{"..", "../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\x00b", `a\b`, ".sandboxd/x", strings.Repeat("n", 300)} {
 		for op, do := range ops {
-			if err := do(name); !errors.Is(err, ErrBadFileName) {
-				t.Errorf("%s %q: %v, want ErrBadFileName", op, name, err)
+			if err := do(name); !errors.Is(err, workspace.ErrBadFileName) {
+				t.Errorf("%s %q: %v, want workspace.ErrBadFileName", op, name, err)
 			}
 		}
 	}
@@ -204,8 +205,8 @@ func TestFilesSymlinks(t *testing.T) {
 		{"remove d/secret", func() error { return ws.RemoveFile("d/secret") }},
 	}
 	for _, tt := range tests {
-		if err := tt.do(); !errors.Is(err, ErrNotRegular) {
-			t.Errorf("%s: %v, want ErrNotRegular", tt.name, err)
+		if err := tt.do(); !errors.Is(err, workspace.ErrNotRegular) {
+			t.Errorf("%s: %v, want workspace.ErrNotRegular", tt.name, err)
 		}
 	}
 	files, _, err := ws.ListFiles(".", 100)
@@ -276,7 +277,7 @@ func TestFilesSymlinkRace(t *testing.T) {
 		case 3:
 			err = ws.RemoveFile("a/x")
 		}
-		if err != nil && !errors.Is(err, ErrNotRegular) && !errors.Is(err, ErrFileNotFound) {
+		if err != nil && !errors.Is(err, workspace.ErrNotRegular) && !errors.Is(err, workspace.ErrFileNotFound) {
 			t.Errorf("op %d: %v", i, err)
 		}
 	}
@@ -306,16 +307,16 @@ func TestFilesSpecial(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"fifo", "sock", "dir"} {
-		if err := within(t, func() error { _, _, err := ws.OpenFile(name); return err }); !errors.Is(err, ErrNotRegular) {
-			t.Errorf("open %s: %v, want ErrNotRegular", name, err)
+		if err := within(t, func() error { _, _, err := ws.OpenFile(name); return err }); !errors.Is(err, workspace.ErrNotRegular) {
+			t.Errorf("open %s: %v, want workspace.ErrNotRegular", name, err)
 		}
-		if err := within(t, func() error { return put(ws, name, "x") }); !errors.Is(err, ErrNotRegular) {
-			t.Errorf("put %s: %v, want ErrNotRegular", name, err)
+		if err := within(t, func() error { return put(ws, name, "x") }); !errors.Is(err, workspace.ErrNotRegular) {
+			t.Errorf("put %s: %v, want workspace.ErrNotRegular", name, err)
 		}
 	}
 	for _, name := range []string{"fifo/x", "sock/x"} {
-		if err := put(ws, name, "x"); !errors.Is(err, ErrNotRegular) {
-			t.Errorf("put %s: %v, want ErrNotRegular", name, err)
+		if err := put(ws, name, "x"); !errors.Is(err, workspace.ErrNotRegular) {
+			t.Errorf("put %s: %v, want workspace.ErrNotRegular", name, err)
 		}
 	}
 	files, _, err := ws.ListFiles(".", 10)
@@ -344,10 +345,10 @@ func TestFilesLimits(t *testing.T) {
 	}{
 		{"exact", 1000, 1000, nil},
 		{"empty", 0, 0, nil},
-		{"over", 1001, 1000, ErrFileTooLarge},
-		{"old", 4096, 100, ErrFileTooLarge}, // a failed replace leaves nothing
-		{"full", 2 << 20, 8 << 20, ErrWorkspaceFull},
-		{"deep/er/full", 2 << 20, 8 << 20, ErrWorkspaceFull},
+		{"over", 1001, 1000, workspace.ErrFileTooLarge},
+		{"old", 4096, 100, workspace.ErrFileTooLarge}, // a failed replace leaves nothing
+		{"full", 2 << 20, 8 << 20, workspace.ErrFull},
+		{"deep/er/full", 2 << 20, 8 << 20, workspace.ErrFull},
 	}
 	for _, tt := range tests {
 		n, err := ws.PutFile(tt.name, bytes.NewReader(make([]byte, tt.size)), 0, tt.maxBytes)
@@ -406,11 +407,11 @@ func TestListFiles(t *testing.T) {
 	if err != nil || !truncated || len(files) != maxListDepth {
 		t.Errorf("list z: %d entries, truncated %v, %v; want %d, truncated", len(files), truncated, err, maxListDepth)
 	}
-	if _, _, err := ws.ListFiles("b.txt", 10); !errors.Is(err, ErrNotRegular) {
-		t.Errorf("list a file: %v, want ErrNotRegular", err)
+	if _, _, err := ws.ListFiles("b.txt", 10); !errors.Is(err, workspace.ErrNotRegular) {
+		t.Errorf("list a file: %v, want workspace.ErrNotRegular", err)
 	}
-	if _, _, err := ws.ListFiles("nope", 10); !errors.Is(err, ErrFileNotFound) {
-		t.Errorf("list a missing dir: %v, want ErrFileNotFound", err)
+	if _, _, err := ws.ListFiles("nope", 10); !errors.Is(err, workspace.ErrFileNotFound) {
+		t.Errorf("list a missing dir: %v, want workspace.ErrFileNotFound", err)
 	}
 }
 
@@ -427,7 +428,7 @@ func TestFilesAfterClose(t *testing.T) {
 	if err := unix.Unmount(work, unix.MNT_DETACH); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ws.PutFile("x", strings.NewReader("data"), 0o644, 1<<20); !errors.Is(err, ErrFileNotFound) {
+	if _, err := ws.PutFile("x", strings.NewReader("data"), 0o644, 1<<20); !errors.Is(err, workspace.ErrFileNotFound) {
 		t.Errorf("put after unmount: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(work, "x")); !errors.Is(err, os.ErrNotExist) {
@@ -436,7 +437,7 @@ func TestFilesAfterClose(t *testing.T) {
 	if err := ws.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ws.ListFiles("", 10); !errors.Is(err, ErrFileNotFound) {
+	if _, _, err := ws.ListFiles("", 10); !errors.Is(err, workspace.ErrFileNotFound) {
 		t.Errorf("list after close: %v", err)
 	}
 }

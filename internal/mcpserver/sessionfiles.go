@@ -13,8 +13,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // The file tools work on a session's workspace through isolate's
@@ -26,16 +26,16 @@ import (
 // the rest ('..', empty components). Its errors are ready for the model.
 func checkPath(p string) error {
 	if p == "" {
-		return fmt.Errorf("path is required: a path relative to the session's working directory %s, such as data/input.csv", isolate.WorkspaceDir)
+		return fmt.Errorf("path is required: a path relative to the session's working directory %s, such as data/input.csv", workspace.Dir)
 	}
 	if strings.HasPrefix(p, "/") {
-		rel := strings.TrimPrefix(strings.TrimPrefix(p, isolate.WorkspaceDir), "/")
-		if strings.HasPrefix(p, isolate.WorkspaceDir+"/") && rel != "" {
-			return fmt.Errorf("%w: %q is absolute: give it relative to the session's working directory %s, as %q", isolate.ErrBadFileName, p, isolate.WorkspaceDir, rel)
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, workspace.Dir), "/")
+		if strings.HasPrefix(p, workspace.Dir+"/") && rel != "" {
+			return fmt.Errorf("%w: %q is absolute: give it relative to the session's working directory %s, as %q", workspace.ErrBadFileName, p, workspace.Dir, rel)
 		}
-		return fmt.Errorf("%w: %q is absolute: only files in the session's working directory %s can be read or written, by relative paths such as data/input.csv", isolate.ErrBadFileName, p, isolate.WorkspaceDir)
+		return fmt.Errorf("%w: %q is absolute: only files in the session's working directory %s can be read or written, by relative paths such as data/input.csv", workspace.ErrBadFileName, p, workspace.Dir)
 	}
-	_, err := isolate.CleanName(p)
+	_, err := workspace.CleanName(p)
 	return hint(err)
 }
 
@@ -78,7 +78,7 @@ func (t *sessionTools) upload(ctx context.Context, req *mcp.CallToolRequest, in 
 	if err != nil {
 		return nil, UploadFileOutput{}, hint(err)
 	}
-	msg := fmt.Sprintf("Wrote %d bytes to %s (%s/%s in the session).", n, in.Path, isolate.WorkspaceDir, in.Path)
+	msg := fmt.Sprintf("Wrote %d bytes to %s (%s/%s in the session).", n, in.Path, workspace.Dir, in.Path)
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: msg}}}, UploadFileOutput{Path: in.Path, Size: n}, nil
 }
 
@@ -193,7 +193,7 @@ type SessionFile struct {
 
 func (t *sessionTools) listFiles(ctx context.Context, req *mcp.CallToolRequest, in ListSessionFilesInput) (*mcp.CallToolResult, ListSessionFilesOutput, error) {
 	dir := in.Dir
-	if dir == "." || dir == isolate.WorkspaceDir || dir == isolate.WorkspaceDir+"/" {
+	if dir == "." || dir == workspace.Dir || dir == workspace.Dir+"/" {
 		dir = ""
 	}
 	if dir != "" {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // The session tools give a model a notebook: create_session starts a
@@ -46,7 +46,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 		Title: "Start a persistent Python session",
 		Description: "Start a persistent Python session (like a Jupyter notebook) in its own isolated sandbox and return its session_id. " +
 			"Unlike run_code, state persists across run_in_session calls: variables, imports, function definitions and files in the working directory " +
-			"(" + isolate.WorkspaceDir + "). The sandbox has no network and nothing of the host. " +
+			"(" + workspace.Dir + "). The sandbox has no network and nothing of the host. " +
 			"Limits: timeout applies to each cell (wall-clock and CPU time), memory to the whole session (past it the session dies and its variables are lost). " +
 			"The session closes itself after idle_timeout without a call, and the server caps how many sessions you may hold: close_session the ones you are done with.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(false)},
@@ -64,7 +64,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 	mcp.AddTool(s, &mcp.Tool{
 		Name:  "upload_file",
 		Title: "Write a file into a session",
-		Description: "Write a file into a session's working directory (" + isolate.WorkspaceDir + "), where its code can open it by the same relative path. " +
+		Description: "Write a file into a session's working directory (" + workspace.Dir + "), where its code can open it by the same relative path. " +
 			"Missing directories are created and an existing file is replaced. Content is text, or base64 with encoding \"base64\" for binary data; " +
 			"at most 8MiB. Paths are relative, such as data/input.csv: absolute paths, '..' and symlinks are refused.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: true, OpenWorldHint: ptr(false)},
@@ -72,7 +72,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 	mcp.AddTool(s, &mcp.Tool{
 		Name:  "download_file",
 		Title: "Read a file from a session",
-		Description: "Read a file from a session's working directory (" + isolate.WorkspaceDir + "), such as one its code wrote. " +
+		Description: "Read a file from a session's working directory (" + workspace.Dir + "), such as one its code wrote. " +
 			"A text file comes back as text, a PNG, JPEG, GIF or WebP file as an image, anything else as an embedded binary resource. " +
 			"At most 8MiB. Paths are relative, such as out/result.csv: absolute paths, '..' and symlinks are refused. " +
 			"Files of a dead session can still be read until it is closed.",
@@ -81,7 +81,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 	mcp.AddTool(s, &mcp.Tool{
 		Name:        "list_session_files",
 		Title:       "List a session's files",
-		Description: "List the files and directories in a session's working directory (" + isolate.WorkspaceDir + ") or in one of its directories, with their sizes.",
+		Description: "List the files and directories in a session's working directory (" + workspace.Dir + ") or in one of its directories, with their sizes.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
 	}, t.listFiles)
 	mcp.AddTool(s, &mcp.Tool{
@@ -132,9 +132,9 @@ func hint(err error) error {
 		return fmt.Errorf("%w; its variables are lost but download_file can still read its files: close_session it and create_session a new one", err)
 	case errors.Is(err, session.ErrTooMany):
 		return fmt.Errorf("%w (close_session one you are done with; list_sessions shows them)", err)
-	case errors.Is(err, isolate.ErrBadFileName):
-		return fmt.Errorf("%w; give a path relative to the session's working directory %s, such as data/input.csv", err, isolate.WorkspaceDir)
-	case errors.Is(err, isolate.ErrFileNotFound):
+	case errors.Is(err, workspace.ErrBadFileName):
+		return fmt.Errorf("%w; give a path relative to the session's working directory %s, such as data/input.csv", err, workspace.Dir)
+	case errors.Is(err, workspace.ErrFileNotFound):
 		return fmt.Errorf("%w; list_session_files shows what is there", err)
 	}
 	return err
@@ -170,7 +170,7 @@ func sessionOutput(i session.Info) SessionOutput {
 	return SessionOutput{
 		SessionID: i.ID, Language: i.Runtime, Version: i.Version, State: string(i.State), Reason: i.Reason, Cells: i.Cells,
 		Timeout: i.Limits.Timeout.String(), CPUTime: i.Limits.CPUTime.String(), Memory: i.Limits.Memory.String(), Disk: i.Limits.Tmpfs.String(),
-		IdleTimeout: i.IdleTimeout.String(), ExpiresAt: i.ExpiresAt.UTC().Format(time.RFC3339), WorkDir: isolate.WorkspaceDir,
+		IdleTimeout: i.IdleTimeout.String(), ExpiresAt: i.ExpiresAt.UTC().Format(time.RFC3339), WorkDir: workspace.Dir,
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // KernelPython is the Python kernel (see kernel/PROTOCOL.md).
@@ -54,7 +55,7 @@ func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
 		return kernel{}, false
 	}
 	f := run.File{Name: ".sandboxd/kernel/" + name, Content: []byte(src), Mode: 0o444}
-	return kernel{file: f, argv: []string{rt.Binary, isolate.WorkspaceDir + "/" + f.Name}}, true
+	return kernel{file: f, argv: []string{rt.Binary, workspace.Dir + "/" + f.Name}}, true
 }
 
 // Config configures a Manager. Zero fields take the defaults noted.
@@ -198,7 +199,7 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 	case idle < time.Second || idle > m.cfg.MaxIdleTimeout:
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: idle_timeout %s: must be between 1s and %s", ErrInvalid, spec.IdleTimeout, limits.Duration(m.cfg.MaxIdleTimeout))
 	}
-	if err := isolate.CheckFiles(spec.Files); err != nil {
+	if err := workspace.CheckFiles(spec.Files); err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	env, err := executor.BuildEnv(append(slices.Clone(rt.Env), executor.ThreadEnv(l)...), spec.Env)
@@ -240,7 +241,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Sessio
 		m.fonts.start(m.life, &m.wg, m.cfg.Runner, rt.Binary)
 		if f := m.fonts.get(); f != nil && spec.Env["MPLCONFIGDIR"] == "" {
 			internal = append(internal, *f)
-			env = append(env, "MPLCONFIGDIR="+isolate.WorkspaceDir+"/"+mplConfigDir)
+			env = append(env, "MPLCONFIGDIR="+workspace.Dir+"/"+mplConfigDir)
 		}
 	}
 	if err := start(ctx, m.life, m.cfg.Runner, k, s, env, spec.Files, internal); err != nil {

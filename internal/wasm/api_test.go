@@ -3,10 +3,11 @@ package wasm
 import (
 	"context"
 	"errors"
-	"github.com/sandboxd/sandboxd/internal/output"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/output"
 
 	"github.com/tetratelabs/wazero"
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/workspace"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
@@ -108,7 +109,7 @@ func runGuest(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModule, 
 		usedBytes: job.UsedBytes, entries: job.Entries, maxOpen: job.MaxOpen,
 	}
 	wfs := &workspaceFS{FS: sysfs.DirFS(job.Dir), q: q}
-	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(wfs, WorkspaceDir)
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(wfs, workspace.Dir)
 	// The same directory at "/" too: WASI has no working directory, and
 	// wasi-libc resolves a relative path against "/", so "out.txt" lands in
 	// the workspace, as from the process backend's cwd. Nothing of the host

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // modes are the runner modes every behaviour test runs under.
@@ -84,7 +85,7 @@ func testLimits() limits.Limits {
 func script(module, name, src string) Exec {
 	return Exec{
 		Module: module,
-		Argv:   []string{module, WorkspaceDir + "/" + name},
+		Argv:   []string{module, workspace.Dir + "/" + name},
 		Env:    []string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "HOME=/workspace", "LANG=C.UTF-8"},
 		Files:  []run.File{{Name: name, Content: []byte(src)}},
 		Limits: testLimits(),

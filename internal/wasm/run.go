@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sandboxd/sandboxd/internal/output"
 	"strings"
+
+	"github.com/sandboxd/sandboxd/internal/output"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 
 	"github.com/sandboxd/sandboxd/internal/run"
 )
@@ -90,7 +92,7 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 	job := &guestJob{
 		Module: path, Argv: e.Argv, Env: e.Env, Dir: ws.dir, Mounts: mounts,
 		Memory: uint64(l.Memory), InitialMemory: uint64(mod.minPages) * wasmPage,
-		MaxBytes: int64(l.Tmpfs), MaxFile: int64(l.FileSize), MaxEntries: workspaceInodes(int64(l.Tmpfs)),
+		MaxBytes: int64(l.Tmpfs), MaxFile: int64(l.FileSize), MaxEntries: workspace.Inodes(int64(l.Tmpfs)),
 		UsedBytes: ws.bytes, Entries: ws.files,
 		// The preopened directories (the workspace twice, the mounts) are
 		// open files too; the limit is for the guest's own.

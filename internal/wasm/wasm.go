@@ -13,14 +13,10 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
-
-// WorkspaceDir is where the workspace appears to the guest, as in the
-// process backend.
-const WorkspaceDir = "/workspace"
 
 // DefaultRuntimesDir is where scripts/build-wasm-runtimes.sh installs the
 // interpreters unless $SANDBOXD_WASM_DIR says otherwise.
@@ -75,16 +71,9 @@ type Config struct {
 	TempDir string
 	// Collect caps the produced files returned (defaults: 64 files, 8 MiB
 	// each, 32 MiB in all, as the process backend).
-	Collect CollectLimits
+	Collect workspace.CollectLimits
 	Logger  *slog.Logger
 }
-
-// CollectLimits cap the produced files a run returns (the process
-// backend's type: both collect with isolate.CollectFiles).
-type CollectLimits = isolate.CollectLimits
-
-// DefaultCollectLimits are the process backend's caps.
-var DefaultCollectLimits = CollectLimits{MaxFiles: 64, MaxFileSize: 8 << 20, MaxTotal: 32 << 20}
 
 // Exec is one run. Module names what to run; the rest mirrors
 // isolate.Exec, plus the input files, since a wasm run's workspace lives
@@ -162,8 +151,8 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if cfg.TempDir == "" {
 		cfg.TempDir = defaultTempDir()
 	}
-	if cfg.Collect == (CollectLimits{}) {
-		cfg.Collect = DefaultCollectLimits
+	if cfg.Collect == (workspace.CollectLimits{}) {
+		cfg.Collect = workspace.DefaultCollectLimits
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = max(4, 2*runtime.NumCPU())
@@ -294,7 +283,7 @@ func (r *Runner) Close(ctx context.Context) error {
 func (r *Runner) RuntimesDir() string { return r.cfg.RuntimesDir }
 
 // CollectLimits are the runner's caps on produced files.
-func (r *Runner) CollectLimits() CollectLimits { return r.cfg.Collect }
+func (r *Runner) CollectLimits() workspace.CollectLimits { return r.cfg.Collect }
 
 // begin registers a run, unless the runner is closed.
 func (r *Runner) begin() error {

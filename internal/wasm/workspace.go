@@ -9,16 +9,16 @@ import (
 	"os"
 	"path"
 
-	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // workspace is a run's directory on the host: a fresh temporary directory
 // that holds the input files, is the guest's /workspace, and is removed
 // after the run.
-type workspace struct {
+type workdir struct {
 	dir    string
-	inputs map[string]isolate.FileStamp
+	inputs map[string]workspace.FileStamp
 	bytes  int64
 	files  int64
 }
@@ -32,12 +32,12 @@ func newRunID() string {
 // newWorkspace creates the directory and writes the input files through an
 // os.Root, so no name can leave it. Names follow the process backend's
 // rules (see cleanName).
-func newWorkspace(tmp, id string, files []run.File) (*workspace, error) {
+func newWorkspace(tmp, id string, files []run.File) (*workdir, error) {
 	dir, err := os.MkdirTemp(tmp, "sandboxd-wasm-"+id+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create workspace: %w", err)
 	}
-	w := &workspace{dir: dir, inputs: map[string]isolate.FileStamp{}}
+	w := &workdir{dir: dir, inputs: map[string]workspace.FileStamp{}}
 	if err := w.write(files); err != nil {
 		w.remove()
 		return nil, err
@@ -45,7 +45,7 @@ func newWorkspace(tmp, id string, files []run.File) (*workspace, error) {
 	return w, nil
 }
 
-func (w *workspace) write(files []run.File) error {
+func (w *workdir) write(files []run.File) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -82,14 +82,14 @@ func (w *workspace) write(files []run.File) error {
 		if err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
-		w.inputs[name] = isolate.FileStamp{Size: st.Size(), MTime: st.ModTime()}
+		w.inputs[name] = workspace.FileStamp{Size: st.Size(), MTime: st.ModTime()}
 		w.bytes += st.Size()
 		w.files++
 	}
 	return nil
 }
 
-func (w *workspace) remove() error {
+func (w *workdir) remove() error {
 	if err := os.RemoveAll(w.dir); err != nil {
 		return fmt.Errorf("remove workspace: %w", err)
 	}
@@ -97,10 +97,10 @@ func (w *workspace) remove() error {
 }
 
 // collect returns the regular files the run created or changed, with the
-// process backend's rules (isolate.CollectFiles), after the guest is gone:
+// process backend's rules (workspace.CollectFiles), after the guest is gone:
 // through an os.Root, each file opened with O_NOFOLLOW (the guest cannot
 // make symlinks here anyway, see workspaceFS).
-func (w *workspace) collect(cl CollectLimits) ([]run.OutputFile, bool, error) {
+func (w *workdir) collect(cl workspace.CollectLimits) ([]run.OutputFile, bool, error) {
 	root, err := os.OpenRoot(w.dir)
 	if err != nil {
 		return nil, false, fmt.Errorf("collect workspace files: %w", err)
@@ -116,7 +116,7 @@ func (w *workspace) collect(cl CollectLimits) ([]run.OutputFile, bool, error) {
 		}
 		return fh, err
 	}
-	files, truncated, err := isolate.CollectFiles(open, w.inputs, cl)
+	files, truncated, err := workspace.CollectFiles(open, w.inputs, cl)
 	if err != nil {
 		return files, truncated, fmt.Errorf("collect workspace files: %w", err)
 	}

@@ -38,6 +38,9 @@ type Config struct {
 	WorkspaceDir string `json:"workspace_dir"`
 	// TmpSize is the size of the /tmp and /dev/shm tmpfs mounts in bytes.
 	TmpSize int64 `json:"tmp_size"`
+	// TmpInodes caps the inodes of each of them (the parent sizes it by
+	// the same rule as the workspace's: internal/workspace.Inodes).
+	TmpInodes int64 `json:"tmp_inodes"`
 	// Binds are host paths made visible read-only at the same path.
 	Binds []Bind `json:"binds"`
 	// Files are small files written into the new root (e.g. /etc/passwd).
@@ -97,10 +100,3 @@ type ExitStatus struct {
 	Core   bool `json:"core,omitempty"`
 }
 
-// TmpfsInodes is the inode cap of a run's tmpfs of the given size: one per
-// 8 KiB, at least 1024. Without it a tmpfs allows half of the host's RAM
-// pages in inodes, and a run could fill the kernel with empty files and
-// directories that its size cap never sees.
-func TmpfsInodes(size int64) int64 {
-	return max(size/(8<<10), 1024)
-}

@@ -42,10 +42,10 @@ func buildRoot(cfg *Config) error {
 	if err := mountProc(root); err != nil {
 		return err
 	}
-	if err := mountDev(root, cfg.TmpSize); err != nil {
+	if err := mountDev(root, cfg.TmpSize, cfg.TmpInodes); err != nil {
 		return err
 	}
-	if err := mountTmpfs(filepath.Join(root, "tmp"), cfg.TmpSize, "1777"); err != nil {
+	if err := mountTmpfs(filepath.Join(root, "tmp"), cfg.TmpSize, cfg.TmpInodes, "1777"); err != nil {
 		return err
 	}
 	ws := filepath.Join(root, cfg.WorkspaceDir)
@@ -154,15 +154,15 @@ func mountProc(root string) error {
 
 // mountTmpfs mounts a size-capped tmpfs on dir. Its pages are charged to
 // the memory cgroup of whoever writes them: the run.
-func mountTmpfs(dir string, size int64, mode string) error {
+func mountTmpfs(dir string, size, inodes int64, mode string) error {
 	if err := step("mkdir "+dir, os.MkdirAll(dir, 0o755)); err != nil {
 		return err
 	}
-	opts := "size=" + strconv.FormatInt(size, 10) + ",nr_inodes=" + strconv.FormatInt(TmpfsInodes(size), 10) + ",mode=" + mode
+	opts := "size=" + strconv.FormatInt(size, 10) + ",nr_inodes=" + strconv.FormatInt(inodes, 10) + ",mode=" + mode
 	return step("mount tmpfs "+dir, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts))
 }
 
-func mountDev(root string, shmSize int64) error {
+func mountDev(root string, shmSize, shmInodes int64) error {
 	dev := filepath.Join(root, "dev")
 	if err := step("mkdir /dev", os.Mkdir(dev, 0o755)); err != nil {
 		return err
@@ -195,7 +195,7 @@ func mountDev(root string, shmSize int64) error {
 			return err
 		}
 	}
-	if err := mountTmpfs(filepath.Join(dev, "shm"), shmSize, "1777"); err != nil {
+	if err := mountTmpfs(filepath.Join(dev, "shm"), shmSize, shmInodes, "1777"); err != nil {
 		return err
 	}
 	return step("make /dev read-only", setAttr(dev, roAttr|unix.MOUNT_ATTR_NOEXEC, false))

@@ -1,4 +1,4 @@
-package isolate
+package workspace
 
 import (
 	"fmt"
@@ -7,10 +7,6 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/run"
 )
-
-// internalDir is where compile steps put their output; clients cannot name
-// it and Collect never returns it.
-const internalDir = ".sandboxd"
 
 // CleanName checks a client-given workspace path: a clean relative path
 // ("data/x.csv") with no "..", no "." or empty components, no NUL and no
@@ -33,8 +29,8 @@ func CleanName(name string) (string, error) {
 		return bad("must be a clean path without '.', '..' or empty components")
 	case name == "." || name == ".." || strings.HasPrefix(name, "../"):
 		return bad("must not leave the workspace")
-	case name == internalDir || strings.HasPrefix(name, internalDir+"/"):
-		return bad("the " + internalDir + " directory is reserved for the sandbox")
+	case name == ReservedDir || strings.HasPrefix(name, ReservedDir+"/"):
+		return bad("the " + ReservedDir + " directory is reserved for the sandbox")
 	}
 	return name, nil
 }

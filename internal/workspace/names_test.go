@@ -1,4 +1,4 @@
-package isolate
+package workspace
 
 import (
 	"errors"
@@ -40,7 +40,7 @@ func FuzzCleanName(f *testing.F) {
 		if !strings.HasPrefix(joined, "/workspace/") {
 			t.Fatalf("accepted %q leaves the workspace: %s", name, joined)
 		}
-		if strings.HasPrefix(name, internalDir) && (len(name) == len(internalDir) || name[len(internalDir)] == '/') {
+		if strings.HasPrefix(name, ReservedDir) && (len(name) == len(ReservedDir) || name[len(ReservedDir)] == '/') {
 			t.Fatalf("accepted the reserved %q", name)
 		}
 	})

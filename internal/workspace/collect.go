@@ -1,4 +1,4 @@
-package isolate
+package workspace
 
 import (
 	"io"
@@ -57,7 +57,7 @@ func CollectFiles(open Opener, inputs map[string]FileStamp, cl CollectLimits) (f
 			}
 			name := path.Join(dir, e.Name())
 			switch {
-			case name == internalDir:
+			case name == ReservedDir:
 				continue
 			case e.Type().IsDir():
 				if err := walk(name, depth+1); err != nil {
