@@ -369,7 +369,7 @@ func latency(ctx context.Context, n int, script, sandboxctl string, x *executor.
 		}},
 		{name: "executor, in-process", run: func(ctx context.Context) (time.Duration, error) {
 			return timed(func() error {
-				res, err := x.Run(ctx, spec(), executor.Stream{})
+				res, err := run.Do(ctx, x, spec(), run.Stream{})
 				if err != nil {
 					return err
 				}

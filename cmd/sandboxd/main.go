@@ -95,7 +95,7 @@ starts sandboxd as a local MCP server. Logs go to stderr.`,
 	}
 	lf.add(cmd.Flags())
 	sessionFlags(cmd.Flags(), &cfg.Sessions)
-	cmd.Flags().IntVar(&cfg.API.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
+	cmd.Flags().IntVar(&cfg.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
 	return cmd
 }
 
@@ -146,8 +146,8 @@ kills the rest.`,
 	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fl.StringVar(&tokenFile, "token-file", "", "file holding the bearer token clients must send")
 	fl.BoolVar(&cfg.AllowRemoteWithoutToken, "insecure-no-token", false, "allow a non-loopback --listen without a token")
-	fl.IntVar(&cfg.API.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
-	fl.IntVar(&cfg.API.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
+	fl.IntVar(&cfg.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
+	fl.IntVar(&cfg.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
 	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")

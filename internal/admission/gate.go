@@ -5,12 +5,13 @@ package admission
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
 // ErrQueueFull: every slot is busy and the queue is full. Retry later.
-var ErrQueueFull = errors.New("admission queue is full")
+var ErrQueueFull = errdefs.New(errdefs.ErrExhausted, "admission queue is full")
 
 // Gate admits runs. The zero value is not usable; call New.
 type Gate struct {

@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
@@ -32,21 +35,24 @@ func newFake() *fakeExec {
 	return &fakeExec{reg: runtimes.Default()}
 }
 
-func (f *fakeExec) Runtimes() *runtimes.Registry { return f.reg }
-
-func (f *fakeExec) Check(spec *run.Spec) error {
+func (f *fakeExec) Plan(spec *run.Spec) (*run.Plan, error) {
 	if len(spec.Files) == 0 {
-		return fmt.Errorf("%w: no files", executor.ErrInvalid)
+		return nil, fmt.Errorf("%w: no files", executor.ErrInvalid)
 	}
 	if spec.Runtime != "" {
 		if _, err := f.reg.Lookup(spec.Runtime); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return spec.Limits.Merge(limits.Defaults()).Validate(limits.DefaultCeiling())
+	l := spec.Limits.Merge(limits.Defaults())
+	if err := l.Validate(limits.DefaultCeiling()); err != nil {
+		return nil, err
+	}
+	return &run.Plan{Spec: spec, Runtime: spec.Runtime, Backend: run.BackendProcess, Limits: l}, nil
 }
 
-func (f *fakeExec) Run(ctx context.Context, spec *run.Spec, s executor.Stream) (*run.Result, error) {
+func (f *fakeExec) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Result, error) {
+	spec := p.Spec
 	f.mu.Lock()
 	f.specs = append(f.specs, spec)
 	f.mu.Unlock()
@@ -65,6 +71,19 @@ func (f *fakeExec) Run(ctx context.Context, spec *run.Spec, s executor.Stream) (
 		s.Stderr.Write([]byte("err"))
 	}
 	return &run.Result{ID: "r1", Status: run.StatusOK, Runtime: "python", Stdout: out, Stderr: []byte("err")}, nil
+}
+
+// newServer serves x as the daemon does: admitted through a gate of
+// concurrency and queue (default 2 and 64), counted and logged.
+func newServer(x run.Runner, cfg Config, gate ...int) *Server {
+	c, q := 2, 64
+	if len(gate) == 2 {
+		c, q = gate[0], gate[1]
+	}
+	g := admission.New(c, q)
+	m := metrics.New(metrics.Sources{Running: g.Running, Waiting: g.Waiting})
+	cfg.Gate, cfg.Metrics = g, m
+	return New(&metrics.Runner{Next: &admission.Runner{Gate: g, Next: x}, Metrics: m}, cfg)
 }
 
 func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
@@ -91,7 +110,7 @@ func errCode(t *testing.T, rec *httptest.ResponseRecorder) string {
 }
 
 func TestRunErrors(t *testing.T) {
-	s := New(newFake(), Config{MaxBody: 4096})
+	s := newServer(newFake(), Config{MaxBody: 4096})
 	cases := []struct {
 		name, body string
 		status     int
@@ -128,7 +147,7 @@ func TestRunErrors(t *testing.T) {
 
 func TestRunShortForm(t *testing.T) {
 	f := newFake()
-	s := New(f, Config{})
+	s := newServer(f, Config{})
 	rec := do(t, s, "POST", "/v1/runs", `{"runtime":"py","code":"print(1)","stdin":"in","args":["a"],"limits":{"timeout":"2s","memory":134217728}}`)
 	if rec.Code != 200 {
 		t.Fatalf("%d %s", rec.Code, rec.Body.String())
@@ -145,7 +164,7 @@ func TestRunShortForm(t *testing.T) {
 }
 
 func TestRunStream(t *testing.T) {
-	s := New(newFake(), Config{})
+	s := newServer(newFake(), Config{})
 	rec := do(t, s, "POST", "/v1/runs?stream=1", `{"runtime":"python","code":"out"}`)
 	if ct := rec.Header().Get("Content-Type"); rec.Code != 200 || ct != ndjson {
 		t.Fatalf("%d %s", rec.Code, ct)
@@ -191,7 +210,7 @@ func TestAuth(t *testing.T) {
 func TestQueueFull(t *testing.T) {
 	f := newFake()
 	f.block = make(chan struct{})
-	s := New(f, Config{Concurrency: 1, Queue: 1})
+	s := newServer(f, Config{}, 1, 1)
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ {
 		wg.Add(1)
@@ -200,7 +219,7 @@ func TestQueueFull(t *testing.T) {
 			do(t, s, "POST", "/v1/runs", `{"runtime":"python","code":"x"}`)
 		}()
 	}
-	for s.gate.Running() != 1 || s.gate.Waiting() != 1 {
+	for s.cfg.Gate.Running() != 1 || s.cfg.Gate.Waiting() != 1 {
 		time.Sleep(time.Millisecond)
 	}
 	rec := do(t, s, "POST", "/v1/runs", `{"runtime":"python","code":"x"}`)
@@ -237,7 +256,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		t.Errorf("openapi %q", doc.OpenAPI)
 	}
 	served := map[string]bool{}
-	for _, r := range New(newFake(), Config{}).routes() {
+	for _, r := range newServer(newFake(), Config{}).routes() {
 		method, path, _ := strings.Cut(r.pattern, " ")
 		// OpenAPI writes ServeMux's {path...} as {path}.
 		path = strings.ReplaceAll(path, "...}", "}")
@@ -283,10 +302,10 @@ func TestPistonStage(t *testing.T) {
 }
 
 func TestClassOf(t *testing.T) {
-	if got := httpStatus(classOf(errors.New("boom"))); got != 500 {
+	if got := errdefs.HTTPStatus(classOf(errors.New("boom"))); got != 500 {
 		t.Errorf("unknown error → %d", got)
 	}
-	if got := httpStatus(classOf(fmt.Errorf("x: %w", limits.ErrInvalid))); got != 400 {
+	if got := errdefs.HTTPStatus(classOf(fmt.Errorf("x: %w", limits.ErrInvalid))); got != 400 {
 		t.Errorf("limits error → %d", got)
 	}
 }
@@ -295,7 +314,7 @@ func TestClassOf(t *testing.T) {
 // as a run's two drains do.
 type concurrentExec struct{ *fakeExec }
 
-func (c concurrentExec) Run(ctx context.Context, spec *run.Spec, s executor.Stream) (*run.Result, error) {
+func (c concurrentExec) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Result, error) {
 	var wg sync.WaitGroup
 	for _, w := range []io.Writer{s.Stdout, s.Stderr} {
 		wg.Add(1)
@@ -314,7 +333,7 @@ func (c concurrentExec) Run(ctx context.Context, spec *run.Spec, s executor.Stre
 // the headers go out once (this crashed the daemon with concurrent map
 // writes once).
 func TestStreamConcurrentFirstEvents(t *testing.T) {
-	s := New(concurrentExec{newFake()}, Config{})
+	s := newServer(concurrentExec{newFake()}, Config{})
 	for i := 0; i < 20; i++ {
 		rec := do(t, s, "POST", "/v1/runs?stream=1", `{"runtime":"python","code":"x"}`)
 		if rec.Code != 200 || strings.Count(rec.Body.String(), "\n") != 101 {

@@ -7,6 +7,8 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
 // FuzzDecodeRunRequest: whatever a client sends, decoding and turning it
@@ -27,15 +29,18 @@ func FuzzDecodeRunRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		req, err := DecodeRunRequest(strings.NewReader(body))
 		if err != nil {
-			if classOf(err) != ErrInvalidArgument && classOf(err) != ErrTooLarge {
+			if classOf(err) != errdefs.ErrInvalidArgument && classOf(err) != errdefs.ErrTooLarge {
 				t.Fatalf("decode error of class %v: %v", classOf(err), err)
 			}
 			return
 		}
-		spec, err := SpecOf(req, x)
+		spec, err := SpecOf(req, x.reg)
+		if err == nil {
+			_, err = x.Plan(spec)
+		}
 		if err != nil {
-			if httpStatus(classOf(err)) != 400 {
-				t.Fatalf("spec error maps to %d: %v", httpStatus(classOf(err)), err)
+			if errdefs.HTTPStatus(classOf(err)) != 400 {
+				t.Fatalf("spec error maps to %d: %v", errdefs.HTTPStatus(classOf(err)), err)
 			}
 			return
 		}
@@ -57,7 +62,7 @@ func FuzzSessionPath(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	s := New(newFake(), Config{})
+	s := newServer(newFake(), Config{})
 	f.Fuzz(func(t *testing.T, target string) {
 		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")))
 		if err != nil {

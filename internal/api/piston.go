@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
@@ -114,23 +114,23 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			s.reject(w, fmt.Errorf("%w: the request body is larger than %d bytes", ErrTooLarge, maxErr.Limit))
+			s.reject(w, fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit))
 			return
 		}
-		s.metrics.rejected.WithLabelValues("invalid").Inc()
-		pistonFail(w, fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err))
+		s.metrics.Rejected("invalid")
+		pistonFail(w, fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, err))
 		return
 	}
-	spec, rt, version, err := s.pistonSpec(r, &req)
+	p, rt, version, err := s.pistonPlan(r, &req)
 	if err != nil {
-		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		s.metrics.Rejected("invalid")
 		pistonFail(w, err)
 		return
 	}
 	// Piston's "output" is stdout and stderr interleaved as they came.
 	var combined interleaved
-	combined.max = 2 * int(spec.Limits.Merge(limits.Defaults()).Output)
-	res, err := s.execute(r, spec, executor.Stream{Stdout: &combined, Stderr: &combined})
+	combined.max = 2 * int(p.Limits.Output)
+	res, err := s.runner.Run(r.Context(), p, run.Stream{Stdout: &combined, Stderr: &combined})
 	if res == nil {
 		pistonFail(w, err)
 		return
@@ -149,10 +149,11 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// pistonSpec checks a Piston request as Piston does and maps it onto a spec.
-func (s *Server) pistonSpec(r *http.Request, req *PistonRequest) (*run.Spec, *runtimes.Runtime, string, error) {
+// pistonPlan checks a Piston request as Piston does, maps it onto a spec
+// and plans it.
+func (s *Server) pistonPlan(r *http.Request, req *PistonRequest) (*run.Plan, *runtimes.Runtime, string, error) {
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, a...)...)
+		return fmt.Errorf("%w: "+format, append([]any{errdefs.ErrInvalidArgument}, a...)...)
 	}
 	if req.Language == "" {
 		return nil, nil, "", bad("language is required as a string")
@@ -163,7 +164,7 @@ func (s *Server) pistonSpec(r *http.Request, req *PistonRequest) (*run.Spec, *ru
 	if len(req.Files) == 0 {
 		return nil, nil, "", bad("files is required as an array")
 	}
-	g := s.exec.Runtimes()
+	g := s.cfg.Runtimes
 	rt, err := g.Lookup(req.Language)
 	var version string
 	if err == nil {
@@ -199,10 +200,11 @@ func (s *Server) pistonSpec(r *http.Request, req *PistonRequest) (*run.Spec, *ru
 	cl.CPUTime = msDuration(req.CompileCPUTime, 0)
 	l.Memory = bytesLimit(req.RunMemoryLimit)
 	cl.Memory = bytesLimit(req.CompileMemoryLimit)
-	if err := s.exec.Check(spec); err != nil {
+	p, err := s.runner.Plan(spec)
+	if err != nil {
 		return nil, nil, "", err
 	}
-	return spec, rt, version, nil
+	return p, rt, version, nil
 }
 
 func decodePistonContent(f PistonFile) ([]byte, error) {

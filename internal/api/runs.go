@@ -1,16 +1,13 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"time"
 
-	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/wire"
@@ -37,8 +34,8 @@ func DecodeRunRequest(r io.Reader) (*RunRequest, error) {
 }
 
 // decodeStrict reads one JSON object into v: unknown fields, trailing data
-// and a body of the wrong shape are ErrInvalidArgument, a body past the
-// limit ErrTooLarge, each saying what is wrong. A typo in a limit's name
+// and a body of the wrong shape are errdefs.ErrInvalidArgument, a body past the
+// limit errdefs.ErrTooLarge, each saying what is wrong. A typo in a limit's name
 // is an error, not a silently ignored limit.
 func decodeStrict(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
@@ -46,21 +43,21 @@ func decodeStrict(r io.Reader, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return fmt.Errorf("%w: the request body is larger than %d bytes", ErrTooLarge, maxErr.Limit)
+			return fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit)
 		}
-		return fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
+		return fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, err)
 	}
 	// Anything after the one JSON value (another value, or a stray ']'
 	// that More does not report) is an error, not ignored.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: request body: data after the JSON object", ErrInvalidArgument)
+		return fmt.Errorf("%w: request body: data after the JSON object", errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
 
-// SpecOf turns the request into a run spec, resolving the short form, and
-// checks it.
-func SpecOf(req *RunRequest, x Executor) (*run.Spec, error) {
+// SpecOf turns the request into a run spec, resolving the short form in
+// reg. The runner's Plan checks the rest.
+func SpecOf(req *RunRequest, reg *runtimes.Registry) (*run.Spec, error) {
 	spec := &run.Spec{
 		Runtime: req.Runtime, Files: req.Files, Entry: req.Entrypoint, Args: req.Args,
 		Env: req.Env, Limits: req.Limits, CompileLimits: req.CompileLimits, Backend: req.Backend,
@@ -70,12 +67,12 @@ func SpecOf(req *RunRequest, x Executor) (*run.Spec, error) {
 	}
 	if req.Code != nil {
 		if len(req.Files) > 0 {
-			return nil, fmt.Errorf("%w: give either code or files, not both", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: give either code or files, not both", errdefs.ErrInvalidArgument)
 		}
 		if req.Runtime == "" {
-			return nil, fmt.Errorf("%w: code needs a runtime (see GET /v1/runtimes)", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: code needs a runtime (see GET /v1/runtimes)", errdefs.ErrInvalidArgument)
 		}
-		rt, err := x.Runtimes().Lookup(req.Runtime)
+		rt, err := reg.Lookup(req.Runtime)
 		if err != nil {
 			return nil, err
 		}
@@ -85,10 +82,17 @@ func SpecOf(req *RunRequest, x Executor) (*run.Spec, error) {
 		}
 		spec.Files = []run.File{{Name: name, Content: []byte(*req.Code)}}
 	}
-	if err := x.Check(spec); err != nil {
+	return spec, nil
+}
+
+// planOf decodes nothing: it turns a request into a plan of the server's
+// runner, the one check every run gets before admission.
+func (s *Server) planOf(req *RunRequest) (*run.Plan, error) {
+	spec, err := SpecOf(req, s.cfg.Runtimes)
+	if err != nil {
 		return nil, err
 	}
-	return spec, nil
+	return s.runner.Plan(spec)
 }
 
 func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
@@ -97,16 +101,16 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, err)
 		return
 	}
-	spec, err := SpecOf(req, s.exec)
+	p, err := s.planOf(req)
 	if err != nil {
 		s.reject(w, err)
 		return
 	}
 	if wantsStream(r) {
-		s.streamRun(w, r, spec)
+		s.streamRun(w, r, p)
 		return
 	}
-	res, err := s.execute(r, spec, executor.Stream{})
+	res, err := s.runner.Run(r.Context(), p, run.Stream{})
 	if res == nil {
 		writeError(w, err)
 		return
@@ -118,59 +122,14 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 func (s *Server) reject(w http.ResponseWriter, err error) {
 	reason := "invalid"
 	switch classOf(err) {
-	case ErrTooLarge:
+	case errdefs.ErrTooLarge:
 		reason = "too_large"
-	case ErrBusy:
+	case errdefs.ErrExhausted:
 		reason = "queue_full"
 	}
-	s.metrics.rejected.WithLabelValues(reason).Inc()
+	s.metrics.Rejected(reason)
 	writeError(w, err)
 }
-
-// execute admits and runs spec for a request.
-func (s *Server) execute(r *http.Request, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
-	return s.Run(r.Context(), spec, stream)
-}
-
-// Run admits spec through the gate, runs it, and logs and counts the
-// result: the path every front end of the daemon (HTTP, Piston, MCP) takes.
-// A nil result means the run never started (err says why). With Check and
-// Runtimes, it makes the Server an Executor for those front ends.
-func (s *Server) Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
-	queued := s.cfg.Now()
-	release, err := s.gate.Acquire(ctx)
-	if err != nil {
-		if classOf(err) == ErrBusy {
-			s.metrics.rejected.WithLabelValues("queue_full").Inc()
-		}
-		return nil, err
-	}
-	defer release()
-	start := s.cfg.Now()
-	res, err := s.exec.Run(ctx, spec, stream)
-	if res == nil {
-		return nil, err
-	}
-	took := s.cfg.Now().Sub(start)
-	s.metrics.runs.WithLabelValues(string(res.Status), res.Runtime).Inc()
-	s.metrics.duration.WithLabelValues(res.Runtime).Observe(took.Seconds())
-	level := slog.LevelInfo
-	if res.Status == run.StatusInternalError && ctx.Err() == nil {
-		// A run its client gave up on is not the sandbox's failure.
-		level = slog.LevelError
-	}
-	s.log.Log(ctx, level, "run", "id", res.ID, "runtime", res.Runtime, "status", res.Status,
-		"exit_code", res.ExitCode, "wall", res.WallTime.Round(time.Microsecond), "cpu", res.CPUTime.Round(time.Microsecond),
-		"peak_memory", res.PeakMemory, "queued", start.Sub(queued).Round(time.Microsecond), "took", took.Round(time.Microsecond),
-		"error", res.Error)
-	return res, nil
-}
-
-// Check checks a spec without running it.
-func (s *Server) Check(spec *run.Spec) error { return s.exec.Check(spec) }
-
-// Runtimes is the executor's registry.
-func (s *Server) Runtimes() *runtimes.Registry { return s.exec.Runtimes() }
 
 // runEvents are the lines of a streamed run.
 var runEvents = events{
@@ -180,12 +139,12 @@ var runEvents = events{
 
 // streamRun answers with NDJSON: 200 and the header with the first event
 // (a full queue is still a plain 429), then chunks, then the result.
-func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, spec *run.Spec) {
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, p *run.Plan) {
 	ew := newEventWriter(w, runEvents)
-	res, err := s.execute(r, spec, executor.Stream{Stdout: ew.output("stdout"), Stderr: ew.output("stderr")})
+	res, err := s.runner.Run(r.Context(), p, run.Stream{Stdout: ew.output("stdout"), Stderr: ew.output("stderr")})
 	var last any
 	if res != nil {
 		last = Event{Type: "result", Result: res}
 	}
-	ew.finish(last, err, func(err error) { s.reject(w, err) })
+	ew.finish(last, err, func(err error) { writeError(w, err) })
 }

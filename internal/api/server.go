@@ -9,24 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/sandboxd/sandboxd/internal/admission"
-	"github.com/sandboxd/sandboxd/internal/executor"
-	"github.com/sandboxd/sandboxd/internal/pool"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
-
-// Executor is what the API needs of internal/executor.
-type Executor interface {
-	Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error)
-	Check(spec *run.Spec) error
-	Runtimes() *runtimes.Registry
-}
 
 // Config configures a Server. Zero fields take the defaults noted.
 type Config struct {
@@ -35,18 +24,23 @@ type Config struct {
 	// /healthz, /readyz and /openapi.json. Each token is an owner of
 	// sessions: one token cannot see another's.
 	Tokens []string
+	// Runtimes is the registry /v1/runtimes lists and the short form of a
+	// run resolves in (default runtimes.Default()).
+	Runtimes *runtimes.Registry
+	// Gate, if set, is the admission gate the runner admits through:
+	// /readyz fails while it is full.
+	Gate *admission.Gate
+	// Metrics is the registry /metrics serves and the API counts
+	// rejections and cells in (default: a registry of its own).
+	Metrics *metrics.Metrics
 	// Sessions, if set, serves /v1/sessions; without, those answer 503.
 	Sessions *session.Manager
 	// MaxBody caps a request body (default 16 MiB).
 	MaxBody int64
-	// Concurrency and Queue size the admission gate (defaults: 2 and 64).
-	Concurrency, Queue int
-	// Ready, if set, is consulted by /readyz besides the queue (e.g. "the
+	// Ready, if set, is consulted by /readyz besides the gate (e.g. "the
 	// host can still confine").
-	Ready func() error
-	// PoolStats, if set, feeds the warm pool metrics.
-	PoolStats func() map[string]pool.Stats
-	Logger    *slog.Logger
+	Ready  func() error
+	Logger *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 }
@@ -54,25 +48,24 @@ type Config struct {
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
 	cfg     Config
-	exec    Executor
-	gate    *admission.Gate
+	runner  run.Runner
 	log     *slog.Logger
 	mux     *http.ServeMux
-	metrics *metrics
-	reg     *prometheus.Registry
+	metrics *metrics.Metrics
 	// Extra routes (the MCP endpoint) are added with Handle.
 }
 
-// New returns a Server running specs on x.
-func New(x Executor, cfg Config) *Server {
+// New returns a Server whose runs go to r: the daemon gives it the
+// executor wrapped in admission, metrics and the run log.
+func New(r run.Runner, cfg Config) *Server {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 16 << 20
 	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 2
+	if cfg.Runtimes == nil {
+		cfg.Runtimes = runtimes.Default()
 	}
-	if cfg.Queue == 0 {
-		cfg.Queue = 64
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(metrics.Sources{})
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -80,13 +73,7 @@ func New(x Executor, cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, exec: x, gate: admission.New(cfg.Concurrency, cfg.Queue), log: cfg.Logger, mux: http.NewServeMux()}
-	s.reg = prometheus.NewRegistry()
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.metrics = newMetrics(s.reg, s.gate, cfg.Sessions)
-	if cfg.PoolStats != nil {
-		s.reg.MustRegister(newPoolCollector(cfg.PoolStats))
-	}
+	s := &Server{cfg: cfg, runner: r, log: cfg.Logger, mux: http.NewServeMux(), metrics: cfg.Metrics}
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.auth {
@@ -110,7 +97,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/runtimes", http.HandlerFunc(s.handleRuntimes), true},
 		{"GET /healthz", http.HandlerFunc(s.handleHealth), false},
 		{"GET /readyz", http.HandlerFunc(s.handleReady), false},
-		{"GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}), true},
+		{"GET /metrics", s.metrics.Handler(), true},
 		{"GET /openapi.json", http.HandlerFunc(handleOpenAPI), false},
 		{"POST /api/v2/execute", http.HandlerFunc(s.handlePistonExecute), true},
 		{"GET /api/v2/runtimes", http.HandlerFunc(s.handlePistonRuntimes), true},
@@ -132,9 +119,6 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, s.authenticate(h))
 }
 
-// Gate is the admission gate, for other front ends sharing it.
-func (s *Server) Gate() *admission.Gate { return s.gate }
-
 // ServeHTTP caps the body and routes; unknown paths and methods get the
 // API's JSON errors, not net/http's text. A session path with "." or ".."
 // segments (literal or encoded), "//", a NUL or a backslash is refused
@@ -142,7 +126,7 @@ func (s *Server) Gate() *admission.Gate { return s.gate }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 	if why := unsafePath(r); why != "" {
-		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", ErrInvalidArgument, r.URL.EscapedPath(), why))
+		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", errdefs.ErrInvalidArgument, r.URL.EscapedPath(), why))
 		return
 	}
 	h, pattern := s.mux.Handler(r)
@@ -152,10 +136,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(rec, r)
 		if rec.status == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", rec.Header().Get("Allow"))
-			writeError(w, fmt.Errorf("%w: %s does not take %s", ErrMethod, r.URL.Path, r.Method))
+			writeError(w, fmt.Errorf("%w: %s does not take %s", errdefs.ErrMethod, r.URL.Path, r.Method))
 			return
 		}
-		writeError(w, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
+		writeError(w, fmt.Errorf("%w: no endpoint %s %s", errdefs.ErrNotFound, r.Method, r.URL.Path))
 		return
 	}
 	// The mux itself serves, so the handler sees the path's wildcards
@@ -191,8 +175,8 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 			ok |= subtle.ConstantTimeCompare(got, []byte(want))
 		}
 		if !strings.EqualFold(scheme, "Bearer") || ok != 1 {
-			s.metrics.rejected.WithLabelValues("unauthorized").Inc()
-			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", ErrUnauthorized))
+			s.metrics.Rejected("unauthorized")
+			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", errdefs.ErrUnauthorized))
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -206,17 +190,22 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 // handleReady fails when a run would be refused (the queue is full) or the
 // host can no longer confine, so a load balancer sends work elsewhere.
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
-	if s.gate.Full() {
-		writeError(w, fmt.Errorf("%w: all %d run slots are busy and the queue is full", ErrUnavailable, s.gate.Capacity()))
+	g := s.cfg.Gate
+	if g != nil && g.Full() {
+		writeError(w, fmt.Errorf("%w: all %d run slots are busy and the queue is full", errdefs.ErrUnavailable, g.Capacity()))
 		return
 	}
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(); err != nil {
-			writeError(w, fmt.Errorf("%w: %w", ErrUnavailable, err))
+			writeError(w, fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err))
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "running": s.gate.Running(), "waiting": s.gate.Waiting()})
+	body := map[string]any{"status": "ready"}
+	if g != nil {
+		body["running"], body["waiting"] = g.Running(), g.Waiting()
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // RuntimeInfo is one entry of GET /v1/runtimes.
@@ -230,7 +219,7 @@ type RuntimeInfo struct {
 }
 
 func (s *Server) runtimeInfos(ctx context.Context) []RuntimeInfo {
-	g := s.exec.Runtimes()
+	g := s.cfg.Runtimes
 	var out []RuntimeInfo
 	for _, rt := range g.All() {
 		if !g.Available(rt) {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wire"
@@ -41,7 +42,7 @@ const maxListEntries = 10000
 // nil.
 func (s *Server) manager(w http.ResponseWriter) *session.Manager {
 	if s.cfg.Sessions == nil {
-		writeError(w, fmt.Errorf("%w: this server runs no session manager, so it serves no sessions", ErrUnavailable))
+		writeError(w, fmt.Errorf("%w: this server runs no session manager, so it serves no sessions", errdefs.ErrUnavailable))
 	}
 	return s.cfg.Sessions
 }
@@ -81,7 +82,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 	// kernel is ready leaves no session behind.
 	sess, err := m.Create(r.Context(), owner(r), &spec)
 	if err != nil {
-		if c := classOf(err); c == ErrInvalidArgument || c == ErrTooLarge {
+		if c := classOf(err); c == errdefs.ErrInvalidArgument || c == errdefs.ErrTooLarge {
 			s.reject(w, err)
 			return
 		}
@@ -179,7 +180,7 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req wire.ExecR
 		return nil, err
 	}
 	took := s.cfg.Now().Sub(start)
-	s.metrics.cells.WithLabelValues(string(res.Status)).Inc()
+	s.metrics.Cell(res.Status)
 	level := slog.LevelInfo
 	if res.Status == run.StatusInternalError && ctx.Err() == nil {
 		// A cell its client gave up on is not the sandbox's failure.
@@ -211,7 +212,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 		limit = t
 	}
 	if r.ContentLength > limit {
-		s.reject(w, fmt.Errorf("%w: the file is %d bytes; an upload to this session is at most %d (the request body limit or the workspace size, whichever is smaller)", ErrTooLarge, r.ContentLength, limit))
+		s.reject(w, fmt.Errorf("%w: the file is %d bytes; an upload to this session is at most %d (the request body limit or the workspace size, whichever is smaller)", errdefs.ErrTooLarge, r.ContentLength, limit))
 		return
 	}
 	// Touched before as well: a long upload is a use of the session.
@@ -234,7 +235,7 @@ func fileMode(s string) (os.FileMode, error) {
 	}
 	v, perr := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
 	if perr != nil || v == 0 || v > 0o777 {
-		return 0, fmt.Errorf("%w: mode %q: want octal permission bits from 0001 to 0777, such as 0644 or 0755", ErrInvalidArgument, s)
+		return 0, fmt.Errorf("%w: mode %q: want octal permission bits from 0001 to 0777, such as 0644 or 0755", errdefs.ErrInvalidArgument, s)
 	}
 	return os.FileMode(v), nil
 }

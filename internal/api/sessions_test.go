@@ -13,13 +13,14 @@ import (
 	"testing"
 
 	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wire"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // newManager is a session manager with no process backend: it finds,
-// lists and validates, and every Create fails with ErrUnavailable, so the
+// lists and validates, and every Create fails with errdefs.ErrUnavailable, so the
 // routes can be tested without root.
 func newManager(t *testing.T) *session.Manager {
 	t.Helper()
@@ -42,7 +43,7 @@ var sessionRoutes = []struct{ method, path, body string }{
 }
 
 func TestSessionsWithoutManager(t *testing.T) {
-	s := New(newFake(), Config{})
+	s := newServer(newFake(), Config{})
 	for _, r := range sessionRoutes {
 		rec := do(t, s, r.method, r.path, r.body)
 		if rec.Code != 503 || errCode(t, rec) != "unavailable" || !strings.Contains(rec.Body.String(), "no session manager") {
@@ -85,7 +86,7 @@ func TestSessionPathTraversal(t *testing.T) {
 		if withManager {
 			cfg.Sessions = newManager(t)
 		}
-		s := New(newFake(), cfg)
+		s := newServer(newFake(), cfg)
 		for _, p := range paths {
 			for _, method := range []string{"GET", "PUT", "DELETE", "POST"} {
 				rec := do(t, s, method, p, "x")
@@ -99,7 +100,7 @@ func TestSessionPathTraversal(t *testing.T) {
 		}
 	}
 	// Clean paths, an encoded slash in a file name included, are routed.
-	s := New(newFake(), Config{Sessions: newManager(t)})
+	s := newServer(newFake(), Config{Sessions: newManager(t)})
 	for _, p := range []string{"/v1/sessions/here-x/files/a%2Fb", "/v1/sessions/here-x/files/data/x.csv", "/v1/sessions/here-x/files/..a/b..", "/v1/sessions/here-x"} {
 		if rec := do(t, s, "GET", p, ""); rec.Code != 404 || errCode(t, rec) != "not_found" {
 			t.Errorf("GET %s: %d %s, want 404 for the unknown session", p, rec.Code, rec.Body.String())
@@ -110,7 +111,7 @@ func TestSessionPathTraversal(t *testing.T) {
 // TestSessionRequests: strict bodies, unknown sessions and the routes'
 // answers without a process backend.
 func TestSessionRequests(t *testing.T) {
-	s := New(newFake(), Config{Sessions: newManager(t), MaxBody: 4096})
+	s := newServer(newFake(), Config{Sessions: newManager(t), MaxBody: 4096})
 	cases := []struct {
 		name, method, path, body string
 		status                   int
@@ -185,7 +186,7 @@ func TestFileMode(t *testing.T) {
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("fileMode(%q) = %o, %v", c.in, got, err)
 		}
-		if err != nil && classOf(err) != ErrInvalidArgument {
+		if err != nil && classOf(err) != errdefs.ErrInvalidArgument {
 			t.Errorf("fileMode(%q): error of class %v", c.in, classOf(err))
 		}
 	}
@@ -221,7 +222,7 @@ func TestSessionErrorClasses(t *testing.T) {
 		{fmt.Errorf("%w: %w", session.ErrInvalid, workspace.ErrFull), 400},
 	} {
 		wrapped := fmt.Errorf("doing something: %w", c.err)
-		if got := httpStatus(classOf(wrapped)); got != c.status {
+		if got := errdefs.HTTPStatus(classOf(wrapped)); got != c.status {
 			t.Errorf("%v → %d, want %d", c.err, got, c.status)
 		}
 		status, body := errorBody(wrapped)

@@ -54,7 +54,7 @@ func sandboxedRun(cmd *cobra.Command) isolate.Check {
 	}
 	defer x.Close()
 	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte("echo ok\n")}}}
-	res, err := x.Run(cmd.Context(), spec, executor.Stream{})
+	res, err := run.Do(cmd.Context(), x, spec, run.Stream{})
 	if err != nil {
 		c.Detail = err.Error()
 		return c

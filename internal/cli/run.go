@@ -90,7 +90,7 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 	if f.verbose {
 		logLevel = slog.LevelDebug
 	}
-	stream := executor.Stream{Stdin: stdin}
+	stream := run.Stream{Stdin: stdin}
 	if !f.json {
 		stream.Stdout, stream.Stderr = stdout, stderr
 	}
@@ -116,7 +116,7 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 			return nil, err
 		}
 		defer x.Close()
-		res, err = x.Run(cmd.Context(), spec, stream)
+		res, err = run.Do(cmd.Context(), x, spec, stream)
 	}
 	if res == nil {
 		return nil, err

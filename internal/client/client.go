@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wire"
 )
@@ -42,7 +41,7 @@ func (e *Error) Error() string {
 // Run sends spec as a streamed run: output chunks go to stream's writers as
 // they arrive, and the result is returned at the end. stream.Stdin, if set,
 // is read whole first (the API takes stdin up front).
-func (c *Client) Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error) {
+func (c *Client) Run(ctx context.Context, spec *run.Spec, stream run.Stream) (*run.Result, error) {
 	req := wire.RunRequest{
 		Runtime: spec.Runtime, Files: spec.Files, Entrypoint: spec.Entry, Args: spec.Args,
 		Env: spec.Env, Limits: spec.Limits, CompileLimits: spec.CompileLimits, Backend: spec.Backend,
@@ -156,7 +155,7 @@ func decodeError(resp *http.Response) error {
 }
 
 // readEvents consumes the NDJSON stream until the result.
-func readEvents(r io.Reader, stream executor.Stream) (*run.Result, error) {
+func readEvents(r io.Reader, stream run.Stream) (*run.Result, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 256<<20)
 	for sc.Scan() {

@@ -14,9 +14,12 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
+	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
@@ -28,9 +31,12 @@ type Config struct {
 	// token (API.Tokens); without it such a configuration is refused.
 	AllowRemoteWithoutToken bool
 	// Grace is how long running runs may go on after SIGTERM (default 10s).
-	Grace    time.Duration
-	API      api.Config
-	Executor executor.Options
+	Grace time.Duration
+	API   api.Config
+	// Concurrency and Queue size the admission gate: runs at once, and
+	// runs waiting for a slot before requests get 429 (defaults: 2, 64).
+	Concurrency, Queue int
+	Executor           executor.Options
 	// Sessions configures the session manager; its runner, runtimes and
 	// limits are the executor's.
 	Sessions session.Config
@@ -81,12 +87,17 @@ func Serve(ctx context.Context, cfg Config) error {
 			log.Error("close sessions", "err", err)
 		}
 	}()
+	gate := newGate(cfg)
+	m := metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats})
+	runner := frontRunner(x, gate, m, log)
 	cfg.API.Logger = log
-	cfg.API.PoolStats = x.PoolStats
+	cfg.API.Runtimes = x.Runtimes()
+	cfg.API.Gate = gate
+	cfg.API.Metrics = m
 	cfg.API.Sessions = sessions
-	srv := api.New(x, cfg.API)
+	srv := api.New(runner, cfg.API)
 	// MCP over streamable HTTP, behind the same token and admission gate.
-	tools := mcpserver.New(srv, cfg.Version, sessions)
+	tools := mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions)
 	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -164,14 +175,31 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 	defer x.Close()
 	sessions := newSessions(ctx, x, cfg.Sessions, log)
 	defer sessions.Close()
-	cfg.API.Logger = log
-	runner := api.New(x, cfg.API)
-	return mcpserver.New(runner, cfg.Version, sessions).Run(ctx, &mcp.StdioTransport{})
+	runner := frontRunner(x, newGate(cfg), metrics.New(metrics.Sources{}), log)
+	return mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions).Run(ctx, &mcp.StdioTransport{})
 }
 
 // newSessions is the session manager on x's process backend. Sessions are
 // closed by its Close at shutdown, not by ctx's end: SIGTERM ends ctx
 // before the grace period.
+// newGate is the admission gate of cfg's size.
+func newGate(cfg Config) *admission.Gate {
+	c, q := cfg.Concurrency, cfg.Queue
+	if c == 0 {
+		c = 2
+	}
+	if q == 0 {
+		q = 64
+	}
+	return admission.New(c, q)
+}
+
+// frontRunner is the runner every front end takes: the executor, admitted
+// through gate, counted in m and logged, each a decorator of the next.
+func frontRunner(x *executor.Executor, gate *admission.Gate, m *metrics.Metrics, log *slog.Logger) run.Runner {
+	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Next: x}, Metrics: m, Log: log}
+}
+
 func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, log *slog.Logger) *session.Manager {
 	cfg.Runner, cfg.RunnerErr = x.Process(), x.ProcessErr()
 	cfg.Runtimes = x.Runtimes()

@@ -59,10 +59,12 @@ var (
 	ErrInternal = &Class{"internal error", "internal"}
 )
 
-// Classes lists every class, in a stable order.
+// Classes lists every class in the order ClassOf tries them, which
+// decides for an error that wraps two: a file too large for a request is
+// too large before it is invalid, and a full queue is a full queue.
 var Classes = []*Class{
-	ErrInvalidArgument, ErrUnauthorized, ErrNotFound, ErrConflict, ErrTooLarge,
-	ErrExhausted, ErrNoSpace, ErrMethod, ErrUnavailable, ErrInternal,
+	ErrTooLarge, ErrExhausted, ErrInvalidArgument, ErrNotFound, ErrConflict,
+	ErrNoSpace, ErrUnavailable, ErrUnauthorized, ErrMethod, ErrInternal,
 }
 
 // New returns a sentinel error of class c with the message msg:

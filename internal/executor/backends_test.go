@@ -76,7 +76,7 @@ func TestBothBackends(t *testing.T) {
 					spec.Backend = backend
 					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 					defer cancel()
-					res, err := x.Run(ctx, &spec, Stream{})
+					res, err := run.Do(ctx, x, &spec, run.Stream{})
 					if errors.Is(err, ErrUnavailable) && backend == run.BackendWasm {
 						t.Skipf("requires the wasm runtimes (run scripts/build-wasm-runtimes.sh): %v", err)
 					}

@@ -180,15 +180,6 @@ func (x *Executor) ProcessErr() error { return x.processErr }
 // Process is the process backend, for doctor and tests.
 func (x *Executor) Process() *isolate.Runner { return x.process }
 
-// Stream carries a run's live I/O. Every field may be nil.
-type Stream struct {
-	// Stdin is copied to the program's stdin (after Spec.Stdin, if both
-	// are set, Stdin wins).
-	Stdin io.Reader
-	// Stdout and Stderr receive the program's output as it arrives.
-	Stdout, Stderr io.Writer
-}
-
 // baseEnv is every program's environment before the runtime's and the
 // spec's additions: nothing of the host's.
 var baseEnv = []string{
@@ -211,11 +202,20 @@ type plan struct {
 	env           []string
 }
 
-// Check validates a spec without running it. Its errors wrap ErrInvalid
-// (or runtimes.ErrUnknownRuntime, limits.ErrInvalid) and say what is wrong.
-func (x *Executor) Check(spec *run.Spec) error {
-	_, err := x.plan(spec)
-	return err
+// Plan checks spec and resolves what it leaves open: the runtime, the
+// backend, the complete limits and the environment. Its errors wrap
+// ErrInvalid or ErrUnavailable (or runtimes.ErrUnknownRuntime,
+// limits.ErrInvalid) and say what is wrong.
+func (x *Executor) Plan(spec *run.Spec) (*run.Plan, error) {
+	p, err := x.plan(spec)
+	if err != nil {
+		return nil, err
+	}
+	rp := &run.Plan{Spec: spec, Backend: p.backend, Limits: p.limits, Detail: p}
+	if p.rt != nil {
+		rp.Runtime = p.rt.Name
+	}
+	return rp, nil
 }
 
 func (x *Executor) plan(spec *run.Spec) (*plan, error) {
@@ -358,15 +358,15 @@ func dropKey(env []string, key string) []string {
 	return out
 }
 
-// Run runs a spec. A spec error returns (nil, err) with err wrapping
-// ErrInvalid, ErrUnavailable, limits.ErrInvalid or
-// runtimes.ErrUnknownRuntime. Otherwise the result is non-nil; err is set
-// too when the sandbox itself failed (Status internal_error).
-func (x *Executor) Run(ctx context.Context, spec *run.Spec, stream Stream) (*run.Result, error) {
-	p, err := x.plan(spec)
-	if err != nil {
-		return nil, err
+// Run runs a plan made by Plan. The result is non-nil unless the run
+// never started (a file the workspace cannot take); err is set too when
+// the sandbox itself failed (Status internal_error).
+func (x *Executor) Run(ctx context.Context, rp *run.Plan, stream run.Stream) (*run.Result, error) {
+	p, ok := rp.Detail.(*plan)
+	if !ok {
+		return nil, fmt.Errorf("%w: the plan was not made by this executor", ErrInvalid)
 	}
+	spec := rp.Spec
 	if p.backend == run.BackendWasm {
 		res, err := x.runWasm(ctx, spec, p, stream)
 		if res != nil && p.rt != nil {
@@ -384,7 +384,7 @@ func (x *Executor) Run(ctx context.Context, spec *run.Spec, stream Stream) (*run
 	return res, err
 }
 
-func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stream Stream) (*run.Result, error) {
+func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stream run.Stream) (*run.Result, error) {
 	if e := x.takeWarm(spec, p); e != nil {
 		res, err := x.runWarm(ctx, spec, p, e, stream)
 		if !errors.Is(err, errNotTaken) {
@@ -394,7 +394,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	r := x.process
 	ws, err := r.NewWorkspace(p.limits.Tmpfs)
 	if err != nil {
-		return internalError(err), err
+		return run.InternalError(err), err
 	}
 	defer x.cleanup("remove workspace", ws.ID(), ws.Close)
 	for _, f := range spec.Files {
@@ -407,7 +407,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	var compiled *run.Result
 	if argv := p.rt.CompileArgv(p.entry); argv != nil {
 		if err := ws.MkdirInternal(runtimes.BinaryPath); err != nil {
-			return internalError(err), err
+			return run.InternalError(err), err
 		}
 		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stderr: stream.Stderr, Limits: p.compileLimits})
 		if err != nil || compiled.Status != run.StatusOK {
@@ -441,7 +441,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	return res, err
 }
 
-func stdinOf(spec *run.Spec, stream Stream) io.Reader {
+func stdinOf(spec *run.Spec, stream run.Stream) io.Reader {
 	if stream.Stdin != nil {
 		return stream.Stdin
 	}
@@ -473,7 +473,7 @@ var errNotTaken = errors.New("warm sandbox did not take the run")
 
 // runWarm runs spec in a warm sandbox. The result is a cold run's in every
 // field but isolation.warm.
-func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool.Entry, stream Stream) (*run.Result, error) {
+func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool.Entry, stream run.Stream) (*run.Result, error) {
 	defer x.cleanup("remove warm sandbox", e.Workspace.ID(), e.Close)
 	for _, f := range spec.Files {
 		if err := e.Workspace.WriteFile(f); err != nil {
@@ -516,8 +516,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func internalError(err error) *run.Result {
-	return &run.Result{Status: run.StatusInternalError, ExitCode: -1, Error: err.Error(), Reason: "the sandbox failed: " + err.Error(), Stdout: []byte{}, Stderr: []byte{}}
 }

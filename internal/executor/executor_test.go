@@ -50,7 +50,7 @@ func TestPlanErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := x.Check(&c.spec)
+			_, err := x.Plan(&c.spec)
 			if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.msg) {
 				t.Errorf("Check = %v; want an error wrapping %v that mentions %q", err, c.is, c.msg)
 			}
@@ -90,7 +90,7 @@ func TestRunCompiled(t *testing.T) {
 		t.Skipf("requires user namespaces and cgroups: %v", err)
 	}
 	defer x.Close()
-	res, err := x.Run(t.Context(), &run.Spec{Files: []run.File{{Name: "main.c", Content: []byte("#include <stdio.h>\nint main(int c, char**v){printf(\"%s\\n\", v[1]); return 4;}\n")}}, Args: []string{"a b"}}, Stream{})
+	res, err := run.Do(t.Context(), x, &run.Spec{Files: []run.File{{Name: "main.c", Content: []byte("#include <stdio.h>\nint main(int c, char**v){printf(\"%s\\n\", v[1]); return 4;}\n")}}, Args: []string{"a b"}}, run.Stream{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestRunCompiled(t *testing.T) {
 			t.Errorf("the compiled binary %s is returned as a produced file", f.Name)
 		}
 	}
-	res, err = x.Run(t.Context(), &run.Spec{Files: []run.File{{Name: "bad.c", Content: []byte("int main( {")}}}, Stream{})
+	res, err = run.Do(t.Context(), x, &run.Spec{Files: []run.File{{Name: "bad.c", Content: []byte("int main( {")}}}, run.Stream{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,12 +79,12 @@ func TestWarmRunsAreColdRuns(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			want, err := cold.Run(ctx, &c.spec, Stream{})
+			want, err := run.Do(ctx, cold, &c.spec, run.Stream{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			waitReady(t, warm)
-			got, err := warm.Run(ctx, &c.spec, Stream{})
+			got, err := run.Do(ctx, warm, &c.spec, run.Stream{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,12 +121,12 @@ procs = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
 print(os.path.exists('/tmp/secret'), os.path.exists('left.txt'), 'LEFT' in os.environ, 'FIRST' in os.environ,
       hasattr(builtins, 'LEFT'), procs == [1, os.getpid()])`)}}}
 	waitReady(t, warm)
-	res, err := warm.Run(t.Context(), &first, Stream{})
+	res, err := run.Do(t.Context(), warm, &first, run.Stream{})
 	if err != nil || string(res.Stdout) != "planted\n" || !res.Isolation.Warm {
 		t.Fatalf("first run: %v %q warm %v", err, res.Stdout, res.Isolation.Warm)
 	}
 	waitReady(t, warm)
-	res, err = warm.Run(t.Context(), &second, Stream{})
+	res, err = run.Do(t.Context(), warm, &second, run.Stream{})
 	if err != nil || !res.Isolation.Warm {
 		t.Fatal(err)
 	}

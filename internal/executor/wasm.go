@@ -43,10 +43,10 @@ func (x *Executor) wasmRunner(ctx context.Context) (*wasm.Runner, error) {
 
 // runWasm runs spec on the wasm backend: a .wasm entry as is, python and
 // javascript in their WASI interpreters.
-func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream Stream) (*run.Result, error) {
+func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream run.Stream) (*run.Result, error) {
 	r, err := x.wasmRunner(ctx)
 	if err != nil {
-		return internalError(err), err
+		return run.InternalError(err), err
 	}
 	if err := r.Check(p.limits, spec.Limits); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)

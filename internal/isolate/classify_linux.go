@@ -1,8 +1,6 @@
 package isolate
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"syscall"
 
@@ -40,14 +38,7 @@ func classify(res *run.Result, reason killReason, exit *nsinit.ExitStatus, e Exe
 		res.Reason = fmt.Sprintf("stopped: output limit of %s per stream reached", l.Output)
 		return
 	case killCanceled:
-		if errors.Is(ctxErr, context.DeadlineExceeded) {
-			res.Status = run.StatusTimeout
-			res.Reason = "stopped: the caller's deadline passed"
-			return
-		}
-		res.Status = run.StatusInternalError
-		res.Error = "run canceled"
-		res.Reason = "stopped: the run was canceled by its caller"
+		res.SetCanceled(ctxErr)
 		return
 	}
 	failed := exit == nil || exit.Signal != 0 || exit.Code != 0

@@ -1,15 +1,23 @@
 package limits
 
-import (
-	"errors"
-	"strings"
-)
+import "strings"
 
 // ErrInvalid is the class of every error of this package: a limit that does
 // not parse or does not pass Validate. Both *Error and *ParseError match it
 // with errors.Is, so a caller maps them to "invalid argument" without looking
 // at the message.
-var ErrInvalid = errors.New("invalid limit")
+var ErrInvalid error = invalidError("invalid limit")
+
+// invalidError is ErrInvalid's type. Its InvalidArgument method is the
+// class marker internal/errdefs reads: this package imports nothing
+// internal, so it names its class by a method, as containerd's errdefs
+// allows.
+type invalidError string
+
+func (e invalidError) Error() string { return string(e) }
+
+// InvalidArgument marks the error's class (errdefs.ErrInvalidArgument).
+func (invalidError) InvalidArgument() {}
 
 // Error lists every problem Validate found, not just the first, so a client
 // fixes its request in one round trip.
@@ -35,6 +43,9 @@ func (e *Error) Error() string {
 
 // Is reports whether target is ErrInvalid.
 func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+// InvalidArgument marks the error's class (errdefs.ErrInvalidArgument).
+func (e *Error) InvalidArgument() {}
 
 // FieldError is one field's problem.
 type FieldError struct {
@@ -67,3 +78,6 @@ func (e *ParseError) Error() string {
 
 // Is reports whether target is ErrInvalid.
 func (e *ParseError) Is(target error) bool { return target == ErrInvalid }
+
+// InvalidArgument marks the error's class (errdefs.ErrInvalidArgument).
+func (e *ParseError) InvalidArgument() {}

@@ -14,29 +14,25 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
-// Runner is what the tools need: the executor, or the daemon's admitted
-// path to it (api.Server), which also counts and logs runs.
-type Runner interface {
-	Run(ctx context.Context, spec *run.Spec, stream executor.Stream) (*run.Result, error)
-	Check(spec *run.Spec) error
-	Runtimes() *runtimes.Registry
-}
-
 // MaxCodeBytes caps the code (and each file) a tool call may carry.
 const MaxCodeBytes = 1 << 20
 
-// New returns an MCP server with the sandbox's tools. Limits a model asks
-// for are checked against the Runner's ceilings, like any request's.
-// With sessions, it also has the session tools (see sessions.go); nil
-// leaves them out.
-func New(r Runner, version string, sessions *session.Manager) *mcp.Server {
+// New returns an MCP server with the sandbox's tools. Runs go to r (the
+// daemon gives it the executor wrapped in admission, metrics and the run
+// log); languages are looked up in reg (default runtimes.Default()).
+// Limits a model asks for are checked by r's Plan against its ceilings,
+// like any request's. With sessions, it also has the session tools (see
+// sessions.go); nil leaves them out.
+func New(r run.Runner, reg *runtimes.Registry, version string, sessions *session.Manager) *mcp.Server {
+	if reg == nil {
+		reg = runtimes.Default()
+	}
 	instructions := "Run untrusted code safely. Each run_code call runs one program in a fresh, isolated sandbox " +
 		"(no network, no access to the host, limited time and memory) and returns its output. Nothing persists between run_code calls."
 	if sessions != nil {
@@ -47,7 +43,7 @@ func New(r Runner, version string, sessions *session.Manager) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "sandboxd", Title: "sandboxd code sandbox", Version: version}, &mcp.ServerOptions{
 		Instructions: instructions,
 	})
-	t := &tools{r: r}
+	t := &tools{r: r, reg: reg}
 	mcp.AddTool(s, &mcp.Tool{
 		Name:  "run_code",
 		Title: "Run code in a sandbox",
@@ -71,7 +67,10 @@ func New(r Runner, version string, sessions *session.Manager) *mcp.Server {
 
 func ptr[T any](v T) *T { return &v }
 
-type tools struct{ r Runner }
+type tools struct {
+	r   run.Runner
+	reg *runtimes.Registry
+}
 
 // RunCodeInput is run_code's arguments.
 type RunCodeInput struct {
@@ -117,11 +116,11 @@ type OutputFile struct {
 }
 
 func (t *tools) runCode(ctx context.Context, _ *mcp.CallToolRequest, in RunCodeInput) (*mcp.CallToolResult, RunCodeOutput, error) {
-	spec, err := t.spec(in)
+	p, err := t.plan(in)
 	if err != nil {
 		return nil, RunCodeOutput{}, err
 	}
-	res, err := t.r.Run(ctx, spec, executor.Stream{})
+	res, err := t.r.Run(ctx, p, run.Stream{})
 	if res == nil {
 		return nil, RunCodeOutput{}, fmt.Errorf("the sandbox could not run it: %w", err)
 	}
@@ -132,16 +131,16 @@ func (t *tools) runCode(ctx context.Context, _ *mcp.CallToolRequest, in RunCodeI
 	}, out, nil
 }
 
-// spec checks the arguments (errors here are tool errors a model can fix)
-// and turns them into a run spec.
-func (t *tools) spec(in RunCodeInput) (*run.Spec, error) {
+// plan checks the arguments (errors here are tool errors a model can fix)
+// and turns them into a planned run.
+func (t *tools) plan(in RunCodeInput) (*run.Plan, error) {
 	if strings.TrimSpace(in.Language) == "" {
 		return nil, errors.New("language is required; call list_runtimes for the choices")
 	}
 	if len(in.Code) > MaxCodeBytes {
 		return nil, fmt.Errorf("code is %d bytes; the limit is %d", len(in.Code), MaxCodeBytes)
 	}
-	rt, err := t.r.Runtimes().Lookup(in.Language)
+	rt, err := t.reg.Lookup(in.Language)
 	if err != nil {
 		return nil, err
 	}
@@ -173,10 +172,7 @@ func (t *tools) spec(in RunCodeInput) (*run.Spec, error) {
 		}
 		spec.Limits.Memory = b
 	}
-	if err := t.r.Check(spec); err != nil {
-		return nil, err
-	}
-	return spec, nil
+	return t.r.Plan(spec)
 }
 
 func output(res *run.Result) RunCodeOutput {
@@ -255,7 +251,7 @@ type RuntimeInfo struct {
 }
 
 func (t *tools) listRuntimes(ctx context.Context, _ *mcp.CallToolRequest, _ ListRuntimesInput) (*mcp.CallToolResult, ListRuntimesOutput, error) {
-	g := t.r.Runtimes()
+	g := t.reg
 	var out ListRuntimesOutput
 	var lines []string
 	for _, rt := range g.All() {

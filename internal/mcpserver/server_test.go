@@ -12,6 +12,8 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
@@ -22,17 +24,22 @@ func TestMain(m *testing.M) {
 
 // connect serves New(r) over the SDK's in-memory transport and returns a
 // client session.
-func connect(t *testing.T, r Runner) *mcp.ClientSession {
+func connect(t *testing.T, r *executor.Executor) *mcp.ClientSession {
 	t.Helper()
 	return connectSessions(t, r, nil)
 }
 
 // connectSessions is connect with the session tools on m (nil: without).
-func connectSessions(t *testing.T, r Runner, m *session.Manager) *mcp.ClientSession {
+func connectSessions(t *testing.T, x *executor.Executor, m *session.Manager) *mcp.ClientSession {
 	t.Helper()
 	ctx := t.Context()
 	st, ct := mcp.NewInMemoryTransports()
-	ss, err := New(r, "test", m).Connect(ctx, st, nil)
+	var r run.Runner
+	var reg *runtimes.Registry
+	if x != nil {
+		r, reg = x, x.Runtimes()
+	}
+	ss, err := New(r, reg, "test", m).Connect(ctx, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -489,7 +489,7 @@ func TestSessionHammer(t *testing.T) {
 // that made it; another token cannot see, use or close it.
 func TestSessionOwners(t *testing.T) {
 	x, m := requireSessions(t)
-	srv := New(x, "test", m)
+	srv := New(x, x.Runtimes(), "test", m)
 	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
 	t.Cleanup(hs.Close)
 	connectAs := func(token string) *mcp.ClientSession {

@@ -1,19 +1,19 @@
 package session
 
-import "errors"
+import "github.com/sandboxd/sandboxd/internal/errdefs"
 
 var (
 	// ErrInvalid: a session spec or a cell request is wrong; the message
 	// says what.
-	ErrInvalid = errors.New("invalid session request")
+	ErrInvalid = errdefs.New(errdefs.ErrInvalidArgument, "invalid session request")
 	// ErrNotFound: no such session here, or not the caller's. The message
 	// names the replica that holds it when the id says so.
-	ErrNotFound = errors.New("session not found")
+	ErrNotFound = errdefs.New(errdefs.ErrNotFound, "session not found")
 	// ErrTooMany: the daemon's or the caller's session quota is used up.
-	ErrTooMany = errors.New("too many sessions")
+	ErrTooMany = errdefs.New(errdefs.ErrExhausted, "too many sessions")
 	// ErrDead: the session's kernel is gone (killed at a limit, or ended);
 	// its files can still be read until it is deleted or expires.
-	ErrDead = errors.New("session is dead")
+	ErrDead = errdefs.New(errdefs.ErrConflict, "session is dead")
 	// ErrUnavailable: sessions cannot run on this host.
-	ErrUnavailable = errors.New("sessions unavailable")
+	ErrUnavailable = errdefs.New(errdefs.ErrUnavailable, "sessions unavailable")
 )

@@ -318,8 +318,8 @@ func (e *ElsewhereError) Error() string {
 	return fmt.Sprintf("session %q lives on replica %q, not on this one (%q): send its requests there", e.ID, e.Replica, e.Here)
 }
 
-// Is makes an ElsewhereError an ErrNotFound.
-func (e *ElsewhereError) Is(target error) bool { return target == ErrNotFound }
+// Unwrap makes an ElsewhereError an ErrNotFound (of class not found).
+func (e *ElsewhereError) Unwrap() error { return ErrNotFound }
 
 // idRandom is the length of an id's random part.
 const idRandom = 26

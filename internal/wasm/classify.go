@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -82,7 +81,7 @@ func classify(res *run.Result, end guestEnd, cause error, l limits.Limits) error
 		res.Reason = fmt.Sprintf("stopped: CPU time limit of %s reached (used %s)", l.CPUTime, res.CPUTime.Round(1e6))
 		return nil
 	case cause != nil || end.Kind == endClosed:
-		classifyCanceled(res, cause)
+		res.SetCanceled(cause)
 		return nil
 	}
 
@@ -118,19 +117,6 @@ func classify(res *run.Result, end guestEnd, cause error, l limits.Limits) error
 		res.Reason = joinReason(res.Reason, fmt.Sprintf("a write failed: workspace limit of %s (files of at most %s) reached", l.Tmpfs, l.FileSize))
 	}
 	return nil
-}
-
-// classifyCanceled is a run its caller stopped: by its own deadline
-// (timeout), or by going away.
-func classifyCanceled(res *run.Result, cause error) {
-	if errors.Is(cause, context.DeadlineExceeded) {
-		res.Status = run.StatusTimeout
-		res.Reason = "stopped: the caller's deadline passed"
-		return
-	}
-	res.Status = run.StatusInternalError
-	res.Error = "run canceled"
-	res.Reason = "stopped: the run was canceled by its caller"
 }
 
 func joinReason(a, b string) string {

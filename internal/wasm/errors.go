@@ -3,20 +3,22 @@ package wasm
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
 var (
 	// ErrInvalid: the Exec cannot run as given (no module, a module that
 	// does not compile, a bad file name). The message says why.
-	ErrInvalid = errors.New("invalid wasm run")
+	ErrInvalid = errdefs.New(errdefs.ErrInvalidArgument, "invalid wasm run")
 	// ErrNotBuilt: an interpreter is not built; errors.As gives a
 	// *NotBuiltError with the command that builds it.
-	ErrNotBuilt = errors.New("wasm runtime not built")
+	ErrNotBuilt = errdefs.New(errdefs.ErrUnavailable, "wasm runtime not built")
 	// ErrUnsupportedLimit: a limit the client set cannot be enforced on
 	// this backend; errors.As gives a *LimitError.
-	ErrUnsupportedLimit = errors.New("limit not enforceable on the wasm backend")
+	ErrUnsupportedLimit = errdefs.New(errdefs.ErrInvalidArgument, "limit not enforceable on the wasm backend")
 	// ErrClosed: the Runner was closed.
-	ErrClosed = errors.New("wasm runner closed")
+	ErrClosed = errdefs.New(errdefs.ErrUnavailable, "wasm runner closed")
 )
 
 // NotBuiltError says that an interpreter's files are missing, and how to
@@ -35,8 +37,8 @@ func (e *NotBuiltError) Error() string {
 		e.Interpreter, e.Missing, BuildCommand, e.Dir)
 }
 
-// Is makes errors.Is(err, ErrNotBuilt) hold.
-func (e *NotBuiltError) Is(target error) bool { return target == ErrNotBuilt }
+// Is makes errors.Is(err, ErrNotBuilt) hold, and so its class.
+func (e *NotBuiltError) Is(target error) bool { return errors.Is(ErrNotBuilt, target) }
 
 func (e *NotBuiltError) Unwrap() error { return e.Err }
 
@@ -52,5 +54,5 @@ func (e *LimitError) Error() string {
 	return fmt.Sprintf("limit %s cannot be enforced on the wasm backend: %s", e.Limit, e.Why)
 }
 
-// Is makes errors.Is(err, ErrUnsupportedLimit) hold.
-func (e *LimitError) Is(target error) bool { return target == ErrUnsupportedLimit }
+// Is makes errors.Is(err, ErrUnsupportedLimit) hold, and so its class.
+func (e *LimitError) Is(target error) bool { return errors.Is(ErrUnsupportedLimit, target) }

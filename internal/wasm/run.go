@@ -32,7 +32,7 @@ func (r *Runner) Run(ctx context.Context, e Exec) (*run.Result, error) {
 	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		// The caller gave up before the guest started (waiting for a
 		// compilation or a worker): as classify says it once it started.
-		classifyCanceled(res, ctx.Err())
+		res.SetCanceled(ctx.Err())
 	case err != nil:
 		res.Status = run.StatusInternalError
 		res.Error = err.Error()

@@ -1,23 +1,49 @@
-package api
+// Package metrics is sandboxd's Prometheus registry (no globals: one per
+// daemon) and the decorator that counts and logs every run a front end
+// starts: a run.Runner wrapping the next.
+package metrics
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
+	"net/http"
 
-	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sandboxd/sandboxd/internal/pool"
-	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
-type metrics struct {
+// Sources are the figures the registry reads at scrape time. Each may be
+// nil: its gauges then read 0 (or, for Pools, are absent).
+type Sources struct {
+	// Running and Waiting are the admission gate's runs in a slot and in
+	// its queue.
+	Running, Waiting func() int
+	// Sessions is the number of live sessions.
+	Sessions func() int
+	// Pools are the warm pools' figures by runtime.
+	Pools func() map[string]pool.Stats
+}
+
+// Metrics is one daemon's registry. Create it with New.
+type Metrics struct {
+	reg      *prometheus.Registry
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	rejected *prometheus.CounterVec
-	// cells counts session cells by status.
-	cells *prometheus.CounterVec
+	cells    *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, gate *admission.Gate, sessions *session.Manager) *metrics {
-	m := &metrics{
+// Rejection reasons: every one exists from the start, so rate() works
+// before the first rejection.
+var rejectReasons = []string{"queue_full", "invalid", "too_large", "unauthorized"}
+
+// New returns a registry with the Go and process collectors and
+// sandboxd's own metrics.
+func New(src Sources) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_runs_total",
 			Help: "Runs finished, by status and runtime.",
@@ -36,32 +62,38 @@ func newMetrics(reg *prometheus.Registry, gate *admission.Gate, sessions *sessio
 			Help: "Session cells finished, by status.",
 		}, []string{"status"}),
 	}
-	// Every reason exists from the start, so rate() works before the
-	// first rejection.
-	for _, reason := range []string{"queue_full", "invalid", "too_large", "unauthorized"} {
+	for _, reason := range rejectReasons {
 		m.rejected.WithLabelValues(reason)
 	}
-	reg.MustRegister(m.runs, m.duration, m.rejected, m.cells,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "sandboxd_runs_active",
-			Help: "Runs admitted and not yet finished.",
-		}, func() float64 { return float64(gate.Running()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "sandboxd_queue_depth",
-			Help: "Runs waiting for a slot.",
-		}, func() float64 { return float64(gate.Waiting()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "sandboxd_sessions_active",
-			Help: "Live sessions (idle, busy or dead but not yet deleted).",
-		}, func() float64 {
-			if sessions == nil {
+	gauge := func(name, help string, f func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			if f == nil {
 				return 0
 			}
-			return float64(sessions.Count())
-		}),
+			return float64(f())
+		})
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.runs, m.duration, m.rejected, m.cells,
+		gauge("sandboxd_runs_active", "Runs admitted and not yet finished.", src.Running),
+		gauge("sandboxd_queue_depth", "Runs waiting for a slot.", src.Waiting),
+		gauge("sandboxd_sessions_active", "Live sessions (idle, busy or dead but not yet deleted).", src.Sessions),
 	)
+	if src.Pools != nil {
+		m.reg.MustRegister(newPoolCollector(src.Pools))
+	}
 	return m
 }
+
+// Handler serves the registry (GET /metrics).
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// Rejected counts a request refused before it ran, by reason (one of
+// queue_full, invalid, too_large, unauthorized).
+func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
+
+// Cell counts a finished session cell.
+func (m *Metrics) Cell(status run.Status) { m.cells.WithLabelValues(string(status)).Inc() }
 
 // poolCollector exports the warm pools' figures at scrape time.
 type poolCollector struct {
