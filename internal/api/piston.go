@@ -90,21 +90,9 @@ func pistonFail(w http.ResponseWriter, err error) {
 func (s *Server) handlePistonRuntimes(w http.ResponseWriter, r *http.Request) {
 	out := []PistonRuntime{}
 	for _, rt := range s.runtimeInfos(r.Context()) {
-		out = append(out, PistonRuntime{Language: rt.Name, Version: rt.Version, Aliases: rt.Aliases, Runtime: pistonRuntimeName(rt)})
+		out = append(out, PistonRuntime{Language: rt.Name, Version: rt.Version, Aliases: rt.Aliases, Runtime: rt.rt.Names.Piston})
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// pistonRuntimeName is Piston's "runtime" field: the program behind the
-// language where it differs from it (gcc for c and c++, node for js).
-func pistonRuntimeName(rt RuntimeInfo) string {
-	switch rt.Name {
-	case "c", "c++":
-		return "gcc"
-	case "javascript":
-		return "node"
-	}
-	return ""
 }
 
 func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {

@@ -216,6 +216,8 @@ type RuntimeInfo struct {
 	Extensions []string `json:"extensions"`
 	Backends   []string `json:"backends"`
 	Compiled   bool     `json:"compiled"`
+	// rt is the registry's entry.
+	rt *runtimes.Runtime
 }
 
 func (s *Server) runtimeInfos(ctx context.Context) []RuntimeInfo {
@@ -229,7 +231,7 @@ func (s *Server) runtimeInfos(ctx context.Context) []RuntimeInfo {
 		if err != nil {
 			continue
 		}
-		out = append(out, RuntimeInfo{Name: rt.Name, Version: v, Aliases: nonNil(rt.Aliases), Extensions: nonNil(rt.Extensions), Backends: nonNil(rt.Backends), Compiled: rt.Compile != nil})
+		out = append(out, RuntimeInfo{Name: rt.Name, Version: v, Aliases: nonNil(rt.Aliases), Extensions: nonNil(rt.Extensions), Backends: rt.Backends(), Compiled: rt.Compile != nil, rt: rt})
 	}
 	return out
 }

@@ -25,7 +25,7 @@ func runtimesCommand(stdout io.Writer) *cobra.Command {
 				if err != nil {
 					v = "not installed"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rt.Name, v, strings.Join(rt.Aliases, ","), strings.Join(rt.Extensions, ","), strings.Join(rt.Backends, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rt.Name, v, strings.Join(rt.Aliases, ","), strings.Join(rt.Extensions, ","), strings.Join(rt.Backends(), ","))
 			}
 			return tw.Flush()
 		},

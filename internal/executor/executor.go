@@ -13,10 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -126,7 +123,7 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		if rt.Name != "python" {
 			return fmt.Errorf("%w: no warm runner for runtime %q (only python has one)", ErrInvalid, rt.Name)
 		}
-		env, err := BuildEnv(rt.Env, nil)
+		env, err := runtimes.BuildEnv(rt.Env, nil)
 		if err != nil {
 			return err
 		}
@@ -179,17 +176,6 @@ func (x *Executor) ProcessErr() error { return x.processErr }
 
 // Process is the process backend, for doctor and tests.
 func (x *Executor) Process() *isolate.Runner { return x.process }
-
-// baseEnv is every program's environment before the runtime's and the
-// spec's additions: nothing of the host's.
-var baseEnv = []string{
-	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"HOME=" + workspace.Dir,
-	"USER=sandbox",
-	"LOGNAME=sandbox",
-	"LANG=C.UTF-8",
-	"TMPDIR=/tmp",
-}
 
 // plan is a checked spec, ready to run.
 type plan struct {
@@ -277,13 +263,15 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 		// The compiler writes the program into the run's workspace.
 		p.compileLimits.Tmpfs = p.limits.Tmpfs
 	}
-	var rtEnv []string
 	if rt != nil {
-		rtEnv = rt.Env
+		p.env, err = rt.Environ(p.limits.CPUs, spec.Env)
+	} else {
+		// A WASI module gets exactly the caller's variables, as any WASI
+		// runtime gives it: none of an interpreter's defaults.
+		p.env, err = runtimes.UserEnv(spec.Env)
 	}
-	p.env, err = BuildEnv(append(slices.Clone(rtEnv), ThreadEnv(p.limits)...), spec.Env)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return p, nil
 }
@@ -291,6 +279,17 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 // pickBackend resolves the backend of a run: auto takes the process
 // backend where it works and falls back to wasm where it does not (the
 // result's isolation says which ran).
+// wasmNames lists the runtimes with a wasm build, for messages.
+func (x *Executor) wasmNames() string {
+	var names []string
+	for _, rt := range x.opts.Runtimes.All() {
+		if rt.Wasm != nil {
+			names = append(names, rt.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
 func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
 	if p.rt == nil {
 		return run.BackendWasm, nil
@@ -303,7 +302,7 @@ func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
 		return b, nil
 	case run.BackendWasm:
 		if !wasmFits(p) {
-			return "", fmt.Errorf("%w: runtime %q has no wasm build; the wasm backend offers python, javascript and .wasm modules", ErrInvalid, p.rt.Name)
+			return "", fmt.Errorf("%w: runtime %q has no wasm build; the wasm backend offers %s and .wasm modules", ErrInvalid, p.rt.Name, x.wasmNames())
 		}
 		return b, nil
 	}
@@ -314,48 +313,6 @@ func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
 		return run.BackendWasm, nil
 	}
 	return "", fmt.Errorf("%w: the process backend cannot run here (%w), and runtime %q has no wasm build", ErrUnavailable, x.processErr, p.rt.Name)
-}
-
-// ThreadEnv sizes the thread pools of numerical libraries (OpenBLAS,
-// OpenMP, MKL, numexpr) to the CPUs a program may use: they size
-// themselves to the host's CPUs otherwise, which on a large host means
-// more threads than the pids limit allows and far more than the CPU quota
-// can run. A program's own setting wins (BuildEnv puts the user's last).
-func ThreadEnv(l limits.Limits) []string {
-	n := strconv.Itoa(max(1, int(math.Ceil(l.CPUs))))
-	return []string{"OMP_NUM_THREADS=" + n, "OPENBLAS_NUM_THREADS=" + n, "MKL_NUM_THREADS=" + n, "NUMEXPR_NUM_THREADS=" + n}
-}
-
-// BuildEnv is a sandboxed program's whole environment: the base (PATH,
-// HOME, LANG), the runtime's entries, then the user's, each name once.
-// A bad user entry wraps ErrInvalid.
-func BuildEnv(rtEnv []string, user map[string]string) ([]string, error) {
-	env := append(append([]string{}, baseEnv...), rtEnv...)
-	keys := make([]string, 0, len(user))
-	for k, v := range user {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return nil, fmt.Errorf("%w: environment variable %q: names must be non-empty without '=' or NUL, values without NUL", ErrInvalid, k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		// Later entries win for programs that read the last one; drop the
-		// earlier so every program sees one value.
-		env = dropKey(env, k)
-		env = append(env, k+"="+user[k])
-	}
-	return env, nil
-}
-
-func dropKey(env []string, key string) []string {
-	out := env[:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, key+"=") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // Run runs a plan made by Plan. The result is non-nil unless the run
@@ -483,7 +440,7 @@ func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool
 	// The pool's sandbox started without the run's thread sizing; the
 	// runner sets it with the user's variables, which win.
 	env := map[string]string{}
-	for _, kv := range ThreadEnv(p.limits) {
+	for _, kv := range runtimes.ThreadEnv(p.limits.CPUs) {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}

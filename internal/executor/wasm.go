@@ -5,18 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wasm"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
-
-// wasmModules maps the runtimes the wasm backend offers onto the
-// interpreters built for WASI.
-var wasmModules = map[string]struct{ module, argv0 string }{
-	"python":     {"python", "python"},
-	"javascript": {"quickjs", "qjs"},
-}
 
 // isWasmModule reports whether the entry is a WASI module to run as is.
 func isWasmModule(entry string) bool { return strings.EqualFold(path.Ext(entry), ".wasm") }
@@ -52,13 +47,12 @@ func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream 
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	e := wasm.Exec{Files: spec.Files, Stdin: stdinOf(spec, stream), Stdout: stream.Stdout, Stderr: stream.Stderr, Limits: p.limits}
-	// WASI has no /tmp: point temporary files at the workspace.
-	for _, kv := range p.env {
-		if !strings.HasPrefix(kv, "TMPDIR=") {
-			e.Env = append(e.Env, kv)
-		}
+	e.Env = p.env
+	if p.rt != nil {
+		// WASI has no /tmp: point an interpreter's temporary files at the
+		// workspace.
+		e.Env = append(slices.DeleteFunc(slices.Clone(p.env), func(kv string) bool { return strings.HasPrefix(kv, "TMPDIR=") }), "TMPDIR="+workspace.Dir)
 	}
-	e.Env = append(e.Env, "TMPDIR=/workspace")
 	if p.rt == nil {
 		for _, f := range spec.Files {
 			if f.Name == p.entry {
@@ -67,20 +61,17 @@ func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream 
 		}
 		e.Argv = append([]string{p.entry}, spec.Args...)
 	} else {
-		m, ok := wasmModules[p.rt.Name]
-		if !ok {
-			return nil, fmt.Errorf("%w: runtime %q has no wasm build; the wasm backend offers python, javascript and .wasm modules", ErrInvalid, p.rt.Name)
-		}
-		if err := r.Available(m.module); err != nil {
+		m := p.rt.Wasm
+		if err := r.Available(m.Module); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		e.Module = m.module
-		e.Argv = append([]string{m.argv0, "/workspace/" + p.entry}, spec.Args...)
+		e.Module = m.Module
+		e.Argv = append([]string{m.Argv0, path.Join(workspace.Dir, p.entry)}, spec.Args...)
 	}
 	res, err := r.Run(ctx, e)
 	if res != nil && p.rt != nil && x.opts.Versions {
 		if v, verr := r.Versions(); verr == nil {
-			res.Version = v[wasmModules[p.rt.Name].module]
+			res.Version = v[p.rt.Wasm.Module]
 		}
 	}
 	if errors.Is(err, wasm.ErrInvalid) {
@@ -89,11 +80,5 @@ func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream 
 	return res, err
 }
 
-// wasmFits reports whether the wasm backend can take spec's runtime.
-func wasmFits(p *plan) bool {
-	if p.rt == nil {
-		return true
-	}
-	_, ok := wasmModules[p.rt.Name]
-	return ok
-}
+// wasmFits reports whether the wasm backend can take the plan's runtime.
+func wasmFits(p *plan) bool { return p.rt == nil || p.rt.Wasm != nil }

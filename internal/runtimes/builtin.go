@@ -22,8 +22,9 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/python3", "--version"},
 			VersionRegexp: `Python (\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/python3",
-			// wasm: CPython built for WASI (scripts/build-wasm-runtimes.sh).
-			Backends: []string{"process", "wasm"},
+			// CPython built for WASI (scripts/build-wasm-runtimes.sh).
+			Wasm:  &WasmBuild{Module: "python", Argv0: "python"},
+			Names: Names{Jupyter: "python3"},
 		},
 		{
 			Name:          "javascript",
@@ -33,8 +34,9 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/node", "--version"},
 			VersionRegexp: `v(\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/node",
-			// wasm: QuickJS built for WASI, not node.
-			Backends: []string{"process", "wasm"},
+			// QuickJS built for WASI, not node.
+			Wasm:  &WasmBuild{Module: "quickjs", Argv0: "qjs"},
+			Names: Names{Piston: "node", Jupyter: "javascript", E2B: "js"},
 		},
 		{
 			Name:          "bash",
@@ -43,7 +45,6 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/bash", "--version"},
 			VersionRegexp: `version (\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/bash",
-			Backends:      []string{"process"},
 		},
 		{
 			// sh is dash on Debian, which has no --version: ask dpkg. The
@@ -55,7 +56,6 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/dpkg-query", "-W", "-f=${Version}", "dash"},
 			VersionRegexp: `^(\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/sh",
-			Backends:      []string{"process"},
 		},
 		{
 			Name:       "c",
@@ -66,7 +66,7 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/gcc", "--version"},
 			VersionRegexp: gnuVersion,
 			Binary:        "/usr/bin/gcc",
-			Backends:      []string{"process"},
+			Names:         Names{Piston: "gcc"},
 		},
 		{
 			Name:          "c++",
@@ -77,7 +77,7 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/g++", "--version"},
 			VersionRegexp: gnuVersion,
 			Binary:        "/usr/bin/g++",
-			Backends:      []string{"process"},
+			Names:         Names{Piston: "gcc"},
 		},
 	}
 }

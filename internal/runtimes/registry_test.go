@@ -185,7 +185,7 @@ func TestLoadFile(t *testing.T) {
 			name: "override python",
 			config: `[{"name": "Python", "aliases": ["py3"], "extensions": [".py", ".pyw"],
 				"run": ["/usr/bin/python3", "-I", "{entry}"], "binary": "/usr/bin/python3",
-				"version_cmd": ["/usr/bin/python3", "-V"], "version_regexp": "(\\d+\\.\\d+)", "backends": ["process"]}]`,
+				"version_cmd": ["/usr/bin/python3", "-V"], "version_regexp": "(\\d+\\.\\d+)", "wasm": {"module": "python", "argv0": "python"}}]`,
 			// The override replaces the entry whole: its old aliases go.
 			check: map[string]string{"python": "Python", "py3": "Python", "py": "", "python3": "", "bash": "bash"},
 		},

@@ -57,8 +57,68 @@ type Runtime struct {
 	// Binary is the absolute host path of the interpreter or compiler; the
 	// runtime is available only if it exists and is executable.
 	Binary string `json:"binary"`
-	// Backends name the backends that offer this runtime ("process").
-	Backends []string `json:"backends,omitempty"`
+	// Wasm says how the runtime runs on the wasm backend; nil when it does
+	// not run there.
+	Wasm *WasmBuild `json:"wasm,omitempty"`
+	// Warm is the runner a warm pool keeps started ahead of a run; nil
+	// when the runtime has none (its runs always start cold).
+	Warm *Program `json:"-"`
+	// Kernel is the session kernel (the protocol is in
+	// kernel/PROTOCOL.md); nil when the runtime has no sessions.
+	Kernel *Program `json:"-"`
+	// Names are the runtime's names in the protocols sandboxd speaks.
+	Names Names `json:"names,omitzero"`
+}
+
+// WasmBuild is a runtime's interpreter built for WASI
+// (scripts/build-wasm-runtimes.sh).
+type WasmBuild struct {
+	// Module names the interpreter in the wasm backend's runtimes
+	// directory ("python", "quickjs").
+	Module string `json:"module"`
+	// Argv0 is the interpreter's argv[0] ("python", "qjs").
+	Argv0 string `json:"argv0"`
+}
+
+// Program is a program of sandboxd's own that a runtime's interpreter runs
+// in the sandbox: a warm runner or a session kernel. Its source is
+// embedded in sandboxd and written, read-only, into the workspace's
+// reserved directory, so nothing is installed on the host.
+type Program struct {
+	// Name is its workspace-relative path (".sandboxd/kernel/python.py").
+	Name string
+	// Source is its text.
+	Source []byte
+	// StartEnv are prefixes of environment variables that act only at the
+	// interpreter's start ("PYTHON"): a run that sets one cannot use a
+	// runner started before it.
+	StartEnv []string
+}
+
+// Argv is the sandbox argv that runs p with the runtime's interpreter.
+func (p *Program) Argv(rt *Runtime, workspaceDir string) []string {
+	return []string{rt.Binary, path.Join(workspaceDir, p.Name)}
+}
+
+// Names are a runtime's names in other protocols, where they differ from
+// Name; empty means Name.
+type Names struct {
+	// Piston is Piston's "runtime" field: the program behind the language
+	// ("gcc" for c and c++, "node" for javascript).
+	Piston string `json:"piston,omitempty"`
+	// Jupyter is the kernelspec name a Jupyter client asks for ("python3").
+	Jupyter string `json:"jupyter,omitempty"`
+	// E2B is the language name of E2B's code interpreter ("js").
+	E2B string `json:"e2b,omitempty"`
+}
+
+// Backends name the backends that offer this runtime: the process backend
+// always, the wasm backend when it has a build for it.
+func (r *Runtime) Backends() []string {
+	if r.Wasm != nil {
+		return []string{"process", "wasm"}
+	}
+	return []string{"process"}
 }
 
 // CompileArgv returns the compile argv for entry with the placeholders
@@ -106,7 +166,7 @@ func (r *Runtime) Validate() error {
 		checkEnv,
 		checkVersion,
 		checkBinary,
-		checkBackends,
+		checkWasm,
 	}
 	for _, check := range checks {
 		if err := check(r); err != nil {
@@ -191,11 +251,9 @@ func checkBinary(r *Runtime) error {
 	return nil
 }
 
-func checkBackends(r *Runtime) error {
-	for _, b := range r.Backends {
-		if b == "" {
-			return fmt.Errorf("backends: empty name")
-		}
+func checkWasm(r *Runtime) error {
+	if r.Wasm != nil && (r.Wasm.Module == "" || r.Wasm.Argv0 == "" || strings.ContainsAny(r.Wasm.Module, "/.") || strings.ContainsFunc(r.Wasm.Module, isSpaceOrControl)) {
+		return fmt.Errorf("wasm: module %q, argv0 %q: want a plain module name and an argv0", r.Wasm.Module, r.Wasm.Argv0)
 	}
 	return nil
 }

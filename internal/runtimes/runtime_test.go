@@ -108,7 +108,8 @@ func TestValidate(t *testing.T) {
 		{"unclean binary", func(r *Runtime) { r.Binary = "/usr/../usr/bin/x" }, "binary"},
 		{"relative version cmd", func(r *Runtime) { r.VersionCmd = []string{"x", "--version"} }, "version_cmd"},
 		{"bad regexp", func(r *Runtime) { r.VersionRegexp = "(" }, "version_regexp"},
-		{"empty backend", func(r *Runtime) { r.Backends = []string{""} }, "backends"},
+		{"wasm without a module", func(r *Runtime) { r.Wasm = &WasmBuild{Argv0: "x"} }, "wasm"},
+		{"wasm module with a path", func(r *Runtime) { r.Wasm = &WasmBuild{Module: "../x", Argv0: "x"} }, "wasm"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

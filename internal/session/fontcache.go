@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
 
 // matplotlib scans the host's fonts on its first import in a fresh config
@@ -69,7 +69,7 @@ func buildFontCache(ctx context.Context, r *isolate.Runner, python string) (*run
 		return nil, err
 	}
 	defer ws.Close()
-	env, err := executor.BuildEnv([]string{"MPLCONFIGDIR=/workspace/mpl", "MPLBACKEND=Agg"}, nil)
+	env, err := runtimes.BuildEnv([]string{"MPLCONFIGDIR=/workspace/mpl", "MPLBACKEND=Agg"}, nil)
 	if err != nil {
 		return nil, err
 	}

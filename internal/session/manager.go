@@ -11,13 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -202,7 +200,7 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 	if err := workspace.CheckFiles(spec.Files); err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	env, err := executor.BuildEnv(append(slices.Clone(rt.Env), executor.ThreadEnv(l)...), spec.Env)
+	env, err := rt.Environ(l.CPUs, spec.Env)
 	if err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
