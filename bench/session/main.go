@@ -26,8 +26,8 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
-	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
 func main() {
@@ -61,13 +61,13 @@ func bench(n int, server string) error {
 	m := session.NewManager(ctx, session.Config{Runner: r})
 	defer m.Close()
 	t0 := time.Now()
-	s, err := m.Create(ctx, "bench", &session.Spec{})
+	s, err := m.Create(ctx, "bench", &run.SessionSpec{})
 	if err != nil {
 		return err
 	}
 	created := time.Since(t0)
 	sandboxed, err := measure(n, func() error {
-		res, err := s.Exec(ctx, session.ExecRequest{Code: cell}, session.Live{})
+		res, err := s.Exec(ctx, run.CellRequest{Code: cell}, run.CellStream{})
 		if err == nil && res.Result["text/plain"] != "2" {
 			err = fmt.Errorf("cell answered %+v", res)
 		}
@@ -150,7 +150,7 @@ func apiCells(n int, base string) ([]time.Duration, error) {
 		}
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
-	var info wire.SessionInfo
+	var info run.SessionInfo
 	if err := post("/v1/sessions", `{}`, &info); err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func apiCells(n int, base string) ([]time.Duration, error) {
 	}()
 	body := fmt.Sprintf(`{"code": %q}`, cell)
 	return measure(n, func() error {
-		var res wire.CellResult
+		var res run.CellResult
 		if err := post("/v1/sessions/"+info.ID+"/exec", body, &res); err != nil {
 			return err
 		}

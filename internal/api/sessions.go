@@ -73,7 +73,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	var spec wire.SessionSpec
+	var spec run.SessionSpec
 	if err := decodeStrict(r.Body, &spec); err != nil {
 		s.reject(w, err)
 		return
@@ -126,7 +126,7 @@ func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
 	if s.manager(w) == nil {
 		return
 	}
-	var req wire.ExecRequest
+	var req run.CellRequest
 	if err := decodeStrict(r.Body, &req); err != nil {
 		s.reject(w, err)
 		return
@@ -139,7 +139,7 @@ func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
 		s.streamCell(w, r, sess, req)
 		return
 	}
-	res, err := s.cell(r.Context(), sess, req, session.Live{})
+	res, err := s.cell(r.Context(), sess, req, run.CellStream{})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -156,12 +156,12 @@ var cellEvents = events{
 // streamCell answers with NDJSON: output chunks and displays as they
 // happen, then the cell's result. A cell that cannot start (a dead
 // session) is still a plain 409.
-func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *session.Session, req wire.ExecRequest) {
+func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *session.Session, req run.CellRequest) {
 	ew := newEventWriter(w, cellEvents)
-	live := session.Live{
+	live := run.CellStream{
 		Stdout:  ew.output("stdout"),
 		Stderr:  ew.output("stderr"),
-		Display: func(b wire.MIMEBundle) { _ = ew.emit(wire.CellEvent{Type: "display", Display: b}) },
+		Display: func(b run.MIMEBundle) { _ = ew.emit(wire.CellEvent{Type: "display", Display: b}) },
 	}
 	res, err := s.cell(r.Context(), sess, req, live)
 	var last any
@@ -173,7 +173,7 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 
 // cell runs one cell of sess, and logs and counts it. A client that goes
 // away interrupts the cell (Exec watches ctx).
-func (s *Server) cell(ctx context.Context, sess *session.Session, req wire.ExecRequest, live session.Live) (*session.CellResult, error) {
+func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
 	start := s.cfg.Now()
 	res, err := sess.Exec(ctx, req, live)
 	if err != nil {
@@ -225,7 +225,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	sess.Touch()
 	name, _ := workspace.CleanName(r.PathValue("path")) // PutFile took it
 	w.Header().Set("Location", fileURL(sess.ID(), name))
-	writeJSON(w, http.StatusCreated, wire.FileInfo{Name: name, Type: "file", Size: n, Mode: uint32(mode.Perm()), ModTime: s.cfg.Now()})
+	writeJSON(w, http.StatusCreated, workspace.FileInfo{Name: name, Type: "file", Size: n, Mode: uint32(mode.Perm()), ModTime: s.cfg.Now()})
 }
 
 // fileMode parses ?mode: octal permission bits, 0644 when absent.
@@ -310,9 +310,9 @@ func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.Touch()
-	list := wire.FileList{Files: make([]wire.FileInfo, len(files)), Truncated: truncated}
+	list := wire.FileList{Files: make([]workspace.FileInfo, len(files)), Truncated: truncated}
 	for i, f := range files {
-		list.Files[i] = wire.FileInfo(f)
+		list.Files[i] = workspace.FileInfo(f)
 	}
 	writeJSON(w, http.StatusOK, list)
 }

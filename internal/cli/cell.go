@@ -14,7 +14,6 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/client"
 	"github.com/sandboxd/sandboxd/internal/run"
-	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
 // cellView shows cells as Python's REPL does: their output as it happens,
@@ -57,7 +56,7 @@ func (v *cellView) live() client.Live {
 }
 
 // display shows one display of the running cell.
-func (v *cellView) display(b wire.MIMEBundle) {
+func (v *cellView) display(b run.MIMEBundle) {
 	if png, ok := b["image/png"]; ok {
 		if v.saveDir != "" {
 			v.pending = append(v.pending, png)
@@ -75,7 +74,7 @@ func (v *cellView) display(b wire.MIMEBundle) {
 // show prints what a finished cell left besides its output: its saved
 // images, its value, its traceback and, unless quiet, why a limit or a
 // failure stopped it.
-func (v *cellView) show(res *wire.CellResult, quiet bool) {
+func (v *cellView) show(res *run.CellResult, quiet bool) {
 	pending := v.pending
 	v.pending = nil
 	if png, ok := res.Result["image/png"]; ok {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"github.com/sandboxd/sandboxd/internal/run"
-	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
 // Exit codes of `sandboxctl run` when the program's own code cannot be
@@ -55,7 +54,7 @@ func limitExitCode(s run.Status) int {
 // 0 ok, 1 an exception, the codes of `sandboxctl run` for the limits, and
 // ExitSandboxError when the kernel itself ended (the session is dead) or
 // failed.
-func CellExitCode(res *wire.CellResult) int {
+func CellExitCode(res *run.CellResult) int {
 	switch res.Status {
 	case run.StatusOK:
 		return 0

@@ -20,7 +20,6 @@ import (
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
-	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
 func replCommand(stdin io.Reader, stdout, stderr io.Writer, sig *signals, code *int) *cobra.Command {
@@ -107,7 +106,7 @@ gone.`,
 
 // replBackend is where the REPL's session lives: here, or on a daemon.
 type replBackend interface {
-	exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error)
+	exec(ctx context.Context, code string, live client.Live) (*run.CellResult, error)
 	// interrupt interrupts the running cell (a KeyboardInterrupt in it).
 	interrupt(ctx context.Context) error
 	// gone reports whether an error of exec means the session takes no
@@ -121,10 +120,10 @@ type replBackend interface {
 // remoteSession is a session on a daemon.
 type remoteSession struct {
 	c    *client.Client
-	info *wire.SessionInfo
+	info *run.SessionInfo
 }
 
-func startRemote(ctx context.Context, c *client.Client, spec *wire.SessionSpec) (*remoteSession, error) {
+func startRemote(ctx context.Context, c *client.Client, spec *run.SessionSpec) (*remoteSession, error) {
 	info, err := c.CreateSession(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -132,8 +131,8 @@ func startRemote(ctx context.Context, c *client.Client, spec *wire.SessionSpec) 
 	return &remoteSession{c: c, info: info}, nil
 }
 
-func (r *remoteSession) exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error) {
-	return r.c.Exec(ctx, r.info.ID, wire.ExecRequest{Code: code}, live)
+func (r *remoteSession) exec(ctx context.Context, code string, live client.Live) (*run.CellResult, error) {
+	return r.c.Exec(ctx, r.info.ID, run.CellRequest{Code: code}, live)
 }
 
 func (r *remoteSession) interrupt(ctx context.Context) error {
@@ -173,7 +172,7 @@ const localOwner = "local"
 // the REPL.
 const localIdle = 100 * 365 * 24 * time.Hour
 
-func startLocal(ctx context.Context, spec *wire.SessionSpec, sig *signals, log *slog.Logger) (_ *localSession, err error) {
+func startLocal(ctx context.Context, spec *run.SessionSpec, sig *signals, log *slog.Logger) (_ *localSession, err error) {
 	x, err := executor.New(executor.Options{Logger: log})
 	if err != nil {
 		return nil, err
@@ -193,8 +192,8 @@ func startLocal(ctx context.Context, spec *wire.SessionSpec, sig *signals, log *
 	return &localSession{x: x, m: m, s: s}, nil
 }
 
-func (l *localSession) exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error) {
-	return l.s.Exec(ctx, session.ExecRequest{Code: code}, session.Live{Stdout: live.Stdout, Stderr: live.Stderr, Display: live.Display})
+func (l *localSession) exec(ctx context.Context, code string, live client.Live) (*run.CellResult, error) {
+	return l.s.Exec(ctx, run.CellRequest{Code: code}, run.CellStream{Stdout: live.Stdout, Stderr: live.Stderr, Display: live.Display})
 }
 
 func (l *localSession) interrupt(context.Context) error {
@@ -351,7 +350,7 @@ func (r *repl) cell(ctx context.Context, code string) (exit int, end bool) {
 		}
 		return code, true
 	}
-	dead := res.State == wire.StateDead
+	dead := res.State == run.SessionDead
 	r.view.show(res, interrupted.Load() && !dead)
 	if dead {
 		return CellExitCode(res), true
@@ -362,7 +361,7 @@ func (r *repl) cell(ctx context.Context, code string) (exit int, end bool) {
 // systemExit reports whether the cell called exit() (sys.exit, quit)
 // and the exit code it asked for, as Python gives it: none is 0, an
 // integer is itself, anything else is a message to print and 1.
-func systemExit(res *wire.CellResult) (code int, msg string, ok bool) {
+func systemExit(res *run.CellResult) (code int, msg string, ok bool) {
 	if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "SystemExit" {
 		return 0, "", false
 	}

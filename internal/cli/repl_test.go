@@ -21,30 +21,30 @@ func TestReplRemote(t *testing.T) {
 	srv := fakeDaemon(t)
 	var mu sync.Mutex
 	var cells []string
-	srv.Exec = func(_ string, req wire.ExecRequest, emit func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
+	srv.Exec = func(_ string, req run.CellRequest, emit func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
 		mu.Lock()
 		cells = append(cells, req.Code)
 		mu.Unlock()
 		switch strings.TrimSpace(req.Code) {
 		case "f(x)":
-			return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": "10"}}, nil
+			return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": "10"}}, nil
 		case "print('hi')":
 			emit(wire.CellEvent{Type: "stdout", Data: "hi\n"})
-			return &wire.CellResult{Status: run.StatusOK}, nil
+			return &run.CellResult{Status: run.StatusOK}, nil
 		case "1/0":
-			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "ZeroDivisionError", Traceback: "Traceback\nZeroDivisionError: division by zero\n"}}, nil
+			return &run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "ZeroDivisionError", Traceback: "Traceback\nZeroDivisionError: division by zero\n"}}, nil
 		case "exit(3)":
-			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "3", Traceback: "Traceback\nSystemExit: 3\n"}}, nil
+			return &run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "3", Traceback: "Traceback\nSystemExit: 3\n"}}, nil
 		case "exit()":
-			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "None", Traceback: "Traceback\nSystemExit\n"}}, nil
+			return &run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "None", Traceback: "Traceback\nSystemExit\n"}}, nil
 		case "sys.exit('bye')":
-			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "bye", Traceback: "Traceback\nSystemExit: bye\n"}}, nil
+			return &run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "bye", Traceback: "Traceback\nSystemExit: bye\n"}}, nil
 		case "allocate":
-			return &wire.CellResult{Status: run.StatusMemoryLimit, Reason: "the memory limit was reached; the session is dead", State: wire.StateDead}, nil
+			return &run.CellResult{Status: run.StatusMemoryLimit, Reason: "the memory limit was reached; the session is dead", State: run.SessionDead}, nil
 		case "sleep":
-			return &wire.CellResult{Status: run.StatusTimeout, Reason: "the cell's timeout was reached; the session goes on", Error: &wire.CellError{Name: "KeyboardInterrupt", Traceback: "KeyboardInterrupt\n"}}, nil
+			return &run.CellResult{Status: run.StatusTimeout, Reason: "the cell's timeout was reached; the session goes on", Error: &run.CellError{Name: "KeyboardInterrupt", Traceback: "KeyboardInterrupt\n"}}, nil
 		}
-		return &wire.CellResult{Status: run.StatusOK}, nil
+		return &run.CellResult{Status: run.StatusOK}, nil
 	}
 	for _, tc := range []struct {
 		name           string
@@ -85,9 +85,9 @@ func TestReplRemote(t *testing.T) {
 	}
 
 	t.Run("session gone", func(t *testing.T) {
-		srv.Exec = func(id string, _ wire.ExecRequest, _ func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
+		srv.Exec = func(id string, _ run.CellRequest, _ func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
 			srv.Remove(id) // expired behind the REPL's back
-			return &wire.CellResult{Status: run.StatusOK}, nil
+			return &run.CellResult{Status: run.StatusOK}, nil
 		}
 		out, errOut, code := sandboxctl(t, "1\n2\n3\n", "repl", "--server", srv.URL)
 		if code != 125 || out != "" || !strings.Contains(errOut, "404") || strings.Count(errOut, "\n") != 1 {
@@ -114,7 +114,7 @@ type fakeBackend struct {
 	intrd chan struct{}
 }
 
-func (f *fakeBackend) exec(ctx context.Context, code string, live client.Live) (*wire.CellResult, error) {
+func (f *fakeBackend) exec(ctx context.Context, code string, live client.Live) (*run.CellResult, error) {
 	f.mu.Lock()
 	f.cells = append(f.cells, code)
 	f.mu.Unlock()
@@ -124,11 +124,11 @@ func (f *fakeBackend) exec(ctx context.Context, code string, live client.Live) (
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-f.intrd:
-			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "KeyboardInterrupt", Traceback: "KeyboardInterrupt\n"}}, nil
+			return &run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "KeyboardInterrupt", Traceback: "KeyboardInterrupt\n"}}, nil
 		case <-f.release:
 		}
 	}
-	return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": "ran " + strings.TrimSpace(code)}}, nil
+	return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": "ran " + strings.TrimSpace(code)}}, nil
 }
 
 func (f *fakeBackend) interrupt(context.Context) error {
@@ -231,18 +231,18 @@ func TestReplContextEnds(t *testing.T) {
 
 func TestSystemExit(t *testing.T) {
 	for _, tc := range []struct {
-		res  wire.CellResult
+		res  run.CellResult
 		code int
 		msg  string
 		ok   bool
 	}{
-		{wire.CellResult{Status: run.StatusOK}, 0, "", false},
-		{wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "ValueError", Value: "3"}}, 0, "", false},
-		{wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit"}}, 0, "", true},
-		{wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "None"}}, 0, "", true},
-		{wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "7"}}, 7, "", true},
-		{wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "257"}}, 1, "", true},
-		{wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "SystemExit", Value: "bye"}}, 1, "bye", true},
+		{run.CellResult{Status: run.StatusOK}, 0, "", false},
+		{run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "ValueError", Value: "3"}}, 0, "", false},
+		{run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit"}}, 0, "", true},
+		{run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "None"}}, 0, "", true},
+		{run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "7"}}, 7, "", true},
+		{run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "257"}}, 1, "", true},
+		{run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "SystemExit", Value: "bye"}}, 1, "bye", true},
 	} {
 		code, msg, ok := systemExit(&tc.res)
 		if code != tc.code || msg != tc.msg || ok != tc.ok {

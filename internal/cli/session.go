@@ -18,6 +18,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/client"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
@@ -87,8 +88,8 @@ func (f *sessionSpecFlags) add(cmd *cobra.Command, idleHelp string) {
 }
 
 // spec builds the session's spec, reading the --file files.
-func (f *sessionSpecFlags) spec() (*wire.SessionSpec, error) {
-	spec := &wire.SessionSpec{Runtime: f.runtime, Limits: f.l, IdleTimeout: f.idle}
+func (f *sessionSpecFlags) spec() (*run.SessionSpec, error) {
+	spec := &run.SessionSpec{Runtime: f.runtime, Limits: f.l, IdleTimeout: f.idle}
 	env, err := parseEnv(f.env)
 	if err != nil {
 		return nil, err
@@ -203,7 +204,7 @@ which interrupts the cell, and exits 128+N.`,
 				// The output is in the result.
 				live = client.Live{}
 			}
-			res, err := sf.client().Exec(cmd.Context(), args[0], wire.ExecRequest{Code: src, Timeout: timeout}, live)
+			res, err := sf.client().Exec(cmd.Context(), args[0], run.CellRequest{Code: src, Timeout: timeout}, live)
 			if err != nil {
 				return err
 			}
@@ -357,7 +358,7 @@ and time left before the idle timeout. --json prints them as JSON.`,
 			}
 			if asJSON {
 				if list == nil {
-					list = []wire.SessionInfo{}
+					list = []run.SessionInfo{}
 				}
 				return printJSON(stdout, wire.SessionList{Sessions: list})
 			}
@@ -366,7 +367,7 @@ and time left before the idle timeout. --json prints them as JSON.`,
 			fmt.Fprintln(tw, "ID\tRUNTIME\tSTATE\tCELLS\tAGE\tIDLE\tEXPIRES IN")
 			for _, s := range list {
 				expires := "-"
-				if s.State != wire.StateDead {
+				if s.State != run.SessionDead {
 					expires = age(s.ExpiresAt, now, true)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, strings.TrimSpace(s.Runtime+" "+s.Version), s.State, s.Cells,

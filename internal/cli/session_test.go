@@ -72,8 +72,8 @@ func TestSessionNew(t *testing.T) {
 	}
 
 	out, _, code = sandboxctl(t, "", "session", "new", "--json")
-	var info wire.SessionInfo
-	if err := json.Unmarshal([]byte(out), &info); code != 0 || err != nil || info.ID == "" || info.State != wire.StateIdle {
+	var info run.SessionInfo
+	if err := json.Unmarshal([]byte(out), &info); code != 0 || err != nil || info.ID == "" || info.State != run.SessionIdle {
 		t.Errorf("--json: exit %d, %q (%v)", code, out, err)
 	}
 
@@ -104,36 +104,36 @@ func TestSessionExec(t *testing.T) {
 	raw, _ := base64.StdEncoding.DecodeString(img)
 	size := humanBytes(int64(len(raw)))
 	// The fake kernel: each code names what the cell does.
-	srv.Exec = func(_ string, req wire.ExecRequest, emit func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
-		tb := &wire.CellError{Name: "KeyboardInterrupt", Traceback: "Traceback (most recent call last):\nKeyboardInterrupt\n"}
+	srv.Exec = func(_ string, req run.CellRequest, emit func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
+		tb := &run.CellError{Name: "KeyboardInterrupt", Traceback: "Traceback (most recent call last):\nKeyboardInterrupt\n"}
 		switch req.Code {
 		case "x + 1":
 			emit(wire.CellEvent{Type: "stdout", Data: "out\n"})
 			emit(wire.CellEvent{Type: "stderr", Data: "err\n"})
-			return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": "2"}}, nil
+			return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": "2"}}, nil
 		case "x = 1":
-			return &wire.CellResult{Status: run.StatusOK}, nil
+			return &run.CellResult{Status: run.StatusOK}, nil
 		case "1/0":
-			return &wire.CellResult{Status: run.StatusError, Error: &wire.CellError{Name: "ZeroDivisionError", Value: "division by zero",
+			return &run.CellResult{Status: run.StatusError, Error: &run.CellError{Name: "ZeroDivisionError", Value: "division by zero",
 				Traceback: "Traceback (most recent call last):\n  File \"<cell-1>\", line 1\nZeroDivisionError: division by zero\n"}}, nil
 		case "sleep":
-			return &wire.CellResult{Status: run.StatusTimeout, Reason: "the cell's timeout of 1s was reached and it was interrupted; the session goes on", Error: tb}, nil
+			return &run.CellResult{Status: run.StatusTimeout, Reason: "the cell's timeout of 1s was reached and it was interrupted; the session goes on", Error: tb}, nil
 		case "spin":
-			return &wire.CellResult{Status: run.StatusCPULimit, Reason: "cpu limit; the session goes on", Error: tb}, nil
+			return &run.CellResult{Status: run.StatusCPULimit, Reason: "cpu limit; the session goes on", Error: tb}, nil
 		case "print forever":
-			return &wire.CellResult{Status: run.StatusOutputLimit, Reason: "output limit; the session goes on", Error: tb}, nil
+			return &run.CellResult{Status: run.StatusOutputLimit, Reason: "output limit; the session goes on", Error: tb}, nil
 		case "allocate":
-			return &wire.CellResult{Status: run.StatusMemoryLimit, Reason: "memory limit; the session is dead", State: wire.StateDead}, nil
+			return &run.CellResult{Status: run.StatusMemoryLimit, Reason: "memory limit; the session is dead", State: run.SessionDead}, nil
 		case "os._exit(3)":
-			return &wire.CellResult{Status: run.StatusExited, Reason: "the kernel exited with code 3; the session is dead", State: wire.StateDead}, nil
+			return &run.CellResult{Status: run.StatusExited, Reason: "the kernel exited with code 3; the session is dead", State: run.SessionDead}, nil
 		case "plot":
-			emit(wire.CellEvent{Type: "display", Display: wire.MIMEBundle{"text/plain": "<Figure>", "image/png": img}})
-			emit(wire.CellEvent{Type: "display", Display: wire.MIMEBundle{"text/plain": "a table", "text/html": "<table>"}})
-			return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": "<PIL.Image>", "image/png": img}}, nil
+			emit(wire.CellEvent{Type: "display", Display: run.MIMEBundle{"text/plain": "<Figure>", "image/png": img}})
+			emit(wire.CellEvent{Type: "display", Display: run.MIMEBundle{"text/plain": "a table", "text/html": "<table>"}})
+			return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": "<PIL.Image>", "image/png": img}}, nil
 		case "timeout?":
-			return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": req.Timeout.String()}}, nil
+			return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": req.Timeout.String()}}, nil
 		}
-		return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": repr(req.Code)}}, nil
+		return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": repr(req.Code)}}, nil
 	}
 	codeFile := filepath.Join(t.TempDir(), "cell.py")
 	if err := os.WriteFile(codeFile, []byte("from file"), 0o644); err != nil {
@@ -166,7 +166,7 @@ func TestSessionExec(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			// Each case has a session of its own: some kill it.
-			id := srv.Add(wire.SessionSpec{})
+			id := srv.Add(run.SessionSpec{})
 			args := []string{"session", "exec"}
 			for _, a := range tc.args {
 				if a == "ID" {
@@ -181,7 +181,7 @@ func TestSessionExec(t *testing.T) {
 		})
 	}
 
-	id := srv.Add(wire.SessionSpec{})
+	id := srv.Add(run.SessionSpec{})
 	t.Run("save images", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "imgs")
 		out, errOut, code := sandboxctl(t, "", "session", "exec", "--save-images", dir, id, "plot")
@@ -200,7 +200,7 @@ func TestSessionExec(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		out, _, code := sandboxctl(t, "", "session", "exec", "--json", id, "1/0")
-		var res wire.CellResult
+		var res run.CellResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil || code != 1 || res.Status != run.StatusError || res.Error.Name != "ZeroDivisionError" {
 			t.Errorf("exit %d, %q (%v)", code, out, err)
 		}
@@ -211,7 +211,7 @@ func TestSessionExec(t *testing.T) {
 	})
 
 	t.Run("dead session", func(t *testing.T) {
-		id := srv.Add(wire.SessionSpec{})
+		id := srv.Add(run.SessionSpec{})
 		srv.Kill(id, "the memory limit was reached")
 		_, errOut, code := sandboxctl(t, "", "session", "exec", id, "1")
 		if code != 125 || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "the memory limit was reached") {
@@ -229,7 +229,7 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestSessionCp(t *testing.T) {
 	srv := fakeDaemon(t)
-	id := srv.Add(wire.SessionSpec{})
+	id := srv.Add(run.SessionSpec{})
 	dir := t.TempDir()
 	local := filepath.Join(dir, "in.txt")
 	if err := os.WriteFile(local, []byte("local bytes"), 0o600); err != nil {
@@ -288,8 +288,8 @@ func TestSessionCp(t *testing.T) {
 
 func TestSessionLsFilesRm(t *testing.T) {
 	srv := fakeDaemon(t)
-	a := srv.Add(wire.SessionSpec{Files: []run.File{{Name: "data/x.csv", Content: []byte("12345")}, {Name: "main.py", Content: []byte("1")}}})
-	b := srv.Add(wire.SessionSpec{})
+	a := srv.Add(run.SessionSpec{Files: []run.File{{Name: "data/x.csv", Content: []byte("12345")}, {Name: "main.py", Content: []byte("1")}}})
+	b := srv.Add(run.SessionSpec{})
 	srv.Kill(b, "killed")
 
 	out, errOut, code := sandboxctl(t, "", "session", "ls")
@@ -322,7 +322,7 @@ func TestSessionLsFilesRm(t *testing.T) {
 	}
 
 	out, _, code = sandboxctl(t, "", "session", "info", a)
-	var info wire.SessionInfo
+	var info run.SessionInfo
 	if err := json.Unmarshal([]byte(out), &info); err != nil || code != 0 || info.ID != a {
 		t.Errorf("info: exit %d %q (%v)", code, out, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/sandboxd/sandboxd/internal/client"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
@@ -24,7 +25,7 @@ func ExampleClient_Exec() {
 	defer daemon.Close()
 
 	c := &client.Client{Base: daemon.URL, Token: "secret"}
-	res, err := c.Exec(context.Background(), "s1", wire.ExecRequest{Code: "print('computing')\n6 * 7"}, client.Live{Stdout: os.Stdout, Stderr: os.Stderr})
+	res, err := c.Exec(context.Background(), "s1", run.CellRequest{Code: "print('computing')\n6 * 7"}, client.Live{Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -12,7 +12,9 @@ import (
 	"path"
 	"strings"
 
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wire"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // The session API (/v1/sessions): a session is a live interpreter in a
@@ -23,12 +25,12 @@ import (
 // time and in the order the daemon sent them.
 type Live struct {
 	Stdout, Stderr io.Writer
-	Display        func(wire.MIMEBundle)
+	Display        func(run.MIMEBundle)
 }
 
 // CreateSession starts a session (POST /v1/sessions).
-func (c *Client) CreateSession(ctx context.Context, spec *wire.SessionSpec) (*wire.SessionInfo, error) {
-	var info wire.SessionInfo
+func (c *Client) CreateSession(ctx context.Context, spec *run.SessionSpec) (*run.SessionInfo, error) {
+	var info run.SessionInfo
 	if err := c.doJSON(ctx, http.MethodPost, "/v1/sessions", spec, &info); err != nil {
 		return nil, err
 	}
@@ -36,7 +38,7 @@ func (c *Client) CreateSession(ctx context.Context, spec *wire.SessionSpec) (*wi
 }
 
 // ListSessions returns the caller's sessions (GET /v1/sessions).
-func (c *Client) ListSessions(ctx context.Context) ([]wire.SessionInfo, error) {
+func (c *Client) ListSessions(ctx context.Context) ([]run.SessionInfo, error) {
 	var list wire.SessionList
 	if err := c.doJSON(ctx, http.MethodGet, "/v1/sessions", nil, &list); err != nil {
 		return nil, err
@@ -45,12 +47,12 @@ func (c *Client) ListSessions(ctx context.Context) ([]wire.SessionInfo, error) {
 }
 
 // GetSession describes session id (GET /v1/sessions/{id}).
-func (c *Client) GetSession(ctx context.Context, id string) (*wire.SessionInfo, error) {
+func (c *Client) GetSession(ctx context.Context, id string) (*run.SessionInfo, error) {
 	p, err := sessionPath(id, "")
 	if err != nil {
 		return nil, err
 	}
-	var info wire.SessionInfo
+	var info run.SessionInfo
 	if err := c.doJSON(ctx, http.MethodGet, p, nil, &info); err != nil {
 		return nil, err
 	}
@@ -87,7 +89,7 @@ func (c *Client) Interrupt(ctx context.Context, id string) (bool, error) {
 // an *Error for the daemon's refusals (404 unknown session, 409 dead
 // session, ...), or the transport's. Ending ctx ends the request, which
 // makes the daemon interrupt the cell.
-func (c *Client) Exec(ctx context.Context, id string, req wire.ExecRequest, live Live) (*wire.CellResult, error) {
+func (c *Client) Exec(ctx context.Context, id string, req run.CellRequest, live Live) (*run.CellResult, error) {
 	p, err := sessionPath(id, "/exec")
 	if err != nil {
 		return nil, err
@@ -104,7 +106,7 @@ func (c *Client) Exec(ctx context.Context, id string, req wire.ExecRequest, live
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != wire.NDJSON {
 		// A daemon that does not stream answers the whole result at
 		// once: hand it on the same way.
-		var res wire.CellResult
+		var res run.CellResult
 		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
 			return nil, fmt.Errorf("bad cell result from sandboxd: %w", err)
 		}
@@ -117,7 +119,7 @@ func (c *Client) Exec(ctx context.Context, id string, req wire.ExecRequest, live
 }
 
 // replay gives live what a non-streamed result holds.
-func replay(res *wire.CellResult, live Live) error {
+func replay(res *run.CellResult, live Live) error {
 	for _, o := range []struct {
 		w io.Writer
 		b []byte
@@ -137,7 +139,7 @@ func replay(res *wire.CellResult, live Live) error {
 }
 
 // readCellEvents consumes a cell's NDJSON stream until its result.
-func readCellEvents(ctx context.Context, r io.Reader, live Live) (*wire.CellResult, error) {
+func readCellEvents(ctx context.Context, r io.Reader, live Live) (*run.CellResult, error) {
 	dec := json.NewDecoder(r)
 	for {
 		var ev wire.CellEvent
@@ -178,7 +180,7 @@ func readCellEvents(ctx context.Context, r io.Reader, live Live) (*wire.CellResu
 // PutFile writes r's bytes to path in session id's workspace, creating
 // its directories (PUT /v1/sessions/{id}/files/{path}). The body streams:
 // r is not held in memory.
-func (c *Client) PutFile(ctx context.Context, id, path string, r io.Reader) (*wire.FileInfo, error) {
+func (c *Client) PutFile(ctx context.Context, id, path string, r io.Reader) (*workspace.FileInfo, error) {
 	p, err := sessionFilePath(id, path)
 	if err != nil {
 		return nil, err
@@ -193,7 +195,7 @@ func (c *Client) PutFile(ctx context.Context, id, path string, r io.Reader) (*wi
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var fi wire.FileInfo
+	var fi workspace.FileInfo
 	if err := json.NewDecoder(resp.Body).Decode(&fi); err != nil {
 		return nil, fmt.Errorf("bad file info from sandboxd: %w", err)
 	}

@@ -39,7 +39,7 @@ func wantError(t *testing.T, err error, status int, code string) {
 func TestSessionLifecycle(t *testing.T) {
 	srv, c := newClient(t)
 	ctx := t.Context()
-	spec := &wire.SessionSpec{
+	spec := &run.SessionSpec{
 		Runtime: "python", Limits: limits.Limits{Memory: 512 * limits.MiB}, IdleTimeout: limits.Duration(time.Minute),
 		Env: map[string]string{"A": "1"}, Files: []run.File{{Name: "data/in.csv", Content: []byte("a,b\n")}},
 	}
@@ -47,14 +47,14 @@ func TestSessionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.ID == "" || info.Runtime != "python" || info.State != wire.StateIdle || info.Limits.Memory != 512*limits.MiB {
+	if info.ID == "" || info.Runtime != "python" || info.State != run.SessionIdle || info.Limits.Memory != 512*limits.MiB {
 		t.Errorf("created %+v", info)
 	}
 	got, ok := srv.Session(info.ID)
 	if !ok || got.Spec.Env["A"] != "1" || string(got.Files["data/in.csv"]) != "a,b\n" || got.Spec.IdleTimeout != spec.IdleTimeout {
 		t.Errorf("the daemon got %+v", got)
 	}
-	second, err := c.CreateSession(ctx, &wire.SessionSpec{})
+	second, err := c.CreateSession(ctx, &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestSessionLifecycle(t *testing.T) {
 	_, err = c.GetSession(ctx, info.ID)
 	wantError(t, err, http.StatusNotFound, "not_found")
 	wantError(t, c.DeleteSession(ctx, info.ID), http.StatusNotFound, "not_found")
-	_, err = c.CreateSession(ctx, &wire.SessionSpec{Runtime: "c"})
+	_, err = c.CreateSession(ctx, &run.SessionSpec{Runtime: "c"})
 	wantError(t, err, http.StatusBadRequest, "invalid_argument")
 }
 
@@ -91,9 +91,9 @@ func TestSessionToken(t *testing.T) {
 // still runs, in order, and the result comes last.
 func TestExecStreams(t *testing.T) {
 	srv, c := newClient(t)
-	id := srv.Add(wire.SessionSpec{})
+	id := srv.Add(run.SessionSpec{})
 	seen := make(chan string, 10)
-	srv.Exec = func(_ string, req wire.ExecRequest, emit func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
+	srv.Exec = func(_ string, req run.CellRequest, emit func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
 		if req.Code != "x + 1" || req.Timeout != limits.Duration(2*time.Second) {
 			return nil, &wire.ErrorDetail{Code: "invalid_argument", Message: fmt.Sprintf("request %+v", req)}
 		}
@@ -103,9 +103,9 @@ func TestExecStreams(t *testing.T) {
 			return nil, &wire.ErrorDetail{Code: "internal", Message: "client saw " + s}
 		}
 		emit(wire.CellEvent{Type: "stderr", Data: "/w==", Encoding: "base64"})
-		emit(wire.CellEvent{Type: "display", Display: wire.MIMEBundle{"text/plain": "<Figure>", "image/png": "iVBO"}})
+		emit(wire.CellEvent{Type: "display", Display: run.MIMEBundle{"text/plain": "<Figure>", "image/png": "iVBO"}})
 		emit(wire.CellEvent{Type: "unknown-future-type"})
-		return &wire.CellResult{Status: run.StatusOK, Result: wire.MIMEBundle{"text/plain": "2"}}, nil
+		return &run.CellResult{Status: run.StatusOK, Result: run.MIMEBundle{"text/plain": "2"}}, nil
 	}
 	var order []string
 	var mu sync.Mutex
@@ -118,9 +118,9 @@ func TestExecStreams(t *testing.T) {
 			return len(p), nil
 		})
 	}
-	res, err := c.Exec(t.Context(), id, wire.ExecRequest{Code: "x + 1", Timeout: limits.Duration(2 * time.Second)}, client.Live{
+	res, err := c.Exec(t.Context(), id, run.CellRequest{Code: "x + 1", Timeout: limits.Duration(2 * time.Second)}, client.Live{
 		Stdout: rec("stdout"), Stderr: rec("stderr"),
-		Display: func(b wire.MIMEBundle) {
+		Display: func(b run.MIMEBundle) {
 			mu.Lock()
 			defer mu.Unlock()
 			order = append(order, "display:"+b["text/plain"])
@@ -145,21 +145,21 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestExecErrors(t *testing.T) {
 	srv, c := newClient(t)
-	id := srv.Add(wire.SessionSpec{})
+	id := srv.Add(run.SessionSpec{})
 	ctx := t.Context()
 
 	// An error after the stream started is an *Error too.
-	srv.Exec = func(string, wire.ExecRequest, func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
+	srv.Exec = func(string, run.CellRequest, func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
 		return nil, &wire.ErrorDetail{Code: "internal", Message: "the kernel broke"}
 	}
-	_, err := c.Exec(ctx, id, wire.ExecRequest{Code: "1"}, client.Live{})
+	_, err := c.Exec(ctx, id, run.CellRequest{Code: "1"}, client.Live{})
 	wantError(t, err, http.StatusInternalServerError, "internal")
-	srv.Exec = func(_ string, _ wire.ExecRequest, emit func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
+	srv.Exec = func(_ string, _ run.CellRequest, emit func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
 		emit(wire.CellEvent{Type: "stdout", Data: "partial"})
 		return nil, &wire.ErrorDetail{Code: "unavailable", Message: "shutting down"}
 	}
 	var out bytes.Buffer
-	_, err = c.Exec(ctx, id, wire.ExecRequest{Code: "1"}, client.Live{Stdout: &out})
+	_, err = c.Exec(ctx, id, run.CellRequest{Code: "1"}, client.Live{Stdout: &out})
 	wantError(t, err, http.StatusOK, "unavailable")
 	if out.String() != "partial" {
 		t.Errorf("stdout before the error: %q", out.String())
@@ -167,12 +167,12 @@ func TestExecErrors(t *testing.T) {
 
 	// A dead session is 409, an unknown one 404.
 	srv.Kill(id, "the memory limit was reached")
-	_, err = c.Exec(ctx, id, wire.ExecRequest{Code: "1"}, client.Live{})
+	_, err = c.Exec(ctx, id, run.CellRequest{Code: "1"}, client.Live{})
 	wantError(t, err, http.StatusConflict, "conflict")
-	_, err = c.Exec(ctx, "nope", wire.ExecRequest{Code: "1"}, client.Live{})
+	_, err = c.Exec(ctx, "nope", run.CellRequest{Code: "1"}, client.Live{})
 	wantError(t, err, http.StatusNotFound, "not_found")
 	for _, bad := range []string{"", "a/b", "a?b"} {
-		if _, err := c.Exec(ctx, bad, wire.ExecRequest{Code: "1"}, client.Live{}); err == nil {
+		if _, err := c.Exec(ctx, bad, run.CellRequest{Code: "1"}, client.Live{}); err == nil {
 			t.Errorf("session id %q: no error", bad)
 		}
 	}
@@ -195,7 +195,7 @@ func TestExecBrokenStreams(t *testing.T) {
 			}))
 			defer srv.Close()
 			c := &client.Client{Base: srv.URL}
-			res, err := c.Exec(t.Context(), "s", wire.ExecRequest{Code: "1"}, client.Live{Stdout: io.Discard})
+			res, err := c.Exec(t.Context(), "s", run.CellRequest{Code: "1"}, client.Live{Stdout: io.Discard})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || res != nil {
 				t.Errorf("got %+v, %v; want an error with %q", res, err, tc.want)
 			}
@@ -213,8 +213,8 @@ func TestExecNotStreamed(t *testing.T) {
 	defer srv.Close()
 	var out, errOut bytes.Buffer
 	var displays []string
-	res, err := (&client.Client{Base: srv.URL}).Exec(t.Context(), "s", wire.ExecRequest{Code: "1/0"}, client.Live{
-		Stdout: &out, Stderr: &errOut, Display: func(b wire.MIMEBundle) { displays = append(displays, b["text/plain"]) },
+	res, err := (&client.Client{Base: srv.URL}).Exec(t.Context(), "s", run.CellRequest{Code: "1/0"}, client.Live{
+		Stdout: &out, Stderr: &errOut, Display: func(b run.MIMEBundle) { displays = append(displays, b["text/plain"]) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,20 +228,20 @@ func TestExecNotStreamed(t *testing.T) {
 // while the daemon sends nothing.
 func TestExecCancel(t *testing.T) {
 	srv, c := newClient(t)
-	id := srv.Add(wire.SessionSpec{})
+	id := srv.Add(run.SessionSpec{})
 	release := make(chan struct{})
 	defer close(release)
-	srv.Exec = func(_ string, _ wire.ExecRequest, emit func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail) {
+	srv.Exec = func(_ string, _ run.CellRequest, emit func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail) {
 		emit(wire.CellEvent{Type: "stdout", Data: "started\n"})
 		<-release
-		return &wire.CellResult{Status: run.StatusOK}, nil
+		return &run.CellResult{Status: run.StatusOK}, nil
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	started := make(chan struct{})
 	var once sync.Once
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Exec(ctx, id, wire.ExecRequest{Code: "sleep"}, client.Live{Stdout: writerFunc(func(p []byte) (int, error) {
+		_, err := c.Exec(ctx, id, run.CellRequest{Code: "sleep"}, client.Live{Stdout: writerFunc(func(p []byte) (int, error) {
 			once.Do(func() { close(started) })
 			return len(p), nil
 		})})
@@ -261,7 +261,7 @@ func TestExecCancel(t *testing.T) {
 
 func TestFiles(t *testing.T) {
 	srv, c := newClient(t)
-	id := srv.Add(wire.SessionSpec{})
+	id := srv.Add(run.SessionSpec{})
 	ctx := t.Context()
 	content := bytes.Repeat([]byte("0123456789"), 100_000)
 	// An io.Reader with no length: the body streams (chunked).

@@ -166,7 +166,7 @@ type SessionOutput struct {
 	WorkDir     string `json:"work_dir" jsonschema:"the working directory of its code, where uploads go"`
 }
 
-func sessionOutput(i session.Info) SessionOutput {
+func sessionOutput(i run.SessionInfo) SessionOutput {
 	return SessionOutput{
 		SessionID: i.ID, Language: i.Runtime, Version: i.Version, State: string(i.State), Reason: i.Reason, Cells: i.Cells,
 		Timeout: i.Limits.Timeout.String(), CPUTime: i.Limits.CPUTime.String(), Memory: i.Limits.Memory.String(), Disk: i.Limits.Tmpfs.String(),
@@ -175,7 +175,7 @@ func sessionOutput(i session.Info) SessionOutput {
 }
 
 func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in CreateSessionInput) (*mcp.CallToolResult, SessionOutput, error) {
-	spec := &session.Spec{Runtime: in.Language}
+	spec := &run.SessionSpec{Runtime: in.Language}
 	if in.Timeout != "" {
 		d, err := limits.ParseDuration(in.Timeout)
 		if err != nil {
@@ -260,7 +260,7 @@ func (t *sessionTools) run(ctx context.Context, req *mcp.CallToolRequest, in Run
 	if err != nil {
 		return nil, CellOutput{}, err
 	}
-	var ereq session.ExecRequest
+	var ereq run.CellRequest
 	ereq.Code = in.Code
 	if in.Timeout != "" {
 		d, err := limits.ParseDuration(in.Timeout)
@@ -275,7 +275,7 @@ func (t *sessionTools) run(ctx context.Context, req *mcp.CallToolRequest, in Run
 		}
 		ereq.Timeout = d
 	}
-	res, err := s.Exec(ctx, ereq, session.Live{})
+	res, err := s.Exec(ctx, ereq, run.CellStream{})
 	if err != nil {
 		return nil, CellOutput{}, hint(err)
 	}
@@ -286,7 +286,7 @@ func (t *sessionTools) run(ctx context.Context, req *mcp.CallToolRequest, in Run
 // cellResult is what a model reads of a cell: one text (the status, with
 // the reason when not ok; the streams, the value, the traceback), then its
 // images; and the structured result without the images' base64.
-func cellResult(res *session.CellResult) ([]mcp.Content, CellOutput) {
+func cellResult(res *run.CellResult) ([]mcp.Content, CellOutput) {
 	out := CellOutput{
 		SessionID: res.Session, Cell: res.Cell, Status: string(res.Status), Reason: res.Reason,
 		Stdout:          strings.ToValidUTF8(string(res.Stdout), "\uFFFD"),
@@ -322,7 +322,7 @@ func cellResult(res *session.CellResult) ([]mcp.Content, CellOutput) {
 	default:
 		fmt.Fprintf(&b, "%s (cell %d): %s", res.Status, res.Cell, res.Reason)
 	}
-	if res.State == session.StateDead {
+	if res.State == run.SessionDead {
 		b.WriteString("\nThe session is dead: its variables are lost, but download_file can still read its files. close_session it and create_session a new one to go on.")
 	}
 	section := func(name, text string) {
@@ -362,7 +362,7 @@ func cellResult(res *session.CellResult) ([]mcp.Content, CellOutput) {
 // model's host can show.
 var imageMIMEs = []string{"image/png", "image/jpeg", "image/gif", "image/webp"}
 
-func isImageBundle(b session.MIMEBundle) (string, bool) {
+func isImageBundle(b run.MIMEBundle) (string, bool) {
 	for _, m := range imageMIMEs {
 		if _, ok := b[m]; ok {
 			return m, true
@@ -382,7 +382,7 @@ type images struct {
 // take returns b without its image representations, adding the first one
 // that is valid to the content. The bytes are checked against the type
 // the bundle claims: displays come from inside the sandbox.
-func (im *images) take(b session.MIMEBundle) map[string]string {
+func (im *images) take(b run.MIMEBundle) map[string]string {
 	if b == nil {
 		return nil
 	}

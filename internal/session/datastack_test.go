@@ -19,7 +19,7 @@ func TestDataStack(t *testing.T) {
 		}
 	}
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(60 * time.Second)}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(60 * time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // status, and the session goes on.
 func TestCellLimits(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{CPUTime: limits.Duration(300 * time.Millisecond), Output: 4 * limits.KiB, Timeout: limits.Duration(20 * time.Second)}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{CPUTime: limits.Duration(300 * time.Millisecond), Output: 4 * limits.KiB, Timeout: limits.Duration(20 * time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,14 +25,14 @@ func TestCellLimits(t *testing.T) {
 	cases := []struct {
 		name, code string
 		status     run.Status
-		check      func(*CellResult) bool
+		check      func(*run.CellResult) bool
 	}{
-		{"cpu", "while True: pass", run.StatusCPULimit, func(r *CellResult) bool { return r.CPUTime >= 300*time.Millisecond }},
-		{"output", "while True: print('x' * 100)", run.StatusOutputLimit, func(r *CellResult) bool { return r.StdoutTruncated && len(r.Stdout) == 4096 }},
+		{"cpu", "while True: pass", run.StatusCPULimit, func(r *run.CellResult) bool { return r.CPUTime >= 300*time.Millisecond }},
+		{"output", "while True: print('x' * 100)", run.StatusOutputLimit, func(r *run.CellResult) bool { return r.StdoutTruncated && len(r.Stdout) == 4096 }},
 	}
 	for _, c := range cases {
 		res := exec(t, s, c.code)
-		if res.Status != c.status || res.State != StateIdle || !c.check(res) {
+		if res.Status != c.status || res.State != run.SessionIdle || !c.check(res) {
 			t.Errorf("%s: status %s state %s reason %q cpu %v stdout %d bytes truncated %v", c.name, res.Status, res.State, res.Reason, res.CPUTime, len(res.Stdout), res.StdoutTruncated)
 		}
 		if r := exec(t, s, "kept"); r.Result["text/plain"] != "'yes'" {
@@ -45,12 +45,12 @@ func TestCellLimits(t *testing.T) {
 // kills the kernel; the status says memory_limit and the session is dead.
 func TestMemoryLimitKillsSession(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Memory: 64 * limits.MiB}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 64 * limits.MiB}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := exec(t, s, "blocks = []\nwhile True: blocks.append(bytearray(8 << 20))")
-	if res.Status != run.StatusMemoryLimit || res.State != StateDead || !strings.Contains(res.Reason, "64MiB") {
+	if res.Status != run.StatusMemoryLimit || res.State != run.SessionDead || !strings.Contains(res.Reason, "64MiB") {
 		t.Fatalf("status %s state %s reason %q", res.Status, res.State, res.Reason)
 	}
 }
@@ -60,7 +60,7 @@ func TestMemoryLimitKillsSession(t *testing.T) {
 // that cell's, never the next one's.
 func TestOutputOfEveryWriterBelongsToItsCell(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +78,13 @@ func TestOutputOfEveryWriterBelongsToItsCell(t *testing.T) {
 // displays the callback.
 func TestLiveOutput(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out syncBuffer
-	var displays []MIMEBundle
-	res, err := s.Exec(t.Context(), ExecRequest{Code: "print('a', flush=True)\nclass P:\n  def _repr_html_(self): return '<i>p</i>'\ndisplay(P())"}, Live{Stdout: &out, Display: func(b MIMEBundle) { displays = append(displays, b) }})
+	var displays []run.MIMEBundle
+	res, err := s.Exec(t.Context(), run.CellRequest{Code: "print('a', flush=True)\nclass P:\n  def _repr_html_(self): return '<i>p</i>'\ndisplay(P())"}, run.CellStream{Stdout: &out, Display: func(b run.MIMEBundle) { displays = append(displays, b) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestPlotIsPNG(t *testing.T) {
 		t.Skip("requires Debian's python3-matplotlib")
 	}
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestFontCache(t *testing.T) {
 		t.Skip("requires Debian's python3-matplotlib")
 	}
 	m := newManager(t, Config{FontCache: true})
-	if _, err := m.Create(t.Context(), "me", &Spec{}); err != nil {
+	if _, err := m.Create(t.Context(), "me", &run.SessionSpec{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(90 * time.Second)
@@ -143,7 +143,7 @@ func TestFontCache(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,16 +167,16 @@ func TestHostileAnswers(t *testing.T) {
 	cases := []struct {
 		name, code string
 		status     run.Status
-		state      State
+		state      run.SessionState
 		reason     string
 	}{
-		{"garbage", findFD + "import os\nos.write(fd, b'{not json\\n')\nimport time\ntime.sleep(5)", run.StatusInternalError, StateDead, "protocol"},
-		{"unknown type", findFD + "import os\nos.write(fd, b'{\"type\": \"root\"}\\n')\nimport time\ntime.sleep(5)", run.StatusInternalError, StateDead, "protocol"},
-		{"huge line", findFD + "import os\nchunk = b'x' * (1 << 20)\nfor _ in range(40): os.write(fd, chunk)\nimport time\ntime.sleep(5)", run.StatusInternalError, StateDead, "protocol"},
-		{"display flood", "class Big:\n  def _repr_html_(self): return 'x' * (1 << 20)\nfor _ in range(80): display(Big())", run.StatusOutputLimit, StateIdle, "displayed more than"},
+		{"garbage", findFD + "import os\nos.write(fd, b'{not json\\n')\nimport time\ntime.sleep(5)", run.StatusInternalError, run.SessionDead, "protocol"},
+		{"unknown type", findFD + "import os\nos.write(fd, b'{\"type\": \"root\"}\\n')\nimport time\ntime.sleep(5)", run.StatusInternalError, run.SessionDead, "protocol"},
+		{"huge line", findFD + "import os\nchunk = b'x' * (1 << 20)\nfor _ in range(40): os.write(fd, chunk)\nimport time\ntime.sleep(5)", run.StatusInternalError, run.SessionDead, "protocol"},
+		{"display flood", "class Big:\n  def _repr_html_(self): return 'x' * (1 << 20)\nfor _ in range(80): display(Big())", run.StatusOutputLimit, run.SessionIdle, "displayed more than"},
 	}
 	for _, c := range cases {
-		s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(30 * time.Second)}})
+		s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(30 * time.Second)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +184,7 @@ func TestHostileAnswers(t *testing.T) {
 		if res.Status != c.status || res.State != c.state || !strings.Contains(res.Reason, c.reason) {
 			t.Errorf("%s: status %s state %s reason %q", c.name, res.Status, res.State, res.Reason)
 		}
-		if c.state == StateIdle {
+		if c.state == run.SessionIdle {
 			if r := exec(t, s, "1+1"); r.Result["text/plain"] != "2" {
 				t.Errorf("%s: the session did not go on: %+v", c.name, r)
 			}

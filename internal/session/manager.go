@@ -172,7 +172,7 @@ func (m *Manager) newID() string {
 func (m *Manager) Replica() string { return m.cfg.Replica }
 
 // check validates spec and returns its kernel, limits and environment.
-func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, []string, time.Duration, error) {
+func (m *Manager) check(spec *run.SessionSpec) (kernel, *runtimes.Runtime, limits.Limits, []string, time.Duration, error) {
 	var zero limits.Limits
 	name := spec.Runtime
 	if name == "" {
@@ -208,13 +208,13 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 }
 
 // Check validates a spec without starting a session.
-func (m *Manager) Check(spec *Spec) error {
+func (m *Manager) Check(spec *run.SessionSpec) error {
 	_, _, _, _, _, err := m.check(spec)
 	return err
 }
 
 // Create starts a session for owner. ctx bounds the start only.
-func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Session, error) {
+func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpec) (*Session, error) {
 	k, rt, l, env, idle, err := m.check(spec)
 	if err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *Spec) (*Sessio
 	now := m.cfg.Now()
 	s := &Session{
 		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: idle,
-		created: now, lastUsed: now, now: m.cfg.Now, state: StateIdle, turn: make(chan struct{}, 1),
+		created: now, lastUsed: now, now: m.cfg.Now, state: run.SessionIdle, turn: make(chan struct{}, 1),
 	}
 	internal := []run.File{k.file}
 	if m.cfg.FontCache && rt.Name == "python" {
@@ -363,9 +363,9 @@ func (m *Manager) remove(s *Session, why string) error {
 }
 
 // List returns owner's sessions, oldest first.
-func (m *Manager) List(owner string) []Info {
+func (m *Manager) List(owner string) []run.SessionInfo {
 	m.mu.Lock()
-	var out []Info
+	var out []run.SessionInfo
 	for _, s := range m.sessions {
 		if s.owner == owner {
 			out = append(out, s.Info())
@@ -374,7 +374,7 @@ func (m *Manager) List(owner string) []Info {
 	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	if out == nil {
-		out = []Info{}
+		out = []run.SessionInfo{}
 	}
 	return out
 }

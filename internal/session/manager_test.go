@@ -38,20 +38,20 @@ func leftovers(t *testing.T, id string) []string {
 
 func TestQuotasAndOwners(t *testing.T) {
 	m := newManager(t, Config{MaxSessions: 3, MaxPerOwner: 2})
-	a1, err := m.Create(t.Context(), "alice", &Spec{})
+	a1, err := m.Create(t.Context(), "alice", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Create(t.Context(), "alice", &Spec{}); err != nil {
+	if _, err := m.Create(t.Context(), "alice", &run.SessionSpec{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Create(t.Context(), "alice", &Spec{}); !errors.Is(err, ErrTooMany) {
+	if _, err := m.Create(t.Context(), "alice", &run.SessionSpec{}); !errors.Is(err, ErrTooMany) {
 		t.Errorf("third of alice's sessions: %v", err)
 	}
-	if _, err := m.Create(t.Context(), "bob", &Spec{}); err != nil {
+	if _, err := m.Create(t.Context(), "bob", &run.SessionSpec{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Create(t.Context(), "carol", &Spec{}); !errors.Is(err, ErrTooMany) {
+	if _, err := m.Create(t.Context(), "carol", &run.SessionSpec{}); !errors.Is(err, ErrTooMany) {
 		t.Errorf("fourth session of the daemon: %v", err)
 	}
 	// Bob cannot find, run in or delete Alice's session.
@@ -82,16 +82,16 @@ func TestBadSpecs(t *testing.T) {
 	defer m.Close()
 	cases := []struct {
 		name string
-		spec Spec
+		spec run.SessionSpec
 		is   error
 	}{
-		{"no kernel", Spec{Runtime: "bash"}, ErrInvalid},
-		{"unknown runtime", Spec{Runtime: "cobol"}, nil},
-		{"limit above ceiling", Spec{Limits: limits.Limits{Memory: 1 << 50}}, limits.ErrInvalid},
-		{"idle too long", Spec{IdleTimeout: limits.Duration(48 * time.Hour)}, ErrInvalid},
-		{"idle too short", Spec{IdleTimeout: limits.Duration(time.Millisecond)}, ErrInvalid},
-		{"bad file", Spec{Files: []run.File{{Name: "../x"}}}, ErrInvalid},
-		{"bad env", Spec{Env: map[string]string{"A=B": "c"}}, ErrInvalid},
+		{"no kernel", run.SessionSpec{Runtime: "bash"}, ErrInvalid},
+		{"unknown runtime", run.SessionSpec{Runtime: "cobol"}, nil},
+		{"limit above ceiling", run.SessionSpec{Limits: limits.Limits{Memory: 1 << 50}}, limits.ErrInvalid},
+		{"idle too long", run.SessionSpec{IdleTimeout: limits.Duration(48 * time.Hour)}, ErrInvalid},
+		{"idle too short", run.SessionSpec{IdleTimeout: limits.Duration(time.Millisecond)}, ErrInvalid},
+		{"bad file", run.SessionSpec{Files: []run.File{{Name: "../x"}}}, ErrInvalid},
+		{"bad env", run.SessionSpec{Env: map[string]string{"A=B": "c"}}, ErrInvalid},
 	}
 	for _, c := range cases {
 		err := m.Check(&c.spec)
@@ -105,11 +105,11 @@ func TestBadSpecs(t *testing.T) {
 // one removed, and neither leaves a mount, cgroup or directory behind.
 func TestExpiryAndDeleteLeaveNothing(t *testing.T) {
 	m := newManager(t, Config{})
-	idle, err := m.Create(t.Context(), "me", &Spec{IdleTimeout: limits.Duration(time.Second)})
+	idle, err := m.Create(t.Context(), "me", &run.SessionSpec{IdleTimeout: limits.Duration(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	del, err := m.Create(t.Context(), "me", &Spec{})
+	del, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestSessionsAreIsolated(t *testing.T) {
 }
 
 func isolatedSession(t *testing.T, m *Manager, i int) error {
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func isolatedSession(t *testing.T, m *Manager, i int) error {
 		{"mine + open('mine.txt').read()", "'" + secret + secret + "'"},
 	}
 	for _, c := range cells {
-		res, err := s.Exec(t.Context(), ExecRequest{Code: c.code, Timeout: limits.Duration(60 * time.Second)}, Live{})
+		res, err := s.Exec(t.Context(), run.CellRequest{Code: c.code, Timeout: limits.Duration(60 * time.Second)}, run.CellStream{})
 		if err != nil {
 			return err
 		}

@@ -19,7 +19,7 @@ func TestNodeSession(t *testing.T) {
 		t.Skip("requires /usr/bin/node")
 	}
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,11 +45,11 @@ func TestNodeSession(t *testing.T) {
 	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(res.Error.Traceback, "<cell-7>") || strings.Contains(res.Error.Traceback, "node:vm") {
 		t.Errorf("error %+v", res.Error)
 	}
-	res, err = s.Exec(t.Context(), ExecRequest{Code: "while (true) {}", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})
+	res, err = s.Exec(t.Context(), run.CellRequest{Code: "while (true) {}", Timeout: limits.Duration(300 * time.Millisecond)}, run.CellStream{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != run.StatusTimeout || res.State != StateIdle {
+	if res.Status != run.StatusTimeout || res.State != run.SessionIdle {
 		t.Fatalf("busy loop: status %s state %s reason %q", res.Status, res.State, res.Reason)
 	}
 	if r := exec(t, s, "n"); r.Result["text/plain"] != "41" {

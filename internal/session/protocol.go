@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // The kernel protocol (kernel/PROTOCOL.md): one JSON object per line,
@@ -29,11 +31,11 @@ type answer struct {
 	Language string `json:"language"`
 	Version  string `json:"version"`
 	// display
-	Data MIMEBundle `json:"data"`
+	Data run.MIMEBundle `json:"data"`
 	// done
-	Status string     `json:"status"` // "ok" or "error"
-	Result MIMEBundle `json:"result"`
-	Error  *CellError `json:"error"`
+	Status string         `json:"status"` // "ok" or "error"
+	Result run.MIMEBundle `json:"result"`
+	Error  *run.CellError `json:"error"`
 }
 
 // maxAnswer caps one answer line: a display of a large figure is a few

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"syscall"
 	"time"
@@ -45,18 +44,11 @@ type Session struct {
 	turn chan struct{}
 
 	mu       sync.Mutex
-	state    State
+	state    run.SessionState
 	reason   string
 	cells    int
 	lastUsed time.Time
 	closed   bool
-}
-
-// Live receives a cell's output and displays as they happen. Every field
-// may be nil; the calls come from several goroutines.
-type Live struct {
-	Stdout, Stderr io.Writer
-	Display        func(MIMEBundle)
 }
 
 // start builds the sandbox, starts the kernel and waits for it to be
@@ -145,8 +137,8 @@ func (s *Session) watch() {
 	defer s.mu.Unlock()
 	// A death during a cell is the cell's to explain (a limit it hit, a
 	// kill that followed): Exec sets the reason then.
-	if s.state == StateIdle {
-		s.state, s.reason = StateDead, deathReason(res, s.limits)
+	if s.state == run.SessionIdle {
+		s.state, s.reason = run.SessionDead, deathReason(res, s.limits)
 	}
 }
 
@@ -176,10 +168,10 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) Workspace() *isolate.Workspace { return s.ws }
 
 // Info describes the session.
-func (s *Session) Info() Info {
+func (s *Session) Info() run.SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Info{
+	return run.SessionInfo{
 		ID: s.id, Runtime: s.runtime, Version: s.version, State: s.state, Reason: s.reason,
 		Cells: s.cells, Created: s.created, LastUsed: s.lastUsed, ExpiresAt: s.lastUsed.Add(s.idle),
 		IdleTimeout: limits.Duration(s.idle), Limits: s.limits,
@@ -197,16 +189,16 @@ func (s *Session) Touch() {
 func (s *Session) expired(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state != StateBusy && now.Sub(s.lastUsed) >= s.idle
+	return s.state != run.SessionBusy && now.Sub(s.lastUsed) >= s.idle
 }
 
 // Exec runs one cell and returns what it did. It waits for an earlier
 // cell to finish first. A cell past its deadline or CPU budget, or whose
 // output passes its cap, is interrupted; a kernel that does not stop is
-// killed and the session is dead (State in the result). The error is
+// killed and the session is dead (run.SessionState in the result). The error is
 // ErrDead for a dead session, ctx's error when ctx ended before the cell
 // started, or a failure of the session itself.
-func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellResult, error) {
+func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
 	if err := s.checkTimeout(req.Timeout); err != nil {
 		return nil, err
 	}
@@ -217,24 +209,24 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellRe
 	}
 	defer func() { <-s.turn }()
 	s.mu.Lock()
-	if s.state == StateDead || s.closed {
+	if s.state == run.SessionDead || s.closed {
 		reason := s.reason
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrDead, reason)
 	}
 	s.cells++
 	cell := s.cells
-	s.state = StateBusy
+	s.state = run.SessionBusy
 	s.mu.Unlock()
 	res := s.exec(ctx, cell, req, live)
 	s.mu.Lock()
 	s.lastUsed = s.now()
-	if res.State == StateDead {
+	if res.State == run.SessionDead {
 		if !s.closed {
-			s.state, s.reason = StateDead, res.Reason
+			s.state, s.reason = run.SessionDead, res.Reason
 		}
 	} else {
-		s.state = StateIdle
+		s.state = run.SessionIdle
 	}
 	res.State = s.state
 	s.mu.Unlock()
@@ -247,7 +239,7 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, live Live) (*CellRe
 // A cell that ignores it runs on, to its deadline.
 func (s *Session) Interrupt() (bool, error) {
 	s.mu.Lock()
-	busy := s.state == StateBusy
+	busy := s.state == run.SessionBusy
 	s.mu.Unlock()
 	if !busy {
 		return false, nil
@@ -280,8 +272,8 @@ type stop struct {
 	reason string
 }
 
-func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live) *CellResult {
-	res := &CellResult{Session: s.id, Cell: cell, State: StateIdle}
+func (s *Session) exec(ctx context.Context, cell int, req run.CellRequest, live run.CellStream) *run.CellResult {
+	res := &run.CellResult{Session: s.id, Cell: cell, State: run.SessionIdle}
 	timeout := s.limits.Timeout.Std()
 	if req.Timeout > 0 {
 		timeout = req.Timeout.Std()
@@ -388,7 +380,7 @@ func (s *Session) exec(ctx context.Context, cell int, req ExecRequest, live Live
 // maxDisplay caps the display data of one cell, figures included.
 const maxDisplay = 64 << 20
 
-func bundleSize(b MIMEBundle) int {
+func bundleSize(b run.MIMEBundle) int {
 	n := 0
 	for k, v := range b {
 		n += len(k) + len(v)
@@ -409,7 +401,7 @@ func (s *Session) send(line []byte, timeout time.Duration) error {
 }
 
 // finish fills a cell's result from the kernel's "done" answer.
-func (s *Session) finish(ctx context.Context, res *CellResult, a answer, stopping *stop, start time.Time, cpu0 time.Duration) {
+func (s *Session) finish(ctx context.Context, res *run.CellResult, a answer, stopping *stop, start time.Time, cpu0 time.Duration) {
 	s.collect(ctx, res, start, cpu0)
 	res.Result, res.Error = a.Result, a.Error
 	switch {
@@ -424,11 +416,11 @@ func (s *Session) finish(ctx context.Context, res *CellResult, a answer, stoppin
 
 // died fills the result of a cell whose kernel is gone (or is being
 // killed): the session is dead.
-func (s *Session) died(ctx context.Context, res *CellResult, start time.Time, cpu0 time.Duration, why *stop) *CellResult {
+func (s *Session) died(ctx context.Context, res *run.CellResult, start time.Time, cpu0 time.Duration, why *stop) *run.CellResult {
 	s.kill()
 	kres, _ := s.proc.Wait()
 	s.collect(ctx, res, start, cpu0)
-	res.State = StateDead
+	res.State = run.SessionDead
 	switch {
 	case kres != nil && kres.Status == run.StatusMemoryLimit:
 		// The memory limit is the cause even when a deadline was also
@@ -447,7 +439,7 @@ func (s *Session) died(ctx context.Context, res *CellResult, start time.Time, cp
 
 // collect takes the cell's output and figures. Cut makes sure every byte
 // the kernel wrote before its answer is in.
-func (s *Session) collect(ctx context.Context, res *CellResult, start time.Time, cpu0 time.Duration) {
+func (s *Session) collect(ctx context.Context, res *run.CellResult, start time.Time, cpu0 time.Duration) {
 	res.WallTime = time.Since(start)
 	if cpu, err := s.proc.CPUTime(); err == nil {
 		res.CPUTime = cpu - cpu0
@@ -469,8 +461,8 @@ func (s *Session) kill() {
 func (s *Session) close() error {
 	s.mu.Lock()
 	s.closed = true
-	if s.state != StateDead {
-		s.state, s.reason = StateDead, "the session was closed"
+	if s.state != run.SessionDead {
+		s.state, s.reason = run.SessionDead, "the session was closed"
 	}
 	s.mu.Unlock()
 	s.kill()

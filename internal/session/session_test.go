@@ -53,9 +53,9 @@ func newManager(t *testing.T, cfg Config) *Manager {
 	return m
 }
 
-func exec(t *testing.T, s *Session, code string) *CellResult {
+func exec(t *testing.T, s *Session, code string) *run.CellResult {
 	t.Helper()
-	res, err := s.Exec(t.Context(), ExecRequest{Code: code}, Live{})
+	res, err := s.Exec(t.Context(), run.CellRequest{Code: code}, run.CellStream{})
 	if err != nil {
 		t.Fatalf("exec %q: %v", code, err)
 	}
@@ -64,7 +64,7 @@ func exec(t *testing.T, s *Session, code string) *CellResult {
 
 func TestCellsShareState(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{Files: []run.File{{Name: "data.csv", Content: []byte("a,b\n1,2\n")}}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Files: []run.File{{Name: "data.csv", Content: []byte("a,b\n1,2\n")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestCellsShareState(t *testing.T) {
 	}
 	for i, st := range steps {
 		res := exec(t, s, st.code)
-		if res.Status != st.status || string(res.Stdout) != st.stdout || res.Result["text/plain"] != st.result || res.State != StateIdle || res.Cell != i+1 {
+		if res.Status != st.status || string(res.Stdout) != st.stdout || res.Result["text/plain"] != st.result || res.State != run.SessionIdle || res.Cell != i+1 {
 			t.Errorf("cell %q: status %s stdout %q result %q state %s cell %d (reason %q, error %+v)", st.code, res.Status, res.Stdout, res.Result["text/plain"], res.State, res.Cell, res.Reason, res.Error)
 		}
 	}
@@ -103,51 +103,51 @@ func TestCellsShareState(t *testing.T) {
 
 func TestCellTimeoutInterrupts(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exec(t, s, "n = 7")
-	res, err := s.Exec(t.Context(), ExecRequest{Code: "import time\nprint('start', flush=True)\ntime.sleep(60)", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})
+	res, err := s.Exec(t.Context(), run.CellRequest{Code: "import time\nprint('start', flush=True)\ntime.sleep(60)", Timeout: limits.Duration(300 * time.Millisecond)}, run.CellStream{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != run.StatusTimeout || res.State != StateIdle || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || string(res.Stdout) != "start\n" {
+	if res.Status != run.StatusTimeout || res.State != run.SessionIdle || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || string(res.Stdout) != "start\n" {
 		t.Fatalf("timeout cell: status %s state %s error %+v stdout %q reason %q", res.Status, res.State, res.Error, res.Stdout, res.Reason)
 	}
 	if res := exec(t, s, "n"); res.Result["text/plain"] != "7" {
 		t.Errorf("after the interrupt: %+v", res)
 	}
 	// Rendering a trailing value is the cell's time too.
-	res, err = s.Exec(t.Context(), ExecRequest{Code: "class Slow:\n  def __repr__(self):\n    import time\n    time.sleep(60)\nSlow()", Timeout: limits.Duration(300 * time.Millisecond)}, Live{})
+	res, err = s.Exec(t.Context(), run.CellRequest{Code: "class Slow:\n  def __repr__(self):\n    import time\n    time.sleep(60)\nSlow()", Timeout: limits.Duration(300 * time.Millisecond)}, run.CellStream{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != run.StatusTimeout || res.State != StateIdle {
+	if res.Status != run.StatusTimeout || res.State != run.SessionIdle {
 		t.Errorf("a slow repr: status %s state %s reason %q", res.Status, res.State, res.Reason)
 	}
 }
 
 func TestHardHangKillsSession(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Exec(t.Context(), ExecRequest{Code: "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", Timeout: limits.Duration(200 * time.Millisecond)}, Live{})
+	res, err := s.Exec(t.Context(), run.CellRequest{Code: "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", Timeout: limits.Duration(200 * time.Millisecond)}, run.CellStream{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != run.StatusTimeout || res.State != StateDead || !strings.Contains(res.Reason, "killed") {
+	if res.Status != run.StatusTimeout || res.State != run.SessionDead || !strings.Contains(res.Reason, "killed") {
 		t.Fatalf("hard hang: status %s state %s reason %q", res.Status, res.State, res.Reason)
 	}
-	if _, err := s.Exec(t.Context(), ExecRequest{Code: "1"}, Live{}); !errors.Is(err, ErrDead) {
+	if _, err := s.Exec(t.Context(), run.CellRequest{Code: "1"}, run.CellStream{}); !errors.Is(err, ErrDead) {
 		t.Errorf("exec on a dead session: %v", err)
 	}
 	if res.CPUTime < 500*time.Millisecond {
 		t.Errorf("a cell that spun for over 2s reports %v of CPU", res.CPUTime)
 	}
-	if info := s.Info(); info.State != StateDead || !strings.Contains(info.Reason, "did not stop") {
+	if info := s.Info(); info.State != run.SessionDead || !strings.Contains(info.Reason, "did not stop") {
 		t.Errorf("info %+v", info)
 	}
 }
@@ -175,15 +175,15 @@ func (s *syncBuffer) String() string {
 // an exception like any other and the session goes on.
 func TestKernelExitKillsSession(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := exec(t, s, "import sys\nsys.exit(4)"); res.Status != run.StatusError || res.Error.Name != "SystemExit" || res.State != StateIdle {
+	if res := exec(t, s, "import sys\nsys.exit(4)"); res.Status != run.StatusError || res.Error.Name != "SystemExit" || res.State != run.SessionIdle {
 		t.Errorf("sys.exit: %+v", res)
 	}
 	res := exec(t, s, "import os\nprint('bye', flush=True)\nos._exit(3)")
-	if res.Status != run.StatusExited || res.State != StateDead || !strings.Contains(res.Reason, "code 3") || string(res.Stdout) != "bye\n" {
+	if res.Status != run.StatusExited || res.State != run.SessionDead || !strings.Contains(res.Reason, "code 3") || string(res.Stdout) != "bye\n" {
 		t.Errorf("os._exit: status %s state %s reason %q stdout %q", res.Status, res.State, res.Reason, res.Stdout)
 	}
 }
@@ -193,16 +193,16 @@ func TestKernelExitKillsSession(t *testing.T) {
 // cell running it does nothing.
 func TestInterrupt(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &Spec{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.Interrupt(); ok || err != nil {
 		t.Errorf("interrupt of an idle session: %v %v", ok, err)
 	}
-	done := make(chan *CellResult, 1)
+	done := make(chan *run.CellResult, 1)
 	go func() {
-		res, err := s.Exec(t.Context(), ExecRequest{Code: "import time\nprint('in', flush=True)\ntime.sleep(60)"}, Live{})
+		res, err := s.Exec(t.Context(), run.CellRequest{Code: "import time\nprint('in', flush=True)\ntime.sleep(60)"}, run.CellStream{})
 		if err != nil {
 			t.Error(err)
 		}
@@ -216,7 +216,7 @@ func TestInterrupt(t *testing.T) {
 		} else if ok {
 			select {
 			case res := <-done:
-				if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.State != StateIdle {
+				if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.State != run.SessionIdle {
 					t.Fatalf("interrupted cell: %+v", res)
 				}
 				if r := exec(t, s, "1+1"); r.Result["text/plain"] != "2" {

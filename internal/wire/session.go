@@ -1,193 +1,30 @@
 package wire
 
 import (
-	"encoding/json"
-	"fmt"
-	"time"
-
-	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
-
-// MIMEBundle is one value in several representations, by MIME type, as
-// Jupyter's display data: "text/plain" always, "image/png" (base64),
-// "text/html", "text/markdown" when the object offers them.
-type MIMEBundle map[string]string
-
-// CellError is an exception a cell raised.
-type CellError struct {
-	Name      string `json:"name"`
-	Value     string `json:"value"`
-	Traceback string `json:"traceback"`
-}
-
-// State is a session's state.
-type State string
-
-const (
-	// StateIdle: ready for a cell.
-	StateIdle State = "idle"
-	// StateBusy: running a cell.
-	StateBusy State = "busy"
-	// StateDead: the kernel is gone; Info.Reason says why.
-	StateDead State = "dead"
-)
-
-// CellResult is what one cell did. Its JSON form writes output as text
-// (base64 with an "..._encoding" field when not UTF-8) and times in ms,
-// as a run's result does.
-type CellResult struct {
-	// Session and Cell (the session's execution count) identify the cell.
-	Session string
-	Cell    int
-	// Status is ok, error (an exception: see Error), or the limit that
-	// stopped the cell: timeout, cpu_limit, output_limit, memory_limit; or
-	// exited, signaled or internal_error when the kernel itself ended.
-	Status run.Status
-	// Reason is one sentence behind a Status other than ok and error.
-	Reason string
-	Stdout []byte
-	Stderr []byte
-	// StdoutTruncated and StderrTruncated say a stream passed the cell's
-	// output cap (the cell was then interrupted: output_limit).
-	StdoutTruncated, StderrTruncated bool
-	// Result is the value of the cell's trailing expression, if any.
-	Result MIMEBundle
-	// Error is the exception the cell raised (Status error or timeout).
-	Error *CellError
-	// Display is what the cell displayed, in order: figures, display().
-	Display []MIMEBundle
-	// WallTime and CPUTime are the cell's; CPU time counts every process
-	// of the session.
-	WallTime, CPUTime time.Duration
-	// State is the session's state after the cell: idle, or dead.
-	State State
-}
-
-type cellResultJSON struct {
-	Session         string       `json:"session_id"`
-	Cell            int          `json:"cell"`
-	Status          run.Status   `json:"status"`
-	Reason          string       `json:"reason,omitempty"`
-	Stdout          string       `json:"stdout"`
-	StdoutEncoding  string       `json:"stdout_encoding,omitempty"`
-	Stderr          string       `json:"stderr"`
-	StderrEncoding  string       `json:"stderr_encoding,omitempty"`
-	StdoutTruncated bool         `json:"stdout_truncated,omitempty"`
-	StderrTruncated bool         `json:"stderr_truncated,omitempty"`
-	Result          MIMEBundle   `json:"result,omitempty"`
-	Error           *CellError   `json:"error,omitempty"`
-	Display         []MIMEBundle `json:"display,omitempty"`
-	WallTimeMS      float64      `json:"wall_time_ms"`
-	CPUTimeMS       float64      `json:"cpu_time_ms"`
-	State           State        `json:"state"`
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// MarshalJSON writes the cell result's wire form.
-func (c CellResult) MarshalJSON() ([]byte, error) {
-	j := cellResultJSON{
-		Session: c.Session, Cell: c.Cell, Status: c.Status, Reason: c.Reason,
-		StdoutTruncated: c.StdoutTruncated, StderrTruncated: c.StderrTruncated,
-		Result: c.Result, Error: c.Error, Display: c.Display,
-		WallTimeMS: ms(c.WallTime), CPUTimeMS: ms(c.CPUTime), State: c.State,
-	}
-	j.Stdout, j.StdoutEncoding = run.EncodeBytes(c.Stdout)
-	j.Stderr, j.StderrEncoding = run.EncodeBytes(c.Stderr)
-	return json.Marshal(j)
-}
-
-// UnmarshalJSON reads the wire form (the CLI against a daemon does).
-func (c *CellResult) UnmarshalJSON(b []byte) error {
-	var j cellResultJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	stdout, err := run.DecodeBytes(j.Stdout, j.StdoutEncoding)
-	if err != nil {
-		return fmt.Errorf("stdout: %w", err)
-	}
-	stderr, err := run.DecodeBytes(j.Stderr, j.StderrEncoding)
-	if err != nil {
-		return fmt.Errorf("stderr: %w", err)
-	}
-	*c = CellResult{
-		Session: j.Session, Cell: j.Cell, Status: j.Status, Reason: j.Reason,
-		Stdout: stdout, Stderr: stderr, StdoutTruncated: j.StdoutTruncated, StderrTruncated: j.StderrTruncated,
-		Result: j.Result, Error: j.Error, Display: j.Display,
-		WallTime: time.Duration(j.WallTimeMS * float64(time.Millisecond)),
-		CPUTime:  time.Duration(j.CPUTimeMS * float64(time.Millisecond)),
-		State:    j.State,
-	}
-	return nil
-}
-
-// SessionInfo describes a session (GET /v1/sessions).
-type SessionInfo struct {
-	ID      string `json:"id"`
-	Runtime string `json:"runtime"`
-	Version string `json:"version"`
-	State   State  `json:"state"`
-	// Reason says why a dead session died.
-	Reason      string          `json:"reason,omitempty"`
-	Cells       int             `json:"cells"`
-	Created     time.Time       `json:"created_at"`
-	LastUsed    time.Time       `json:"last_used_at"`
-	ExpiresAt   time.Time       `json:"expires_at"`
-	IdleTimeout limits.Duration `json:"idle_timeout"`
-	Limits      limits.Limits   `json:"limits"`
-}
-
-// SessionSpec is what a client asks of a new session.
-type SessionSpec struct {
-	Runtime string `json:"runtime"`
-	// Limits of the session; Timeout, CPUTime and Output are per cell.
-	Limits limits.Limits `json:"limits"`
-	// IdleTimeout: the session expires after this long without use.
-	IdleTimeout limits.Duration   `json:"idle_timeout,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
-	// Files are written to the workspace before the kernel starts.
-	Files []run.File `json:"files,omitempty"`
-}
-
-// ExecRequest is one cell.
-type ExecRequest struct {
-	Code string `json:"code"`
-	// Timeout is the cell's wall deadline (default: the session's
-	// timeout limit).
-	Timeout limits.Duration `json:"timeout,omitempty"`
-}
-
-// FileInfo is one entry of a session's workspace (the file listing).
-type FileInfo struct {
-	Name    string    `json:"name"`
-	Type    string    `json:"type"` // "file", "dir", "symlink" or "other"
-	Size    int64     `json:"size"`
-	Mode    uint32    `json:"mode"`
-	ModTime time.Time `json:"mtime"`
-}
 
 // FileList is the body of GET /v1/sessions/{id}/files.
 type FileList struct {
-	Files     []FileInfo `json:"files"`
-	Truncated bool       `json:"truncated,omitempty"`
+	Files     []workspace.FileInfo `json:"files"`
+	Truncated bool                 `json:"truncated,omitempty"`
 }
 
 // SessionList is the body of GET /v1/sessions.
 type SessionList struct {
-	Sessions []SessionInfo `json:"sessions"`
+	Sessions []run.SessionInfo `json:"sessions"`
 }
 
 // CellEvent is one line of a streamed cell (NDJSON): output chunks and
 // displays as they happen, then the cell's result (or an error) last.
 type CellEvent struct {
-	Type     string       `json:"type"` // "stdout", "stderr", "display", "result", "error"
-	Data     string       `json:"data,omitempty"`
-	Encoding string       `json:"encoding,omitempty"`
-	Display  MIMEBundle   `json:"display,omitempty"`
-	Result   *CellResult  `json:"result,omitempty"`
-	Error    *ErrorDetail `json:"error,omitempty"`
+	Type     string          `json:"type"` // "stdout", "stderr", "display", "result", "error"
+	Data     string          `json:"data,omitempty"`
+	Encoding string          `json:"encoding,omitempty"`
+	Display  run.MIMEBundle  `json:"display,omitempty"`
+	Result   *run.CellResult `json:"result,omitempty"`
+	Error    *ErrorDetail    `json:"error,omitempty"`
 }
 
 // InterruptResult is the body of POST /v1/sessions/{id}/interrupt.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wire"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // ExecFunc runs one cell of fake session id: it may send events (output
@@ -27,12 +28,12 @@ import (
 // or, instead, an error the daemon answers with. The server fills the
 // result's session, cell, output and displays (from the events) when they
 // are left zero.
-type ExecFunc func(id string, req wire.ExecRequest, emit func(wire.CellEvent)) (*wire.CellResult, *wire.ErrorDetail)
+type ExecFunc func(id string, req run.CellRequest, emit func(wire.CellEvent)) (*run.CellResult, *wire.ErrorDetail)
 
 // Session is one fake session.
 type Session struct {
-	Info  wire.SessionInfo
-	Spec  wire.SessionSpec
+	Info  run.SessionInfo
+	Spec  run.SessionSpec
 	Files map[string][]byte
 	// Cells are the cells' code, in order.
 	Cells []string
@@ -94,7 +95,7 @@ func (s *Server) Kill(id, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss := s.sessions[id]; ss != nil {
-		ss.Info.State, ss.Info.Reason = wire.StateDead, reason
+		ss.Info.State, ss.Info.Reason = run.SessionDead, reason
 	}
 }
 
@@ -106,13 +107,13 @@ func (s *Server) Remove(id string) {
 }
 
 // Add adds a session as if created, and returns its id.
-func (s *Server) Add(spec wire.SessionSpec) string {
+func (s *Server) Add(spec run.SessionSpec) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.add(spec).Info.ID
 }
 
-func (s *Server) add(spec wire.SessionSpec) *Session {
+func (s *Server) add(spec run.SessionSpec) *Session {
 	s.n++
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(s.n) * time.Minute)
 	rt := spec.Runtime
@@ -120,8 +121,8 @@ func (s *Server) add(spec wire.SessionSpec) *Session {
 		rt = "python"
 	}
 	ss := &Session{
-		Info: wire.SessionInfo{
-			ID: fmt.Sprintf("fake-%026d", s.n), Runtime: rt, Version: "3.11.2", State: wire.StateIdle,
+		Info: run.SessionInfo{
+			ID: fmt.Sprintf("fake-%026d", s.n), Runtime: rt, Version: "3.11.2", State: run.SessionIdle,
 			Created: now, LastUsed: now, ExpiresAt: now.Add(10 * time.Minute), IdleTimeout: spec.IdleTimeout, Limits: spec.Limits,
 		},
 		Spec:  spec,
@@ -158,7 +159,7 @@ func (s *Server) find(w http.ResponseWriter, r *http.Request) *Session {
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
-	var spec wire.SessionSpec
+	var spec run.SessionSpec
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
@@ -177,7 +178,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) list(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
-	list := wire.SessionList{Sessions: []wire.SessionInfo{}}
+	list := wire.SessionList{Sessions: []run.SessionInfo{}}
 	for _, ss := range s.sessions {
 		list.Sessions = append(list.Sessions, ss.Info)
 	}
@@ -209,7 +210,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	if ss == nil {
 		return
 	}
-	var req wire.ExecRequest
+	var req run.CellRequest
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -217,7 +218,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if ss.Info.State == wire.StateDead {
+	if ss.Info.State == run.SessionDead {
 		reason := ss.Info.Reason
 		s.mu.Unlock()
 		writeError(w, http.StatusConflict, "conflict", "session is dead: "+reason)
@@ -234,7 +235,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		started bool
 		stdout  []byte
 		stderr  []byte
-		display []wire.MIMEBundle
+		display []run.MIMEBundle
 	)
 	emit := func(ev wire.CellEvent) {
 		switch ev.Type {
@@ -260,13 +261,13 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		http.NewResponseController(w).Flush()
 	}
 	var (
-		res  *wire.CellResult
+		res  *run.CellResult
 		fail *wire.ErrorDetail
 	)
 	if s.Exec != nil {
 		res, fail = s.Exec(ss.Info.ID, req, emit)
 	} else {
-		res = &wire.CellResult{Status: run.StatusOK}
+		res = &run.CellResult{Status: run.StatusOK}
 	}
 	if fail != nil {
 		if started {
@@ -287,11 +288,11 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		res.Display = display
 	}
 	if res.State == "" {
-		res.State = wire.StateIdle
+		res.State = run.SessionIdle
 	}
 	s.mu.Lock()
 	ss.Info.State = res.State
-	if res.State == wire.StateDead {
+	if res.State == run.SessionDead {
 		ss.Info.Reason = res.Reason
 	}
 	s.mu.Unlock()
@@ -329,7 +330,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	ss.Files[p] = b
 	s.mu.Unlock()
-	writeJSON(w, http.StatusCreated, wire.FileInfo{Name: p, Type: "file", Size: int64(len(b)), Mode: 0o644, ModTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)})
+	writeJSON(w, http.StatusCreated, workspace.FileInfo{Name: p, Type: "file", Size: int64(len(b)), Mode: 0o644, ModTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)})
 }
 
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
@@ -385,7 +386,7 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 	mtime := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	s.mu.Lock()
 	// As the daemon lists: the whole tree under dir, by workspace paths.
-	list := wire.FileList{Files: []wire.FileInfo{}}
+	list := wire.FileList{Files: []workspace.FileInfo{}}
 	dirs := map[string]bool{}
 	for name, b := range ss.Files {
 		rest, ok := strings.CutPrefix(name, prefix)
@@ -397,10 +398,10 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 			d := prefix + strings.Join(parts[:i], "/")
 			if !dirs[d] {
 				dirs[d] = true
-				list.Files = append(list.Files, wire.FileInfo{Name: d, Type: "dir", Mode: 0o755, ModTime: mtime})
+				list.Files = append(list.Files, workspace.FileInfo{Name: d, Type: "dir", Mode: 0o755, ModTime: mtime})
 			}
 		}
-		list.Files = append(list.Files, wire.FileInfo{Name: name, Type: "file", Size: int64(len(b)), Mode: 0o644, ModTime: mtime})
+		list.Files = append(list.Files, workspace.FileInfo{Name: name, Type: "file", Size: int64(len(b)), Mode: 0o644, ModTime: mtime})
 	}
 	s.mu.Unlock()
 	sort.Slice(list.Files, func(i, j int) bool { return list.Files[i].Name < list.Files[j].Name })

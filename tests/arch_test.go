@@ -1,0 +1,148 @@
+package tests
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/sandboxd/sandboxd/"
+
+// The layers of the module, by package (module-relative). The rules of
+// TestArchitecture are stated over them.
+var (
+	// engine runs code: the backends and what plans and dispatches runs.
+	engine = []string{
+		"internal/isolate", "internal/isolate/nsinit", "internal/wasm", "internal/executor",
+		"internal/pool", "internal/session", "internal/output",
+	}
+	// frontEnds speak to people, programs and agents.
+	frontEnds = []string{
+		"internal/api", "internal/mcpserver", "internal/cli", "internal/client",
+		"internal/daemon", "internal/wire", "internal/metrics",
+	}
+	// contract is the floor both backends and every front end stand on.
+	contract = []string{"internal/run", "internal/limits", "internal/errdefs", "internal/workspace", "internal/runtimes"}
+)
+
+// archRule forbids the packages matching from from depending, directly or
+// not, on any package whose path has one of the prefixes in to.
+type archRule struct {
+	why  string
+	from []string
+	to   []string
+}
+
+var archRules = []archRule{
+	{"the wasm backend does not know the process backend", []string{"internal/wasm"}, []string{module + "internal/isolate"}},
+	{"the engine imports no front end", engine, prefixed(frontEnds)},
+	{"the contract imports no engine and no front end", contract, prefixed(append(slices.Clone(engine), frontEnds...))},
+	{"a client links no engine code (no cgroups, seccomp or wazero)", []string{"internal/client", "internal/wire"},
+		append(prefixed(engine), "github.com/containerd/cgroups", "github.com/elastic/go-seccomp-bpf", "github.com/tetratelabs/wazero")},
+	{"limits is a leaf: it imports nothing internal", []string{"internal/limits"}, []string{module + "internal/"}},
+	{"the init stage imports nothing of the daemon", []string{"internal/isolate/nsinit"}, []string{module}},
+}
+
+func prefixed(pkgs []string) []string {
+	out := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = module + p
+	}
+	return out
+}
+
+// TestArchitecture reads the module's import graph with go list and fails
+// on an import that breaks a layering rule, naming the chain of imports
+// that leads to it.
+func TestArchitecture(t *testing.T) {
+	imports := importGraph(t)
+	for _, rule := range archRules {
+		for _, from := range rule.from {
+			pkg := module + from
+			if _, ok := imports[pkg]; !ok {
+				t.Errorf("rule %q names %s, which is not a package of the module", rule.why, from)
+				continue
+			}
+			if chain := forbiddenChain(imports, pkg, rule.to); chain != nil {
+				t.Errorf("%s: %s", rule.why, strings.ReplaceAll(strings.Join(chain, " -> "), module, ""))
+			}
+		}
+	}
+}
+
+// TestArchitectureCatchesABreak: the check finds a forbidden import in a
+// graph that has one, so a passing TestArchitecture means something.
+func TestArchitectureCatchesABreak(t *testing.T) {
+	g := map[string][]string{
+		module + "internal/wasm":    {module + "internal/run", module + "internal/helper"},
+		module + "internal/helper":  {module + "internal/isolate"},
+		module + "internal/isolate": nil,
+		module + "internal/run":     nil,
+	}
+	chain := forbiddenChain(g, module+"internal/wasm", []string{module + "internal/isolate"})
+	want := []string{module + "internal/wasm", module + "internal/helper", module + "internal/isolate"}
+	if !slices.Equal(chain, want) {
+		t.Errorf("chain %v, want %v", chain, want)
+	}
+	if c := forbiddenChain(g, module+"internal/run", []string{module + "internal/isolate"}); c != nil {
+		t.Errorf("a clean package has chain %v", c)
+	}
+}
+
+// importGraph is every package of the module and of its dependencies,
+// with its imports (test imports left out: the rules are about what the
+// binaries link).
+func importGraph(t *testing.T) map[string][]string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "go", "list", "-deps", "-json=ImportPath,Imports", "./...")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	g := map[string][]string{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("go list output: %v", err)
+		}
+		g[p.ImportPath] = p.Imports
+	}
+	return g
+}
+
+// forbiddenChain returns the shortest chain of imports from pkg to a
+// package with one of the prefixes, or nil.
+func forbiddenChain(g map[string][]string, pkg string, prefixes []string) []string {
+	prev := map[string]string{pkg: ""}
+	queue := []string{pkg}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, q := range g[p] {
+			if _, seen := prev[q]; seen {
+				continue
+			}
+			prev[q] = p
+			if slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(q, pre) }) {
+				var chain []string
+				for c := q; c != ""; c = prev[c] {
+					chain = append(chain, c)
+				}
+				slices.Reverse(chain)
+				return chain
+			}
+			queue = append(queue, q)
+		}
+	}
+	return nil
+}
