@@ -74,6 +74,11 @@ func parseAnswer(line []byte) (answer, error) {
 	if err := dec.Decode(&a); err != nil {
 		return answer{}, fmt.Errorf("%w: %w", errProtocol, err)
 	}
+	// Decode stops after the first value: anything but spaces after it
+	// (a second object, garbage) makes the line malformed.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return answer{}, fmt.Errorf("%w: data after the answer's object", errProtocol)
+	}
 	switch a.Type {
 	case "ready", "display", "done":
 	default:
