@@ -45,16 +45,20 @@ type kernel struct {
 // kernelFor is the kernel of a runtime, if it has one.
 func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
 	var src, name string
+	var flags []string
 	switch rt.Name {
 	case "python":
 		src, name = KernelPython, "python.py"
 	case "javascript":
-		src, name = KernelNode, "node.js"
+		// The kernel rewrites a top-level await with node's REPL's own
+		// code, an internal module (see node.js).
+		src, name, flags = KernelNode, "node.js", []string{"--expose-internals"}
 	default:
 		return kernel{}, false
 	}
 	f := run.File{Name: ".sandboxd/kernel/" + name, Content: []byte(src), Mode: 0o444}
-	return kernel{file: f, argv: []string{rt.Binary, isolate.WorkspaceDir + "/" + f.Name}}, true
+	argv := append(append([]string{rt.Binary}, flags...), isolate.WorkspaceDir+"/"+f.Name)
+	return kernel{file: f, argv: argv}, true
 }
 
 // Config configures a Manager. Zero fields take the defaults noted.
