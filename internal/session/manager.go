@@ -61,6 +61,13 @@ func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
 	return kernel{file: f, argv: argv}, true
 }
 
+// kernelEnv is every session's environment besides its runtime's (the
+// spec's variables win). HOME is the workspace, so what libraries cache
+// under it (fontconfig's cache, built when matplotlib lists the fonts)
+// goes to the workspace's reserved directory instead, out of the
+// session's file listing, which shows the user's files only.
+var kernelEnv = []string{"XDG_CACHE_HOME=" + isolate.WorkspaceDir + "/.sandboxd/cache"}
+
 // Config configures a Manager. Zero fields take the defaults noted.
 type Config struct {
 	// Runner is the process backend; nil (with RunnerErr saying why)
@@ -205,7 +212,7 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 	if err := isolate.CheckFiles(spec.Files); err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	env, err := executor.BuildEnv(append(slices.Clone(rt.Env), executor.ThreadEnv(l)...), spec.Env)
+	env, err := executor.BuildEnv(slices.Concat(rt.Env, executor.ThreadEnv(l), kernelEnv), spec.Env)
 	if err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
