@@ -132,8 +132,9 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		l := x.opts.Ceiling
 		l.Tmpfs = x.opts.Defaults.Tmpfs
 		l.Output = x.opts.Defaults.Output
+		argv, files := pool.PythonRunner(rt.Binary)
 		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
-			Size: size, Argv: []string{rt.Binary, "-c", pool.WarmPython}, Env: env, Limits: l, Logger: x.log,
+			Size: size, Argv: argv, Files: files, Env: env, Limits: l, Logger: x.log,
 		})
 	}
 	return nil

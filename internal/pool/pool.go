@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // WarmPython is the Python runner a warm sandbox waits in (see warm.py).
@@ -24,12 +25,33 @@ import (
 //go:embed warm.py
 var WarmPython string
 
+// PythonRunner is the Argv and Files of a pool whose sandboxes wait in
+// WarmPython, run by the interpreter python. The runner is written to the
+// workspace's reserved directory, read-only, and run from there, as the
+// session kernels are: in argv (python3 -c) every process listing of the
+// host would show its whole source.
+//
+// The run it serves could still rewrite it (the file is the sandbox
+// user's, as the whole workspace is), which changes nothing: python has
+// read and compiled it before the run is known, the run's code executes
+// in the runner's own process with all its powers anyway, and the sandbox
+// serves that one run and is destroyed. No input file can replace it
+// first: the runner starts before the run's files are written, and a
+// client cannot name the reserved directory.
+func PythonRunner(python string) (argv []string, files []run.File) {
+	f := run.File{Name: ".sandboxd/warm/python.py", Content: []byte(WarmPython), Mode: 0o444}
+	return []string{python, isolate.WorkspaceDir + "/" + f.Name}, []run.File{f}
+}
+
 // Config configures one pool.
 type Config struct {
 	// Size is how many ready sandboxes the pool keeps (0 disables it).
 	Size int
-	// Argv and Env start the waiting program (e.g. python3 -c WarmPython).
+	// Argv and Env start the waiting program (see PythonRunner).
 	Argv, Env []string
+	// Files are the waiting program's own, written under the workspace's
+	// reserved .sandboxd directory before it starts (see PythonRunner).
+	Files []run.File
 	// Limits the sandboxes start with: generous (the server's ceilings),
 	// since a run's own limits are applied when it takes one. Tmpfs is
 	// fixed at start, so the pool serves only runs of this Tmpfs.
@@ -166,6 +188,12 @@ func (p *Pool) start() (*Entry, error) {
 	ws, err := p.r.NewWorkspace(p.cfg.Limits.Tmpfs)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range p.cfg.Files {
+		if err := ws.WriteInternal(f); err != nil {
+			_ = ws.Close()
+			return nil, fmt.Errorf("start warm sandbox: %w", err)
+		}
 	}
 	proc, err := p.r.Start(p.ctx, ws, isolate.Exec{Argv: p.cfg.Argv, Env: p.cfg.Env, Limits: p.cfg.Limits}, true)
 	if err != nil {
