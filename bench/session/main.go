@@ -27,6 +27,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
@@ -105,7 +106,11 @@ func bareKernel(n int) ([]time.Duration, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("/usr/bin/python3", "-c", session.KernelPython)
+	python, err := runtimes.Default().Lookup("python")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(python.Binary, "-c", string(python.Kernel.Source))
 	cmd.ExtraFiles = []*os.File{ctlR, ansW}
 	cmd.Dir = os.TempDir()
 	if err := cmd.Start(); err != nil {

@@ -120,8 +120,8 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if rt.Name != "python" {
-			return fmt.Errorf("%w: no warm runner for runtime %q (only python has one)", ErrInvalid, rt.Name)
+		if rt.Warm == nil {
+			return fmt.Errorf("%w: no warm runner for runtime %q", ErrInvalid, rt.Name)
 		}
 		env, err := runtimes.BuildEnv(rt.Env, nil)
 		if err != nil {
@@ -131,7 +131,7 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		l.Tmpfs = x.opts.Defaults.Tmpfs
 		l.Output = x.opts.Defaults.Output
 		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
-			Size: size, Argv: []string{rt.Binary, "-c", pool.WarmPython}, Env: env, Limits: l, Logger: x.log,
+			Size: size, Argv: rt.Warm.Argv(rt), Files: []run.File{rt.Warm.File()}, Env: env, Limits: l, Logger: x.log,
 		})
 	}
 	return nil
@@ -409,16 +409,19 @@ func stdinOf(spec *run.Spec, stream run.Stream) io.Reader {
 }
 
 // takeWarm returns a ready sandbox for spec, or nil: only interpreted runs
-// with a pool, the pool's tmpfs size, and no PYTHON* variables (they act at
-// interpreter start, which a warm sandbox is past).
+// with a pool, the pool's tmpfs size, and none of the variables the warm
+// runner names as acting at interpreter start (PYTHON*), which a warm
+// sandbox is past.
 func (x *Executor) takeWarm(spec *run.Spec, p *plan) *pool.Entry {
 	pl := x.pools[p.rt.Name]
 	if pl == nil || p.rt.Compile != nil || !pl.Fits(p.limits) {
 		return nil
 	}
 	for k := range spec.Env {
-		if strings.HasPrefix(k, "PYTHON") {
-			return nil
+		for _, prefix := range p.rt.Warm.StartEnv {
+			if strings.HasPrefix(k, prefix) {
+				return nil
+			}
 		}
 	}
 	return pl.Take()

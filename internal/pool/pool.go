@@ -7,7 +7,6 @@ package pool
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,19 +16,19 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
-
-// WarmPython is the Python runner a warm sandbox waits in (see warm.py).
-//
-//go:embed warm.py
-var WarmPython string
 
 // Config configures one pool.
 type Config struct {
 	// Size is how many ready sandboxes the pool keeps (0 disables it).
 	Size int
-	// Argv and Env start the waiting program (e.g. python3 -c WarmPython).
+	// Argv and Env start the waiting program: a runtime's warm runner
+	// (internal/runtimes.Program), which reads a run's control on fd 3.
 	Argv, Env []string
+	// Files are the waiting program's own, written under the workspace's
+	// reserved .sandboxd directory before it starts.
+	Files []run.File
 	// Limits the sandboxes start with: generous (the server's ceilings),
 	// since a run's own limits are applied when it takes one. Tmpfs is
 	// fixed at start, so the pool serves only runs of this Tmpfs.
@@ -166,6 +165,12 @@ func (p *Pool) start() (*Entry, error) {
 	ws, err := p.r.NewWorkspace(p.cfg.Limits.Tmpfs)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range p.cfg.Files {
+		if err := ws.WriteInternal(f); err != nil {
+			_ = ws.Close()
+			return nil, fmt.Errorf("start warm sandbox: %w", err)
+		}
 	}
 	proc, err := p.r.Start(p.ctx, ws, isolate.Exec{Argv: p.cfg.Argv, Env: p.cfg.Env, Limits: p.cfg.Limits}, true)
 	if err != nil {

@@ -4,12 +4,17 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 func TestMain(m *testing.M) {
@@ -34,7 +39,9 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 	if err != nil {
 		t.Skipf("requires user namespaces and cgroups: %v", err)
 	}
-	p := New(t.Context(), r, Config{Size: size, Argv: []string{"/usr/bin/python3", "-c", WarmPython}, Limits: limits.Defaults()})
+	rt, _ := runtimes.Default().Lookup("python")
+	argv, files := rt.Warm.Argv(rt), []run.File{rt.Warm.File()}
+	p := New(t.Context(), r, Config{Size: size, Argv: argv, Files: files, Limits: limits.Defaults()})
 	return p, state
 }
 
@@ -123,5 +130,37 @@ func TestPoolEntryServesItsRun(t *testing.T) {
 	}
 	if err := e.Process.Activate(ctx, isolate.Activation{Limits: limits.Defaults()}); err == nil {
 		t.Error("an entry took a second run")
+	}
+}
+
+// TestPoolRunnerNotInArgv: the runner's source is not its argv (which
+// every process listing of the host shows): the run, which executes in
+// the runner's process, sees a short command line naming the runner's
+// file, and the file is not among the run's produced files.
+func TestPoolRunnerNotInArgv(t *testing.T) {
+	p, _ := newPool(t, 1)
+	defer p.Close()
+	waitReady(t, p, 1)
+	e := p.Take()
+	defer e.Close()
+	if err := e.Workspace.WriteFile(runFile("main.py", "import sys; sys.stdout.buffer.write(open('/proc/self/cmdline', 'rb').read())")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := e.Process.Activate(ctx, isolate.Activation{Limits: limits.Defaults(), Control: []byte(`{"entry":"main.py","args":[],"env":{}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Process.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.Split(strings.TrimSuffix(string(res.Stdout), "\x00"), "\x00")
+	if want := []string{"/usr/bin/python3", "/workspace/.sandboxd/warm/python.py"}; !slices.Equal(argv, want) {
+		t.Errorf("the runner's command line is %q (stderr %q); want %q", argv, res.Stderr, want)
+	}
+	files, _, err := e.Workspace.Collect(workspace.CollectLimits{MaxFiles: 10, MaxFileSize: 1 << 20, MaxTotal: 1 << 20})
+	if err != nil || len(files) != 0 {
+		t.Errorf("produced files %v, %v; want none", files, err)
 	}
 }

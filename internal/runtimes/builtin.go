@@ -23,8 +23,12 @@ func builtin() []*Runtime {
 			VersionRegexp: `Python (\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/python3",
 			// CPython built for WASI (scripts/build-wasm-runtimes.sh).
-			Wasm:  &WasmBuild{Module: "python", Argv0: "python"},
-			Names: Names{Jupyter: "python3"},
+			Wasm: &WasmBuild{Module: "python", Argv0: "python"},
+			// PYTHON* variables act at start-up, which a warm runner is
+			// past: a run that sets one starts cold.
+			Warm:   warmProgram("python.py", warmPython, "PYTHON"),
+			Kernel: kernelProgram("python.py", kernelPython),
+			Names:  Names{Jupyter: "python3"},
 		},
 		{
 			Name:          "javascript",
@@ -35,8 +39,11 @@ func builtin() []*Runtime {
 			VersionRegexp: `v(\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/node",
 			// QuickJS built for WASI, not node.
-			Wasm:  &WasmBuild{Module: "quickjs", Argv0: "qjs"},
-			Names: Names{Piston: "node", Jupyter: "javascript", E2B: "js"},
+			Wasm: &WasmBuild{Module: "quickjs", Argv0: "qjs"},
+			// The kernel rewrites a top-level await with node's REPL's own
+			// code, an internal module (see kernel/node.js).
+			Kernel: kernelProgram("node.js", kernelNode, "--expose-internals"),
+			Names:  Names{Piston: "node", Jupyter: "javascript", E2B: "js"},
 		},
 		{
 			Name:          "bash",

@@ -89,15 +89,12 @@ type Program struct {
 	Name string
 	// Source is its text.
 	Source []byte
+	// Flags go to the interpreter before the program's file.
+	Flags []string
 	// StartEnv are prefixes of environment variables that act only at the
 	// interpreter's start ("PYTHON"): a run that sets one cannot use a
 	// runner started before it.
 	StartEnv []string
-}
-
-// Argv is the sandbox argv that runs p with the runtime's interpreter.
-func (p *Program) Argv(rt *Runtime, workspaceDir string) []string {
-	return []string{rt.Binary, path.Join(workspaceDir, p.Name)}
 }
 
 // Names are a runtime's names in other protocols, where they differ from

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"image/png"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +193,35 @@ func TestHostileAnswers(t *testing.T) {
 		if err := m.Delete("me", s.ID()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestListingHasUserFilesOnly: what the kernel and the libraries keep for
+// themselves (fontconfig's cache, built when matplotlib lists the host's
+// fonts) stays out of the session's file listing: it shows the files the
+// cells wrote, nothing else.
+func TestListingHasUserFilesOnly(t *testing.T) {
+	if _, err := os.Stat(matplotlibInstalled); err != nil {
+		t.Skip("requires Debian's python3-matplotlib")
+	}
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(60 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := exec(t, s, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.savefig('plot.png')\nplt.show()")
+	if res.Status != run.StatusOK || len(res.Display) != 1 {
+		t.Fatalf("status %s displays %d stderr %s error %+v", res.Status, len(res.Display), res.Stderr, res.Error)
+	}
+	files, _, err := s.Workspace().ListFiles(".", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name)
+	}
+	if !slices.Equal(names, []string{"plot.png"}) {
+		t.Errorf("the listing is %q; want only the cell's plot.png", names)
 	}
 }

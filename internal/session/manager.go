@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,38 +24,19 @@ import (
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
-// KernelPython is the Python kernel (see kernel/PROTOCOL.md).
-//
-//go:embed kernel/python.py
-var KernelPython string
-
-// KernelNode is the JavaScript kernel, on node (same protocol).
-//
-//go:embed kernel/node.js
-var KernelNode string
-
-// kernel is how one runtime's kernel starts: its source is written to
-// the workspace's reserved directory and run from there (not passed in
-// argv, where every process listing of the host would show it whole).
+// kernel is how one runtime's kernel starts: its file is written to the
+// workspace's reserved directory and run from there.
 type kernel struct {
 	file run.File
 	argv []string
 }
 
-// kernelFor is the kernel of a runtime, if it has one.
-func kernelFor(rt *runtimes.Runtime) (kernel, bool) {
-	var src, name string
-	switch rt.Name {
-	case "python":
-		src, name = KernelPython, "python.py"
-	case "javascript":
-		src, name = KernelNode, "node.js"
-	default:
-		return kernel{}, false
-	}
-	f := run.File{Name: ".sandboxd/kernel/" + name, Content: []byte(src), Mode: 0o444}
-	return kernel{file: f, argv: []string{rt.Binary, workspace.Dir + "/" + f.Name}}, true
-}
+// kernelEnv is every session's environment besides its runtime's (the
+// spec's variables win). HOME is the workspace, so what libraries cache
+// under it (fontconfig's cache, built when matplotlib lists the fonts)
+// goes to the workspace's reserved directory instead, out of the
+// session's file listing, which shows the user's files only.
+var kernelEnv = []string{"XDG_CACHE_HOME=" + workspace.Dir + "/" + workspace.ReservedDir + "/cache"}
 
 // Config configures a Manager. Zero fields take the defaults noted.
 type Config struct {
@@ -182,10 +164,10 @@ func (m *Manager) check(spec *run.SessionSpec) (kernel, *runtimes.Runtime, limit
 	if err != nil {
 		return kernel{}, nil, zero, nil, 0, err
 	}
-	k, ok := kernelFor(rt)
-	if !ok {
-		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run python and javascript", ErrInvalid, rt.Name)
+	if rt.Kernel == nil {
+		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run %s", ErrInvalid, rt.Name, m.kernelNames())
 	}
+	k := kernel{file: rt.Kernel.File(), argv: rt.Kernel.Argv(rt)}
 	l := spec.Limits.Merge(m.cfg.Defaults)
 	if err := l.Validate(m.cfg.Ceiling); err != nil {
 		return kernel{}, nil, zero, nil, 0, err
@@ -200,11 +182,22 @@ func (m *Manager) check(spec *run.SessionSpec) (kernel, *runtimes.Runtime, limit
 	if err := workspace.CheckFiles(spec.Files); err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	env, err := rt.Environ(l.CPUs, spec.Env)
+	env, err := runtimes.BuildEnv(slices.Concat(rt.Env, runtimes.ThreadEnv(l.CPUs), kernelEnv), spec.Env)
 	if err != nil {
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return k, rt, l, env, idle, nil
+}
+
+// kernelNames lists the runtimes that have a session kernel.
+func (m *Manager) kernelNames() string {
+	var names []string
+	for _, rt := range m.cfg.Runtimes.All() {
+		if rt.Kernel != nil {
+			names = append(names, rt.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // Check validates a spec without starting a session.

@@ -59,3 +59,52 @@ func TestNodeSession(t *testing.T) {
 		t.Errorf("info %+v", s.Info())
 	}
 }
+
+// TestNodeTopLevelAwait: a cell may `await` at its top level, as in
+// node's REPL: the trailing expression is its result, its declarations
+// outlive it, a rejection is an error result, and an interrupt ends a
+// wait that never settles with the session going on.
+func TestNodeTopLevelAwait(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/node"); err != nil {
+		t.Skip("requires /usr/bin/node")
+	}
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		code, status, result, errName string
+	}{
+		{"const r = await Promise.resolve(41); r + 1", "ok", "42", ""},
+		{"r", "ok", "41", ""},
+		{"var v = await new Promise(res => setTimeout(() => res(2), 10)); function twice() { return 2 * v }", "ok", "", ""},
+		{"twice() + r", "ok", "45", ""},
+		{"class K {}; await null; new K().constructor.name // a trailing comment", "ok", "'K'", ""},
+		{"await 1; Promise.resolve('inner')", "ok", "'inner'", ""},
+		{"await Promise.reject(new RangeError('no'))", "error", "", "RangeError"},
+		{"const w = await Promise.reject(new Error('never'))", "error", "", "Error"},
+		{"await (", "error", "", "SyntaxError"},
+		{"r + v", "ok", "43", ""},
+	}
+	for _, st := range steps {
+		res := exec(t, s, st.code)
+		name := ""
+		if res.Error != nil {
+			name = res.Error.Name
+		}
+		if string(res.Status) != st.status || res.Result["text/plain"] != st.result || name != st.errName || res.State != run.SessionIdle {
+			t.Errorf("cell %q: status %s result %q error %+v state %s stderr %s", st.code, res.Status, res.Result["text/plain"], res.Error, res.State, res.Stderr)
+		}
+	}
+	res, err := s.Exec(t.Context(), run.CellRequest{Code: "await new Promise(() => {})", Timeout: limits.Duration(300 * time.Millisecond)}, run.CellStream{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != run.StatusTimeout || res.State != run.SessionIdle {
+		t.Fatalf("a wait that never ends: status %s state %s reason %q", res.Status, res.State, res.Reason)
+	}
+	if r := exec(t, s, "r"); r.Result["text/plain"] != "41" {
+		t.Errorf("after the interrupt: %+v", r)
+	}
+}

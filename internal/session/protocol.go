@@ -58,21 +58,35 @@ func readAnswers(r io.Reader, out chan<- answer, errp *error) {
 			}
 			return
 		}
-		var a answer
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&a); err != nil {
-			*errp = fmt.Errorf("%w: %w", errProtocol, err)
-			return
-		}
-		switch a.Type {
-		case "ready", "display", "done":
-		default:
-			*errp = fmt.Errorf("%w: unknown answer type %q", errProtocol, a.Type)
+		a, err := parseAnswer(line)
+		if err != nil {
+			*errp = err
 			return
 		}
 		out <- a
 	}
+}
+
+// parseAnswer decodes one answer line (without its newline). It is all
+// or nothing: on an error the answer is the zero value.
+func parseAnswer(line []byte) (answer, error) {
+	var a answer
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return answer{}, fmt.Errorf("%w: %w", errProtocol, err)
+	}
+	// Decode stops after the first value: anything but spaces after it
+	// (a second object, garbage) makes the line malformed.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return answer{}, fmt.Errorf("%w: data after the answer's object", errProtocol)
+	}
+	switch a.Type {
+	case "ready", "display", "done":
+	default:
+		return answer{}, fmt.Errorf("%w: unknown answer type %q", errProtocol, a.Type)
+	}
+	return a, nil
 }
 
 // readLine reads one line of at most max bytes, without its newline.

@@ -7,7 +7,8 @@
 // `let`, `const`, functions and `require`d modules persist from cell to
 // cell, as in a browser's console. A SIGINT while a cell's synchronous
 // code runs interrupts it (vm's breakOnSigint); between cells it is
-// ignored. A cell whose value is a promise is awaited.
+// ignored. A cell whose value is a promise is awaited, and so is a
+// top-level `await` (see awaitable).
 // The kernel's own bindings live in this function, not in the global
 // lexical scope the cells share (a cell's `const fs` must not clash).
 (function kernel() {
@@ -95,19 +96,80 @@ function error(e) {
   return { name: 'Uncaught', value: text(e), traceback: 'Uncaught ' + text(e) };
 }
 
+// processTopLevelAwait is node's REPL's rewrite of a top-level `await`
+// (lib/internal/repl/await.js, on node's own acorn): the code goes into
+// an async arrow function, its declarations become assignments to
+// bindings declared at the script's top level (so later cells see them;
+// a `const` becomes a `let`, as in the REPL), and its trailing
+// expression becomes `return { value: (expr) }`. It is an internal
+// module, reached with --expose-internals (kernelFor passes it; the
+// cells can reach node's internals too, which changes nothing: the
+// sandbox, not node, is the boundary). Without it a top-level `await`
+// stays the SyntaxError it is in a script.
+let processTopLevelAwait = null;
+try {
+  ({ processTopLevelAwait } = require('internal/repl/await'));
+} catch (e) {
+  processTopLevelAwait = null;
+}
+
+// awaitable is code that failed to compile as a script rewritten for its
+// top-level `await`, or null when that is not why it failed. The newline
+// ends a trailing line comment before the wrapper's closing brackets (the
+// REPL's input always ends in one).
+function awaitable(code) {
+  if (processTopLevelAwait === null || !code.includes('await')) {
+    return null;
+  }
+  try {
+    return processTopLevelAwait(code + '\n');
+  } catch (e) {
+    return null;
+  }
+}
+
+// settle awaits a cell's promise. It runs on the event loop, where
+// breakOnSigint does not reach: an interrupt rejects the wait instead
+// (code still running on the loop, a busy loop after an `await`, is not
+// stopped by it: the kernel is then killed at the end of the grace).
+function settle(promise) {
+  return new Promise((resolve, reject) => {
+    interruptAwait = () => reject(new Error('Interrupted while awaiting the cell\'s promise'));
+    promise.then(resolve, reject);
+  });
+}
+
 async function execute(code) {
   count++;
   const filename = '<cell-' + count + '>';
   let value;
   try {
-    value = vm.runInThisContext(code, { filename, breakOnSigint: true, displayErrors: false });
+    // A cell compiles as a script, as it always has; only one that does
+    // not, and has a top-level `await`, runs rewritten. The rewrite keeps
+    // the lines where they were (it adds to the first and the last).
+    let script, wrapped = false;
+    try {
+      script = new vm.Script(code, { filename });
+    } catch (e) {
+      const rewritten = awaitable(code);
+      if (rewritten === null) {
+        throw e;
+      }
+      try {
+        script = new vm.Script(rewritten, { filename });
+      } catch (e2) {
+        throw e;
+      }
+      wrapped = true;
+    }
+    value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
+    if (wrapped) {
+      // { value } when the cell ends in an expression, else undefined.
+      const out = await settle(value);
+      value = out === undefined ? undefined : out.value;
+    }
     if (value && typeof value.then === 'function') {
-      // A promise runs on the event loop, where breakOnSigint does not
-      // reach: an interrupt rejects the wait instead.
-      value = await new Promise((resolve, reject) => {
-        interruptAwait = () => reject(new Error('Interrupted while awaiting the cell\'s promise'));
-        value.then(resolve, reject);
-      });
+      value = await settle(value);
     }
   } catch (e) {
     return { status: 'error', error: error(e) };
