@@ -205,6 +205,6 @@ func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, 
 	cfg.Runtimes = x.Runtimes()
 	cfg.Defaults, cfg.Ceiling = x.Limits()
 	cfg.Logger = log
-	cfg.FontCache = true
+	cfg.Prime = true
 	return session.NewManager(context.WithoutCancel(ctx), cfg)
 }

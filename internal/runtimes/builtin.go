@@ -1,5 +1,16 @@
 package runtimes
 
+// matplotlibFonts primes Python sessions with matplotlib's font list, when
+// Debian's python3-matplotlib is installed.
+var matplotlibFonts = &Prime{
+	Needs:   "/usr/lib/python3/dist-packages/matplotlib",
+	Args:    []string{"-c", "import matplotlib.font_manager"},
+	Env:     []string{"MPLBACKEND=Agg"},
+	DirEnv:  "MPLCONFIGDIR",
+	Dir:     ".sandboxd/matplotlib",
+	Pattern: "fontlist-*.json",
+}
+
 // builtin returns fresh copies of the built-in runtimes. The paths are
 // Debian's: the sandbox mounts the host's /usr, /lib, /lib64, /bin and /sbin,
 // so a binary elsewhere (a pyenv shim, /usr/local, /opt) would not be there.
@@ -27,7 +38,7 @@ func builtin() []*Runtime {
 			// PYTHON* variables act at start-up, which a warm runner is
 			// past: a run that sets one starts cold.
 			Warm:   warmProgram("python.py", warmPython, "PYTHON"),
-			Kernel: kernelProgram("python.py", kernelPython),
+			Kernel: kernelProgram("python.py", kernelPython, matplotlibFonts),
 			Names:  Names{Jupyter: "python3"},
 		},
 		{
@@ -42,7 +53,7 @@ func builtin() []*Runtime {
 			Wasm: &WasmBuild{Module: "quickjs", Argv0: "qjs"},
 			// The kernel rewrites a top-level await with node's REPL's own
 			// code, an internal module (see kernel/node.js).
-			Kernel: kernelProgram("node.js", kernelNode, "--expose-internals"),
+			Kernel: kernelProgram("node.js", kernelNode, nil, "--expose-internals"),
 			Names:  Names{Piston: "node", Jupyter: "javascript", E2B: "js"},
 		},
 		{

@@ -36,8 +36,8 @@ func (p *Program) Argv(rt *Runtime) []string {
 
 // kernelProgram is the session kernel file name under the reserved
 // directory.
-func kernelProgram(file string, src []byte, flags ...string) *Program {
-	return &Program{Name: path.Join(workspace.ReservedDir, "kernel", file), Source: src, Flags: flags}
+func kernelProgram(file string, src []byte, prime *Prime, flags ...string) *Program {
+	return &Program{Name: path.Join(workspace.ReservedDir, "kernel", file), Source: src, Prime: prime, Flags: flags}
 }
 
 // warmProgram is a warm runner under the reserved directory.

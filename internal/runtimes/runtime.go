@@ -95,6 +95,34 @@ type Program struct {
 	// interpreter's start ("PYTHON"): a run that sets one cannot use a
 	// runner started before it.
 	StartEnv []string
+	// Prime, for a kernel, is a cache its sessions start with; nil: none.
+	Prime *Prime
+}
+
+// Prime is a one-time step whose output every session of a kernel starts
+// with: a cache its interpreter would otherwise build in each session's
+// first seconds (matplotlib's font list: about 0.6 s of a first plot).
+// The session manager runs it once, in a sandbox of its own (which sees
+// the same /usr as every session), and copies the file it wrote into each
+// session's reserved directory. A session whose caller sets DirEnv goes
+// without.
+type Prime struct {
+	// Needs is a host path without which the step is not worth running
+	// (the library it primes is not installed).
+	Needs string
+	// Args follow the interpreter in the step's argv; Env is added to the
+	// base environment.
+	Args, Env []string
+	// DirEnv names the variable that tells the interpreter its cache
+	// directory (MPLCONFIGDIR): set to the step's output directory, and
+	// in a session to Dir.
+	DirEnv string
+	// Dir is the cache's directory in a session's workspace, under the
+	// reserved directory.
+	Dir string
+	// Pattern picks the file kept, by base name (path.Match:
+	// "fontlist-*.json").
+	Pattern string
 }
 
 // Names are a runtime's names in other protocols, where they differ from

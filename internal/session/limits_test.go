@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
 
 // TestCellLimits: each per-cell limit interrupts the cell with its own
@@ -127,18 +128,19 @@ func TestPlotIsPNG(t *testing.T) {
 	}
 }
 
-// TestFontCache: with FontCache, sessions start with matplotlib's font
+// TestFontCache: with Prime, Python sessions start with matplotlib's font
 // list built once ahead, and matplotlib takes it as is (no rebuild).
 func TestFontCache(t *testing.T) {
-	if _, err := os.Stat(matplotlibInstalled); err != nil {
+	python, _ := runtimes.Default().Lookup("python")
+	if _, err := os.Stat(python.Kernel.Prime.Needs); err != nil {
 		t.Skip("requires Debian's python3-matplotlib")
 	}
-	m := newManager(t, Config{FontCache: true})
+	m := newManager(t, Config{Prime: true})
 	if _, err := m.Create(t.Context(), "me", &run.SessionSpec{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(90 * time.Second)
-	for m.fonts.get() == nil {
+	for m.primes.get(m.life, &m.wg, m.cfg.Runner, python) == nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the font cache was not built")
 		}
@@ -201,7 +203,7 @@ func TestHostileAnswers(t *testing.T) {
 // fonts) stays out of the session's file listing: it shows the files the
 // cells wrote, nothing else.
 func TestListingHasUserFilesOnly(t *testing.T) {
-	if _, err := os.Stat(matplotlibInstalled); err != nil {
+	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
 		t.Skip("requires Debian's python3-matplotlib")
 	}
 	m := newManager(t, Config{})

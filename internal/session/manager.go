@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -54,9 +55,10 @@ type Config struct {
 	// IdleTimeout is a session's default idle timeout (10 minutes);
 	// MaxIdleTimeout the longest a client may ask for (1 hour).
 	IdleTimeout, MaxIdleTimeout time.Duration
-	// FontCache has matplotlib's font list built once, in a sandbox, and
-	// given to every session (its first plot is ~0.6 s faster).
-	FontCache bool
+	// Prime has each kernel's prime (runtimes.Prime: matplotlib's font
+	// list for Python) built once, in a sandbox, and given to every
+	// session of it (its first plot is ~0.6 s faster).
+	Prime bool
 	// Replica names this daemon in the ids of its sessions, so a router
 	// can find the replica of a session (default: the host name).
 	Replica string
@@ -74,7 +76,7 @@ type Manager struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	fonts fontCache
+	primes primes
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -228,11 +230,10 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		created: now, lastUsed: now, now: m.cfg.Now, state: run.SessionIdle, turn: make(chan struct{}, 1),
 	}
 	internal := []run.File{k.file}
-	if m.cfg.FontCache && rt.Name == "python" {
-		m.fonts.start(m.life, &m.wg, m.cfg.Runner, rt.Binary)
-		if f := m.fonts.get(); f != nil && spec.Env["MPLCONFIGDIR"] == "" {
+	if p := rt.Kernel.Prime; p != nil && m.cfg.Prime && spec.Env[p.DirEnv] == "" {
+		if f := m.primes.get(m.life, &m.wg, m.cfg.Runner, rt); f != nil {
 			internal = append(internal, *f)
-			env = append(env, "MPLCONFIGDIR="+workspace.Dir+"/"+mplConfigDir)
+			env = append(env, p.DirEnv+"="+path.Join(workspace.Dir, p.Dir))
 		}
 	}
 	if err := start(ctx, m.life, m.cfg.Runner, k, s, env, spec.Files, internal); err != nil {
