@@ -76,6 +76,12 @@ func TestSessionLifecycle(t *testing.T) {
 	wantError(t, c.DeleteSession(ctx, info.ID), http.StatusNotFound, "not_found")
 	_, err = c.CreateSession(ctx, &run.SessionSpec{Runtime: "c"})
 	wantError(t, err, http.StatusBadRequest, "invalid_argument")
+	// The fake takes what the daemon takes: every runtime with a kernel,
+	// by alias too.
+	js, err := c.CreateSession(ctx, &run.SessionSpec{Runtime: "js"})
+	if err != nil || js.Runtime != "javascript" {
+		t.Errorf("a javascript session: %+v, %v", js, err)
+	}
 }
 
 func TestSessionToken(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/wire"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
@@ -166,9 +167,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return
 	}
-	if spec.Runtime != "" && spec.Runtime != "python" {
-		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("runtime %q has no session kernel; sessions run python", spec.Runtime))
-		return
+	if spec.Runtime != "" {
+		// The daemon's rule, from the same registry: a runtime with a
+		// kernel, by name or alias.
+		rt, err := runtimes.Default().Lookup(spec.Runtime)
+		if err != nil || rt.Kernel == nil {
+			writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("runtime %q has no session kernel", spec.Runtime))
+			return
+		}
+		spec.Runtime = rt.Name
 	}
 	s.mu.Lock()
 	info := s.add(spec).Info
