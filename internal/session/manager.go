@@ -155,40 +155,49 @@ func (m *Manager) newID() string {
 // Replica is the name this Manager puts in its session ids.
 func (m *Manager) Replica() string { return m.cfg.Replica }
 
-// check validates spec and returns its kernel, limits and environment.
-func (m *Manager) check(spec *run.SessionSpec) (kernel, *runtimes.Runtime, limits.Limits, []string, time.Duration, error) {
-	var zero limits.Limits
+// plan is a checked session spec: its runtime, kernel, complete limits,
+// environment and idle timeout.
+type plan struct {
+	rt     *runtimes.Runtime
+	kernel kernel
+	limits limits.Limits
+	env    []string
+	idle   time.Duration
+}
+
+// check validates spec and resolves what it leaves open.
+func (m *Manager) check(spec *run.SessionSpec) (*plan, error) {
 	name := spec.Runtime
 	if name == "" {
 		name = "python"
 	}
 	rt, err := m.cfg.Runtimes.Lookup(name)
 	if err != nil {
-		return kernel{}, nil, zero, nil, 0, err
+		return nil, err
 	}
 	if rt.Kernel == nil {
-		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run %s", ErrInvalid, rt.Name, m.kernelNames())
+		return nil, fmt.Errorf("%w: runtime %q has no session kernel; sessions run %s", ErrInvalid, rt.Name, m.kernelNames())
 	}
-	k := kernel{file: rt.Kernel.File(), argv: rt.Kernel.Argv(rt)}
-	l := spec.Limits.Merge(m.cfg.Defaults)
-	if err := l.Validate(m.cfg.Ceiling); err != nil {
-		return kernel{}, nil, zero, nil, 0, err
+	p := &plan{rt: rt, kernel: kernel{file: rt.Kernel.File(), argv: rt.Kernel.Argv(rt)}}
+	p.limits = spec.Limits.Merge(m.cfg.Defaults)
+	if err := p.limits.Validate(m.cfg.Ceiling); err != nil {
+		return nil, err
 	}
-	idle := spec.IdleTimeout.Std()
+	p.idle = spec.IdleTimeout.Std()
 	switch {
-	case idle == 0:
-		idle = m.cfg.IdleTimeout
-	case idle < time.Second || idle > m.cfg.MaxIdleTimeout:
-		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: idle_timeout %s: must be between 1s and %s", ErrInvalid, spec.IdleTimeout, limits.Duration(m.cfg.MaxIdleTimeout))
+	case p.idle == 0:
+		p.idle = m.cfg.IdleTimeout
+	case p.idle < time.Second || p.idle > m.cfg.MaxIdleTimeout:
+		return nil, fmt.Errorf("%w: idle_timeout %s: must be between 1s and %s", ErrInvalid, spec.IdleTimeout, limits.Duration(m.cfg.MaxIdleTimeout))
 	}
 	if err := workspace.CheckFiles(spec.Files); err != nil {
-		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	env, err := runtimes.BuildEnv(slices.Concat(rt.Env, runtimes.ThreadEnv(l.CPUs), kernelEnv), spec.Env)
+	p.env, err = runtimes.BuildEnv(slices.Concat(rt.Env, runtimes.ThreadEnv(p.limits.CPUs), kernelEnv), spec.Env)
 	if err != nil {
-		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return k, rt, l, env, idle, nil
+	return p, nil
 }
 
 // kernelNames lists the runtimes that have a session kernel.
@@ -204,16 +213,17 @@ func (m *Manager) kernelNames() string {
 
 // Check validates a spec without starting a session.
 func (m *Manager) Check(spec *run.SessionSpec) error {
-	_, _, _, _, _, err := m.check(spec)
+	_, err := m.check(spec)
 	return err
 }
 
 // Create starts a session for owner. ctx bounds the start only.
 func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpec) (*Session, error) {
-	k, rt, l, env, idle, err := m.check(spec)
+	p, err := m.check(spec)
 	if err != nil {
 		return nil, err
 	}
+	rt, env := p.rt, p.env
 	if m.cfg.Runner == nil {
 		return nil, fmt.Errorf("%w: sessions need the process backend: %w", ErrUnavailable, m.cfg.RunnerErr)
 	}
@@ -226,17 +236,17 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 	defer m.release(owner)
 	now := m.cfg.Now()
 	s := &Session{
-		id: m.newID(), owner: owner, runtime: rt.Name, limits: l, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: idle,
+		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle,
 		created: now, lastUsed: now, now: m.cfg.Now, state: run.SessionIdle, turn: make(chan struct{}, 1),
 	}
-	internal := []run.File{k.file}
-	if p := rt.Kernel.Prime; p != nil && m.cfg.Prime && spec.Env[p.DirEnv] == "" {
+	internal := []run.File{p.kernel.file}
+	if pr := rt.Kernel.Prime; pr != nil && m.cfg.Prime && spec.Env[pr.DirEnv] == "" {
 		if f := m.primes.get(m.life, &m.wg, m.cfg.Runner, rt); f != nil {
 			internal = append(internal, *f)
-			env = append(env, p.DirEnv+"="+path.Join(workspace.Dir, p.Dir))
+			env = append(env, pr.DirEnv+"="+path.Join(workspace.Dir, pr.Dir))
 		}
 	}
-	if err := start(ctx, m.life, m.cfg.Runner, k, s, env, spec.Files, internal); err != nil {
+	if err := start(ctx, m.life, m.cfg.Runner, p.kernel, s, env, spec.Files, internal); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
