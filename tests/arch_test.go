@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -145,4 +146,40 @@ func forbiddenChain(g map[string][]string, pkg string, prefixes []string) []stri
 		}
 	}
 	return nil
+}
+
+// TestReadmeLayout: README's Layout names every package directory under
+// internal/ and cmd/, and nothing that is not there.
+func TestReadmeLayout(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "## Layout\n\n```\n")
+	if !ok {
+		t.Fatal("README has no Layout block")
+	}
+	layout, _, _ = strings.Cut(layout, "```")
+	listed := map[string]bool{}
+	for _, line := range strings.Split(layout, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			listed[strings.TrimSuffix(f[0], "/")] = true
+		}
+	}
+	for _, top := range []string{"internal", "cmd"} {
+		ents, err := os.ReadDir("../" + top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if e.IsDir() && !listed[top+"/"+e.Name()] {
+				t.Errorf("README's Layout does not list %s/%s", top, e.Name())
+			}
+		}
+	}
+	for dir := range listed {
+		if st, err := os.Stat("../" + dir); err != nil || !st.IsDir() {
+			t.Errorf("README's Layout lists %s, which is not a directory", dir)
+		}
+	}
 }
