@@ -48,21 +48,17 @@ func New(r Runner, version string, sessions *session.Manager) *mcp.Server {
 		Instructions: instructions,
 	})
 	t := &tools{r: r}
-	mcp.AddTool(s, &mcp.Tool{
-		Name:  "run_code",
-		Title: "Run code in a sandbox",
+	mcp.AddTool(s, described("run_code", &mcp.Tool{
 		Description: "Run a program in a fresh, isolated sandbox and return its stdout, stderr and exit status. " +
 			"The sandbox has no network and nothing of the host; files you pass are in the working directory, " +
 			"and files the program writes there come back. Use list_runtimes for the languages. " +
 			"A program that fails or hits a limit returns isError with the reason (e.g. \"stopped: memory limit of 256MiB reached\").",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: ptr(false), IdempotentHint: false, OpenWorldHint: ptr(false)},
-	}, t.runCode)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:        "list_runtimes",
-		Title:       "List the sandbox's languages",
+	}), t.runCode)
+	mcp.AddTool(s, described("list_runtimes", &mcp.Tool{
 		Description: "List the languages run_code accepts, with their versions and aliases.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
-	}, t.listRuntimes)
+	}), t.listRuntimes)
 	if sessions != nil {
 		addSessionTools(s, sessions)
 	}
