@@ -1,7 +1,9 @@
-// Command sandboxd is the sandbox daemon: an HTTP/JSON API (with Piston v2
-// compatible endpoints) over the same executor as sandboxctl.
+// Command sandboxd is the sandbox daemon: an HTTP/JSON API (runs, Piston v2
+// compatible endpoints, sessions, MCP at /mcp) over the same executor as
+// sandboxctl, and the MCP tools on stdin/stdout.
 //
 //	sandboxd serve --listen 127.0.0.1:8080 --token-file /etc/sandboxd/token
+//	sandboxd mcp
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
@@ -32,12 +35,42 @@ func main() {
 	wasm.MaybeRun()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := &cobra.Command{Use: "sandboxd", Short: "The sandbox daemon", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(serveCommand(), mcpCommand())
-	if err := root.ExecuteContext(ctx); err != nil {
+	if err := rootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sandboxd:", err)
 		os.Exit(1)
 	}
+}
+
+func rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sandboxd",
+		Short: "The sandbox daemon",
+		Long: `The sandbox daemon: it runs untrusted code in sandboxes for clients over
+HTTP (sandboxd serve) and for AI agents over the Model Context Protocol
+(sandboxd mcp on stdin/stdout, or /mcp of sandboxd serve).
+
+MCP tools:
+` + mcpToolsHelp(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(serveCommand(), mcpCommand())
+	return root
+}
+
+// mcpToolsHelp lists the MCP server's tools, one a line, from the
+// server's own list.
+func mcpToolsHelp() string {
+	tools := mcpserver.Tools()
+	width := 0
+	for _, t := range tools {
+		width = max(width, len(t.Name))
+	}
+	var b strings.Builder
+	for _, t := range tools {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, t.Name, t.Summary)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -81,9 +114,13 @@ func mcpCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "mcp",
-		Short: "Serve the MCP tools (run_code, list_runtimes) on stdin/stdout",
+		Short: "Serve the MCP tools on stdin/stdout, for an agent host",
 		Long: `Serve the Model Context Protocol on stdin/stdout, for an agent host that
-starts sandboxd as a local MCP server. Logs go to stderr.`,
+starts sandboxd as a local MCP server. Logs go to stderr. sandboxd serve
+offers the same tools over HTTP at /mcp.
+
+Tools:
+` + mcpToolsHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -108,14 +145,30 @@ func serveCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API",
-		Long: `Serve the HTTP API: POST /v1/runs, GET /v1/runtimes, /healthz, /readyz,
-/metrics, /openapi.json, and Piston's /api/v2/execute and /api/v2/runtimes.
+		Short: "Serve the HTTP API: runs, Piston, sessions, MCP at /mcp, metrics",
+		Long: `Serve the HTTP API:
 
-The token comes from --token-file or SANDBOXD_TOKEN. Without one, sandboxd
-only listens on a loopback address unless --insecure-no-token says so.
-SIGTERM stops new requests, lets running runs finish for --grace, then
-kills the rest.`,
+  POST /v1/runs              run a program in a fresh sandbox (?stream=1:
+                             its output as NDJSON events while it runs)
+  GET  /v1/runtimes          the languages, their versions and backends
+  POST /api/v2/execute,      Piston v2 compatible: Piston's clients work
+  GET  /api/v2/runtimes      unchanged
+  /v1/sessions               stateful sessions: a live Python or JavaScript
+                             interpreter whose variables and files persist
+                             from cell to cell (.../exec, .../interrupt,
+                             .../files/PATH)
+  /mcp                       the MCP tools (see sandboxd mcp --help) over
+                             streamable HTTP
+  GET  /metrics              Prometheus metrics
+  GET  /healthz, /readyz     liveness; readiness (fails when the queue is full)
+  GET  /openapi.json         the OpenAPI 3 document
+
+The token comes from --token-file (one per line; each token owns its own
+sessions) or SANDBOXD_TOKEN; every endpoint but /healthz, /readyz and
+/openapi.json then wants it as a bearer token. Without one, sandboxd only
+listens on a loopback address unless --insecure-no-token says so. SIGTERM
+stops new requests, lets running runs finish for --grace, then kills the
+rest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if t := os.Getenv("SANDBOXD_TOKEN"); t != "" {
