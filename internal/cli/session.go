@@ -27,7 +27,7 @@ func sessionCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra
 	var sf serverFlags
 	cmd := &cobra.Command{
 		Use:   "session",
-		Short: "Keep a Python session on a sandboxd and run cells in it",
+		Short: "Keep a Python or JavaScript session on a sandboxd and run cells in it",
 		Long: `A session is a live interpreter (Python, or JavaScript on node) in a
 sandbox on a sandboxd: its variables, imports and files persist from cell
 to cell, as in a notebook, until it is removed or has been idle for its
@@ -178,8 +178,8 @@ func sessionExecCommand(sf *serverFlags, stdin io.Reader, stdout, stderr io.Writ
 		Short: "Run a cell in a session, as a REPL would",
 		Long: `Run CODE (or FILE's, or stdin's with -) as one cell of session ID. Its
 stdout and stderr stream live to sandboxctl's; then the value of its
-trailing expression is printed on stdout as Python's REPL prints it (its
-text/plain), and the traceback of an exception on stderr. Images it
+trailing expression is printed on stdout as the language's REPL prints it
+(its text/plain), and the traceback of an exception on stderr. Images it
 displays (figures) are summarized as "[image/png 640x480, 12 KiB]", or
 saved as DIR/cell-N-K.png with --save-images DIR (the K-th image of cell
 N). --json prints the cell's whole result instead, as JSON.
