@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -83,16 +84,31 @@ type limitFlags struct {
 }
 
 func (f *limitFlags) add(fl *pflag.FlagSet) {
-	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "directory for run state")
-	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit [default 5m]")
-	fl.Var(&f.ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time [default 5m]")
-	fl.Var(&f.ceiling.Memory, "max-memory", "ceiling on a run's memory [default 4GiB]")
-	fl.IntVar(&f.ceiling.Pids, "max-pids", 0, "ceiling on a run's processes [default 1024]")
-	fl.Var(&f.ceiling.Output, "max-output", "ceiling on a run's output per stream [default 64MiB]")
-	fl.Var(&f.ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp [default 1GiB]")
-	fl.Var(&f.defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none [default 10s]")
-	fl.Var(&f.defaults.Memory, "default-memory", "memory limit of runs that set none [default 256MiB]")
+	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "`DIR` for run state")
+	// The fields stay zero unless given; apply merges them with these.
+	c, d := limits.DefaultCeiling(), limits.Defaults()
+	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit")
+	showDefault(fl, "max-timeout", c.Timeout.String())
+	fl.Var(&f.ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time")
+	showDefault(fl, "max-cpu-time", c.CPUTime.String())
+	fl.Var(&f.ceiling.Memory, "max-memory", "ceiling on a run's memory")
+	showDefault(fl, "max-memory", c.Memory.String())
+	fl.IntVar(&f.ceiling.Pids, "max-pids", 0, "ceiling on a run's processes")
+	showDefault(fl, "max-pids", strconv.Itoa(c.Pids))
+	fl.Var(&f.ceiling.Output, "max-output", "ceiling on a run's output per stream")
+	showDefault(fl, "max-output", c.Output.String())
+	fl.Var(&f.ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp")
+	showDefault(fl, "max-tmpfs", c.Tmpfs.String())
+	fl.Var(&f.defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none")
+	showDefault(fl, "default-timeout", d.Timeout.String())
+	fl.Var(&f.defaults.Memory, "default-memory", "memory limit of runs that set none")
+	showDefault(fl, "default-memory", d.Memory.String())
 }
+
+// showDefault sets the default the help prints for flag name, once: def,
+// the value that applies when the flag is not given, where the flag's
+// variable holds zero for "not set". An empty def prints none.
+func showDefault(fl *pflag.FlagSet, name, def string) { fl.Lookup(name).DefValue = def }
 
 // apply fills the daemon's executor options.
 func (f *limitFlags) apply(cfg *daemon.Config) error {
@@ -196,15 +212,16 @@ rest.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to listen on")
-	fl.StringVar(&tokenFile, "token-file", "", "file holding the bearer token clients must send")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "`HOST:PORT` to listen on")
+	fl.StringVar(&tokenFile, "token-file", "", "`FILE` holding the bearer tokens clients must send, one a line")
 	fl.BoolVar(&cfg.AllowRemoteWithoutToken, "insecure-no-token", false, "allow a non-loopback --listen without a token")
 	fl.IntVar(&cfg.API.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
 	fl.IntVar(&cfg.API.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
-	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")
-	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "warm sandboxes kept ready per runtime, e.g. python=2 (0 disables)")
+	fl.StringVar(&logFormat, "log-format", "json", "log `FORMAT`: json or text")
+	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "keep N warm sandboxes ready for RUNTIME, as `RUNTIME=N`: python=2 (0 disables)")
+	showDefault(fl, "warm", "")
 	sessionFlags(fl, &cfg.Sessions)
 	lf.add(fl)
 	return cmd
@@ -229,5 +246,5 @@ func sessionFlags(fl *pflag.FlagSet, c *session.Config) {
 	fl.IntVar(&c.MaxPerOwner, "max-sessions-per-token", 8, "live sessions one token holds at most")
 	fl.DurationVar(&c.IdleTimeout, "session-idle", 10*time.Minute, "a session's default idle timeout")
 	fl.DurationVar(&c.MaxIdleTimeout, "session-max-idle", time.Hour, "the longest idle timeout a client may ask for")
-	fl.StringVar(&c.Replica, "replica", "", "this daemon's name in session ids, for a router (default: the host name)")
+	fl.StringVar(&c.Replica, "replica", "", "this daemon's `NAME` in session ids, for a router (default: the host name)")
 }

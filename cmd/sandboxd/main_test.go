@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/pflag"
 
+	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
@@ -85,6 +88,47 @@ func TestHelpSaysWhatServeOffers(t *testing.T) {
 		for _, w := range tc.want {
 			if !strings.Contains(out, w) {
 				t.Errorf("sandboxd %s does not mention %q", strings.Join(tc.args, " "), w)
+			}
+		}
+	}
+}
+
+// TestFlagDefaults: each limit flag of serve and mcp shows its default once,
+// from limits.DefaultCeiling() or limits.Defaults(), and holds zero when
+// not given (apply merges it); no flag shows a phrase as its placeholder.
+func TestFlagDefaults(t *testing.T) {
+	c, d := limits.DefaultCeiling(), limits.Defaults()
+	want := map[string]string{
+		"max-timeout": c.Timeout.String(), "max-cpu-time": c.CPUTime.String(), "max-memory": c.Memory.String(),
+		"max-pids": strconv.Itoa(c.Pids), "max-output": c.Output.String(), "max-tmpfs": c.Tmpfs.String(),
+		"default-timeout": d.Timeout.String(), "default-memory": d.Memory.String(),
+	}
+	for _, cmd := range rootCommand().Commands() {
+		if cmd.Name() != "serve" && cmd.Name() != "mcp" {
+			continue
+		}
+		fl := cmd.Flags()
+		for name, def := range want {
+			f := fl.Lookup(name)
+			if f == nil {
+				t.Errorf("%s has no --%s", cmd.Name(), name)
+				continue
+			}
+			if f.DefValue != def {
+				t.Errorf("%s --%s: help shows default %q, want %q", cmd.Name(), name, f.DefValue, def)
+			}
+			if v := f.Value.String(); v != "0" && v != "0s" && v != "0B" {
+				t.Errorf("%s --%s: not given, it holds %q, want zero", cmd.Name(), name, v)
+			}
+		}
+		fl.VisitAll(func(f *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(f); strings.ContainsAny(name, " \t") {
+				t.Errorf("%s --%s: placeholder %q", cmd.Name(), f.Name, name)
+			}
+		})
+		for _, line := range strings.Split(fl.FlagUsages(), "\n") {
+			if strings.Count(line, "(default") > 1 || strings.Contains(line, "[default") {
+				t.Errorf("%s: more than one default: %q", cmd.Name(), line)
 			}
 		}
 	}

@@ -98,10 +98,10 @@ be started or is gone.`,
 			return nil
 		},
 	}
-	f.add(cmd, "end the session after this long without use [default: none here; the daemon's with --server]")
+	f.add(cmd, "end the session after this long without use (default: none here; the daemon's with --server)")
 	fl := cmd.Flags()
 	sf.add(fl, true)
-	fl.StringVar(&saveDir, "save-images", "", "save the cells' images in DIR as cell-N-K.png")
+	fl.StringVar(&saveDir, "save-images", "", "save the cells' images in `DIR` as cell-N-K.png")
 	fl.BoolVar(&verbose, "verbose", false, "log what the sandbox does to stderr (without --server)")
 	return cmd
 }

@@ -80,10 +80,11 @@ type sessionSpecFlags struct {
 func (f *sessionSpecFlags) add(cmd *cobra.Command, idleHelp string) {
 	fl := cmd.Flags()
 	addLimitFlags(fl, &f.l, true)
-	fl.StringVar(&f.runtime, "runtime", "python", "runtime of the session's kernel: python or javascript")
+	fl.StringVar(&f.runtime, "runtime", "python", "the session kernel's runtime, by `NAME`: python or javascript")
 	fl.Var(&f.idle, "idle", idleHelp)
-	fl.StringArrayVar(&f.env, "env", nil, "add KEY=VALUE to the kernel's environment (repeatable)")
-	fl.StringArrayVar(&f.files, "file", nil, "copy LOCAL into the workspace, as REMOTE if given: LOCAL[:REMOTE] (repeatable)")
+	showDefault(fl, "idle", "")
+	fl.StringArrayVar(&f.env, "env", nil, "add `KEY=VALUE` to the kernel's environment (repeatable)")
+	fl.StringArrayVar(&f.files, "file", nil, "copy `LOCAL[:REMOTE]` into the workspace: file LOCAL, named REMOTE there if given (repeatable)")
 }
 
 // spec builds the session's spec, reading the --file files.
@@ -143,7 +144,8 @@ commands. The limits are the session's: --timeout, --cpu-time and --output
 apply to each cell, the others to the session as a whole. --file copies
 files into the workspace before the kernel starts (LOCAL, or LOCAL:REMOTE
 to give it another name in the workspace). --json prints the session's
-description instead of its id.`,
+description instead of its id. Limits not given take the daemon's
+defaults: those shown below, unless it sets others.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := f.spec()
@@ -161,7 +163,7 @@ description instead of its id.`,
 			return err
 		},
 	}
-	f.add(cmd, "end the session after this long without use [default: the daemon's, 10m]")
+	f.add(cmd, "end the session after this long without use (default: the daemon's --session-idle)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the session's description as JSON")
 	return cmd
 }
@@ -219,9 +221,10 @@ which interrupts the cell, and exits 128+N.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&file, "file", "f", "", "run FILE's code")
-	fl.Var(&timeout, "timeout", "the cell's wall-clock limit [default: the session's]")
-	fl.StringVar(&saveDir, "save-images", "", "save the cell's images in DIR as cell-N-K.png")
+	fl.StringVarP(&file, "file", "f", "", "run `FILE`'s code")
+	fl.Var(&timeout, "timeout", "the cell's wall-clock limit (default: the session's)")
+	showDefault(fl, "timeout", "")
+	fl.StringVar(&saveDir, "save-images", "", "save the cell's images in `DIR` as cell-N-K.png")
 	fl.BoolVar(&asJSON, "json", false, "print the cell's result as JSON instead of its output")
 	return cmd
 }
