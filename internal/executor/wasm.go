@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
@@ -96,4 +97,25 @@ func wasmFits(p *plan) bool {
 	}
 	_, ok := wasmModules[p.rt.Name]
 	return ok
+}
+
+// Backends lists the backends that can run rt on this host now, of those
+// its registry entry names: the process backend where it works and rt's
+// binary is installed, the wasm backend where rt has a WASI interpreter
+// and it is built (scripts/build-wasm-runtimes.sh).
+func (x *Executor) Backends(rt *runtimes.Runtime) []run.Backend {
+	var out []run.Backend
+	for _, b := range rt.Backends {
+		switch run.Backend(b) {
+		case run.BackendProcess:
+			if x.processErr == nil && x.opts.Runtimes.Available(rt) {
+				out = append(out, run.BackendProcess)
+			}
+		case run.BackendWasm:
+			if m, ok := wasmModules[rt.Name]; ok && wasm.Built(x.opts.Wasm.RuntimesDir, m.module) == nil {
+				out = append(out, run.BackendWasm)
+			}
+		}
+	}
+	return out
 }
