@@ -138,7 +138,7 @@ func TestCLIBadLimits(t *testing.T) {
 		{[]string{"--memory", "12XB"}, []string{"--memory", "12XB"}},
 		{[]string{"--timeout", "-1s"}, []string{"--timeout", "-1s"}},
 		{[]string{"--timeout", "soon"}, []string{"--timeout"}},
-		{[]string{"--memory", "100GiB"}, []string{"memory", "ceiling", "4GiB"}},
+		{[]string{"--memory", "100GiB"}, []string{"memory", "ceiling of 4GiB", "the most sandboxctl allows"}},
 		{[]string{"--memory", "1MiB"}, []string{"memory", "minimum"}},
 		{[]string{"--pids", "1"}, []string{"pids"}},
 		{[]string{"--pids", "-5"}, []string{"pids"}},

@@ -48,7 +48,7 @@ required check fails.`,
 // sandboxedRun proves the checks above by running a program in a sandbox.
 func sandboxedRun(cmd *cobra.Command) isolate.Check {
 	c := isolate.Check{Name: "sandboxed run", Required: true}
-	x, err := executor.New(executor.Options{Logger: slog.New(slog.DiscardHandler)})
+	x, err := executor.New(executor.Options{Logger: slog.New(slog.DiscardHandler), CeilingOwner: ceilingOwner})
 	if err != nil {
 		c.Detail = err.Error()
 		c.Fix = "fix the failed checks above"

@@ -47,6 +47,11 @@ func addLimitFlags(fl *pflag.FlagSet, l *limits.Limits, perCell bool) {
 // usage that says itself what the default is).
 func showDefault(fl *pflag.FlagSet, name, def string) { fl.Lookup(name).DefValue = def }
 
+// ceilingOwner is who sets the ceiling of the runs and sessions
+// sandboxctl makes itself (limits.DefaultCeiling()), as errors name it:
+// not a server.
+const ceilingOwner = "sandboxctl"
+
 // defaultServer is the daemon the session commands talk to without
 // --server.
 const defaultServer = "http://127.0.0.1:8080"

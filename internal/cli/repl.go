@@ -175,14 +175,14 @@ const localOwner = "local"
 const localIdle = 100 * 365 * 24 * time.Hour
 
 func startLocal(ctx context.Context, spec *wire.SessionSpec, sig *signals, log *slog.Logger) (_ *localSession, err error) {
-	x, err := executor.New(executor.Options{Logger: log})
+	x, err := executor.New(executor.Options{Logger: log, CeilingOwner: ceilingOwner})
 	if err != nil {
 		return nil, err
 	}
 	defaults, ceiling := x.Limits()
 	m := session.NewManager(ctx, session.Config{
 		Runner: x.Process(), RunnerErr: x.ProcessErr(), Runtimes: x.Runtimes(),
-		Defaults: defaults, Ceiling: ceiling, MaxSessions: 1, MaxPerOwner: 1,
+		Defaults: defaults, Ceiling: ceiling, CeilingOwner: ceilingOwner, MaxSessions: 1, MaxPerOwner: 1,
 		IdleTimeout: localIdle, MaxIdleTimeout: localIdle, Replica: "local", Logger: log,
 	})
 	// The sandbox is in a process group of its own: a Ctrl-C at the

@@ -112,8 +112,9 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 	} else {
 		var x *executor.Executor
 		x, err = executor.New(executor.Options{
-			Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})),
-			Versions: f.json,
+			Logger:       slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})),
+			Versions:     f.json,
+			CeilingOwner: ceilingOwner,
 		})
 		if err != nil {
 			return nil, err

@@ -55,6 +55,6 @@ func ExampleLimits_Validate() {
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, limits.ErrInvalid))
 	// Output:
-	// limits: memory: 8GiB is above the server ceiling of 4GiB; pids: -1 is negative
+	// limits: memory: 8GiB is above the server's ceiling of 4GiB; pids: -1 is negative
 	// true
 }

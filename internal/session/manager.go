@@ -67,6 +67,10 @@ type Config struct {
 	// Defaults fill a session's unset limits; no session may pass
 	// Ceiling. Timeout, CPUTime and Output apply to each cell.
 	Defaults, Ceiling limits.Limits
+	// CeilingOwner names who set Ceiling, in the error of a limit above
+	// it (see limits.Limits.ValidateFor): empty for a daemon, or the
+	// program that holds its sessions itself ("sandboxctl").
+	CeilingOwner string
 	// MaxSessions caps the live sessions of the daemon (default 16),
 	// MaxPerOwner those of one owner (one token; default 8).
 	MaxSessions, MaxPerOwner int
@@ -188,7 +192,7 @@ func (m *Manager) check(spec *Spec) (kernel, *runtimes.Runtime, limits.Limits, [
 		return kernel{}, nil, zero, nil, 0, fmt.Errorf("%w: runtime %q has no session kernel; sessions run python and javascript", ErrInvalid, rt.Name)
 	}
 	l := spec.Limits.Merge(m.cfg.Defaults)
-	if err := l.Validate(m.cfg.Ceiling); err != nil {
+	if err := l.ValidateFor(m.cfg.Ceiling, m.cfg.CeilingOwner); err != nil {
 		return kernel{}, nil, zero, nil, 0, err
 	}
 	idle := spec.IdleTimeout.Std()
