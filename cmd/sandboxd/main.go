@@ -139,7 +139,11 @@ Tools:
 ` + mcpToolsHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			h, err := daemon.LogHandler(os.Stderr, "text", slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(h)
 			if err := lf.apply(&cfg); err != nil {
 				return err
 			}
@@ -200,9 +204,9 @@ rest.`,
 					return fmt.Errorf("token file %s holds no token", tokenFile)
 				}
 			}
-			var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
-			if logFormat == "text" {
-				h = slog.NewTextHandler(os.Stderr, nil)
+			h, err := daemon.LogHandler(os.Stderr, logFormat, slog.LevelInfo)
+			if err != nil {
+				return err
 			}
 			cfg.Logger = slog.New(h)
 			if err := lf.apply(&cfg); err != nil {
