@@ -138,7 +138,7 @@ func TestCLIBadLimits(t *testing.T) {
 		{[]string{"--memory", "12XB"}, []string{"--memory", "12XB"}},
 		{[]string{"--timeout", "-1s"}, []string{"--timeout", "-1s"}},
 		{[]string{"--timeout", "soon"}, []string{"--timeout"}},
-		{[]string{"--memory", "100GiB"}, []string{"memory", "ceiling", "4GiB"}},
+		{[]string{"--memory", "100GiB"}, []string{"memory", "ceiling of 4GiB", "the most sandboxctl allows"}},
 		{[]string{"--memory", "1MiB"}, []string{"memory", "minimum"}},
 		{[]string{"--pids", "1"}, []string{"pids"}},
 		{[]string{"--pids", "-5"}, []string{"pids"}},
@@ -379,7 +379,7 @@ func TestCLIDoctor(t *testing.T) {
 	if o.code != 0 {
 		t.Fatalf("doctor exited %d on a host that runs sandboxes:\n%s", o.code, stdout)
 	}
-	for _, want := range []string{"user namespaces", "cgroups", "seccomp", "openat2", "sandboxed run"} {
+	for _, want := range []string{"user namespaces", "cgroups", "seccomp", "openat2", "wasm backend", "sandboxed run"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("doctor output lacks %q:\n%s", want, stdout)
 		}
@@ -403,5 +403,22 @@ func TestCLIRuntimes(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^python +3\.\d+\.\d+`).MatchString(stdout) {
 		t.Errorf("python's version was not probed:\n%s", stdout)
+	}
+}
+
+// TestCLIRuntimesWasmNotBuilt: without the WASI interpreters, no runtime
+// lists the wasm backend, and doctor says how to build them.
+func TestCLIRuntimesWasmNotBuilt(t *testing.T) {
+	t.Setenv("SANDBOXD_WASM_DIR", t.TempDir())
+	o := sbx(t, invocation{args: []string{"runtimes"}, timeout: time.Minute})
+	if o.code != 0 {
+		t.Fatalf("runtimes exited %d: %s", o.code, o.stderr)
+	}
+	if strings.Contains(string(o.stdout), "wasm") {
+		t.Errorf("runtimes lists wasm with no interpreter built:\n%s", o.stdout)
+	}
+	o = sbx(t, invocation{args: []string{"doctor"}, timeout: time.Minute})
+	if !regexp.MustCompile(`(?m)^warn +wasm backend .*not built`).Match(o.stdout) || !strings.Contains(string(o.stdout), "build-wasm-runtimes.sh") {
+		t.Errorf("doctor does not say the wasm interpreters are not built, and how to build them:\n%s", o.stdout)
 	}
 }

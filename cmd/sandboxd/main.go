@@ -1,7 +1,9 @@
-// Command sandboxd is the sandbox daemon: an HTTP/JSON API (with Piston v2
-// compatible endpoints) over the same executor as sandboxctl.
+// Command sandboxd is the sandbox daemon: an HTTP/JSON API (runs, Piston v2
+// compatible endpoints, sessions, MCP at /mcp) over the same executor as
+// sandboxctl, and the MCP tools on stdin/stdout.
 //
 //	sandboxd serve --listen 127.0.0.1:8080 --token-file /etc/sandboxd/token
+//	sandboxd mcp
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
@@ -32,12 +36,42 @@ func main() {
 	wasm.MaybeRun()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := &cobra.Command{Use: "sandboxd", Short: "The sandbox daemon", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(serveCommand(), mcpCommand())
-	if err := root.ExecuteContext(ctx); err != nil {
+	if err := rootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sandboxd:", err)
 		os.Exit(1)
 	}
+}
+
+func rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sandboxd",
+		Short: "The sandbox daemon",
+		Long: `The sandbox daemon: it runs untrusted code in sandboxes for clients over
+HTTP (sandboxd serve) and for AI agents over the Model Context Protocol
+(sandboxd mcp on stdin/stdout, or /mcp of sandboxd serve).
+
+MCP tools:
+` + mcpToolsHelp(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(serveCommand(), mcpCommand())
+	return root
+}
+
+// mcpToolsHelp lists the MCP server's tools, one a line, from the
+// server's own list.
+func mcpToolsHelp() string {
+	tools := mcpserver.Tools()
+	width := 0
+	for _, t := range tools {
+		width = max(width, len(t.Name))
+	}
+	var b strings.Builder
+	for _, t := range tools {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, t.Name, t.Summary)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -50,16 +84,31 @@ type limitFlags struct {
 }
 
 func (f *limitFlags) add(fl *pflag.FlagSet) {
-	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "directory for run state")
-	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit [default 5m]")
-	fl.Var(&f.ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time [default 5m]")
-	fl.Var(&f.ceiling.Memory, "max-memory", "ceiling on a run's memory [default 4GiB]")
-	fl.IntVar(&f.ceiling.Pids, "max-pids", 0, "ceiling on a run's processes [default 1024]")
-	fl.Var(&f.ceiling.Output, "max-output", "ceiling on a run's output per stream [default 64MiB]")
-	fl.Var(&f.ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp [default 1GiB]")
-	fl.Var(&f.defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none [default 10s]")
-	fl.Var(&f.defaults.Memory, "default-memory", "memory limit of runs that set none [default 256MiB]")
+	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "`DIR` for run state")
+	// The fields stay zero unless given; apply merges them with these.
+	c, d := limits.DefaultCeiling(), limits.Defaults()
+	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit")
+	showDefault(fl, "max-timeout", c.Timeout.String())
+	fl.Var(&f.ceiling.CPUTime, "max-cpu-time", "ceiling on a run's CPU time")
+	showDefault(fl, "max-cpu-time", c.CPUTime.String())
+	fl.Var(&f.ceiling.Memory, "max-memory", "ceiling on a run's memory")
+	showDefault(fl, "max-memory", c.Memory.String())
+	fl.IntVar(&f.ceiling.Pids, "max-pids", 0, "ceiling on a run's processes")
+	showDefault(fl, "max-pids", strconv.Itoa(c.Pids))
+	fl.Var(&f.ceiling.Output, "max-output", "ceiling on a run's output per stream")
+	showDefault(fl, "max-output", c.Output.String())
+	fl.Var(&f.ceiling.Tmpfs, "max-tmpfs", "ceiling on a run's workspace and /tmp")
+	showDefault(fl, "max-tmpfs", c.Tmpfs.String())
+	fl.Var(&f.defaults.Timeout, "default-timeout", "wall-clock limit of runs that set none")
+	showDefault(fl, "default-timeout", d.Timeout.String())
+	fl.Var(&f.defaults.Memory, "default-memory", "memory limit of runs that set none")
+	showDefault(fl, "default-memory", d.Memory.String())
 }
+
+// showDefault sets the default the help prints for flag name, once: def,
+// the value that applies when the flag is not given, where the flag's
+// variable holds zero for "not set". An empty def prints none.
+func showDefault(fl *pflag.FlagSet, name, def string) { fl.Lookup(name).DefValue = def }
 
 // apply fills the daemon's executor options.
 func (f *limitFlags) apply(cfg *daemon.Config) error {
@@ -81,12 +130,20 @@ func mcpCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "mcp",
-		Short: "Serve the MCP tools (run_code, list_runtimes) on stdin/stdout",
+		Short: "Serve the MCP tools on stdin/stdout, for an agent host",
 		Long: `Serve the Model Context Protocol on stdin/stdout, for an agent host that
-starts sandboxd as a local MCP server. Logs go to stderr.`,
+starts sandboxd as a local MCP server. Logs go to stderr. sandboxd serve
+offers the same tools over HTTP at /mcp.
+
+Tools:
+` + mcpToolsHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			h, err := daemon.LogHandler(os.Stderr, "text", slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(h)
 			if err := lf.apply(&cfg); err != nil {
 				return err
 			}
@@ -108,14 +165,30 @@ func serveCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API",
-		Long: `Serve the HTTP API: POST /v1/runs, GET /v1/runtimes, /healthz, /readyz,
-/metrics, /openapi.json, and Piston's /api/v2/execute and /api/v2/runtimes.
+		Short: "Serve the HTTP API: runs, Piston, sessions, MCP at /mcp, metrics",
+		Long: `Serve the HTTP API:
 
-The token comes from --token-file or SANDBOXD_TOKEN. Without one, sandboxd
-only listens on a loopback address unless --insecure-no-token says so.
-SIGTERM stops new requests, lets running runs finish for --grace, then
-kills the rest.`,
+  POST /v1/runs              run a program in a fresh sandbox (?stream=1:
+                             its output as NDJSON events while it runs)
+  GET  /v1/runtimes          the languages, their versions and backends
+  POST /api/v2/execute,      Piston v2 compatible: Piston's clients work
+  GET  /api/v2/runtimes      unchanged
+  /v1/sessions               stateful sessions: a live Python or JavaScript
+                             interpreter whose variables and files persist
+                             from cell to cell (.../exec, .../interrupt,
+                             .../files/PATH)
+  /mcp                       the MCP tools (see sandboxd mcp --help) over
+                             streamable HTTP
+  GET  /metrics              Prometheus metrics
+  GET  /healthz, /readyz     liveness; readiness (fails when the queue is full)
+  GET  /openapi.json         the OpenAPI 3 document
+
+The token comes from --token-file (one per line; each token owns its own
+sessions) or SANDBOXD_TOKEN; every endpoint but /healthz, /readyz and
+/openapi.json then wants it as a bearer token. Without one, sandboxd only
+listens on a loopback address unless --insecure-no-token says so. SIGTERM
+stops new requests, lets running runs finish for --grace, then kills the
+rest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if t := os.Getenv("SANDBOXD_TOKEN"); t != "" {
@@ -131,9 +204,9 @@ kills the rest.`,
 					return fmt.Errorf("token file %s holds no token", tokenFile)
 				}
 			}
-			var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
-			if logFormat == "text" {
-				h = slog.NewTextHandler(os.Stderr, nil)
+			h, err := daemon.LogHandler(os.Stderr, logFormat, slog.LevelInfo)
+			if err != nil {
+				return err
 			}
 			cfg.Logger = slog.New(h)
 			if err := lf.apply(&cfg); err != nil {
@@ -143,15 +216,16 @@ kills the rest.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to listen on")
-	fl.StringVar(&tokenFile, "token-file", "", "file holding the bearer token clients must send")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "`HOST:PORT` to listen on")
+	fl.StringVar(&tokenFile, "token-file", "", "`FILE` holding the bearer tokens clients must send, one a line")
 	fl.BoolVar(&cfg.AllowRemoteWithoutToken, "insecure-no-token", false, "allow a non-loopback --listen without a token")
 	fl.IntVar(&cfg.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
 	fl.IntVar(&cfg.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
-	fl.StringVar(&logFormat, "log-format", "json", "log format: json or text")
-	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "warm sandboxes kept ready per runtime, e.g. python=2 (0 disables)")
+	fl.StringVar(&logFormat, "log-format", "json", "log `FORMAT`: json or text")
+	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "keep N warm sandboxes ready for RUNTIME, as `RUNTIME=N`: python=2 (0 disables)")
+	showDefault(fl, "warm", "")
 	sessionFlags(fl, &cfg.Sessions)
 	lf.add(fl)
 	return cmd
@@ -176,5 +250,5 @@ func sessionFlags(fl *pflag.FlagSet, c *session.Config) {
 	fl.IntVar(&c.MaxPerOwner, "max-sessions-per-token", 8, "live sessions one token holds at most")
 	fl.DurationVar(&c.IdleTimeout, "session-idle", 10*time.Minute, "a session's default idle timeout")
 	fl.DurationVar(&c.MaxIdleTimeout, "session-max-idle", time.Hour, "the longest idle timeout a client may ask for")
-	fl.StringVar(&c.Replica, "replica", "", "this daemon's name in session ids, for a router (default: the host name)")
+	fl.StringVar(&c.Replica, "replica", "", "this daemon's `NAME` in session ids, for a router (default: the host name)")
 }

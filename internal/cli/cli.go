@@ -48,6 +48,21 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			code = 128 + int(s)
 		}
 	}()
+	root := newRoot(stdin, stdout, stderr, sig, &code)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "sandboxctl:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		code = ExitSandboxError
+	}
+	return code
+}
+
+// newRoot is sandboxctl's command tree; commands set *code.
+func newRoot(stdin io.Reader, stdout, stderr io.Writer, sig *signals, code *int) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "sandboxctl",
 		Short:         "Run untrusted programs in a sandbox",
@@ -63,8 +78,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			return usageError{fmt.Errorf("missing command; see sandboxctl --help")}
 		},
 	}
-	root.AddCommand(runCommand(stdin, stdout, stderr, &code), runtimesCommand(stdout), doctorCommand(stdout, &code),
-		sessionCommand(stdin, stdout, stderr, &code), replCommand(stdin, stdout, stderr, sig, &code))
+	root.AddCommand(runCommand(stdin, stdout, stderr, code), runtimesCommand(stdout), doctorCommand(stdout, code),
+		sessionCommand(stdin, stdout, stderr, code), replCommand(stdin, stdout, stderr, sig, code))
 	// Flag and argument mistakes exit 2, the sandbox's own failures 125.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	var wrapArgs func(*cobra.Command)
@@ -84,18 +99,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		}
 	}
 	wrapArgs(root)
-	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "sandboxctl:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			return 2
-		}
-		code = ExitSandboxError
-	}
-	return code
+	return root
 }
 
 // signals routes sandboxctl's SIGINT: to the command that takes it

@@ -31,12 +31,13 @@ func replCommand(stdin io.Reader, stdout, stderr io.Writer, sig *signals, code *
 	)
 	cmd := &cobra.Command{
 		Use:   "repl [flags]",
-		Short: "An interactive Python prompt in a sandbox",
-		Long: `Start a Python session in a sandbox and read cells from stdin, as Python's
-own REPL does: ">>> " for a new statement, "... " while one goes on (an
-open bracket or triple-quoted string, a trailing backslash or colon, a
-block). A block ends at a blank line, or at an unindented line that is not
-one of its clauses (else, except, ...), which then starts the next cell.
+		Short: "An interactive Python (or JavaScript) prompt in a sandbox",
+		Long: `Start a session in a sandbox (Python; JavaScript on node with --runtime
+javascript) and read cells from stdin as Python's own REPL does: ">>> "
+for a new statement, "... " while one goes on (an open bracket or
+triple-quoted string, a trailing backslash or colon, a block). A block
+ends at a blank line, or at an unindented line that is not one of its
+clauses (else, except, ...), which then starts the next cell.
 Each cell's output streams live; the value of a trailing expression is
 printed on stdout (its text/plain), a traceback on stderr, and images as
 "[image/png 640x480, 12 KiB]" (or saved with --save-images DIR as
@@ -52,11 +53,11 @@ and stderr their errors, as "python3 - < script" would.
 
 Ctrl-C while a cell runs interrupts it (KeyboardInterrupt, the session
 goes on); at the prompt it drops the lines typed so far. Ctrl-D (end of
-input), exit() or quit() ends the REPL and removes the session. Exit code:
-0 at the end of input, exit()'s code; when the session dies (a limit
-killed the kernel) the code sandboxctl session exec gives that cell
-(122 for the memory limit); 125 when the session cannot be started or is
-gone.`,
+input), and in Python exit() or quit(), end the REPL and remove the
+session. Exit code: 0 at the end of input, exit()'s code; when the
+session dies (a limit killed the kernel) the code sandboxctl session exec
+gives that cell (122 for the memory limit); 125 when the session cannot
+be started or is gone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := f.spec()
@@ -96,10 +97,10 @@ gone.`,
 			return nil
 		},
 	}
-	f.add(cmd, "end the session after this long without use [default: none here; the daemon's with --server]")
+	f.add(cmd, "end the session after this long without use (default: none here; the daemon's with --server)")
 	fl := cmd.Flags()
 	sf.add(fl, true)
-	fl.StringVar(&saveDir, "save-images", "", "save the cells' images in DIR as cell-N-K.png")
+	fl.StringVar(&saveDir, "save-images", "", "save the cells' images in `DIR` as cell-N-K.png")
 	fl.BoolVar(&verbose, "verbose", false, "log what the sandbox does to stderr (without --server)")
 	return cmd
 }
@@ -146,7 +147,7 @@ func (r *remoteSession) gone(err error) bool {
 }
 
 func (r *remoteSession) banner() string {
-	return fmt.Sprintf("Python %s in session %s on %s\nCtrl-D or exit() ends the session.", r.info.Version, r.info.ID, r.c.Base)
+	return banner(r.info.Runtime, r.info.Version, fmt.Sprintf("in session %s on %s", r.info.ID, r.c.Base))
 }
 
 // close deletes the session; one already gone (expired) is no error.
@@ -173,14 +174,14 @@ const localOwner = "local"
 const localIdle = 100 * 365 * 24 * time.Hour
 
 func startLocal(ctx context.Context, spec *run.SessionSpec, sig *signals, log *slog.Logger) (_ *localSession, err error) {
-	x, err := executor.New(executor.Options{Logger: log})
+	x, err := executor.New(executor.Options{Logger: log, CeilingOwner: ceilingOwner})
 	if err != nil {
 		return nil, err
 	}
 	defaults, ceiling := x.Limits()
 	m := session.NewManager(ctx, session.Config{
 		Runner: x.Process(), RunnerErr: x.ProcessErr(), Runtimes: x.Runtimes(),
-		Defaults: defaults, Ceiling: ceiling, MaxSessions: 1, MaxPerOwner: 1,
+		Defaults: defaults, Ceiling: ceiling, CeilingOwner: ceilingOwner, MaxSessions: 1, MaxPerOwner: 1,
 		IdleTimeout: localIdle, MaxIdleTimeout: localIdle, Replica: "local", Logger: log,
 	})
 	// The sandbox is in a process group of its own: a Ctrl-C at the
@@ -207,7 +208,16 @@ func (l *localSession) gone(err error) bool {
 
 func (l *localSession) banner() string {
 	info := l.s.Info()
-	return fmt.Sprintf("Python %s in a local sandbox (session %s)\nCtrl-D or exit() ends the session.", info.Version, info.ID)
+	return banner(info.Runtime, info.Version, fmt.Sprintf("in a local sandbox (session %s)", info.ID))
+}
+
+// banner greets the REPL's user: the language, its version, where the
+// session is, and how to end it.
+func banner(runtime, version, where string) string {
+	if runtime == "javascript" {
+		return fmt.Sprintf("JavaScript (node %s) %s\nCtrl-D ends the session.", version, where)
+	}
+	return fmt.Sprintf("Python %s %s\nCtrl-D or exit() ends the session.", version, where)
 }
 
 func (l *localSession) close(context.Context) error {

@@ -42,7 +42,10 @@ Exit code: the program's own; 128+N when killed by signal N; 124 when the
 wall-clock limit stopped it, 123 the CPU-time limit, 122 the memory limit,
 121 the output limit; 125 when the sandbox could not run it; 2 for a
 command-line mistake. SIGINT or SIGTERM to sandboxctl kills the run and
-exits 128+N.`,
+exits 128+N.
+
+Limits not given take the defaults shown below; with --server, the
+daemon's defaults (these, unless it sets others).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := runFile(cmd, &f, args, stdin, stdout, stderr)
@@ -57,15 +60,15 @@ exits 128+N.`,
 	cmd.Flags().SetInterspersed(false)
 	fl := cmd.Flags()
 	addLimitFlags(fl, &f.l, false)
-	fl.StringVar(&f.runtime, "runtime", "", "runtime to use (default: by FILE's extension; see `sandboxctl runtimes`)")
-	fl.StringVar(&f.backend, "backend", "", "backend: process, wasm, or empty for auto (process where it works, else wasm)")
-	fl.StringArrayVar(&f.env, "env", nil, "add KEY=VALUE to the program's environment (repeatable)")
-	fl.StringArrayVar(&f.files, "file", nil, "copy PATH into the workspace next to FILE (repeatable)")
+	fl.StringVar(&f.runtime, "runtime", "", "the runtime to use, by `NAME` or alias (default: by FILE's extension; sandboxctl runtimes lists them)")
+	fl.StringVar(&f.backend, "backend", "", "the `BACKEND` to run on: process, wasm, or empty for auto (process where it works, else wasm)")
+	fl.StringArrayVar(&f.env, "env", nil, "add `KEY=VALUE` to the program's environment (repeatable)")
+	fl.StringArrayVar(&f.files, "file", nil, "copy `PATH` into the workspace next to FILE (repeatable)")
 	fl.BoolVar(&f.json, "json", false, "print the full result as JSON instead of streaming the output")
-	fl.StringVar(&f.outDir, "out", "", "write the files the program produced into DIR")
+	fl.StringVar(&f.outDir, "out", "", "write the files the program produced into `DIR`")
 	fl.BoolVar(&f.verbose, "verbose", false, "log what the sandbox does to stderr")
-	fl.StringVar(&f.server, "server", "", "send the run to the sandboxd at URL instead of running it here")
-	fl.StringVar(&f.token, "token", "", "bearer token for --server (default $SANDBOXD_TOKEN)")
+	fl.StringVar(&f.server, "server", "", "send the run to the sandboxd at `URL` instead of running it here")
+	fl.StringVar(&f.token, "token", "", "bearer `TOKEN` for --server (default $SANDBOXD_TOKEN)")
 	return cmd
 }
 
@@ -109,8 +112,9 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 	} else {
 		var x *executor.Executor
 		x, err = executor.New(executor.Options{
-			Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})),
-			Versions: f.json,
+			Logger:       slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})),
+			Versions:     f.json,
+			CeilingOwner: ceilingOwner,
 		})
 		if err != nil {
 			return nil, err

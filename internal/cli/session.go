@@ -28,7 +28,7 @@ func sessionCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra
 	var sf serverFlags
 	cmd := &cobra.Command{
 		Use:   "session",
-		Short: "Keep a Python session on a sandboxd and run cells in it",
+		Short: "Keep a Python or JavaScript session on a sandboxd and run cells in it",
 		Long: `A session is a live interpreter (Python, or JavaScript on node) in a
 sandbox on a sandboxd: its variables, imports and files persist from cell
 to cell, as in a notebook, until it is removed or has been idle for its
@@ -81,10 +81,11 @@ type sessionSpecFlags struct {
 func (f *sessionSpecFlags) add(cmd *cobra.Command, idleHelp string) {
 	fl := cmd.Flags()
 	addLimitFlags(fl, &f.l, true)
-	fl.StringVar(&f.runtime, "runtime", "python", "runtime of the session's kernel: python or javascript")
+	fl.StringVar(&f.runtime, "runtime", "python", "the session kernel's runtime, by `NAME`: python or javascript")
 	fl.Var(&f.idle, "idle", idleHelp)
-	fl.StringArrayVar(&f.env, "env", nil, "add KEY=VALUE to the kernel's environment (repeatable)")
-	fl.StringArrayVar(&f.files, "file", nil, "copy LOCAL into the workspace, as REMOTE if given: LOCAL[:REMOTE] (repeatable)")
+	showDefault(fl, "idle", "")
+	fl.StringArrayVar(&f.env, "env", nil, "add `KEY=VALUE` to the kernel's environment (repeatable)")
+	fl.StringArrayVar(&f.files, "file", nil, "copy `LOCAL[:REMOTE]` into the workspace: file LOCAL, named REMOTE there if given (repeatable)")
 }
 
 // spec builds the session's spec, reading the --file files.
@@ -144,7 +145,8 @@ commands. The limits are the session's: --timeout, --cpu-time and --output
 apply to each cell, the others to the session as a whole. --file copies
 files into the workspace before the kernel starts (LOCAL, or LOCAL:REMOTE
 to give it another name in the workspace). --json prints the session's
-description instead of its id.`,
+description instead of its id. Limits not given take the daemon's
+defaults: those shown below, unless it sets others.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := f.spec()
@@ -162,7 +164,7 @@ description instead of its id.`,
 			return err
 		},
 	}
-	f.add(cmd, "end the session after this long without use [default: the daemon's, 10m]")
+	f.add(cmd, "end the session after this long without use (default: the daemon's --session-idle)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the session's description as JSON")
 	return cmd
 }
@@ -179,8 +181,8 @@ func sessionExecCommand(sf *serverFlags, stdin io.Reader, stdout, stderr io.Writ
 		Short: "Run a cell in a session, as a REPL would",
 		Long: `Run CODE (or FILE's, or stdin's with -) as one cell of session ID. Its
 stdout and stderr stream live to sandboxctl's; then the value of its
-trailing expression is printed on stdout as Python's REPL prints it (its
-text/plain), and the traceback of an exception on stderr. Images it
+trailing expression is printed on stdout as the language's REPL prints it
+(its text/plain), and the traceback of an exception on stderr. Images it
 displays (figures) are summarized as "[image/png 640x480, 12 KiB]", or
 saved as DIR/cell-N-K.png with --save-images DIR (the K-th image of cell
 N). --json prints the cell's whole result instead, as JSON.
@@ -220,9 +222,10 @@ which interrupts the cell, and exits 128+N.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&file, "file", "f", "", "run FILE's code")
-	fl.Var(&timeout, "timeout", "the cell's wall-clock limit [default: the session's]")
-	fl.StringVar(&saveDir, "save-images", "", "save the cell's images in DIR as cell-N-K.png")
+	fl.StringVarP(&file, "file", "f", "", "run `FILE`'s code")
+	fl.Var(&timeout, "timeout", "the cell's wall-clock limit (default: the session's)")
+	showDefault(fl, "timeout", "")
+	fl.StringVar(&saveDir, "save-images", "", "save the cell's images in `DIR` as cell-N-K.png")
 	fl.BoolVar(&asJSON, "json", false, "print the cell's result as JSON instead of its output")
 	return cmd
 }

@@ -34,6 +34,10 @@ type Options struct {
 	// Ceiling caps what any spec may ask for (default
 	// limits.DefaultCeiling()).
 	Ceiling limits.Limits
+	// CeilingOwner names who set Ceiling, in the error of a limit above
+	// it (see limits.Limits.ValidateFor): empty for a server, or the
+	// program that runs sandboxes itself ("sandboxctl").
+	CeilingOwner string
 	// Isolate configures the process backend.
 	Isolate isolate.Config
 	// Versions makes results carry the runtime's version (probed once per
@@ -252,12 +256,12 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 		return nil, fmt.Errorf("%w: runtime %q is not installed on this host (%s is missing)", ErrUnavailable, rt.Name, rt.Binary)
 	}
 	p.limits = spec.Limits.Merge(x.opts.Defaults)
-	if err := p.limits.Validate(x.opts.Ceiling); err != nil {
+	if err := p.limits.ValidateFor(x.opts.Ceiling, x.opts.CeilingOwner); err != nil {
 		return nil, err
 	}
 	if rt != nil && rt.Compile != nil {
 		p.compileLimits = spec.CompileLimits.Merge(x.opts.Defaults)
-		if err := p.compileLimits.Validate(x.opts.Ceiling); err != nil {
+		if err := p.compileLimits.ValidateFor(x.opts.Ceiling, x.opts.CeilingOwner); err != nil {
 			return nil, fmt.Errorf("compile limits: %w", err)
 		}
 		// The compiler writes the program into the run's workspace.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
@@ -82,3 +83,24 @@ func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream 
 
 // wasmFits reports whether the wasm backend can take the plan's runtime.
 func wasmFits(p *plan) bool { return p.rt == nil || p.rt.Wasm != nil }
+
+// Backends lists the backends that can run rt on this host now, of those
+// its registry entry names: the process backend where it works and rt's
+// binary is installed, the wasm backend where rt has a WASI interpreter
+// and it is built (scripts/build-wasm-runtimes.sh).
+func (x *Executor) Backends(rt *runtimes.Runtime) []run.Backend {
+	var out []run.Backend
+	for _, b := range rt.Backends() {
+		switch run.Backend(b) {
+		case run.BackendProcess:
+			if x.processErr == nil && x.opts.Runtimes.Available(rt) {
+				out = append(out, run.BackendProcess)
+			}
+		case run.BackendWasm:
+			if rt.Wasm != nil && wasm.Built(x.opts.Wasm.RuntimesDir, rt.Wasm.Module) == nil {
+				out = append(out, run.BackendWasm)
+			}
+		}
+	}
+	return out
+}

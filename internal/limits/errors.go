@@ -28,7 +28,7 @@ type Error struct {
 }
 
 // Error joins the problems:
-// "limits: memory: 8GiB is above the server ceiling of 4GiB; pids: -1 is negative".
+// "limits: memory: 8GiB is above the server's ceiling of 4GiB; pids: -1 is negative".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("limits: ")
@@ -54,7 +54,7 @@ type FieldError struct {
 	// Value is the offending value in human units ("8GiB", "-1").
 	Value string `json:"value"`
 	// Reason completes the sentence that starts with Value
-	// ("is above the server ceiling of 4GiB").
+	// ("is above the server's ceiling of 4GiB").
 	Reason string `json:"reason"`
 }
 

@@ -21,7 +21,7 @@ func ExampleParseBytes() {
 	// 268435456 256MiB
 	// 1610612736 1536MiB
 	// 10485760 10MiB
-	// 1000 1000B
+	// 1000 1KB
 	// 1572864 1536KiB
 	// limits: invalid size "12XB": unknown unit "XB": known are B, K or KiB, M or MiB, G or GiB, T or TiB (1024-based) and KB, MB, GB, TB (1000-based)
 }
@@ -55,6 +55,6 @@ func ExampleLimits_Validate() {
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, limits.ErrInvalid))
 	// Output:
-	// limits: memory: 8GiB is above the server ceiling of 4GiB; pids: -1 is negative
+	// limits: memory: 8GiB is above the server's ceiling of 4GiB; pids: -1 is negative
 	// true
 }

@@ -96,8 +96,10 @@ func ParseBytes(s string) (Bytes, error) {
 	return Bytes(n), nil
 }
 
-// String prints b in the largest binary unit that holds it exactly:
-// "256MiB", "1536KiB", "100B", "0B". ParseBytes reads it back.
+// String prints b exactly, in the unit that gives the smaller number: the
+// largest binary unit that holds it exactly ("256MiB", "1536KiB") or the
+// largest decimal one ("10TB", not "9765625000KiB"), the binary one on a
+// tie; "100B" and "0B" when neither holds it. ParseBytes reads it back.
 func (b Bytes) String() string {
 	u := uint64(b)
 	sign := ""
@@ -105,20 +107,37 @@ func (b Bytes) String() string {
 		u = -u // two's complement: right for math.MinInt64 too
 		sign = "-"
 	}
-	suffix := "B"
+	n, suffix := exactIn(u, binaryUnits)
+	if dn, dsuffix := exactIn(u, decimalUnits); dn < n {
+		n, suffix = dn, dsuffix
+	}
+	return sign + strconv.FormatUint(n, 10) + suffix
+}
+
+// printUnit is a unit String may print.
+type printUnit struct {
+	size   uint64
+	suffix string
+}
+
+// binaryUnits and decimalUnits are the units String picks from, largest
+// first.
+var (
+	binaryUnits  = []printUnit{{uint64(tib), "TiB"}, {uint64(GiB), "GiB"}, {uint64(MiB), "MiB"}, {uint64(KiB), "KiB"}}
+	decimalUnits = []printUnit{{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "KB"}}
+)
+
+// exactIn returns u in the largest of units that holds it exactly, or in
+// bytes.
+func exactIn(u uint64, units []printUnit) (uint64, string) {
 	if u != 0 {
-		for _, unit := range []struct {
-			size   Bytes
-			suffix string
-		}{{tib, "TiB"}, {GiB, "GiB"}, {MiB, "MiB"}, {KiB, "KiB"}} {
-			if u%uint64(unit.size) == 0 {
-				u /= uint64(unit.size)
-				suffix = unit.suffix
-				break
+		for _, unit := range units {
+			if u%unit.size == 0 {
+				return u / unit.size, unit.suffix
 			}
 		}
 	}
-	return sign + strconv.FormatUint(u, 10) + suffix
+	return u, "B"
 }
 
 // durationUnits maps the units of Go's duration syntax to nanoseconds.

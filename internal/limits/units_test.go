@@ -118,8 +118,15 @@ func TestBytesString(t *testing.T) {
 		{0, "0B"},
 		{1, "1B"},
 		{100, "100B"},
-		{1000, "1000B"},
+		{1000, "1KB"},
+		{1500, "1500B"},
 		{KiB, "1KiB"},
+		{500 * KiB, "500KiB"},   // also 512KB: binary on a tie
+		{1000 * MiB, "1000MiB"}, // not 1048576KB
+		{1024e6, "1024MB"},      // not 1000000KiB
+		{1e9, "1GB"},
+		{10e12, "10TB"}, // not 9765625000KiB
+		{3e12, "3TB"},
 		{1536 * KiB, "1536KiB"},
 		{256 * MiB, "256MiB"},
 		{1536 * MiB, "1536MiB"},

@@ -42,10 +42,19 @@ var fields = []field{
 //	tmpfs       ≥ 4KiB   one page
 //	open_files  ≥ 16
 //	cpus        ≥ 0.01 and ≤ 1024, finite
-func (l Limits) Validate(ceiling Limits) error {
+//
+// The ceiling is taken to be a server's: a value above it "is above the
+// server's ceiling of 4GiB". ValidateFor names another owner.
+func (l Limits) Validate(ceiling Limits) error { return l.ValidateFor(ceiling, "") }
+
+// ValidateFor is Validate against a ceiling set by owner, which words the
+// problem of a value above it: "" for a server ("is above the server's
+// ceiling of 4GiB"), else a program that runs sandboxes itself ("is above
+// the ceiling of 4GiB, the most sandboxctl allows").
+func (l Limits) ValidateFor(ceiling Limits, owner string) error {
 	var problems []FieldError
 	for _, f := range fields {
-		if p, bad := f.check(l, ceiling); bad {
+		if p, bad := f.check(l, ceiling, owner); bad {
 			problems = append(problems, p)
 		}
 	}
@@ -58,7 +67,7 @@ func (l Limits) Validate(ceiling Limits) error {
 // field is one row of the table: a rule of some number type.
 type field interface {
 	merge(l *Limits, d Limits)
-	check(l, ceiling Limits) (FieldError, bool)
+	check(l, ceiling Limits, owner string) (FieldError, bool)
 }
 
 // rule is the checks of one field of type T.
@@ -77,7 +86,7 @@ func (r rule[T]) merge(l *Limits, d Limits) {
 	}
 }
 
-func (r rule[T]) check(l, ceiling Limits) (FieldError, bool) {
+func (r rule[T]) check(l, ceiling Limits, owner string) (FieldError, bool) {
 	v, c := *r.get(&l), *r.get(&ceiling)
 	var reason string
 	switch f := float64(v); {
@@ -93,13 +102,22 @@ func (r rule[T]) check(l, ceiling Limits) (FieldError, bool) {
 			reason += " (" + r.why + ")"
 		}
 	case c != 0 && v > c:
-		reason = "is above the server ceiling of " + r.format(c)
+		reason = aboveCeiling(r.format(c), owner)
 	case r.max != 0 && v > r.max:
 		reason = "is above the maximum of " + r.format(r.max)
 	default:
 		return FieldError{}, false
 	}
 	return FieldError{Field: r.name, Value: r.format(v), Reason: reason}, true
+}
+
+// aboveCeiling is the reason of a value above ceiling c, set by owner
+// (see ValidateFor).
+func aboveCeiling(c, owner string) string {
+	if owner == "" {
+		return "is above the server's ceiling of " + c
+	}
+	return "is above the ceiling of " + c + ", the most " + owner + " allows"
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

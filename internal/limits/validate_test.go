@@ -29,7 +29,7 @@ func TestValidate(t *testing.T) {
 				Output: 1, Tmpfs: 4 * KiB, FileSize: 1, OpenFiles: 16, CPUs: 0.01}
 		}, ""},
 		{"two problems", func(l *Limits) { l.Memory = 8 * GiB; l.Pids = -1 },
-			"limits: memory: 8GiB is above the server ceiling of 4GiB; pids: -1 is negative"},
+			"limits: memory: 8GiB is above the server's ceiling of 4GiB; pids: -1 is negative"},
 		{"zero", func(l *Limits) { l.Output = 0 },
 			"limits: output: 0B is not allowed: must be positive"},
 		{"all zero", func(l *Limits) { *l = Limits{} },
@@ -60,15 +60,15 @@ func TestValidate(t *testing.T) {
 			*l = Limits{Timeout: c.Timeout + 1, CPUTime: c.CPUTime * 2, Memory: c.Memory + 1,
 				Pids: c.Pids + 1, Output: c.Output + 1, Tmpfs: c.Tmpfs + 1, FileSize: c.FileSize + 1,
 				OpenFiles: c.OpenFiles + 1, CPUs: c.CPUs + 0.5}
-		}, "limits: timeout: 5m0.000000001s is above the server ceiling of 5m0s; " +
-			"cpu_time: 10m0s is above the server ceiling of 5m0s; " +
-			"memory: 4294967297B is above the server ceiling of 4GiB; " +
-			"pids: 1025 is above the server ceiling of 1024; " +
-			"output: 67108865B is above the server ceiling of 64MiB; " +
-			"tmpfs: 1073741825B is above the server ceiling of 1GiB; " +
-			"file_size: 1073741825B is above the server ceiling of 1GiB; " +
-			"open_files: 4097 is above the server ceiling of 4096; " +
-			"cpus: 8.5 is above the server ceiling of 8"},
+		}, "limits: timeout: 5m0.000000001s is above the server's ceiling of 5m0s; " +
+			"cpu_time: 10m0s is above the server's ceiling of 5m0s; " +
+			"memory: 4294967297B is above the server's ceiling of 4GiB; " +
+			"pids: 1025 is above the server's ceiling of 1024; " +
+			"output: 67108865B is above the server's ceiling of 64MiB; " +
+			"tmpfs: 1073741825B is above the server's ceiling of 1GiB; " +
+			"file_size: 1073741825B is above the server's ceiling of 1GiB; " +
+			"open_files: 4097 is above the server's ceiling of 4096; " +
+			"cpus: 8.5 is above the server's ceiling of 8"},
 		{"negatives", func(l *Limits) {
 			l.Timeout, l.Memory, l.OpenFiles, l.CPUs = -1, -MiB, -3, -0.5
 		}, "limits: timeout: -1ns is negative; memory: -1MiB is negative; " +
@@ -193,5 +193,26 @@ func TestFieldsCoverLimits(t *testing.T) {
 		if zero.Merge(Defaults()) != Defaults() {
 			t.Errorf("Merge does not fill Limits.%s", sf.Name)
 		}
+	}
+}
+
+// TestValidateFor: the owner of the ceiling words a value above it; the
+// other problems read the same whoever the owner.
+func TestValidateFor(t *testing.T) {
+	l := Defaults()
+	l.Memory, l.Pids = 8*GiB, -1
+	for _, tt := range []struct {
+		owner, want string
+	}{
+		{"", "limits: memory: 8GiB is above the server's ceiling of 4GiB; pids: -1 is negative"},
+		{"sandboxctl", "limits: memory: 8GiB is above the ceiling of 4GiB, the most sandboxctl allows; pids: -1 is negative"},
+	} {
+		err := l.ValidateFor(ceiling(), tt.owner)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("ValidateFor(%q) = %v\nwant %s", tt.owner, err, tt.want)
+		}
+	}
+	if a, b := l.Validate(ceiling()), l.ValidateFor(ceiling(), ""); a.Error() != b.Error() {
+		t.Errorf("Validate = %v, ValidateFor with no owner = %v", a, b)
 	}
 }

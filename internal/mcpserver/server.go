@@ -1,7 +1,7 @@
 // Package mcpserver offers the sandbox to AI agents over the Model Context
 // Protocol, with the official Go SDK: a run_code tool whose result a model
 // can read, list_runtimes, and the session tools (create_session,
-// run_in_session, the file tools, close_session) for a persistent Python
+// run_in_session, the file tools, close_session) for a persistent Python or JavaScript
 // kernel. `sandboxd mcp` serves it on stdio; `sandboxd serve` at /mcp over
 // streamable HTTP.
 package mcpserver
@@ -37,28 +37,24 @@ func New(r run.Runner, reg *runtimes.Registry, version string, sessions *session
 		"(no network, no access to the host, limited time and memory) and returns its output. Nothing persists between run_code calls."
 	if sessions != nil {
 		instructions += " For work in steps, where variables, imports and files must persist (data analysis, plots), " +
-			"create_session starts a persistent Python session: run_in_session runs cells in it and returns figures as images, " +
+			"create_session starts a persistent Python (or JavaScript) session: run_in_session runs cells in it and returns figures as images, " +
 			"upload_file and download_file move files in and out, close_session ends it."
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "sandboxd", Title: "sandboxd code sandbox", Version: version}, &mcp.ServerOptions{
 		Instructions: instructions,
 	})
 	t := &tools{r: r, reg: reg}
-	mcp.AddTool(s, &mcp.Tool{
-		Name:  "run_code",
-		Title: "Run code in a sandbox",
+	mcp.AddTool(s, described("run_code", &mcp.Tool{
 		Description: "Run a program in a fresh, isolated sandbox and return its stdout, stderr and exit status. " +
 			"The sandbox has no network and nothing of the host; files you pass are in the working directory, " +
 			"and files the program writes there come back. Use list_runtimes for the languages. " +
 			"A program that fails or hits a limit returns isError with the reason (e.g. \"stopped: memory limit of 256MiB reached\").",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: ptr(false), IdempotentHint: false, OpenWorldHint: ptr(false)},
-	}, t.runCode)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:        "list_runtimes",
-		Title:       "List the sandbox's languages",
+	}), t.runCode)
+	mcp.AddTool(s, described("list_runtimes", &mcp.Tool{
 		Description: "List the languages run_code accepts, with their versions and aliases.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
-	}, t.listRuntimes)
+	}), t.listRuntimes)
 	if sessions != nil {
 		addSessionTools(s, sessions)
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // The session tools give a model a notebook: create_session starts a
-// persistent Python kernel in its own sandbox, run_in_session runs cells in
+// persistent Python or JavaScript kernel in its own sandbox, run_in_session runs cells in
 // it, upload_file and download_file move files in and out of its working
 // directory, close_session ends it. Sessions belong to their owner: the
 // bearer token of the HTTP request (session.Owner), or "anonymous" on
@@ -41,61 +41,47 @@ type sessionTools struct{ m *session.Manager }
 
 func addSessionTools(s *mcp.Server, m *session.Manager) {
 	t := &sessionTools{m: m}
-	mcp.AddTool(s, &mcp.Tool{
-		Name:  "create_session",
-		Title: "Start a persistent Python session",
-		Description: "Start a persistent Python session (like a Jupyter notebook) in its own isolated sandbox and return its session_id. " +
+	mcp.AddTool(s, described("create_session", &mcp.Tool{
+		Description: "Start a persistent session, Python by default or JavaScript (language), like a Jupyter notebook, in its own isolated sandbox and return its session_id. " +
 			"Unlike run_code, state persists across run_in_session calls: variables, imports, function definitions and files in the working directory " +
 			"(" + workspace.Dir + "). The sandbox has no network and nothing of the host. " +
 			"Limits: timeout applies to each cell (wall-clock and CPU time), memory to the whole session (past it the session dies and its variables are lost). " +
 			"The session closes itself after idle_timeout without a call, and the server caps how many sessions you may hold: close_session the ones you are done with.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(false)},
-	}, t.create)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:  "run_in_session",
-		Title: "Run a cell in a session",
+	}), t.create)
+	mcp.AddTool(s, described("run_in_session", &mcp.Tool{
 		Description: "Run code (a cell) in the session's language in a session from create_session. Variables and imports from earlier cells are there. " +
 			"Returns stdout, stderr, the value of the last line if it is an expression (as in a notebook), and the traceback of an exception. " +
 			"Figures (matplotlib plots; plt.show() or a figure left open at the end of the cell) and images passed to display() come back as images. " +
 			"An exception or a limit gives isError with the reason. A cell past its timeout is interrupted (KeyboardInterrupt) and the session goes on; " +
 			"one that ignores the interrupt, or a session past its memory limit, is killed: the session is then dead and its variables are lost.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(false)},
-	}, t.run)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:  "upload_file",
-		Title: "Write a file into a session",
+	}), t.run)
+	mcp.AddTool(s, described("upload_file", &mcp.Tool{
 		Description: "Write a file into a session's working directory (" + workspace.Dir + "), where its code can open it by the same relative path. " +
 			"Missing directories are created and an existing file is replaced. Content is text, or base64 with encoding \"base64\" for binary data; " +
 			"at most 8MiB. Paths are relative, such as data/input.csv: absolute paths, '..' and symlinks are refused.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: true, OpenWorldHint: ptr(false)},
-	}, t.upload)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:  "download_file",
-		Title: "Read a file from a session",
+	}), t.upload)
+	mcp.AddTool(s, described("download_file", &mcp.Tool{
 		Description: "Read a file from a session's working directory (" + workspace.Dir + "), such as one its code wrote. " +
 			"A text file comes back as text, a PNG, JPEG, GIF or WebP file as an image, anything else as an embedded binary resource. " +
 			"At most 8MiB. Paths are relative, such as out/result.csv: absolute paths, '..' and symlinks are refused. " +
 			"Files of a dead session can still be read until it is closed.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
-	}, t.download)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:        "list_session_files",
-		Title:       "List a session's files",
+	}), t.download)
+	mcp.AddTool(s, described("list_session_files", &mcp.Tool{
 		Description: "List the files and directories in a session's working directory (" + workspace.Dir + ") or in one of its directories, with their sizes.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
-	}, t.listFiles)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:        "list_sessions",
-		Title:       "List your sessions",
+	}), t.listFiles)
+	mcp.AddTool(s, described("list_sessions", &mcp.Tool{
 		Description: "List the sessions you hold, with their state (idle or dead), cell count and when each expires.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
-	}, t.list)
-	mcp.AddTool(s, &mcp.Tool{
-		Name:        "close_session",
-		Title:       "Close a session",
+	}), t.list)
+	mcp.AddTool(s, described("close_session", &mcp.Tool{
 		Description: "Close a session: its kernel is stopped and its variables and files are deleted. Download the files you need first.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), OpenWorldHint: ptr(false)},
-	}, t.close)
+	}), t.close)
 }
 
 // owner is the owner of a call's sessions: the digest of its bearer token

@@ -49,6 +49,10 @@ type Config struct {
 	// Defaults fill a session's unset limits; no session may pass
 	// Ceiling. Timeout, CPUTime and Output apply to each cell.
 	Defaults, Ceiling limits.Limits
+	// CeilingOwner names who set Ceiling, in the error of a limit above
+	// it (see limits.Limits.ValidateFor): empty for a daemon, or the
+	// program that holds its sessions itself ("sandboxctl").
+	CeilingOwner string
 	// MaxSessions caps the live sessions of the daemon (default 16),
 	// MaxPerOwner those of one owner (one token; default 8).
 	MaxSessions, MaxPerOwner int
@@ -180,7 +184,7 @@ func (m *Manager) check(spec *run.SessionSpec) (*plan, error) {
 	}
 	p := &plan{rt: rt, kernel: kernel{file: rt.Kernel.File(), argv: rt.Kernel.Argv(rt)}}
 	p.limits = spec.Limits.Merge(m.cfg.Defaults)
-	if err := p.limits.Validate(m.cfg.Ceiling); err != nil {
+	if err := p.limits.ValidateFor(m.cfg.Ceiling, m.cfg.CeilingOwner); err != nil {
 		return nil, err
 	}
 	p.idle = spec.IdleTimeout.Std()

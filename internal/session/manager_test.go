@@ -101,6 +101,22 @@ func TestBadSpecs(t *testing.T) {
 	}
 }
 
+// TestCeilingOwner: a limit above the ceiling is blamed on the daemon, or
+// on the program that holds its sessions itself.
+func TestCeilingOwner(t *testing.T) {
+	for _, tc := range []struct{ owner, want string }{
+		{"", "is above the server's ceiling of 4GiB"},
+		{"sandboxctl", "is above the ceiling of 4GiB, the most sandboxctl allows"},
+	} {
+		m := NewManager(t.Context(), Config{CeilingOwner: tc.owner})
+		err := m.Check(&run.SessionSpec{Limits: limits.Limits{Memory: 8 * limits.GiB}})
+		m.Close()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("owner %q: Check = %v, want %q in it", tc.owner, err, tc.want)
+		}
+	}
+}
+
 // TestExpiryAndDeleteLeaveNothing: an idle session is reaped, a deleted
 // one removed, and neither leaves a mount, cgroup or directory behind.
 func TestExpiryAndDeleteLeaveNothing(t *testing.T) {

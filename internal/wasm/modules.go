@@ -111,9 +111,39 @@ func (r *Runner) Versions() (map[string]string, error) {
 	return v, nil
 }
 
+// Built reports whether interpreter name ("python", "quickjs") is built
+// in the runtimes directory dir (see RuntimesDir), as Runner.Available
+// does, without a Runner; the error says what is missing and how to
+// build it.
+func Built(dir, name string) error {
+	if _, ok := LookupInterpreter(name); !ok {
+		return fmt.Errorf("%w: no interpreter %q", ErrInvalid, name)
+	}
+	_, _, err := resolveIn(RuntimesDir(dir), name)
+	return err
+}
+
+// RuntimesDir is the runtimes directory of a Runner whose
+// Config.RuntimesDir is dir: dir, else $SANDBOXD_WASM_DIR, else
+// DefaultRuntimesDir.
+func RuntimesDir(dir string) string {
+	if dir == "" {
+		dir = os.Getenv(RuntimesDirEnv)
+	}
+	if dir == "" {
+		dir = DefaultRuntimesDir
+	}
+	return dir
+}
+
 // resolve maps Exec.Module to a .wasm path and the read-only mounts it
 // needs.
 func (r *Runner) resolve(module string) (string, []Mount, error) {
+	return resolveIn(r.cfg.RuntimesDir, module)
+}
+
+// resolveIn is resolve in runtimes directory dir.
+func resolveIn(dir, module string) (string, []Mount, error) {
 	in, ok := LookupInterpreter(module)
 	if !ok {
 		if module == "" {
@@ -124,12 +154,12 @@ func (r *Runner) resolve(module string) (string, []Mount, error) {
 		}
 		return module, nil, nil
 	}
-	path := filepath.Join(r.cfg.RuntimesDir, in.Path)
+	path := filepath.Join(dir, in.Path)
 	missing := path
 	_, err := os.Stat(path)
 	var mounts []Mount
 	for _, m := range in.ReadOnly {
-		host := filepath.Join(r.cfg.RuntimesDir, m.Host)
+		host := filepath.Join(dir, m.Host)
 		if err == nil {
 			if _, err = os.Stat(host); err != nil {
 				missing = host
@@ -138,7 +168,7 @@ func (r *Runner) resolve(module string) (string, []Mount, error) {
 		mounts = append(mounts, Mount{Host: host, Guest: m.Guest})
 	}
 	if err != nil {
-		return "", nil, &NotBuiltError{Interpreter: module, Missing: missing, Dir: r.cfg.RuntimesDir, Err: err}
+		return "", nil, &NotBuiltError{Interpreter: module, Missing: missing, Dir: dir, Err: err}
 	}
 	return path, mounts, nil
 }

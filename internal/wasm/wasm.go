@@ -142,12 +142,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.RuntimesDir == "" {
-		cfg.RuntimesDir = os.Getenv(RuntimesDirEnv)
-	}
-	if cfg.RuntimesDir == "" {
-		cfg.RuntimesDir = DefaultRuntimesDir
-	}
+	cfg.RuntimesDir = RuntimesDir(cfg.RuntimesDir)
 	if cfg.TempDir == "" {
 		cfg.TempDir = defaultTempDir()
 	}
