@@ -45,6 +45,7 @@ func New(r run.Runner, reg *runtimes.Registry, version string, sessions *session
 	})
 	t := &tools{r: r, reg: reg}
 	mcp.AddTool(s, described("run_code", &mcp.Tool{
+		InputSchema: inputSchema[RunCodeInput](),
 		Description: "Run a program in a fresh, isolated sandbox and return its stdout, stderr and exit status. " +
 			"The sandbox has no network and nothing of the host; files you pass are in the working directory, " +
 			"and files the program writes there come back. Use list_runtimes for the languages. " +
@@ -75,8 +76,8 @@ type RunCodeInput struct {
 	Stdin    string      `json:"stdin,omitempty" jsonschema:"text given to the program on standard input"`
 	Args     []string    `json:"args,omitempty" jsonschema:"command-line arguments for the program"`
 	Files    []InputFile `json:"files,omitempty" jsonschema:"extra files placed next to the program in its working directory"`
-	Timeout  string      `json:"timeout,omitempty" jsonschema:"wall-clock limit such as 5s or 500ms (default 10s)"`
-	Memory   string      `json:"memory,omitempty" jsonschema:"memory limit such as 128MiB or 1GiB (default 256MiB)"`
+	Timeout  limitArg    `json:"timeout,omitempty" jsonschema:"wall-clock limit such as 5s or 500ms, or a number of seconds (default 10s)"`
+	Memory   limitArg    `json:"memory,omitempty" jsonschema:"memory limit such as 128MiB or 1GiB, or a number of bytes (default 256MiB)"`
 }
 
 // InputFile is a text file given to run_code.
@@ -155,14 +156,14 @@ func (t *tools) plan(in RunCodeInput) (*run.Plan, error) {
 		spec.Files = append(spec.Files, run.File{Name: f.Name, Content: []byte(f.Content)})
 	}
 	if in.Timeout != "" {
-		d, err := limits.ParseDuration(in.Timeout)
+		d, err := limits.ParseDuration(string(in.Timeout))
 		if err != nil {
 			return nil, fmt.Errorf("timeout: %w", err)
 		}
 		spec.Limits.Timeout = d
 	}
 	if in.Memory != "" {
-		b, err := limits.ParseBytes(in.Memory)
+		b, err := limits.ParseBytes(string(in.Memory))
 		if err != nil {
 			return nil, fmt.Errorf("memory: %w", err)
 		}

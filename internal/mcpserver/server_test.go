@@ -116,6 +116,10 @@ func TestRunCodeStatuses(t *testing.T) {
 		{"exited", map[string]any{"language": "python", "code": "import sys; sys.exit(3)"}, "exited", true, "exit status 3"},
 		{"signaled", map[string]any{"language": "python", "code": "import os; os.abort()"}, "signaled", true, "SIGABRT"},
 		{"timeout", map[string]any{"language": "python", "code": "while True: pass", "timeout": "500ms"}, "timeout", true, "wall-clock limit of 500ms"},
+		// Models often send seconds as a number, which the API and the CLI
+		// take too.
+		{"timeout in seconds", map[string]any{"language": "python", "code": "while True: pass", "timeout": 0.5}, "timeout", true, "wall-clock limit of 500ms"},
+		{"memory in bytes", map[string]any{"language": "python", "code": "x=[]\nwhile True: x.append(bytearray(16<<20))", "memory": 64 << 20}, "memory_limit", true, "memory limit of 64MiB"},
 		{"memory", map[string]any{"language": "python", "code": "x=[]\nwhile True: x.append(bytearray(16<<20))", "memory": "64MiB"}, "memory_limit", true, "memory limit of 64MiB"},
 		{"compile error", map[string]any{"language": "c", "code": "int main( {"}, "exited", true, "compiler output"},
 	}

@@ -42,6 +42,7 @@ type sessionTools struct{ m *session.Manager }
 func addSessionTools(s *mcp.Server, m *session.Manager) {
 	t := &sessionTools{m: m}
 	mcp.AddTool(s, described("create_session", &mcp.Tool{
+		InputSchema: inputSchema[CreateSessionInput](),
 		Description: "Start a persistent session, Python by default or JavaScript (language), like a Jupyter notebook, in its own isolated sandbox and return its session_id. " +
 			"Unlike run_code, state persists across run_in_session calls: variables, imports, function definitions and files in the working directory " +
 			"(" + workspace.Dir + "). The sandbox has no network and nothing of the host. " +
@@ -50,6 +51,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(false)},
 	}), t.create)
 	mcp.AddTool(s, described("run_in_session", &mcp.Tool{
+		InputSchema: inputSchema[RunInSessionInput](),
 		Description: "Run code (a cell) in the session's language in a session from create_session. Variables and imports from earlier cells are there. " +
 			"Returns stdout, stderr, the value of the last line if it is an expression (as in a notebook), and the traceback of an exception. " +
 			"Figures (matplotlib plots; plt.show() or a figure left open at the end of the cell) and images passed to display() come back as images. " +
@@ -129,9 +131,9 @@ func hint(err error) error {
 // CreateSessionInput is create_session's arguments.
 type CreateSessionInput struct {
 	Language    string      `json:"language,omitempty" jsonschema:"the session's language: python (the default; numpy, pandas and matplotlib when installed) or javascript (node)"`
-	Timeout     string      `json:"timeout,omitempty" jsonschema:"each cell's wall-clock and CPU time limit, such as 30s or 2m (default 10s)"`
-	Memory      string      `json:"memory,omitempty" jsonschema:"memory limit of the whole session, such as 512MiB or 1GiB (default 256MiB); past it the session dies"`
-	IdleTimeout string      `json:"idle_timeout,omitempty" jsonschema:"the session closes after this long without a call, such as 30m (default 10m, at most 1h)"`
+	Timeout     limitArg    `json:"timeout,omitempty" jsonschema:"each cell's wall-clock and CPU time limit, such as 30s or 2m, or a number of seconds (default 10s)"`
+	Memory      limitArg    `json:"memory,omitempty" jsonschema:"memory limit of the whole session, such as 512MiB or 1GiB, or a number of bytes (default 256MiB); past it the session dies"`
+	IdleTimeout limitArg    `json:"idle_timeout,omitempty" jsonschema:"the session closes after this long without a call, such as 30m, or a number of seconds (default 10m, at most 1h)"`
 	Files       []InputFile `json:"files,omitempty" jsonschema:"text files written into the working directory before the session starts"`
 }
 
@@ -163,7 +165,7 @@ func sessionOutput(i run.SessionInfo) SessionOutput {
 func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in CreateSessionInput) (*mcp.CallToolResult, SessionOutput, error) {
 	spec := &run.SessionSpec{Runtime: in.Language}
 	if in.Timeout != "" {
-		d, err := limits.ParseDuration(in.Timeout)
+		d, err := limits.ParseDuration(string(in.Timeout))
 		if err != nil {
 			return nil, SessionOutput{}, fmt.Errorf("timeout: %w", err)
 		}
@@ -172,14 +174,14 @@ func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in 
 		spec.Limits.Timeout, spec.Limits.CPUTime = d, d
 	}
 	if in.Memory != "" {
-		b, err := limits.ParseBytes(in.Memory)
+		b, err := limits.ParseBytes(string(in.Memory))
 		if err != nil {
 			return nil, SessionOutput{}, fmt.Errorf("memory: %w", err)
 		}
 		spec.Limits.Memory = b
 	}
 	if in.IdleTimeout != "" {
-		d, err := limits.ParseDuration(in.IdleTimeout)
+		d, err := limits.ParseDuration(string(in.IdleTimeout))
 		if err != nil {
 			return nil, SessionOutput{}, fmt.Errorf("idle_timeout: %w", err)
 		}
@@ -205,9 +207,9 @@ func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in 
 
 // RunInSessionInput is run_in_session's arguments.
 type RunInSessionInput struct {
-	SessionID string `json:"session_id" jsonschema:"the id create_session returned"`
-	Code      string `json:"code" jsonschema:"code in the session's language (python or javascript) to run; the value of a trailing expression is returned"`
-	Timeout   string `json:"timeout,omitempty" jsonschema:"this cell's wall-clock limit such as 5s; at most the session's timeout, which is the default"`
+	SessionID string   `json:"session_id" jsonschema:"the id create_session returned"`
+	Code      string   `json:"code" jsonschema:"code in the session's language (python or javascript) to run; the value of a trailing expression is returned"`
+	Timeout   limitArg `json:"timeout,omitempty" jsonschema:"this cell's wall-clock limit such as 5s, or a number of seconds; at most the session's timeout, which is the default"`
 }
 
 // CellOutput is run_in_session's structured result. Images are not in it:
@@ -249,7 +251,7 @@ func (t *sessionTools) run(ctx context.Context, req *mcp.CallToolRequest, in Run
 	var ereq run.CellRequest
 	ereq.Code = in.Code
 	if in.Timeout != "" {
-		d, err := limits.ParseDuration(in.Timeout)
+		d, err := limits.ParseDuration(string(in.Timeout))
 		if err != nil {
 			return nil, CellOutput{}, fmt.Errorf("timeout: %w", err)
 		}

@@ -99,4 +99,3 @@ type ExitStatus struct {
 	Signal int  `json:"signal,omitempty"`
 	Core   bool `json:"core,omitempty"`
 }
-
