@@ -13,6 +13,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -62,7 +63,7 @@ func requireExecutor(t *testing.T) *executor.Executor {
 	}
 	x, err := executor.New(executor.Options{})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	t.Cleanup(func() { x.Close() })
 	return x

@@ -10,6 +10,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -23,7 +24,7 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 		t.Skip("requires root for the process backend")
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("requires /usr/bin/python3")
+		testenv.MissingFile(t, "/usr/bin/python3")
 	}
 	state, err := os.MkdirTemp("/run", "sandboxd-pooltest-")
 	if err != nil {
@@ -32,7 +33,7 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 	t.Cleanup(func() { os.RemoveAll(state) })
 	r, err := isolate.New(isolate.Config{StateDir: state})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	p := New(t.Context(), r, Config{Size: size, Argv: []string{"/usr/bin/python3", "-c", WarmPython}, Limits: limits.Defaults()})
 	return p, state

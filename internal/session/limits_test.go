@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestCellLimits: each per-cell limit interrupts the cell with its own
@@ -97,7 +98,7 @@ func TestLiveOutput(t *testing.T) {
 // size.
 func TestPlotIsPNG(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
-		t.Skip("requires Debian's python3-matplotlib")
+		testenv.MissingFile(t, matplotlibInstalled)
 	}
 	m := newManager(t, Config{})
 	s, err := m.Create(t.Context(), "me", &Spec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
@@ -130,7 +131,7 @@ func TestPlotIsPNG(t *testing.T) {
 // list built once ahead, and matplotlib takes it as is (no rebuild).
 func TestFontCache(t *testing.T) {
 	if _, err := os.Stat(matplotlibInstalled); err != nil {
-		t.Skip("requires Debian's python3-matplotlib")
+		testenv.MissingFile(t, matplotlibInstalled)
 	}
 	m := newManager(t, Config{FontCache: true})
 	if _, err := m.Create(t.Context(), "me", &Spec{}); err != nil {
