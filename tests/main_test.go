@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // sandboxctl is the path of the binary TestMain built.
@@ -460,10 +462,11 @@ func sandboxUsable() bool {
 	return probeReason == ""
 }
 
-// requireSandbox skips the test where the sandbox cannot run here.
+// requireSandbox stops the test where the sandbox cannot run here: it
+// skips without root, and fails as root (testenv.MissingSandbox).
 func requireSandbox(t testing.TB) {
 	t.Helper()
 	if !sandboxUsable() {
-		t.Skip("requires root, user namespaces and cgroups: " + probeReason)
+		testenv.MissingSandbox(t, errors.New(probeReason))
 	}
 }

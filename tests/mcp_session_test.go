@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // The MCP session tests drive the session tools (create_session,
@@ -21,7 +23,7 @@ func requireSessionsClient(t *testing.T) (node, script string) {
 	t.Helper()
 	node, client := requireMCPClient(t)
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("requires /usr/bin/python3 for the session kernel")
+		testenv.MissingFile(t, "/usr/bin/python3") // the session kernel
 	}
 	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
 		t.Setenv("SANDBOXD_MCP_NO_MATPLOTLIB", "1")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // The MCP interoperability tests drive sandboxd's MCP server with the real
@@ -18,27 +20,26 @@ import (
 // stdio (the script spawns `sandboxd mcp`) and over streamable HTTP at /mcp
 // of `sandboxd serve`. The script prints one "ok - ..." or "not ok - ..."
 // line per check and exits 1 if any failed. `npm ci --prefix tests/mcp`
-// installs the client (.ci/run does).
+// installs the client (scripts/test does).
 //
 // Like the API tests, neither runs in parallel with another test: a live run
 // of one would read as a leak to another test's check.
 
-const mcpSkip = "requires node and `npm ci` in tests/mcp (run by .ci/run)"
-
-// requireMCPClient skips unless node and the installed npm client are at
-// hand, and returns node's path and the script's.
+// requireMCPClient stops the test (testenv.MissingNPMClient) unless node
+// and the installed npm client are at hand, and returns node's path and
+// the script's.
 func requireMCPClient(t *testing.T) (node, script string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip(mcpSkip + ": no node on PATH") // requires node
+		testenv.MissingNPMClient(t, "tests/mcp", "no node on PATH")
 	}
 	dir, err := filepath.Abs("mcp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		t.Skip(mcpSkip + ": no tests/mcp/node_modules/@modelcontextprotocol/sdk") // requires npm ci
+		testenv.MissingNPMClient(t, "tests/mcp", "tests/mcp/node_modules/@modelcontextprotocol/sdk is missing")
 	}
 	return node, filepath.Join(dir, "client.mjs")
 }

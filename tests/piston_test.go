@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-const pistonSkip = "requires node and `npm ci` in tests/piston (run by .ci/run)"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
 
 // TestPistonClient drives the daemon's Piston v2 endpoints with the real
 // npm package piston-client, unchanged (tests/piston/piston.mjs): runtimes,
@@ -20,16 +20,14 @@ func TestPistonClient(t *testing.T) {
 	requireDaemon(t)
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Log("no node in PATH")
-		t.Skip(pistonSkip) // requires node and npm ci
+		testenv.MissingNPMClient(t, "tests/piston", "no node on PATH")
 	}
 	script, err := filepath.Abs(filepath.Join("piston", "piston.mjs"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "piston-client", "package.json")); err != nil {
-		t.Log("tests/piston/node_modules/piston-client is missing")
-		t.Skip(pistonSkip) // requires node and npm ci
+		testenv.MissingNPMClient(t, "tests/piston", "tests/piston/node_modules/piston-client is missing")
 	}
 	d := startDaemon(t, daemonConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

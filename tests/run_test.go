@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func TestHelloWorld(t *testing.T) {
@@ -471,7 +473,7 @@ func TestTrailingOutputArrives(t *testing.T) {
 func requireFile(t *testing.T, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("requires %s, which is not installed on this host", path)
+		testenv.MissingFile(t, path)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // The end-to-end tests of the session API (/v1/sessions): a persistent
@@ -321,7 +323,7 @@ func TestSessionCells(t *testing.T) {
 func TestSessionMatplotlib(t *testing.T) {
 	requireDaemon(t)
 	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
-		t.Skip("requires python3-matplotlib: /usr/lib/python3/dist-packages/matplotlib is missing")
+		testenv.MissingFile(t, "/usr/lib/python3/dist-packages/matplotlib")
 	}
 	d := startDaemon(t, daemonConfig{})
 	s := d.createSession(t, map[string]any{"limits": map[string]any{"timeout": "60s", "cpu_time": "60s"}})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -58,7 +59,7 @@ func TestServeRequiresToken(t *testing.T) {
 	case a := <-addrc:
 		base = "http://" + a.String()
 	case err := <-done:
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	get := func(path, token string) int {
 		req, _ := http.NewRequest("GET", base+path, nil)

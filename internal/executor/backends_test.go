@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestBothBackends runs the same specs on the process and the wasm
@@ -78,7 +79,7 @@ func TestBothBackends(t *testing.T) {
 					defer cancel()
 					res, err := run.Do(ctx, x, &spec, run.Stream{})
 					if errors.Is(err, ErrUnavailable) && backend == run.BackendWasm {
-						t.Skipf("requires the wasm runtimes (run scripts/build-wasm-runtimes.sh): %v", err)
+						testenv.MissingWasmRuntimes(t, err)
 					}
 					if err != nil {
 						t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
@@ -83,11 +84,11 @@ func TestRunCompiled(t *testing.T) {
 		t.Skip("requires root for the process backend")
 	}
 	if _, err := os.Stat("/usr/bin/gcc"); err != nil {
-		t.Skip("requires /usr/bin/gcc")
+		testenv.MissingFile(t, "/usr/bin/gcc")
 	}
 	x, err := New(Options{})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	defer x.Close()
 	res, err := run.Do(t.Context(), x, &run.Spec{Files: []run.File{{Name: "main.c", Content: []byte("#include <stdio.h>\nint main(int c, char**v){printf(\"%s\\n\", v[1]); return 4;}\n")}}, Args: []string{"a b"}}, run.Stream{})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func requireExecutors(t *testing.T) (cold, warm *Executor) {
@@ -17,7 +18,7 @@ func requireExecutors(t *testing.T) (cold, warm *Executor) {
 	}
 	cold, err := New(Options{})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	t.Cleanup(func() { cold.Close() })
 	warm, err = New(Options{Warm: map[string]int{"python": 1}})

@@ -8,10 +8,12 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
-// requireRunner returns a Runner, or skips when this host cannot run the
-// process backend (not root, no user namespaces or cgroups). CI is root.
+// requireRunner returns a Runner, or skips without root; as root, a host
+// without user namespaces or cgroups fails (testenv.MissingSandbox). CI is
+// root.
 func requireRunner(t *testing.T) *Runner {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -26,7 +28,7 @@ func requireRunner(t *testing.T) *Runner {
 	t.Cleanup(func() { os.RemoveAll(state) })
 	r, err := New(Config{StateDir: state})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	return r
 }
@@ -36,7 +38,7 @@ func requireRunner(t *testing.T) *Runner {
 func runPython(t *testing.T, r *Runner, code string, l limits.Limits, stdin string) *run.Result {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("requires /usr/bin/python3")
+		testenv.MissingFile(t, "/usr/bin/python3")
 	}
 	ws, err := r.NewWorkspace(l.Merge(limits.Defaults()).Tmpfs)
 	if err != nil {

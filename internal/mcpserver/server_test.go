@@ -15,6 +15,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -69,7 +70,7 @@ func requireExecutor(t *testing.T) *executor.Executor {
 	}
 	x, err := executor.New(executor.Options{})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	t.Cleanup(func() { x.Close() })
 	return x

@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // requireSessions returns an executor and a session Manager on its
@@ -30,7 +31,7 @@ func requireSessions(t *testing.T) (*executor.Executor, *session.Manager) {
 		t.Skip("requires root for the process backend")
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("requires /usr/bin/python3")
+		testenv.MissingFile(t, "/usr/bin/python3")
 	}
 	state, err := os.MkdirTemp("/run", "sandboxd-mcpsessiontest-")
 	if err != nil {
@@ -39,11 +40,11 @@ func requireSessions(t *testing.T) (*executor.Executor, *session.Manager) {
 	t.Cleanup(func() { os.RemoveAll(state) })
 	x, err := executor.New(executor.Options{Isolate: isolate.Config{StateDir: state}})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	t.Cleanup(func() { x.Close() })
 	if x.Process() == nil {
-		t.Skipf("requires the process backend: %v", x.ProcessErr())
+		testenv.MissingSandbox(t, x.ProcessErr())
 	}
 	m := session.NewManager(context.Background(), session.Config{
 		Runner: x.Process(), RunnerErr: x.ProcessErr(), Runtimes: x.Runtimes(), Replica: "test",
@@ -327,7 +328,7 @@ func TestSessionNotebook(t *testing.T) {
 // not as base64 in the text or the structured result.
 func TestSessionPlot(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
-		t.Skip("requires matplotlib at /usr/lib/python3/dist-packages/matplotlib")
+		testenv.MissingFile(t, "/usr/lib/python3/dist-packages/matplotlib")
 	}
 	x, m := requireSessions(t)
 	cs := connectSessions(t, x, m)

@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
@@ -28,7 +29,7 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 		t.Skip("requires root for the process backend")
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("requires /usr/bin/python3")
+		testenv.MissingFile(t, "/usr/bin/python3")
 	}
 	state, err := os.MkdirTemp("/run", "sandboxd-pooltest-")
 	if err != nil {
@@ -37,7 +38,7 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 	t.Cleanup(func() { os.RemoveAll(state) })
 	r, err := isolate.New(isolate.Config{StateDir: state})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	rt, _ := runtimes.Default().Lookup("python")
 	argv, files := rt.Warm.Argv(rt), []run.File{rt.Warm.File()}

@@ -12,13 +12,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
-// requireBinary skips the test unless path is an executable on this host.
+// requireBinary stops the test unless path is an executable on this host
+// (testenv.MissingFile: fails as root, skips otherwise).
 func requireBinary(t *testing.T, path string) {
 	t.Helper()
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm()&0o111 == 0 {
-		t.Skipf("requires %s", path)
+		testenv.MissingFile(t, path)
 	}
 }
 

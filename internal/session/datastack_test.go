@@ -8,6 +8,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestDataStack: Debian's numpy and pandas work inside a session, and a
@@ -15,7 +16,7 @@ import (
 func TestDataStack(t *testing.T) {
 	for _, p := range []string{"numpy", "pandas"} {
 		if _, err := os.Stat("/usr/lib/python3/dist-packages/" + p); err != nil {
-			t.Skipf("requires Debian's python3-%s", p)
+			testenv.MissingFile(t, "/usr/lib/python3/dist-packages/"+p)
 		}
 	}
 	m := newManager(t, Config{})

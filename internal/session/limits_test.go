@@ -13,6 +13,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestCellLimits: each per-cell limit interrupts the cell with its own
@@ -95,11 +96,14 @@ func TestLiveOutput(t *testing.T) {
 	}
 }
 
+// matplotlibInstalled is where Debian's python3-matplotlib lives.
+const matplotlibInstalled = "/usr/lib/python3/dist-packages/matplotlib"
+
 // TestPlotIsPNG: a matplotlib figure comes back as a PNG of the figure's
 // size.
 func TestPlotIsPNG(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
-		t.Skip("requires Debian's python3-matplotlib")
+	if _, err := os.Stat(matplotlibInstalled); err != nil {
+		testenv.MissingFile(t, matplotlibInstalled)
 	}
 	m := newManager(t, Config{})
 	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
@@ -133,7 +137,7 @@ func TestPlotIsPNG(t *testing.T) {
 func TestFontCache(t *testing.T) {
 	python, _ := runtimes.Default().Lookup("python")
 	if _, err := os.Stat(python.Kernel.Prime.Needs); err != nil {
-		t.Skip("requires Debian's python3-matplotlib")
+		testenv.MissingFile(t, python.Kernel.Prime.Needs)
 	}
 	m := newManager(t, Config{Prime: true})
 	if _, err := m.Create(t.Context(), "me", &run.SessionSpec{}); err != nil {
@@ -203,8 +207,8 @@ func TestHostileAnswers(t *testing.T) {
 // fonts) stays out of the session's file listing: it shows the files the
 // cells wrote, nothing else.
 func TestListingHasUserFilesOnly(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/python3/dist-packages/matplotlib"); err != nil {
-		t.Skip("requires Debian's python3-matplotlib")
+	if _, err := os.Stat(matplotlibInstalled); err != nil {
+		testenv.MissingFile(t, matplotlibInstalled)
 	}
 	m := newManager(t, Config{})
 	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(60 * time.Second)}})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestNodeSession: the JavaScript kernel follows the same protocol:
@@ -16,7 +17,7 @@ import (
 // interrupted at its deadline and the session goes on.
 func TestNodeSession(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/node"); err != nil {
-		t.Skip("requires /usr/bin/node")
+		testenv.MissingFile(t, "/usr/bin/node")
 	}
 	m := newManager(t, Config{})
 	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})
@@ -66,7 +67,7 @@ func TestNodeSession(t *testing.T) {
 // wait that never settles with the session going on.
 func TestNodeTopLevelAwait(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/node"); err != nil {
-		t.Skip("requires /usr/bin/node")
+		testenv.MissingFile(t, "/usr/bin/node")
 	}
 	m := newManager(t, Config{})
 	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})

@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -29,7 +30,7 @@ func newManager(t *testing.T, cfg Config) *Manager {
 		t.Skip("requires root for the process backend")
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("requires /usr/bin/python3")
+		testenv.MissingFile(t, "/usr/bin/python3")
 	}
 	state, err := os.MkdirTemp("/run", "sandboxd-sessiontest-")
 	if err != nil {
@@ -38,7 +39,7 @@ func newManager(t *testing.T, cfg Config) *Manager {
 	t.Cleanup(func() { os.RemoveAll(state) })
 	r, err := isolate.New(isolate.Config{StateDir: state})
 	if err != nil {
-		t.Skipf("requires user namespaces and cgroups: %v", err)
+		testenv.MissingSandbox(t, err)
 	}
 	cfg.Runner = r
 	if cfg.Replica == "" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
@@ -59,12 +60,13 @@ func eachMode(t *testing.T, f func(t *testing.T, r *Runner)) {
 	}
 }
 
-// requireRuntime skips the test when the interpreter is not built.
+// requireRuntime stops the test when the interpreter is not built: it
+// fails as root, skips otherwise (testenv.MissingWasmRuntimes).
 func requireRuntime(t testing.TB, name string) {
 	t.Helper()
 	if err := testRunner(t).Available(name); err != nil {
 		if errors.Is(err, ErrNotBuilt) {
-			t.Skipf("requires the wasm runtimes: run scripts/build-wasm-runtimes.sh (%v)", err)
+			testenv.MissingWasmRuntimes(t, err)
 		}
 		t.Fatal(err)
 	}
