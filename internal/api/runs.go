@@ -58,13 +58,7 @@ func decodeStrict(r io.Reader, v any) error {
 // SpecOf turns the request into a run spec, resolving the short form in
 // reg. The runner's Plan checks the rest.
 func SpecOf(req *RunRequest, reg *runtimes.Registry) (*run.Spec, error) {
-	spec := &run.Spec{
-		Runtime: req.Runtime, Files: req.Files, Entry: req.Entrypoint, Args: req.Args,
-		Env: req.Env, Limits: req.Limits, CompileLimits: req.CompileLimits, Backend: req.Backend,
-	}
-	if req.Stdin != "" {
-		spec.Stdin = []byte(req.Stdin)
-	}
+	spec := req.Spec
 	if req.Code != nil {
 		if len(req.Files) > 0 {
 			return nil, fmt.Errorf("%w: give either code or files, not both", errdefs.ErrInvalidArgument)
@@ -82,7 +76,7 @@ func SpecOf(req *RunRequest, reg *runtimes.Registry) (*run.Spec, error) {
 		}
 		spec.Files = []run.File{{Name: name, Content: []byte(*req.Code)}}
 	}
-	return spec, nil
+	return &spec, nil
 }
 
 // planOf decodes nothing: it turns a request into a plan of the server's

@@ -42,17 +42,13 @@ func (e *Error) Error() string {
 // they arrive, and the result is returned at the end. stream.Stdin, if set,
 // is read whole first (the API takes stdin up front).
 func (c *Client) Run(ctx context.Context, spec *run.Spec, stream run.Stream) (*run.Result, error) {
-	req := wire.RunRequest{
-		Runtime: spec.Runtime, Files: spec.Files, Entrypoint: spec.Entry, Args: spec.Args,
-		Env: spec.Env, Limits: spec.Limits, CompileLimits: spec.CompileLimits, Backend: spec.Backend,
-		Stdin: string(spec.Stdin),
-	}
+	req := wire.RunRequest{Spec: *spec}
 	if stream.Stdin != nil {
 		b, err := io.ReadAll(stream.Stdin)
 		if err != nil {
 			return nil, fmt.Errorf("read stdin: %w", err)
 		}
-		req.Stdin = string(b)
+		req.Stdin = b
 	}
 	body, err := json.Marshal(&req)
 	if err != nil {

@@ -62,3 +62,29 @@ func TestFileJSON(t *testing.T) {
 		t.Error("accepted a status outside the closed set")
 	}
 }
+
+// TestSpecJSON: a Spec's JSON is the API's run body: entrypoint, stdin as
+// text, and back.
+func TestSpecJSON(t *testing.T) {
+	in := Spec{Runtime: "python", Files: []File{{Name: "a.py", Content: []byte("print(input())")}}, Entry: "a.py", Stdin: Text("hi\n"), Args: []string{"x"}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"entrypoint":"a.py"`, `"stdin":"hi\n"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s: %s", want, b)
+		}
+	}
+	var out Spec
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\n in %+v\nout %+v", in, out)
+	}
+	var empty Spec
+	if err := json.Unmarshal([]byte(`{"files":[],"stdin":""}`), &empty); err != nil || empty.Stdin != nil {
+		t.Errorf("empty stdin: %v, %q", err, empty.Stdin)
+	}
+}

@@ -1,6 +1,8 @@
 package run
 
 import (
+	"encoding/json"
+
 	"github.com/sandboxd/sandboxd/internal/limits"
 )
 
@@ -24,7 +26,29 @@ type File struct {
 	Mode uint32
 }
 
-// Spec says what to run. It is backend-neutral: both backends take it as is.
+// Text is bytes that JSON carries as a string, as the API takes a run's
+// stdin: text.
+type Text []byte
+
+// MarshalJSON writes t as a JSON string (bytes that are not UTF-8 become
+// U+FFFD, as encoding/json does for any string).
+func (t Text) MarshalJSON() ([]byte, error) { return json.Marshal(string(t)) }
+
+// UnmarshalJSON reads a JSON string; "" leaves t nil.
+func (t *Text) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	if s != "" {
+		*t = Text(s)
+	}
+	return nil
+}
+
+// Spec says what to run. It is backend-neutral: both backends take it as
+// is. Its JSON form is the body of POST /v1/runs (wire.RunRequest adds the
+// short form's code to it).
 type Spec struct {
 	// Runtime names a language from the runtimes registry ("python", "c").
 	// Empty means: pick by the entry file's extension.
@@ -32,12 +56,12 @@ type Spec struct {
 	// Files go into the workspace. Entry names the one to run.
 	Files []File `json:"files"`
 	// Entry is the Name of the file to run; empty means the first file.
-	Entry string `json:"entry,omitempty"`
+	Entry string `json:"entrypoint,omitempty"`
 	// Args are passed to the program after the entry file. Never parsed by a
 	// shell.
 	Args []string `json:"args,omitempty"`
 	// Stdin is fed to the program; nil means an empty stdin.
-	Stdin []byte `json:"stdin,omitempty"`
+	Stdin Text `json:"stdin,omitempty"`
 	// Env adds KEY=VALUE pairs to the sandbox's clean environment.
 	Env map[string]string `json:"env,omitempty"`
 	// Limits of the run; unset fields take the defaults.

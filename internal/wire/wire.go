@@ -4,26 +4,18 @@
 package wire
 
 import (
-	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // NDJSON is the media type of a streamed run.
 const NDJSON = "application/x-ndjson"
 
-// RunRequest is the body of POST /v1/runs. Either Code (the short form,
-// with Runtime) or Files.
+// RunRequest is the body of POST /v1/runs: a run.Spec, or its short form,
+// Code with Runtime and no Files.
 type RunRequest struct {
-	Runtime       string            `json:"runtime,omitempty"`
-	Code          *string           `json:"code,omitempty"`
-	Files         []run.File        `json:"files,omitempty"`
-	Entrypoint    string            `json:"entrypoint,omitempty"`
-	Args          []string          `json:"args,omitempty"`
-	Stdin         string            `json:"stdin,omitempty"`
-	Env           map[string]string `json:"env,omitempty"`
-	Limits        limits.Limits     `json:"limits"`
-	CompileLimits limits.Limits     `json:"compile_limits"`
-	Backend       run.Backend       `json:"backend,omitempty"`
+	run.Spec
+	// Code is the program's source in the short form.
+	Code *string `json:"code,omitempty"`
 }
 
 // Event is one line of a streamed run (NDJSON): output chunks as they
