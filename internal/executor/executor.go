@@ -280,19 +280,14 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 	return p, nil
 }
 
+// wasmNames lists the runtimes with a wasm build, for messages.
+func (x *Executor) wasmNames() string {
+	return strings.Join(x.opts.Runtimes.Names(func(rt *runtimes.Runtime) bool { return rt.Wasm != nil }), ", ")
+}
+
 // pickBackend resolves the backend of a run: auto takes the process
 // backend where it works and falls back to wasm where it does not (the
 // result's isolation says which ran).
-// wasmNames lists the runtimes with a wasm build, for messages.
-func (x *Executor) wasmNames() string {
-	var names []string
-	for _, rt := range x.opts.Runtimes.All() {
-		if rt.Wasm != nil {
-			names = append(names, rt.Name)
-		}
-	}
-	return strings.Join(names, ", ")
-}
 
 func (x *Executor) pickBackend(b run.Backend, p *plan) (run.Backend, error) {
 	if p.rt == nil {

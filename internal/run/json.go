@@ -44,17 +44,39 @@ func DecodeBytes(text, encoding string) ([]byte, error) {
 	return nil, fmt.Errorf("unknown encoding %q: use %q or %q", encoding, EncodingUTF8, EncodingBase64)
 }
 
+// outputJSON is a result's stdout and stderr in JSON, as text or base64.
+type outputJSON struct {
+	Stdout         string `json:"stdout"`
+	StdoutEncoding string `json:"stdout_encoding,omitempty"`
+	Stderr         string `json:"stderr"`
+	StderrEncoding string `json:"stderr_encoding,omitempty"`
+}
+
+func outputOf(stdout, stderr []byte) outputJSON {
+	var o outputJSON
+	o.Stdout, o.StdoutEncoding = EncodeBytes(stdout)
+	o.Stderr, o.StderrEncoding = EncodeBytes(stderr)
+	return o
+}
+
+func (o outputJSON) bytes() (stdout, stderr []byte, err error) {
+	if stdout, err = DecodeBytes(o.Stdout, o.StdoutEncoding); err != nil {
+		return nil, nil, fmt.Errorf("stdout: %w", err)
+	}
+	if stderr, err = DecodeBytes(o.Stderr, o.StderrEncoding); err != nil {
+		return nil, nil, fmt.Errorf("stderr: %w", err)
+	}
+	return stdout, stderr, nil
+}
+
 type resultJSON struct {
-	ID              string       `json:"id"`
-	Status          Status       `json:"status"`
-	Reason          string       `json:"reason,omitempty"`
-	ExitCode        int          `json:"exit_code"`
-	Signal          int          `json:"signal,omitempty"`
-	SignalName      string       `json:"signal_name,omitempty"`
-	Stdout          string       `json:"stdout"`
-	StdoutEncoding  string       `json:"stdout_encoding,omitempty"`
-	Stderr          string       `json:"stderr"`
-	StderrEncoding  string       `json:"stderr_encoding,omitempty"`
+	ID         string `json:"id"`
+	Status     Status `json:"status"`
+	Reason     string `json:"reason,omitempty"`
+	ExitCode   int    `json:"exit_code"`
+	Signal     int    `json:"signal,omitempty"`
+	SignalName string `json:"signal_name,omitempty"`
+	outputJSON
 	StdoutTruncated bool         `json:"stdout_truncated,omitempty"`
 	StderrTruncated bool         `json:"stderr_truncated,omitempty"`
 	WallTimeMS      float64      `json:"wall_time_ms"`
@@ -85,8 +107,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		Files: r.Files, FilesTruncated: r.FilesTruncated, Compile: r.Compile,
 		Runtime: r.Runtime, Version: r.Version, Isolation: r.Isolation, Error: r.Error,
 	}
-	j.Stdout, j.StdoutEncoding = EncodeBytes(r.Stdout)
-	j.Stderr, j.StderrEncoding = EncodeBytes(r.Stderr)
+	j.outputJSON = outputOf(r.Stdout, r.Stderr)
 	return json.Marshal(j)
 }
 
@@ -96,13 +117,9 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	stdout, err := DecodeBytes(j.Stdout, j.StdoutEncoding)
+	stdout, stderr, err := j.outputJSON.bytes()
 	if err != nil {
-		return fmt.Errorf("stdout: %w", err)
-	}
-	stderr, err := DecodeBytes(j.Stderr, j.StderrEncoding)
-	if err != nil {
-		return fmt.Errorf("stderr: %w", err)
+		return err
 	}
 	*r = Result{
 		ID: j.ID, Status: j.Status, Reason: j.Reason, ExitCode: j.ExitCode,

@@ -2,7 +2,6 @@ package run
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"time"
 
@@ -70,14 +69,11 @@ type CellResult struct {
 }
 
 type cellResultJSON struct {
-	Session         string       `json:"session_id"`
-	Cell            int          `json:"cell"`
-	Status          Status       `json:"status"`
-	Reason          string       `json:"reason,omitempty"`
-	Stdout          string       `json:"stdout"`
-	StdoutEncoding  string       `json:"stdout_encoding,omitempty"`
-	Stderr          string       `json:"stderr"`
-	StderrEncoding  string       `json:"stderr_encoding,omitempty"`
+	Session string `json:"session_id"`
+	Cell    int    `json:"cell"`
+	Status  Status `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	outputJSON
 	StdoutTruncated bool         `json:"stdout_truncated,omitempty"`
 	StderrTruncated bool         `json:"stderr_truncated,omitempty"`
 	Result          MIMEBundle   `json:"result,omitempty"`
@@ -96,8 +92,7 @@ func (c CellResult) MarshalJSON() ([]byte, error) {
 		Result: c.Result, Error: c.Error, Display: c.Display,
 		WallTimeMS: ms(c.WallTime), CPUTimeMS: ms(c.CPUTime), State: c.State,
 	}
-	j.Stdout, j.StdoutEncoding = EncodeBytes(c.Stdout)
-	j.Stderr, j.StderrEncoding = EncodeBytes(c.Stderr)
+	j.outputJSON = outputOf(c.Stdout, c.Stderr)
 	return json.Marshal(j)
 }
 
@@ -107,13 +102,9 @@ func (c *CellResult) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	stdout, err := DecodeBytes(j.Stdout, j.StdoutEncoding)
+	stdout, stderr, err := j.outputJSON.bytes()
 	if err != nil {
-		return fmt.Errorf("stdout: %w", err)
-	}
-	stderr, err := DecodeBytes(j.Stderr, j.StderrEncoding)
-	if err != nil {
-		return fmt.Errorf("stderr: %w", err)
+		return err
 	}
 	*c = CellResult{
 		Session: j.Session, Cell: j.Cell, Status: j.Status, Reason: j.Reason,

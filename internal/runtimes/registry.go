@@ -127,6 +127,18 @@ func (g *Registry) All() []*Runtime {
 	return slices.Clone(g.sorted)
 }
 
+// Names lists the names of the runtimes that have what has, in name
+// order ("the runtimes with a session kernel").
+func (g *Registry) Names(has func(*Runtime) bool) []string {
+	var names []string
+	for _, rt := range g.All() {
+		if has(rt) {
+			names = append(names, rt.Name)
+		}
+	}
+	return names
+}
+
 func (g *Registry) namesLocked() string {
 	names := make([]string, len(g.sorted))
 	for i, rt := range g.sorted {

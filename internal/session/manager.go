@@ -206,13 +206,7 @@ func (m *Manager) check(spec *run.SessionSpec) (*plan, error) {
 
 // kernelNames lists the runtimes that have a session kernel.
 func (m *Manager) kernelNames() string {
-	var names []string
-	for _, rt := range m.cfg.Runtimes.All() {
-		if rt.Kernel != nil {
-			names = append(names, rt.Name)
-		}
-	}
-	return strings.Join(names, ", ")
+	return strings.Join(m.cfg.Runtimes.Names(func(rt *runtimes.Runtime) bool { return rt.Kernel != nil }), ", ")
 }
 
 // Check validates a spec without starting a session.

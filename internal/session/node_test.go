@@ -11,11 +11,9 @@ import (
 	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
-// TestNodeSession: the JavaScript kernel follows the same protocol:
-// declarations and modules persist, the completion value is the result,
-// an exception has its stack without the kernel's frames, a busy loop is
-// interrupted at its deadline and the session goes on.
-func TestNodeSession(t *testing.T) {
+// nodeSession starts a JavaScript session.
+func nodeSession(t *testing.T) *Session {
+	t.Helper()
 	if _, err := os.Stat("/usr/bin/node"); err != nil {
 		testenv.MissingFile(t, "/usr/bin/node")
 	}
@@ -24,6 +22,15 @@ func TestNodeSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestNodeSession: the JavaScript kernel follows the same protocol:
+// declarations and modules persist, the completion value is the result,
+// an exception has its stack without the kernel's frames, a busy loop is
+// interrupted at its deadline and the session goes on.
+func TestNodeSession(t *testing.T) {
+	s := nodeSession(t)
 	steps := []struct {
 		code, status, result, stdout string
 	}{
@@ -46,7 +53,7 @@ func TestNodeSession(t *testing.T) {
 	if res.Error == nil || res.Error.Name != "TypeError" || !strings.Contains(res.Error.Traceback, "<cell-7>") || strings.Contains(res.Error.Traceback, "node:vm") {
 		t.Errorf("error %+v", res.Error)
 	}
-	res, err = s.Exec(t.Context(), run.CellRequest{Code: "while (true) {}", Timeout: limits.Duration(300 * time.Millisecond)}, run.CellStream{})
+	res, err := s.Exec(t.Context(), run.CellRequest{Code: "while (true) {}", Timeout: limits.Duration(300 * time.Millisecond)}, run.CellStream{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +73,7 @@ func TestNodeSession(t *testing.T) {
 // outlive it, a rejection is an error result, and an interrupt ends a
 // wait that never settles with the session going on.
 func TestNodeTopLevelAwait(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/node"); err != nil {
-		testenv.MissingFile(t, "/usr/bin/node")
-	}
-	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Runtime: "javascript", Limits: limits.Limits{Memory: 512 * limits.MiB}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := nodeSession(t)
 	steps := []struct {
 		code, status, result, errName string
 	}{
