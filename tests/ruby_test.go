@@ -57,3 +57,25 @@ func TestAPIRunRuby(t *testing.T) {
 		t.Errorf("status %s stdout %q runtime %q stderr %q", r.Status, r.Stdout, r.Runtime, r.Stderr)
 	}
 }
+
+// TestSessionRuby: a ruby session on the real daemon keeps its state
+// between cells, returns the value's inspect and an exception's class,
+// and its files reach the file API.
+func TestSessionRuby(t *testing.T) {
+	requireDaemon(t)
+	requireFile(t, "/usr/bin/ruby")
+	d := startDaemon(t, daemonConfig{})
+	s := d.createSession(t, map[string]any{"runtime": "ruby"})
+	d.okCell(t, s.ID, "require 'json'\ntotal = 40")
+	if c := d.okCell(t, s.ID, "File.write('out.json', JSON.generate(total: total)); total + 2"); c.Result["text/plain"] != "42" {
+		t.Errorf("trailing value: %s", c)
+	}
+	c := d.execCell(t, s.ID, "JSON.parse('{')")
+	if c.Status != "error" || c.Error == nil || c.Error.Name != "JSON::ParserError" || c.State != "idle" {
+		t.Errorf("an exception: %s", c)
+	}
+	resp, body := d.request(t, "GET", "/v1/sessions/"+s.ID+"/files/out.json", nil, nil)
+	if resp.StatusCode != 200 || string(body) != `{"total":40}` {
+		t.Errorf("GET out.json: %s %q", resp.Status, body)
+	}
+}

@@ -59,6 +59,7 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/ruby", "--version"},
 			VersionRegexp: `^ruby (\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/ruby",
+			Kernel:        kernelProgram("ruby.rb", kernelRuby),
 			// IRuby registers its kernelspec as "ruby" plus the major
 			// version (lib/iruby/application.rb); older IRuby, plain "ruby".
 			// Piston's ruby package provides no other language, so its
