@@ -396,7 +396,7 @@ func TestCLIRuntimes(t *testing.T) {
 	if o.code != 0 {
 		t.Fatalf("runtimes exited %d: %s", o.code, o.stderr)
 	}
-	for _, name := range []string{"python", "javascript", "bash", "sh", "c", "c++"} {
+	for _, name := range []string{"python", "javascript", "ruby", "bash", "sh", "c", "c++"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` +\S+`).MatchString(stdout) {
 			t.Errorf("runtimes does not list %s:\n%s", name, stdout)
 		}

@@ -40,7 +40,7 @@ func TestPlanErrors(t *testing.T) {
 		{"duplicate", run.Spec{Files: []run.File{{Name: "a.py"}, {Name: "a.py"}}}, ErrInvalid, "twice"},
 		{"entry missing", run.Spec{Files: py, Entry: "other.py"}, ErrInvalid, "not one of the files"},
 		{"unknown runtime", run.Spec{Files: py, Runtime: "cobol"}, runtimes.ErrUnknownRuntime, "available"},
-		{"unknown extension", run.Spec{Files: []run.File{{Name: "x.rb"}}}, runtimes.ErrUnknownRuntime, ".rb"},
+		{"unknown extension", run.Spec{Files: []run.File{{Name: "x.cob"}}}, runtimes.ErrUnknownRuntime, ".cob"},
 		{"unknown backend", run.Spec{Files: py, Backend: "vm"}, ErrInvalid, "unknown backend"},
 		{"runtime without a wasm build", run.Spec{Files: []run.File{{Name: "a.sh", Content: []byte("echo")}}, Backend: run.BackendWasm}, ErrInvalid, "no wasm build"},
 		{"wasm module on the process backend", run.Spec{Files: []run.File{{Name: "m.wasm"}}, Backend: run.BackendProcess}, ErrInvalid, "wasm backend"},

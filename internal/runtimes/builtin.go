@@ -17,7 +17,8 @@ var matplotlibFonts = &Prime{
 // On Debian /bin is a symlink to /usr/bin; the /usr/bin paths work with or
 // without the merged-/usr layout.
 func builtin() []*Runtime {
-	// "Python 3.11.2"; "v20.20.2"; "GNU bash, version 5.2.15(1)-release";
+	// "Python 3.11.2"; "v20.20.2"; "ruby 3.1.2p20 (2022-04-12 revision
+	// 4491bb740a) [x86_64-linux-gnu]"; "GNU bash, version 5.2.15(1)-release";
 	// "gcc (Debian 12.2.0-14+deb12u1) 12.2.0" (the version after the
 	// parenthesis, not the Debian package revision inside it).
 	const gnuVersion = `^\S+ \([^)]*\) (\d+(?:\.\d+)+)`
@@ -55,6 +56,26 @@ func builtin() []*Runtime {
 			// code, an internal module (see kernel/node.js).
 			Kernel: kernelProgram("node.js", kernelNode, nil, "--expose-internals"),
 			Names:  Names{Piston: "node", Jupyter: "javascript", E2B: "js"},
+		},
+		{
+			Name:       "ruby",
+			Aliases:    []string{"rb"},
+			Extensions: []string{".rb"},
+			// No Env: ruby writes no cache, and its user gem directory
+			// (~/.local/share/gem, in the workspace) only on a gem install,
+			// which has no network here. Its stdout to a pipe is buffered
+			// (flushed at exit): no variable turns that off as
+			// PYTHONUNBUFFERED does.
+			Run:           []string{"/usr/bin/ruby", EntryPlaceholder},
+			VersionCmd:    []string{"/usr/bin/ruby", "--version"},
+			VersionRegexp: `^ruby (\d+(?:\.\d+)+)`,
+			Binary:        "/usr/bin/ruby",
+			Kernel:        kernelProgram("ruby.rb", kernelRuby, nil),
+			// IRuby registers its kernelspec as "ruby" plus the major
+			// version (lib/iruby/application.rb); older IRuby, plain "ruby".
+			// Piston's ruby package provides no other language, so its
+			// runtimes list has no "runtime" for it; E2B has no Ruby.
+			Names: Names{Jupyter: "ruby3"},
 		},
 		{
 			Name:          "bash",

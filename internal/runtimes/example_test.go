@@ -17,7 +17,7 @@ func ExampleRegistry_ForFile() {
 	fmt.Println(rt.CompileArgv("src/main.c"))
 	fmt.Println(rt.RunArgv("src/main.c", []string{"--n", "{entry}"}))
 
-	_, err = g.ForFile("main.rb")
+	_, err = g.ForFile("main.cob")
 	fmt.Println(errors.Is(err, runtimes.ErrUnknownRuntime))
 	fmt.Println(err)
 	// Output:
@@ -25,7 +25,7 @@ func ExampleRegistry_ForFile() {
 	// [/usr/bin/gcc -O2 -std=gnu17 -o .sandboxd/bin/program src/main.c -lm]
 	// [./.sandboxd/bin/program --n {entry}]
 	// true
-	// unknown runtime for "main.rb": file extension ".rb" is not recognised; name one with --runtime (available: bash, c, c++, javascript, python, sh)
+	// unknown runtime for "main.cob": file extension ".cob" is not recognised; name one with --runtime (available: bash, c, c++, javascript, python, ruby, sh)
 }
 
 func ExampleRegistry_Lookup() {
@@ -33,9 +33,9 @@ func ExampleRegistry_Lookup() {
 	rt, _ := g.Lookup("PY")
 	fmt.Println(rt.Name, rt.RunArgv("main.py", []string{"a b"}), rt.Env)
 
-	_, err := g.Lookup("rubyy")
+	_, err := g.Lookup("cobol")
 	fmt.Println(err)
 	// Output:
 	// python [/usr/bin/python3 main.py a b] [PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1]
-	// unknown runtime "rubyy": available: bash, c, c++, javascript, python, sh
+	// unknown runtime "cobol": available: bash, c, c++, javascript, python, ruby, sh
 }

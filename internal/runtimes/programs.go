@@ -16,6 +16,8 @@ var (
 	kernelPython []byte
 	//go:embed kernel/node.js
 	kernelNode []byte
+	//go:embed kernel/ruby.rb
+	kernelRuby []byte
 	//go:embed warm/python.py
 	warmPython []byte
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const allNames = "bash, c, c++, javascript, python, sh"
+const allNames = "bash, c, c++, javascript, python, ruby, sh"
 
 func TestLookup(t *testing.T) {
 	g := Default()
@@ -24,6 +24,9 @@ func TestLookup(t *testing.T) {
 		{"javascript", "javascript"},
 		{"js", "javascript"},
 		{"node", "javascript"},
+		{"ruby", "ruby"},
+		{"rb", "ruby"},
+		{"Ruby", "ruby"},
 		{"bash", "bash"},
 		{"sh", "sh"},
 		{"c", "c"},
@@ -31,7 +34,7 @@ func TestLookup(t *testing.T) {
 		{"c++", "c++"},
 		{"cpp", "c++"},
 		{"CXX", "c++"},
-		{"rubyy", ""},
+		{"cobol", ""},
 		{"", ""},
 		{".py", ""}, // an extension is not a name
 	}
@@ -70,13 +73,15 @@ func TestForFile(t *testing.T) {
 		{path: "x.js", want: "javascript"},
 		{path: "x.mjs", want: "javascript"},
 		{path: "x.cjs", want: "javascript"},
+		{path: "lib/main.rb", want: "ruby"},
+		{path: "X.RB", want: "ruby"},
 		{path: "x.bash", want: "bash"},
 		{path: "x.sh", want: "sh"},
 		{path: "x.c", want: "c"},
 		{path: "x.cpp", want: "c++"},
 		{path: "x.cc", want: "c++"},
 		{path: "x.cxx", want: "c++"},
-		{path: "main.rb", wantErr: `unknown runtime for "main.rb": file extension ".rb" is not recognised; name one with --runtime (available: ` + allNames + ")"},
+		{path: "main.cob", wantErr: `unknown runtime for "main.cob": file extension ".cob" is not recognised; name one with --runtime (available: ` + allNames + ")"},
 		{path: "Makefile", wantErr: `no file extension is not recognised; name one with --runtime`},
 		{path: "py", wantErr: "no file extension"},
 		{path: "dir.py/main", wantErr: "no file extension"},
@@ -190,10 +195,10 @@ func TestLoadFile(t *testing.T) {
 			check: map[string]string{"python": "Python", "py3": "Python", "py": "", "python3": "", "bash": "bash"},
 		},
 		{
-			name: "add ruby",
-			config: `[{"name": "ruby", "aliases": ["rb"], "extensions": [".rb"],
-				"run": ["/usr/bin/ruby", "{entry}"], "binary": "/usr/bin/ruby"}]`,
-			check: map[string]string{"ruby": "ruby", "rb": "ruby", "python": "python"},
+			name: "add lua",
+			config: `[{"name": "lua", "aliases": ["lua5.4"], "extensions": [".lua"],
+				"run": ["/usr/bin/lua5.4", "{entry}"], "binary": "/usr/bin/lua5.4"}]`,
+			check: map[string]string{"lua": "lua", "lua5.4": "lua", "python": "python", "rb": "ruby"},
 		},
 		{
 			name:   "empty array",

@@ -32,6 +32,10 @@ func TestArgv(t *testing.T) {
 			wantRun: []string{"/usr/bin/node", "a.js", "{entry}", "{binary}", "x{entry}y"},
 		},
 		{
+			runtime: "rb", entry: "main.rb", args: []string{"-w"},
+			wantRun: []string{"/usr/bin/ruby", "main.rb", "-w"},
+		},
+		{
 			// An entry name that looks like an option is made a path.
 			runtime: "sh", entry: "-c.sh",
 			wantRun: []string{"/usr/bin/sh", "./-c.sh"},

@@ -74,7 +74,7 @@ func TestMissing(t *testing.T) {
 // TestMissingFileUnknown: a path the table does not know is the test's
 // mistake, whoever runs it.
 func TestMissingFileUnknown(t *testing.T) {
-	if r := stop(func(t testing.TB) { MissingFile(t, "/usr/bin/ruby") }); r.how != "fail" || !strings.Contains(r.msg, "/usr/bin/ruby") {
+	if r := stop(func(t testing.TB) { MissingFile(t, "/usr/bin/cobc") }); r.how != "fail" || !strings.Contains(r.msg, "/usr/bin/cobc") {
 		t.Errorf("stopped with %q: %s", r.how, r.msg)
 	}
 }
