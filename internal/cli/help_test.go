@@ -151,7 +151,8 @@ func TestBanner(t *testing.T) {
 		want, not        []string
 	}{
 		{"python", "3.11.2", []string{"Python 3.11.2 in session s1", "exit()"}, []string{"JavaScript"}},
-		{"javascript", "20.19.2", []string{"JavaScript (node 20.19.2) in session s1", "Ctrl-D"}, []string{"Python", "exit()"}},
+		{"javascript", "20.19.2", []string{"JavaScript 20.19.2 in session s1", "Ctrl-D"}, []string{"Python", "exit()"}},
+		{"ruby", "3.1.2", []string{"Ruby 3.1.2 in session s1", "Ctrl-D"}, []string{"Python"}},
 	} {
 		got := banner(tc.runtime, tc.version, "in session s1")
 		for _, w := range tc.want {

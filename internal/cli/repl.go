@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/client"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
@@ -212,12 +213,20 @@ func (l *localSession) banner() string {
 }
 
 // banner greets the REPL's user: the language, its version, where the
-// session is, and how to end it.
+// session is, and how to end it, as the runtime's registry entry says.
 func banner(runtime, version, where string) string {
-	if runtime == "javascript" {
-		return fmt.Sprintf("JavaScript (node %s) %s\nCtrl-D ends the session.", version, where)
+	title, quit := runtime, ""
+	if rt, err := runtimes.Default().Lookup(runtime); err == nil {
+		title = rt.DisplayName()
+		if rt.Kernel != nil {
+			quit = rt.Kernel.Quit
+		}
 	}
-	return fmt.Sprintf("Python %s %s\nCtrl-D or exit() ends the session.", version, where)
+	end := "Ctrl-D ends the session."
+	if quit != "" {
+		end = "Ctrl-D or " + quit + " ends the session."
+	}
+	return fmt.Sprintf("%s %s %s\n%s", title, version, where, end)
 }
 
 func (l *localSession) close(context.Context) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/client"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/wire"
 )
 
@@ -28,8 +29,8 @@ func sessionCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra
 	var sf serverFlags
 	cmd := &cobra.Command{
 		Use:   "session",
-		Short: "Keep a Python or JavaScript session on a sandboxd and run cells in it",
-		Long: `A session is a live interpreter (Python, or JavaScript on node) in a
+		Short: "Keep a session (" + kernels() + ") on a sandboxd and run cells in it",
+		Long: `A session is a live interpreter (` + kernels() + `) in a
 sandbox on a sandboxd: its variables, imports and files persist from cell
 to cell, as in a notebook, until it is removed or has been idle for its
 idle timeout.
@@ -81,7 +82,7 @@ type sessionSpecFlags struct {
 func (f *sessionSpecFlags) add(cmd *cobra.Command, idleHelp string) {
 	fl := cmd.Flags()
 	addLimitFlags(fl, &f.l, true)
-	fl.StringVar(&f.runtime, "runtime", "python", "the session kernel's runtime, by `NAME`: python or javascript")
+	fl.StringVar(&f.runtime, "runtime", "python", "the session kernel's runtime, by `NAME`: "+kernels())
 	fl.Var(&f.idle, "idle", idleHelp)
 	showDefault(fl, "idle", "")
 	fl.StringArrayVar(&f.env, "env", nil, "add `KEY=VALUE` to the kernel's environment (repeatable)")
@@ -485,4 +486,9 @@ all.`,
 			return nil
 		},
 	}
+}
+
+// kernels lists the runtimes a session can run, from the registry.
+func kernels() string {
+	return strings.Join(runtimes.Default().Names(func(rt *runtimes.Runtime) bool { return rt.Kernel != nil }), ", ")
 }

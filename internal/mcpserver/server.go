@@ -37,7 +37,7 @@ func New(r run.Runner, reg *runtimes.Registry, version string, sessions *session
 		"(no network, no access to the host, limited time and memory) and returns its output. Nothing persists between run_code calls."
 	if sessions != nil {
 		instructions += " For work in steps, where variables, imports and files must persist (data analysis, plots), " +
-			"create_session starts a persistent Python (or JavaScript) session: run_in_session runs cells in it and returns figures as images, " +
+			"create_session starts a persistent session (" + strings.Join(kernelNames(reg), ", ") + "): run_in_session runs cells in it and returns figures as images, " +
 			"upload_file and download_file move files in and out, close_session ends it."
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "sandboxd", Title: "sandboxd code sandbox", Version: version}, &mcp.ServerOptions{
@@ -45,7 +45,7 @@ func New(r run.Runner, reg *runtimes.Registry, version string, sessions *session
 	})
 	t := &tools{r: r, reg: reg}
 	mcp.AddTool(s, described("run_code", &mcp.Tool{
-		InputSchema: inputSchema[RunCodeInput](),
+		InputSchema: describe(inputSchema[RunCodeInput](), "language", "the language: "+languages(reg)+"; see list_runtimes"),
 		Description: "Run a program in a fresh, isolated sandbox and return its stdout, stderr and exit status. " +
 			"The sandbox has no network and nothing of the host; files you pass are in the working directory, " +
 			"and files the program writes there come back. Use list_runtimes for the languages. " +
@@ -57,7 +57,7 @@ func New(r run.Runner, reg *runtimes.Registry, version string, sessions *session
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
 	}), t.listRuntimes)
 	if sessions != nil {
-		addSessionTools(s, sessions)
+		addSessionTools(s, sessions, reg)
 	}
 	return s
 }
@@ -71,7 +71,7 @@ type tools struct {
 
 // RunCodeInput is run_code's arguments.
 type RunCodeInput struct {
-	Language string      `json:"language" jsonschema:"the language: python, javascript, bash, sh, c, c++ (or an alias such as py, js, cpp); see list_runtimes"`
+	Language string      `json:"language" jsonschema:"the language; see list_runtimes"`
 	Code     string      `json:"code" jsonschema:"the program's source code"`
 	Stdin    string      `json:"stdin,omitempty" jsonschema:"text given to the program on standard input"`
 	Args     []string    `json:"args,omitempty" jsonschema:"command-line arguments for the program"`

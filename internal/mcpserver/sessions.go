@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
@@ -39,11 +40,12 @@ const (
 // sessionTools serves the session tools on one Manager.
 type sessionTools struct{ m *session.Manager }
 
-func addSessionTools(s *mcp.Server, m *session.Manager) {
+func addSessionTools(s *mcp.Server, m *session.Manager, reg *runtimes.Registry) {
 	t := &sessionTools{m: m}
 	mcp.AddTool(s, described("create_session", &mcp.Tool{
-		InputSchema: inputSchema[CreateSessionInput](),
-		Description: "Start a persistent session, Python by default or JavaScript (language), like a Jupyter notebook, in its own isolated sandbox and return its session_id. " +
+		InputSchema: describe(inputSchema[CreateSessionInput](), "language",
+			"the session's language: "+strings.Join(kernelNames(reg), ", ")+" (default python; numpy, pandas and matplotlib when installed)"),
+		Description: "Start a persistent session (Python by default; language names another), like a Jupyter notebook, in its own isolated sandbox and return its session_id. " +
 			"Unlike run_code, state persists across run_in_session calls: variables, imports, function definitions and files in the working directory " +
 			"(" + workspace.Dir + "). The sandbox has no network and nothing of the host. " +
 			"Limits: timeout applies to each cell (wall-clock and CPU time), memory to the whole session (past it the session dies and its variables are lost). " +
@@ -55,7 +57,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager) {
 		Description: "Run code (a cell) in the session's language in a session from create_session. Variables and imports from earlier cells are there. " +
 			"Returns stdout, stderr, the value of the last line if it is an expression (as in a notebook), and the traceback of an exception. " +
 			"Figures (matplotlib plots; plt.show() or a figure left open at the end of the cell) and images passed to display() come back as images. " +
-			"An exception or a limit gives isError with the reason. A cell past its timeout is interrupted (KeyboardInterrupt) and the session goes on; " +
+			"An exception or a limit gives isError with the reason. A cell past its timeout is interrupted (as by Ctrl-C: a KeyboardInterrupt in Python) and the session goes on; " +
 			"one that ignores the interrupt, or a session past its memory limit, is killed: the session is then dead and its variables are lost.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), OpenWorldHint: ptr(false)},
 	}), t.run)
@@ -130,7 +132,7 @@ func hint(err error) error {
 
 // CreateSessionInput is create_session's arguments.
 type CreateSessionInput struct {
-	Language    string      `json:"language,omitempty" jsonschema:"the session's language: python (the default; numpy, pandas and matplotlib when installed) or javascript (node)"`
+	Language    string      `json:"language,omitempty" jsonschema:"the session's language"`
 	Timeout     limitArg    `json:"timeout,omitempty" jsonschema:"each cell's wall-clock and CPU time limit, such as 30s or 2m, or a number of seconds (default 10s)"`
 	Memory      limitArg    `json:"memory,omitempty" jsonschema:"memory limit of the whole session, such as 512MiB or 1GiB, or a number of bytes (default 256MiB); past it the session dies"`
 	IdleTimeout limitArg    `json:"idle_timeout,omitempty" jsonschema:"the session closes after this long without a call, such as 30m, or a number of seconds (default 10m, at most 1h)"`
@@ -208,7 +210,7 @@ func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in 
 // RunInSessionInput is run_in_session's arguments.
 type RunInSessionInput struct {
 	SessionID string   `json:"session_id" jsonschema:"the id create_session returned"`
-	Code      string   `json:"code" jsonschema:"code in the session's language (python or javascript) to run; the value of a trailing expression is returned"`
+	Code      string   `json:"code" jsonschema:"code in the session's language to run; the value of a trailing expression is returned"`
 	Timeout   limitArg `json:"timeout,omitempty" jsonschema:"this cell's wall-clock limit such as 5s, or a number of seconds; at most the session's timeout, which is the default"`
 }
 

@@ -171,6 +171,11 @@ func TestSessionToolsListed(t *testing.T) {
 			t.Errorf("%s requires %v, want %v: %s", name, s.Required, required, schema)
 		}
 	}
+	// The session languages come from the registry: every runtime with a
+	// kernel, and no other.
+	if schema, _ := json.Marshal(got["create_session"].InputSchema); !strings.Contains(string(schema), "javascript, python, ruby") || strings.Contains(string(schema), "bash") {
+		t.Errorf("create_session's languages: %s", schema)
+	}
 	if d := got["run_in_session"].Description; !strings.Contains(d, "image") || !strings.Contains(d, "persist") && !strings.Contains(d, "earlier cells") {
 		t.Errorf("run_in_session's description does not say figures come back as images and state persists: %q", d)
 	}

@@ -25,6 +25,7 @@ func builtin() []*Runtime {
 	return []*Runtime{
 		{
 			Name:       "python",
+			Title:      "Python",
 			Aliases:    []string{"py", "python3"},
 			Extensions: []string{".py"},
 			Run:        []string{"/usr/bin/python3", EntryPlaceholder},
@@ -39,11 +40,12 @@ func builtin() []*Runtime {
 			// PYTHON* variables act at start-up, which a warm runner is
 			// past: a run that sets one starts cold.
 			Warm:   warmProgram("python.py", warmPython, "PYTHON"),
-			Kernel: kernelProgram("python.py", kernelPython, matplotlibFonts),
+			Kernel: kernelProgram("python.py", kernelPython, Program{Prime: matplotlibFonts, Quit: "exit()"}),
 			Names:  Names{Jupyter: "python3"},
 		},
 		{
 			Name:          "javascript",
+			Title:         "JavaScript",
 			Aliases:       []string{"js", "node"},
 			Extensions:    []string{".js", ".mjs", ".cjs"},
 			Run:           []string{"/usr/bin/node", EntryPlaceholder},
@@ -54,11 +56,12 @@ func builtin() []*Runtime {
 			Wasm: &WasmBuild{Module: "quickjs", Argv0: "qjs"},
 			// The kernel rewrites a top-level await with node's REPL's own
 			// code, an internal module (see kernel/node.js).
-			Kernel: kernelProgram("node.js", kernelNode, nil, "--expose-internals"),
+			Kernel: kernelProgram("node.js", kernelNode, Program{Flags: []string{"--expose-internals"}}),
 			Names:  Names{Piston: "node", Jupyter: "javascript", E2B: "js"},
 		},
 		{
 			Name:       "ruby",
+			Title:      "Ruby",
 			Aliases:    []string{"rb"},
 			Extensions: []string{".rb"},
 			// No Env: ruby writes no cache, and its user gem directory
@@ -70,7 +73,7 @@ func builtin() []*Runtime {
 			VersionCmd:    []string{"/usr/bin/ruby", "--version"},
 			VersionRegexp: `^ruby (\d+(?:\.\d+)+)`,
 			Binary:        "/usr/bin/ruby",
-			Kernel:        kernelProgram("ruby.rb", kernelRuby, nil),
+			Kernel:        kernelProgram("ruby.rb", kernelRuby, Program{}),
 			// IRuby registers its kernelspec as "ruby" plus the major
 			// version (lib/iruby/application.rb); older IRuby, plain "ruby".
 			// Piston's ruby package provides no other language, so its
@@ -79,6 +82,7 @@ func builtin() []*Runtime {
 		},
 		{
 			Name:          "bash",
+			Title:         "Bash",
 			Extensions:    []string{".bash"},
 			Run:           []string{"/usr/bin/bash", EntryPlaceholder},
 			VersionCmd:    []string{"/usr/bin/bash", "--version"},
@@ -98,6 +102,7 @@ func builtin() []*Runtime {
 		},
 		{
 			Name:       "c",
+			Title:      "C",
 			Extensions: []string{".c"},
 			Compile:    []string{"/usr/bin/gcc", "-O2", "-std=gnu17", "-o", BinaryPlaceholder, EntryPlaceholder, "-lm"},
 			// "./" so argv[0] resolves from the cwd, /workspace.
@@ -109,6 +114,7 @@ func builtin() []*Runtime {
 		},
 		{
 			Name:          "c++",
+			Title:         "C++",
 			Aliases:       []string{"cpp", "cxx"},
 			Extensions:    []string{".cpp", ".cc", ".cxx"},
 			Compile:       []string{"/usr/bin/g++", "-O2", "-std=gnu++17", "-o", BinaryPlaceholder, EntryPlaceholder},

@@ -36,10 +36,11 @@ func (p *Program) Argv(rt *Runtime) []string {
 	return append(argv, path.Join(workspace.Dir, p.Name))
 }
 
-// kernelProgram is the session kernel file name under the reserved
-// directory.
-func kernelProgram(file string, src []byte, prime *Prime, flags ...string) *Program {
-	return &Program{Name: path.Join(workspace.ReservedDir, "kernel", file), Source: src, Prime: prime, Flags: flags}
+// kernelProgram is a session kernel under the reserved directory, with
+// opt's Prime, Flags and Quit.
+func kernelProgram(file string, src []byte, opt Program) *Program {
+	opt.Name, opt.Source = path.Join(workspace.ReservedDir, "kernel", file), src
+	return &opt
 }
 
 // warmProgram is a warm runner under the reserved directory.

@@ -32,6 +32,10 @@ type Runtime struct {
 	// Name is the canonical name ("python"). Names, aliases and extensions
 	// are matched case-insensitively.
 	Name string `json:"name"`
+	// Title is the language's name as people write it ("Python",
+	// "JavaScript"), for prompts and Jupyter's display_name; empty means
+	// Name.
+	Title string `json:"title,omitempty"`
 	// Aliases are other names Lookup accepts ("py", "python3").
 	Aliases []string `json:"aliases,omitempty"`
 	// Extensions are the file extensions ForFile maps to this runtime,
@@ -97,6 +101,18 @@ type Program struct {
 	StartEnv []string
 	// Prime, for a kernel, is a cache its sessions start with; nil: none.
 	Prime *Prime
+	// Quit, for a kernel, is what a user types at a REPL to end the
+	// session ("exit()": the kernel answers it as a SystemExit error);
+	// empty when there is nothing but the end of input.
+	Quit string
+}
+
+// DisplayName is Title, or Name when it has none.
+func (r *Runtime) DisplayName() string {
+	if r.Title != "" {
+		return r.Title
+	}
+	return r.Name
 }
 
 // Prime is a one-time step whose output every session of a kernel starts
@@ -125,8 +141,8 @@ type Prime struct {
 	Pattern string
 }
 
-// Names are a runtime's names in other protocols, where they differ from
-// Name; empty means Name.
+// Names are a runtime's names in other protocols. Empty means the
+// protocol has none for it (Piston: no "runtime" field) or takes Name.
 type Names struct {
 	// Piston is Piston's "runtime" field: the program behind the language
 	// ("gcc" for c and c++, "node" for javascript).

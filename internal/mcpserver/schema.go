@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
 
 // limitArg is a limit a model gives as a string ("5s", "1GiB") or as a
@@ -41,4 +43,29 @@ func inputSchema[In any]() *jsonschema.Schema {
 		panic("mcpserver: input schema: " + err.Error())
 	}
 	return s
+}
+
+// describe sets the description of s's property name and returns s.
+func describe(s *jsonschema.Schema, name, description string) *jsonschema.Schema {
+	s.Properties[name].Description = description
+	return s
+}
+
+// languages lists reg's runtimes with their aliases, for a model:
+// "python (py, python3), javascript (js, node), ...".
+func languages(reg *runtimes.Registry) string {
+	var out []string
+	for _, rt := range reg.All() {
+		if len(rt.Aliases) > 0 {
+			out = append(out, rt.Name+" ("+strings.Join(rt.Aliases, ", ")+")")
+		} else {
+			out = append(out, rt.Name)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// kernelNames are the runtimes a session can run.
+func kernelNames(reg *runtimes.Registry) []string {
+	return reg.Names(func(rt *runtimes.Runtime) bool { return rt.Kernel != nil })
 }
