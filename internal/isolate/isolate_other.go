@@ -38,14 +38,14 @@ func (r *Runner) Run(context.Context, *Workspace, Exec) (*run.Result, error) {
 	return nil, ErrUnsupported
 }
 
-// Process is not available off Linux.
-type Process struct{}
+// HeldProcess is not available off Linux.
+type HeldProcess struct{}
 
-func (r *Runner) Start(context.Context, *Workspace, Exec, bool) (*Process, error) {
+func (r *Runner) StartHeld(context.Context, *Workspace, Exec) (*HeldProcess, error) {
 	return nil, ErrUnsupported
 }
-func (p *Process) Activate(context.Context, Activation) error { return ErrUnsupported }
-func (p *Process) WaitReady(context.Context) error            { return ErrUnsupported }
-func (p *Process) Wait() (*run.Result, error)                 { return nil, ErrUnsupported }
-func (p *Process) Kill()                                      {}
-func (p *Process) Done() <-chan struct{}                      { return nil }
+func (h *HeldProcess) Activate(context.Context, Activation) error { return ErrUnsupported }
+func (h *HeldProcess) WaitReady(context.Context) error            { return ErrUnsupported }
+func (h *HeldProcess) Wait() (*run.Result, error)                 { return nil, ErrUnsupported }
+func (h *HeldProcess) Kill()                                      {}
+func (h *HeldProcess) Done() <-chan struct{}                      { return nil }
