@@ -47,12 +47,19 @@ const (
 // of the execution is gone and its output is drained. The result is never
 // nil; when the sandbox itself failed, its Status is internal_error and the
 // error is returned too.
+//
+// It is the one-shot mode: the sandbox is activated as soon as the program
+// runs, with the limits it was built with, so they are applied once.
 func (r *Runner) Run(ctx context.Context, ws *Workspace, e Exec) (*run.Result, error) {
-	p, err := r.Start(ctx, ws, e, false)
+	s, err := r.start(ctx, ws, e, startOpts{})
 	if err != nil {
 		return failed(r.isolation(), ws.id, err), err
 	}
-	return p.Wait()
+	// The output is live already: the captures were made with e's writers.
+	cpu, _ := s.cg.cpu()
+	s.feedStdin(e.Stdin)
+	s.begin(runActivation(ctx, e.Limits, cpu))
+	return s.Wait()
 }
 
 // failed is the result of a run whose sandbox failed.
@@ -84,7 +91,8 @@ type pipes struct {
 	cfgW, statR, outR, errR, inW *os.File
 	cfgR, statW, outW, errW, inR *os.File
 	// ctlW/ctlR: the program's control pipe (its fd 3), and rdyR/rdyW its
-	// readiness pipe (its fd 4), when held.
+	// pipe back (its fd 4: readiness when held, answers in a session),
+	// with startOpts.control.
 	ctlW, ctlR *os.File
 	rdyR, rdyW *os.File
 }
@@ -106,6 +114,15 @@ func newPipes(control bool) (*pipes, error) {
 		*pr.r, *pr.w = r, w
 	}
 	return p, nil
+}
+
+// programFiles are the child's ends of the program's own pipes: its fds
+// from 3 on.
+func (p *pipes) programFiles() []*os.File {
+	if p.ctlR == nil {
+		return nil
+	}
+	return []*os.File{p.ctlR, p.rdyW}
 }
 
 func (p *pipes) closeChild() {

@@ -1,9 +1,3 @@
-// Package isolate is the process backend: it runs a program confined by
-// Linux namespaces, a cgroup, rlimits, dropped capabilities, no_new_privs,
-// seccomp and a wall deadline, and reports what happened as a run.Result.
-//
-// This package is the parent side. The child side, which runs inside the new
-// namespaces before the program, is the small package nsinit.
 package isolate
 
 import (
@@ -84,10 +78,10 @@ type Exec struct {
 	Limits limits.Limits
 }
 
-// Activation is what a held Process gets when it is put to use.
+// Activation is what a HeldProcess gets when it is put to use.
 type Activation struct {
-	// Limits replace the ones the Process was started with: the cgroup's
-	// and the program's rlimits are updated. Tmpfs cannot change.
+	// Limits replace the ones the HeldProcess was started with: the
+	// cgroup's and the program's rlimits are updated. Tmpfs cannot change.
 	Limits limits.Limits
 	Stdin  io.Reader
 	// Stdout and Stderr receive the output live, as Exec's do.
@@ -97,7 +91,8 @@ type Activation struct {
 	Control []byte
 }
 
-// Output is one execution's output in a session (Process.Cut), as a run's.
+// Output is one execution's output in a session (SessionProcess.Cut), as a
+// run's.
 type Output struct {
 	Stdout, Stderr                   []byte
 	StdoutTruncated, StderrTruncated bool

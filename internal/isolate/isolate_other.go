@@ -32,21 +32,21 @@ func (w *Workspace) WriteFile(run.File) error                   { return ErrUnsu
 func (w *Workspace) MkdirInternal(string) error                 { return ErrUnsupported }
 func (w *Workspace) WriteInternal(run.File) error               { return ErrUnsupported }
 func (w *Workspace) Close() error                               { return nil }
-func (w *Workspace) Collect(CollectLimits) ([]run.OutputFile, bool, error) {
+func (w *Workspace) Collect(workspace.CollectLimits) ([]run.OutputFile, bool, error) {
 	return nil, false, ErrUnsupported
 }
 func (r *Runner) Run(context.Context, *Workspace, Exec) (*run.Result, error) {
 	return nil, ErrUnsupported
 }
 
-// Process is not available off Linux.
-type Process struct{}
+// HeldProcess is not available off Linux.
+type HeldProcess struct{}
 
-func (r *Runner) Start(context.Context, *Workspace, Exec, bool) (*Process, error) {
+func (r *Runner) StartHeld(context.Context, *Workspace, Exec) (*HeldProcess, error) {
 	return nil, ErrUnsupported
 }
-func (p *Process) Activate(context.Context, Activation) error { return ErrUnsupported }
-func (p *Process) WaitReady(context.Context) error            { return ErrUnsupported }
-func (p *Process) Wait() (*run.Result, error)                 { return nil, ErrUnsupported }
-func (p *Process) Kill()                                      {}
-func (p *Process) Done() <-chan struct{}                      { return nil }
+func (h *HeldProcess) Activate(context.Context, Activation) error { return ErrUnsupported }
+func (h *HeldProcess) WaitReady(context.Context) error            { return ErrUnsupported }
+func (h *HeldProcess) Wait() (*run.Result, error)                 { return nil, ErrUnsupported }
+func (h *HeldProcess) Kill()                                      {}
+func (h *HeldProcess) Done() <-chan struct{}                      { return nil }

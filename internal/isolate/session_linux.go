@@ -7,15 +7,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
 )
 
-// A session Process runs one long-lived program (a kernel) for many
-// executions. It is built like any run's sandbox and held; Activate then
-// applies the session's limits once. From there:
+// SessionProcess runs one long-lived program (a kernel) for many
+// executions. Its sandbox is built like a run's, with the session's own
+// limits, applied once: the cgroup is created with them and init sets the
+// program's rlimits from them. Activate starts the session's clock. From
+// there:
 //
 //	parent                                 program
 //	Control() ── request ──────────────▶  fd 3   (stays open)
@@ -26,31 +31,75 @@ import (
 //	       ◀── the execution's output
 //
 // The session enforces each execution's deadline itself: Interrupt, then
-// Kill. The Process ends when the program does, as a run ends.
+// Kill. The SessionProcess ends when the program does, as a run ends.
+type SessionProcess struct {
+	*sandbox
+	limits limits.Limits
+	// pidMu guards pidfd, the program's pidfd for Interrupt (-1: none, or
+	// closed once the sandbox has ended).
+	pidMu sync.Mutex
+	pidfd int
+}
 
-// StartSession starts e held, as a session's program: see above. ctx bounds
-// the start and, until Activate, the Process's life.
-func (r *Runner) StartSession(ctx context.Context, ws *Workspace, e Exec) (*Process, error) {
-	if len(e.Argv) == 0 {
-		return nil, errors.New("empty argv")
+// StartSession starts e as a session's program, under e.Limits for the
+// session's whole life: see above. ctx bounds the start and, until
+// Activate, the SessionProcess's life.
+func (r *Runner) StartSession(ctx context.Context, ws *Workspace, e Exec) (*SessionProcess, error) {
+	s, err := r.start(ctx, ws, e, startOpts{control: true, marks: true})
+	if err != nil {
+		return nil, err
 	}
-	return r.newProcess(ctx, ws, e, true, true)
+	sp := &SessionProcess{sandbox: s, limits: e.Limits, pidfd: -1}
+	if pid := s.findProgram(); pid != 0 {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			s.Kill()
+			_, _ = s.Wait()
+			return nil, fmt.Errorf("open the program's pidfd: %w", os.NewSyscallError("pidfd_open", err))
+		}
+		sp.pidfd = fd
+	}
+	go func() {
+		<-s.done
+		sp.closePidfd()
+	}()
+	return sp, nil
+}
+
+// Activate starts the session: its wall and CPU time count from here, and
+// ctx bounds its life from now on (its end kills it). The program's stdin
+// is closed (it takes its requests on fd 3), and its output has no
+// overflow action until an execution sets one (SetOutput). The limits are
+// the ones StartSession applied; nothing is applied again.
+func (sp *SessionProcess) Activate(ctx context.Context) error {
+	err := errActivated
+	sp.activateOnce.Do(func() {
+		cpu, _ := sp.cg.cpu()
+		sp.closeStdin()
+		sp.stdout.SetOver(nil)
+		sp.stderr.SetOver(nil)
+		// No timeout or CPU budget for the supervisor: each execution
+		// has its own, enforced by the session.
+		sp.begin(activation{ctx: ctx, limits: sp.limits, at: time.Now(), cpu: cpu})
+		err = nil
+	})
+	return err
 }
 
 // Control is the write end of the program's control pipe (its fd 3).
-func (p *Process) Control() io.Writer { return p.p.ctlW }
+func (sp *SessionProcess) Control() io.Writer { return sp.p.ctlW }
 
 // Answers is the read end of the program's answer pipe (its fd 4).
-func (p *Process) Answers() io.Reader { return p.p.rdyR }
+func (sp *SessionProcess) Answers() io.Reader { return sp.p.rdyR }
 
 // SetOutput directs the program's output to stdout and stderr from now on,
 // keeping up to max bytes of each for Cut and calling over once when one
 // passes max. Output written since the last Cut goes to them first.
-func (p *Process) SetOutput(stdout, stderr io.Writer, max int64, over func()) {
-	p.stdout.SetOver(over)
-	p.stderr.SetOver(over)
-	p.stdout.SetLive(stdout, max)
-	p.stderr.SetLive(stderr, max)
+func (sp *SessionProcess) SetOutput(stdout, stderr io.Writer, max int64, over func()) {
+	sp.stdout.SetOver(over)
+	sp.stderr.SetOver(over)
+	sp.stdout.SetLive(stdout, max)
+	sp.stderr.SetLive(stderr, max)
 }
 
 // cutTimeout bounds waiting for a mark: the drains never stop reading, so
@@ -60,10 +109,7 @@ const cutTimeout = 2 * time.Second
 // Cut returns the output the program wrote before the call, every byte of
 // it, and starts the next execution's output afresh. Bytes the program
 // writes after the call belong to the next execution.
-func (p *Process) Cut(ctx context.Context) (Output, error) {
-	if !p.session {
-		return Output{}, ErrNotSession
-	}
+func (sp *SessionProcess) Cut(ctx context.Context) (Output, error) {
 	var out Output
 	caps := [2]struct {
 		b *[]byte
@@ -72,26 +118,26 @@ func (p *Process) Cut(ctx context.Context) (Output, error) {
 	ctx, cancel := context.WithTimeout(ctx, cutTimeout)
 	defer cancel()
 	var firstErr error
-	for i, c := range [2]interface{ Reset() ([]byte, bool) }{p.stdout, p.stderr} {
+	for i, c := range [2]interface{ Reset() ([]byte, bool) }{sp.stdout, sp.stderr} {
 		mark := make([]byte, 32)
 		_, _ = rand.Read(mark)
 		passed := make(chan struct{})
-		p.marks[i].Arm(mark, func() {
+		sp.marks[i].Arm(mark, func() {
 			*caps[i].b, *caps[i].t = c.Reset()
 			close(passed)
 		})
-		err := p.writeMark(i, mark, ctx)
+		err := sp.writeMark(i, mark, ctx)
 		if err == nil {
 			select {
 			case <-passed:
 				continue
-			case <-p.drained:
+			case <-sp.drained:
 				// Only once the program is gone and the pipes closed.
 			case <-ctx.Done():
 				err = ctx.Err()
 			}
 		}
-		p.marks[i].Disarm()
+		sp.marks[i].Disarm()
 		select {
 		case <-passed:
 			continue
@@ -107,12 +153,12 @@ func (p *Process) Cut(ctx context.Context) (Output, error) {
 
 // writeMark writes mark into output pipe i (0 stdout, 1 stderr). A mark is
 // under PIPE_BUF, so it is written whole, never interleaved.
-func (p *Process) writeMark(i int, mark []byte, ctx context.Context) error {
-	p.sessMu.Lock()
+func (sp *SessionProcess) writeMark(i int, mark []byte, ctx context.Context) error {
+	sp.markMu.Lock()
 	// Not held during the Write: os.File allows a Close (finish's)
 	// concurrent with it.
-	w := p.syncW[i]
-	p.sessMu.Unlock()
+	w := sp.markW[i]
+	sp.markMu.Unlock()
 	if w == nil {
 		return errors.New("the program has ended")
 	}
@@ -126,45 +172,35 @@ func (p *Process) writeMark(i int, mark []byte, ctx context.Context) error {
 // Interrupt sends sig to the program (not to init, not to the program's
 // children): a kernel turns SIGINT into KeyboardInterrupt in the code it
 // runs. It goes through a pidfd, so it can never reach a reused pid.
-func (p *Process) Interrupt(sig syscall.Signal) error {
-	p.sessMu.Lock()
-	defer p.sessMu.Unlock()
-	if !p.session {
-		return ErrNotSession
-	}
-	if p.progFD < 0 {
+func (sp *SessionProcess) Interrupt(sig syscall.Signal) error {
+	sp.pidMu.Lock()
+	defer sp.pidMu.Unlock()
+	if sp.pidfd < 0 {
 		return errors.New("the program has ended")
 	}
-	if err := unix.PidfdSendSignal(p.progFD, sig, nil, 0); err != nil {
+	if err := unix.PidfdSendSignal(sp.pidfd, sig, nil, 0); err != nil {
 		return os.NewSyscallError("pidfd_send_signal", err)
 	}
 	return nil
 }
 
 // CPUTime is the CPU time every process of the sandbox has used so far;
-// once the Process has ended, its total.
-func (p *Process) CPUTime() (time.Duration, error) {
+// once the SessionProcess has ended, its total.
+func (sp *SessionProcess) CPUTime() (time.Duration, error) {
 	select {
-	case <-p.done:
-		return p.finalCPU, nil
+	case <-sp.done:
+		return sp.finalCPU, nil
 	default:
 	}
-	return p.cg.cpu()
+	return sp.cg.cpu()
 }
 
-// closeSession closes what only a session Process holds: the mark writers
-// (so the drains can reach EOF) and the pidfd.
-func (p *Process) closeSession() {
-	p.sessMu.Lock()
-	defer p.sessMu.Unlock()
-	for i, f := range p.syncW {
-		if f != nil {
-			f.Close()
-			p.syncW[i] = nil
-		}
-	}
-	if p.progFD >= 0 {
-		unix.Close(p.progFD)
-		p.progFD = -1
+// closePidfd closes the program's pidfd, once the sandbox has ended.
+func (sp *SessionProcess) closePidfd() {
+	sp.pidMu.Lock()
+	defer sp.pidMu.Unlock()
+	if sp.pidfd >= 0 {
+		unix.Close(sp.pidfd)
+		sp.pidfd = -1
 	}
 }

@@ -7,14 +7,23 @@ import (
 	"io"
 	"syscall"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
-func (r *Runner) StartSession(context.Context, *Workspace, Exec) (*Process, error) {
+// SessionProcess is not available off Linux.
+type SessionProcess struct{}
+
+func (r *Runner) StartSession(context.Context, *Workspace, Exec) (*SessionProcess, error) {
 	return nil, ErrUnsupported
 }
-func (p *Process) Control() io.Writer                            { return nil }
-func (p *Process) Answers() io.Reader                            { return nil }
-func (p *Process) SetOutput(io.Writer, io.Writer, int64, func()) {}
-func (p *Process) Cut(context.Context) (Output, error)           { return Output{}, ErrUnsupported }
-func (p *Process) Interrupt(syscall.Signal) error                { return ErrUnsupported }
-func (p *Process) CPUTime() (time.Duration, error)               { return 0, ErrUnsupported }
+func (sp *SessionProcess) Activate(context.Context) error                { return ErrUnsupported }
+func (sp *SessionProcess) Control() io.Writer                            { return nil }
+func (sp *SessionProcess) Answers() io.Reader                            { return nil }
+func (sp *SessionProcess) SetOutput(io.Writer, io.Writer, int64, func()) {}
+func (sp *SessionProcess) Cut(context.Context) (Output, error)           { return Output{}, ErrUnsupported }
+func (sp *SessionProcess) Interrupt(syscall.Signal) error                { return ErrUnsupported }
+func (sp *SessionProcess) CPUTime() (time.Duration, error)               { return 0, ErrUnsupported }
+func (sp *SessionProcess) Wait() (*run.Result, error)                    { return nil, ErrUnsupported }
+func (sp *SessionProcess) Kill()                                         {}
+func (sp *SessionProcess) Done() <-chan struct{}                         { return nil }

@@ -39,7 +39,7 @@ type Config struct {
 // Entry is a ready sandbox: its workspace and its held process.
 type Entry struct {
 	Workspace *isolate.Workspace
-	Process   *isolate.Process
+	Process   *isolate.HeldProcess
 }
 
 // Close removes what the entry holds; call it after the run.
@@ -172,7 +172,7 @@ func (p *Pool) start() (*Entry, error) {
 			return nil, fmt.Errorf("start warm sandbox: %w", err)
 		}
 	}
-	proc, err := p.r.Start(p.ctx, ws, isolate.Exec{Argv: p.cfg.Argv, Env: p.cfg.Env, Limits: p.cfg.Limits}, true)
+	proc, err := p.r.StartHeld(p.ctx, ws, isolate.Exec{Argv: p.cfg.Argv, Env: p.cfg.Env, Limits: p.cfg.Limits})
 	if err != nil {
 		_ = ws.Close()
 		return nil, fmt.Errorf("start warm sandbox: %w", err)

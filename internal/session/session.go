@@ -35,7 +35,7 @@ type Session struct {
 	now        func() time.Time
 
 	ws      *isolate.Workspace
-	proc    *isolate.Process
+	proc    *isolate.SessionProcess
 	answers chan answer
 	ansErr  error // set by readAnswers before it closes answers
 	cancel  context.CancelFunc
@@ -83,7 +83,7 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		return err
 	}
 	life, s.cancel = context.WithCancel(life)
-	if err := p.Activate(life, isolate.Activation{Limits: s.limits}); err != nil {
+	if err := p.Activate(life); err != nil {
 		s.cancel()
 		p.Kill()
 		_, _ = p.Wait()

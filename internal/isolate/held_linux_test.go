@@ -18,14 +18,14 @@ code = os.read(3, 1 << 20).decode()
 exec(compile(code, "main.py", "exec"), {"__name__": "__main__"})
 `
 
-func startHeld(t *testing.T, r *Runner, l limits.Limits) (*Process, *Workspace) {
+func startHeld(t *testing.T, r *Runner, l limits.Limits) (*HeldProcess, *Workspace) {
 	t.Helper()
 	ws, err := r.NewWorkspace(l.Tmpfs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	p, err := r.Start(t.Context(), ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Env: []string{"PATH=/usr/bin"}, Limits: l}, true)
+	p, err := r.StartHeld(t.Context(), ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Env: []string{"PATH=/usr/bin"}, Limits: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestHeldProcess(t *testing.T) {
 		}
 		defer ws.Close()
 		ctx, cancel := context.WithCancel(t.Context())
-		p, err := r.Start(ctx, ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Limits: start}, true)
+		p, err := r.StartHeld(ctx, ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Limits: start})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestHeldProcess(t *testing.T) {
 	})
 }
 
-// TestActivationOutlivesStartContext: once activated, a Process is bound
+// TestActivationOutlivesStartContext: once activated, a HeldProcess is bound
 // by the activation's context; the start's may end right after (a
 // session's does) without killing it, however the supervisor's select
 // orders the two.
@@ -114,7 +114,7 @@ func TestActivationOutlivesStartContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		startCtx, cancel := context.WithCancel(t.Context())
-		p, err := r.Start(startCtx, ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Limits: l}, true)
+		p, err := r.StartHeld(startCtx, ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Limits: l})
 		if err != nil {
 			t.Fatal(err)
 		}

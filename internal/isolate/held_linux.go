@@ -1,0 +1,115 @@
+package isolate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+)
+
+// HeldProcess is a sandbox started ahead of its run: what a warm pool
+// keeps. Its program runs with the limits it was started with (the pool's)
+// at the least CPU weight, and waits on its control pipe (fd 3); no
+// deadline is armed. It says it is ready for its input by writing a byte
+// to, or closing, its fd 4 (WaitReady). Activate puts it to use: from
+// there it is a run like any other, ended by Wait or Kill.
+type HeldProcess struct {
+	*sandbox
+	// progPid is the program's host pid, for its rlimits; 0 if not found.
+	progPid int
+}
+
+// StartHeld starts e held and returns once the program runs. ctx bounds
+// the start and, until Activate, the HeldProcess's life.
+func (r *Runner) StartHeld(ctx context.Context, ws *Workspace, e Exec) (*HeldProcess, error) {
+	s, err := r.start(ctx, ws, e, startOpts{control: true, background: true})
+	if err != nil {
+		return nil, err
+	}
+	return &HeldProcess{sandbox: s, progPid: s.findProgram()}, nil
+}
+
+// WaitReady waits until the program has written to or closed its
+// readiness pipe (fd 4), that is, has done its start-up and waits for its
+// input; or until it ends, or ctx does.
+func (h *HeldProcess) WaitReady(ctx context.Context) error {
+	ready := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := h.p.rdyR.Read(b[:])
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		select {
+		case <-h.done:
+			return errors.New("the program ended during its start-up")
+		default:
+		}
+		return err
+	case <-h.done:
+		return errors.New("the program ended during its start-up")
+	case <-ctx.Done():
+		_ = h.p.rdyR.SetReadDeadline(time.Now())
+		return ctx.Err()
+	}
+}
+
+// Activate puts the HeldProcess to use: it replaces the pool's limits
+// with a's, connects the I/O, sends the control input and starts the
+// deadline and the CPU budget. ctx now bounds the run: its end kills it.
+// On error the run has not begun; Kill the HeldProcess.
+func (h *HeldProcess) Activate(ctx context.Context, a Activation) error {
+	err := errActivated
+	h.activateOnce.Do(func() { err = h.activate(ctx, a) })
+	return err
+}
+
+func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
+	h.ph.mark("held")
+	// A run must never go on with the pool's generous limits.
+	if err := h.limit(a.Limits); err != nil {
+		return err
+	}
+	cpu, _ := h.cg.cpu()
+	h.stdout.SetLive(a.Stdout, int64(a.Limits.Output))
+	h.stderr.SetLive(a.Stderr, int64(a.Limits.Output))
+	h.feedStdin(a.Stdin)
+	_, err := h.p.ctlW.Write(a.Control)
+	h.p.ctlW.Close()
+	if err != nil {
+		return fmt.Errorf("send control input: %w", err)
+	}
+	h.begin(runActivation(ctx, a.Limits, cpu))
+	return nil
+}
+
+// limit replaces the limits the sandbox was started with: the cgroup's,
+// its CPU weight, and the program's rlimits (the program has started
+// nothing yet, so it is the only process they must reach).
+func (h *HeldProcess) limit(l limits.Limits) error {
+	if h.progPid == 0 {
+		return errors.New("apply limits: the held program's pid is unknown")
+	}
+	if err := h.cg.update(l); err != nil {
+		return fmt.Errorf("apply limits: %w", err)
+	}
+	if err := h.cg.background(false); err != nil {
+		return fmt.Errorf("restore CPU weight: %w", err)
+	}
+	for _, rl := range rlimits(l) {
+		lim := unix.Rlimit{Cur: rl.Value, Max: rl.Value}
+		if err := unix.Prlimit(h.progPid, rl.Resource, &lim, nil); err != nil {
+			return fmt.Errorf("apply rlimit %s: %w", rl.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+package isolate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/output"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// sandbox is what the three modes (see doc.go) share: the cgroup, the
+// pipes, init as PID 1 of the new namespaces with the program under it, and
+// the supervisor, which enforces the limits once the sandbox is activated
+// and collects the result when init exits. Runner.Run uses one directly;
+// HeldProcess and SessionProcess embed one.
+type sandbox struct {
+	r    *Runner
+	ws   *Workspace
+	name string
+	cg   runCgroup
+	cmd  *exec.Cmd
+	p    *pipes
+	ph   phases
+	// initPid is init's host pid.
+	initPid int
+
+	stdout, stderr *output.Capture
+	// marks cut the output into a session's executions; nothing arms them
+	// in a run, where they copy the output as it comes.
+	marks [2]output.Marks
+	// markW are the parent's copies of the output pipes' write ends, kept
+	// with startOpts.marks for Cut to write its marks through. markMu
+	// guards them: finish closes them while a Cut may be using them.
+	markMu sync.Mutex
+	markW  [2]*os.File
+
+	overflow     chan struct{}
+	exited       chan error
+	drained      chan struct{}
+	msgs         chan nsinit.Message
+	activated    chan activation
+	activateOnce sync.Once
+	closeStdin   func()
+
+	done chan struct{}
+	res  *run.Result
+	err  error
+	// finalCPU is the sandbox's CPU time at its end.
+	finalCPU time.Duration
+}
+
+// startOpts is what a mode adds to the sandbox every run gets. The zero
+// value is a one-shot run's.
+type startOpts struct {
+	// control gives the program a control pipe as its fd 3 and a pipe back
+	// to the parent as its fd 4.
+	control bool
+	// background starts the cgroup at the least CPU weight, from init's
+	// first instruction: a warm sandbox starting up must not slow the runs
+	// being served.
+	background bool
+	// marks keeps the parent's copies of the output pipes' write ends, for
+	// cutting a session's output into executions (SessionProcess.Cut).
+	marks bool
+}
+
+// setupTimeout bounds building a sandbox, from clone to the program's
+// start: a few milliseconds normally; past this the host is broken.
+const setupTimeout = 30 * time.Second
+
+// errActivated: Activate was called a second time.
+var errActivated = errors.New("process already activated")
+
+// start builds a sandbox for e and returns once the program runs, with
+// its supervisor started. ctx bounds the start and, until the sandbox is
+// activated, its life.
+func (r *Runner) start(ctx context.Context, ws *Workspace, e Exec, o startOpts) (*sandbox, error) {
+	if len(e.Argv) == 0 {
+		return nil, errors.New("empty argv")
+	}
+	s := &sandbox{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1)}
+	ws.seq++
+	s.ph.mark("begin")
+	// Building the sandbox has its own bound: the run's deadline starts
+	// when the program does, and no start-up may hang for ever.
+	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	if err := s.build(setupCtx, e, o); err != nil {
+		return nil, err
+	}
+	go s.supervise(ctx, e.Limits)
+	return s, nil
+}
+
+// build creates the cgroup and the pipes, clones init, sends its config
+// and waits for the program's start. On error nothing of it remains.
+func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
+	cg, err := s.r.cg.create(s.name, e.Limits)
+	if err != nil {
+		return err
+	}
+	s.cg = cg
+	cu := makeCleanup(s.destroyCgroup)
+	defer cu.Clean()
+	if o.background {
+		if err := cg.background(true); err != nil {
+			return fmt.Errorf("lower the warm sandbox's CPU weight: %w", err)
+		}
+	}
+	s.ph.mark("cgroup_create")
+
+	pp, err := newPipes(o.control)
+	if err != nil {
+		return err
+	}
+	s.p = pp
+	cu.Add(pp.closeAll)
+	extra := pp.programFiles()
+	if err := s.clone(extra); err != nil {
+		return err
+	}
+	if o.marks {
+		// Kept, not closed with the child's ends: Cut writes its marks
+		// through them. finish closes them first.
+		s.markW = [2]*os.File{pp.outW, pp.errW}
+		pp.outW, pp.errW = nil, nil
+		cu.Add(s.closeMarkWriters)
+	}
+	pp.closeChild()
+	// From here on init exists: a failure must kill and reap it.
+	cu.Add(s.killAndReap)
+
+	if err := s.configure(e, len(extra)); err != nil {
+		return err
+	}
+	s.startOutput(e)
+	if err := s.awaitProgram(ctx); err != nil {
+		return err
+	}
+	cu.Release()
+	return nil
+}
+
+// clone starts init in the new namespaces, with the config and status
+// pipes as its fds 3 and 4 and extra after them.
+func (s *sandbox) clone(extra []*os.File) error {
+	pp := s.p
+	cmd := &exec.Cmd{
+		Path: "/proc/self/exe",
+		Args: []string{nsinit.Arg0},
+		// Not nil: init starts with an empty environment, so the run's
+		// PID 1 never shows the supervisor's (/proc/1/environ).
+		Env:         []string{},
+		Stdin:       pp.inR,
+		Stdout:      pp.outW,
+		Stderr:      pp.errW,
+		ExtraFiles:  append([]*os.File{pp.cfgR, pp.statW}, extra...),
+		SysProcAttr: s.r.initAttr(),
+	}
+	if fd := s.cg.fd(); fd >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start sandbox init (are user namespaces enabled?): %w", err)
+	}
+	s.cmd = cmd
+	s.initPid = cmd.Process.Pid
+	s.ph.mark("clone")
+	s.exited = make(chan error, 1)
+	go func() { s.exited <- cmd.Wait() }()
+	return nil
+}
+
+// initAttr is how init is cloned: in every namespace of the run but the
+// cgroup namespace, as root of its user namespace, which maps only the
+// setup identity and the sandbox's uid.
+func (r *Runner) initAttr() *syscall.SysProcAttr {
+	var cloneflags uintptr
+	for _, ns := range namespaces {
+		if ns.flag != unix.CLONE_NEWCGROUP {
+			// The cgroup namespace is entered by init once it is in its
+			// cgroup, so that the cgroup is the namespace's root.
+			cloneflags |= ns.flag
+		}
+	}
+	return &syscall.SysProcAttr{
+		Cloneflags: cloneflags,
+		UidMappings: []syscall.SysProcIDMap{
+			{ContainerID: 0, HostID: r.cfg.HostUID, Size: 1},
+			{ContainerID: SandboxUID, HostID: r.cfg.HostUID + SandboxUID, Size: 1},
+		},
+		GidMappings: []syscall.SysProcIDMap{
+			{ContainerID: 0, HostID: r.cfg.HostGID, Size: 1},
+			{ContainerID: SandboxUID, HostID: r.cfg.HostGID + SandboxUID, Size: 1},
+		},
+		// setgroups must work so init (and then the program) can drop
+		// the host's supplementary groups: those would still count on
+		// host files.
+		GidMappingsEnableSetgroups: true,
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
+		// If this process dies, init dies, and with it the whole run.
+		Pdeathsig: syscall.SIGKILL,
+		// A process group of its own: a terminal's Ctrl-C (SIGINT to
+		// the foreground group) is the supervisor's to act on, not
+		// init's (the Go runtime would exit on it, ending the run or
+		// session at once instead of the supervisor's grace).
+		Setpgid: true,
+	}
+}
+
+// configure sends init its config, moves init into the cgroup (cgroup v1)
+// and closes the config pipe: the "go" init waits for before starting the
+// program. Config first, so init builds the sandbox while the cgroup v1
+// move (which can wait out an RCU grace period) runs here.
+func (s *sandbox) configure(e Exec, extraFiles int) error {
+	cfg := s.r.initConfig(s.ws, e)
+	cfg.ExtraFiles = extraFiles
+	if err := json.NewEncoder(s.p.cfgW).Encode(&cfg); err != nil {
+		return fmt.Errorf("send config to init: %w", err)
+	}
+	if err := s.cg.add(s.initPid); err != nil {
+		return err
+	}
+	s.p.cfgW.Close()
+	s.ph.mark("cgroup_add_config")
+	return nil
+}
+
+// startOutput starts the drains of the program's output into the captures
+// and the reader of init's messages.
+func (s *sandbox) startOutput(e Exec) {
+	var once sync.Once
+	s.closeStdin = func() { once.Do(func() { s.p.inW.Close() }) }
+	s.overflow = make(chan struct{}, 2)
+	onOver := func() { s.overflow <- struct{}{} }
+	// Live writers from the start: a run's program may write before it is
+	// activated (SetLive would replay it, but in order is better).
+	s.stdout = output.New(int64(e.Limits.Output), e.Stdout, onOver)
+	s.stderr = output.New(int64(e.Limits.Output), e.Stderr, onOver)
+	var drains sync.WaitGroup
+	drains.Add(2)
+	go func() { defer drains.Done(); _ = s.marks[0].Copy(s.stdout, s.p.outR) }()
+	go func() { defer drains.Done(); _ = s.marks[1].Copy(s.stderr, s.p.errR) }()
+	s.drained = make(chan struct{})
+	go func() { drains.Wait(); close(s.drained) }()
+	s.msgs = make(chan nsinit.Message, 4)
+	go readMessages(json.NewDecoder(s.p.statR), s.msgs)
+}
+
+// awaitProgram waits for init's first message: the program's pid, or why
+// setup failed.
+func (s *sandbox) awaitProgram(ctx context.Context) error {
+	select {
+	case m, ok := <-s.msgs:
+		switch {
+		case !ok:
+			return s.setupError(nil)
+		case m.Error != "":
+			return s.setupError(&m)
+		}
+		s.ph.note("init_setup", m.Setup)
+		s.ph.mark("setup")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sandbox setup: %w", ctx.Err())
+	}
+}
+
+// setupError says why setup failed: init's message, or its silence.
+func (s *sandbox) setupError(m *nsinit.Message) error {
+	if m != nil {
+		return fmt.Errorf("sandbox setup: %s: %s", m.Op, m.Error)
+	}
+	return errors.New("sandbox init ended before starting the program")
+}
+
+// findProgram returns the program's host pid: the cgroup's one process
+// besides init, as long as the program has not started anything (a held
+// or session program waits on its control pipe). 0 if not found.
+func (s *sandbox) findProgram() int {
+	pids, err := s.cg.pids()
+	if err != nil {
+		return 0
+	}
+	for _, pid := range pids {
+		if pid != s.initPid {
+			return pid
+		}
+	}
+	return 0
+}
+
+// feedStdin copies r to the program's stdin by a goroutine of its own and
+// closes it after the last byte, so the program sees EOF; nil is EOF at
+// once.
+func (s *sandbox) feedStdin(r io.Reader) {
+	if r == nil {
+		s.closeStdin()
+		return
+	}
+	go func() {
+		_, _ = io.Copy(s.p.inW, r)
+		s.closeStdin()
+	}()
+}
+
+// Kill ends the sandbox (and every process of it) at once.
+func (s *sandbox) Kill() { s.kill() }
+
+func (s *sandbox) kill() {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	_ = s.cg.kill()
+}
+
+// killAndReap kills init and waits until it is reaped, for a start that
+// failed before the supervisor took over.
+func (s *sandbox) killAndReap() {
+	s.kill()
+	<-s.exited
+}
+
+// Wait returns the result once every process of the sandbox is gone, its
+// output is drained and its cgroup removed.
+func (s *sandbox) Wait() (*run.Result, error) {
+	<-s.done
+	return s.res, s.err
+}
+
+// Done is closed when the sandbox has ended.
+func (s *sandbox) Done() <-chan struct{} { return s.done }
+
+// closeMarkWriters closes the parent's copies of the output pipes' write
+// ends, if kept, so the drains can reach EOF.
+func (s *sandbox) closeMarkWriters() {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	for i, f := range s.markW {
+		if f != nil {
+			f.Close()
+			s.markW[i] = nil
+		}
+	}
+}
+
+func (s *sandbox) destroyCgroup() {
+	if err := s.cg.destroy(); err != nil {
+		s.r.log.Error("remove run cgroup", "run", s.ws.id, "err", err)
+	}
+	s.ph.mark("cgroup_destroy")
+}
