@@ -365,7 +365,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		if err := ws.MkdirInternal(runtimes.BinaryPath); err != nil {
 			return run.InternalError(err), err
 		}
-		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stderr: stream.Stderr, Limits: p.compileLimits})
+		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr}, Limits: p.compileLimits})
 		if err != nil || compiled.Status != run.StatusOK {
 			res := *compiled
 			res.Compile = compiled
@@ -381,9 +381,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	res, err := r.Run(ctx, ws, isolate.Exec{
 		Argv:   p.rt.RunArgv(p.entry, spec.Args),
 		Env:    p.env,
-		Stdin:  stdinOf(spec, stream),
-		Stdout: stream.Stdout,
-		Stderr: stream.Stderr,
+		Stream: withStdin(spec, stream),
 		Limits: p.limits,
 	})
 	res.Compile = compiled
@@ -397,14 +395,12 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	return res, err
 }
 
-func stdinOf(spec *run.Spec, stream run.Stream) io.Reader {
-	if stream.Stdin != nil {
-		return stream.Stdin
+// withStdin is stream with the spec's stdin when the stream brings none.
+func withStdin(spec *run.Spec, stream run.Stream) run.Stream {
+	if stream.Stdin == nil && spec.Stdin != nil {
+		stream.Stdin = bytes.NewReader(spec.Stdin)
 	}
-	if spec.Stdin != nil {
-		return bytes.NewReader(spec.Stdin)
-	}
-	return nil
+	return stream
 }
 
 // takeWarm returns a ready sandbox for spec, or nil: only interpreted runs
@@ -452,7 +448,7 @@ func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool
 		return nil, err
 	}
 	err = e.Process.Activate(ctx, isolate.Activation{
-		Limits: p.limits, Stdin: stdinOf(spec, stream), Stdout: stream.Stdout, Stderr: stream.Stderr, Control: control,
+		Limits: p.limits, Stream: withStdin(spec, stream), Control: control,
 	})
 	if err != nil {
 		x.log.Info("warm sandbox refused the run; running it cold", "err", err)

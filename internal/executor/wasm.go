@@ -47,7 +47,7 @@ func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream 
 	if err := r.Check(p.limits, spec.Limits); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	e := wasm.Exec{Files: spec.Files, Stdin: stdinOf(spec, stream), Stdout: stream.Stdout, Stderr: stream.Stderr, Limits: p.limits}
+	e := wasm.Exec{Files: spec.Files, Stream: withStdin(spec, stream), Limits: p.limits}
 	e.Env = p.env
 	if p.rt != nil {
 		// WASI has no /tmp: point an interpreter's temporary files at the

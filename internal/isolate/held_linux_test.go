@@ -45,7 +45,7 @@ func TestHeldProcess(t *testing.T) {
 		l := limits.Defaults()
 		l.Timeout = limits.Duration(time.Second)
 		var out strings.Builder
-		if err := p.Activate(t.Context(), Activation{Limits: l, Stdout: &out, Control: []byte("print('warm', flush=True)")}); err != nil {
+		if err := p.Activate(t.Context(), Activation{Limits: l, Stream: run.Stream{Stdout: &out}, Control: []byte("print('warm', flush=True)")}); err != nil {
 			t.Fatal(err)
 		}
 		res, err := p.Wait()
@@ -119,7 +119,7 @@ func TestActivationOutlivesStartContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out strings.Builder
-		err = p.Activate(t.Context(), Activation{Limits: l, Stdout: &out, Control: []byte("import time\ntime.sleep(0.05)\nprint('lived')")})
+		err = p.Activate(t.Context(), Activation{Limits: l, Stream: run.Stream{Stdout: &out}, Control: []byte("import time\ntime.sleep(0.05)\nprint('lived')")})
 		cancel()
 		if err != nil {
 			t.Fatal(err)

@@ -1,11 +1,11 @@
 package isolate
 
 import (
-	"io"
 	"log/slog"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
@@ -69,11 +69,10 @@ type Exec struct {
 	Argv []string
 	// Env is the program's whole environment.
 	Env []string
-	// Stdin is copied to the program's stdin; nil means empty.
-	Stdin io.Reader
-	// Stdout and Stderr, if set, receive the output live as it arrives (up
-	// to the output cap). The result holds it either way.
-	Stdout, Stderr io.Writer
+	// Stream is the program's live I/O: Stdin is copied to its stdin (nil:
+	// empty); Stdout and Stderr, if set, receive the output as it arrives
+	// (up to the output cap). The result holds the output either way.
+	run.Stream
 	// Limits must be complete (merged with defaults and validated).
 	Limits limits.Limits
 }
@@ -83,9 +82,8 @@ type Activation struct {
 	// Limits replace the ones the HeldProcess was started with: the
 	// cgroup's and the program's rlimits are updated. Tmpfs cannot change.
 	Limits limits.Limits
-	Stdin  io.Reader
-	// Stdout and Stderr receive the output live, as Exec's do.
-	Stdout, Stderr io.Writer
+	// Stream is the run's live I/O, as Exec's.
+	run.Stream
 	// Control is written to the program's control pipe, which is then
 	// closed.
 	Control []byte

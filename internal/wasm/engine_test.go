@@ -103,7 +103,7 @@ func TestLiveOutput(t *testing.T) {
 	t.Parallel()
 	eachMode(t, func(t *testing.T, r *Runner) {
 		var out, errb bytes.Buffer
-		res := mustRun(t, r, Exec{Module: testdata("hello.wasm"), Argv: []string{"hello"}, Stdout: &out, Stderr: &errb, Limits: testLimits()})
+		res := mustRun(t, r, Exec{Module: testdata("hello.wasm"), Argv: []string{"hello"}, Stream: run.Stream{Stdout: &out, Stderr: &errb}, Limits: testLimits()})
 		if out.String() != "hello\n" || errb.String() != "oops\n" || res.Status != run.StatusOK {
 			t.Fatalf("live stdout %q stderr %q, %s", out.String(), errb.String(), summary(res))
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
@@ -23,7 +24,7 @@ func Example() {
 	res, err := r.Run(ctx, wasm.Exec{
 		Module: "testdata/hello.wasm",
 		Argv:   []string{"hello"},
-		Stdout: os.Stdout,
+		Stream: run.Stream{Stdout: os.Stdout},
 		Limits: limits.Defaults(),
 	})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -99,11 +98,10 @@ type Exec struct {
 	// is the guest's cwd, mounted read-write at /workspace, and removed
 	// after the run.
 	Files []run.File
-	// Stdin is copied to the guest's stdin; nil means empty.
-	Stdin io.Reader
-	// Stdout and Stderr, if set, receive the output live as it arrives (up
-	// to the output cap). The result holds it either way.
-	Stdout, Stderr io.Writer
+	// Stream is the guest's live I/O: Stdin is copied to its stdin (nil:
+	// empty); Stdout and Stderr, if set, receive the output as it arrives
+	// (up to the output cap). The result holds the output either way.
+	run.Stream
 	// Limits must be complete (merged with defaults and validated); see
 	// Check for the ones this backend refuses.
 	Limits limits.Limits
