@@ -11,6 +11,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/internal/wasm"
 )
 
 // TestBothBackends runs the same specs on the process and the wasm
@@ -96,5 +97,36 @@ func TestBothBackends(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestWasmModuleEnviron: a .wasm module gets exactly the caller's
+// variables in its WASI environment, as a WASI runtime gives it (the
+// environ tests of WebAssembly's wasi-testsuite), none of an interpreter's
+// defaults (HOME, PYTHONUNBUFFERED, OMP_NUM_THREADS).
+func TestWasmModuleEnviron(t *testing.T) {
+	module, err := os.ReadFile("../wasm/testdata/environ.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := New(Options{Wasm: wasm.Config{NoDiskCache: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, ""},
+		{map[string]string{"B": "two", "A": "1"}, "A=1\nB=two\n"},
+	} {
+		res, err := run.Do(t.Context(), x, &run.Spec{Files: []run.File{{Name: "environ.wasm", Content: module}}, Env: tc.env}, run.Stream{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != run.StatusOK || string(res.Stdout) != tc.want {
+			t.Errorf("env %v: status %s environ %q, want %q (stderr %s)", tc.env, res.Status, res.Stdout, tc.want, res.Stderr)
+		}
 	}
 }
