@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -96,8 +97,12 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 // its CPU weight, and the program's rlimits (the program has started
 // nothing yet, so it is the only process they must reach).
 func (h *HeldProcess) limit(l limits.Limits) error {
-	if h.progPid == 0 {
-		return errors.New("apply limits: the held program's pid is unknown")
+	// The pid was read from cgroup.procs at start; it must still be the
+	// sandbox's before prlimit acts on it (a pid of a reaped program could
+	// be a host process's by now). The program is our own runner, waiting
+	// on its control pipe: it has no reason to end in between.
+	if h.progPid == 0 || !h.inCgroup(h.progPid) {
+		return errors.New("apply limits: the held program is not in its sandbox")
 	}
 	if err := h.cg.update(l); err != nil {
 		return fmt.Errorf("apply limits: %w", err)
@@ -108,7 +113,7 @@ func (h *HeldProcess) limit(l limits.Limits) error {
 	for _, rl := range rlimits(l) {
 		lim := unix.Rlimit{Cur: rl.Value, Max: rl.Value}
 		if err := unix.Prlimit(h.progPid, rl.Resource, &lim, nil); err != nil {
-			return fmt.Errorf("apply rlimit %s: %w", rl.Name, err)
+			return fmt.Errorf("apply rlimit %s: %w", rl.Name, os.NewSyscallError("prlimit", err))
 		}
 	}
 	return nil

@@ -49,16 +49,13 @@ func (r *Runner) StartSession(ctx context.Context, ws *Workspace, e Exec) (*Sess
 	if err != nil {
 		return nil, err
 	}
-	sp := &SessionProcess{sandbox: s, limits: e.Limits, pidfd: -1}
-	if pid := s.findProgram(); pid != 0 {
-		fd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			s.Kill()
-			_, _ = s.Wait()
-			return nil, fmt.Errorf("open the program's pidfd: %w", os.NewSyscallError("pidfd_open", err))
-		}
-		sp.pidfd = fd
+	fd, err := s.pinProgram()
+	if err != nil {
+		s.Kill()
+		_, _ = s.Wait()
+		return nil, fmt.Errorf("open the program's pidfd: %w", err)
 	}
+	sp := &SessionProcess{sandbox: s, limits: e.Limits, pidfd: fd}
 	go func() {
 		<-s.done
 		sp.closePidfd()
