@@ -764,11 +764,11 @@ func stateRunIDs(stateDir string) map[string]bool {
 
 // apiLeaks lists what the runs of stateDir's daemons left on the host:
 // run directories and workspace mounts in stateDir, and cgroups and
-// processes of their run ids. It is scoped to those runs (unlike leaks()
-// in host_test.go, which reads /run/sandboxd only and takes every other
-// state dir's live runs for leftovers), so other sandboxes on the host,
-// other engineers' tests included, do not count; TestMain's final check
-// still looks at the whole host. Call it when no run of stateDir is live.
+// processes of their run ids. It is scoped to those runs, so other
+// sandboxes on the host, other engineers' tests included, do not count;
+// TestMain's final check (leaks() in host_test.go) looks at the whole host
+// but takes a run whose lock is held, in any state dir, for live. Call it
+// when no run of stateDir is live.
 func apiLeaks(stateDir string) []string {
 	var out []string
 	ids := stateRunIDs(stateDir)

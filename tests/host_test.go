@@ -19,9 +19,10 @@ import (
 //	cgroups      <controller>/sandboxd/<id>-<n>
 //	mounts       tmpfs "sandboxd-work" on /run/sandboxd/runs/<id>/work
 //
-// Other people may run sandboxes on the same host while the suite runs. A
-// run whose lock is held by a live process is theirs (or ours, still
-// running) and is not a leak. Whether a lock is held is read from
+// Other people may run sandboxes on the same host while the suite runs,
+// in this state dir or in their own. A run whose lock is held by a live
+// process is theirs (or ours, still running) and is not a leak; the
+// workspace mounts say where each run's directory (and lock) is. Whether a lock is held is read from
 // /proc/locks, never by taking it: taking it, even for a moment, would make
 // a starting run fail to lock its own directory.
 
@@ -55,23 +56,49 @@ func heldInodes() map[uint64]bool {
 	return held
 }
 
-// runLive reports whether run id is alive: its lock file is locked, or its
-// directory is so new that its owner may not have locked it yet.
-func runLive(id string, held map[uint64]bool) bool {
-	dir := filepath.Join(runsDir, id)
+// liveRuns tells a live run from a leftover: a run is live while its lock
+// file is locked. Other people's daemons on the host (another engineer's
+// tests) keep their runs in other state dirs; their workspace mounts
+// ("<state>/runs/<id>/work") say where, so their live runs are not taken
+// for this suite's leftovers.
+type liveRuns struct {
+	held map[uint64]bool
+	dirs map[string][]string // run id -> its run directories
+}
+
+func newLiveRuns() liveRuns {
+	l := liveRuns{held: heldInodes(), dirs: map[string][]string{}}
+	for _, m := range workMounts() {
+		if filepath.Base(m) == "work" {
+			dir := filepath.Dir(m)
+			l.dirs[filepath.Base(dir)] = append(l.dirs[filepath.Base(dir)], dir)
+		}
+	}
+	return l
+}
+
+// live reports whether run id is alive: its lock file, in /run/sandboxd,
+// the warm suite's state dir or wherever its workspace is mounted, is
+// locked; or its directory is so new that its owner may not have locked
+// it yet.
+func (l liveRuns) live(id string) bool {
+	dirs := append([]string{filepath.Join(runsDir, id)}, l.dirs[id]...)
 	if warm != nil {
 		// The warm suite's daemon keeps ready sandboxes in its own state
 		// dir: they are live runs, not leftovers.
-		if _, err := os.Stat(filepath.Join(warm.stateDir, "runs", id)); err == nil {
-			dir = filepath.Join(warm.stateDir, "runs", id)
+		dirs = append(dirs, filepath.Join(warm.stateDir, "runs", id))
+	}
+	for _, dir := range dirs {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(dir, "lock"), &st); err == nil {
+			if l.held[st.Ino] {
+				return true
+			}
+			continue
 		}
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(dir, "lock"), &st); err == nil {
-		return held[st.Ino]
-	}
-	if fi, err := os.Stat(dir); err == nil {
-		return time.Since(fi.ModTime()) < 2*time.Second
+		if fi, err := os.Stat(dir); err == nil && time.Since(fi.ModTime()) < 2*time.Second {
+			return true
+		}
 	}
 	return false
 }
@@ -156,14 +183,14 @@ func allPids() []int {
 // sandboxProcs lists processes running under the sandbox's host uids that
 // belong to no live run: after a run returned, any of its own is a leak.
 func sandboxProcs() []hostProc {
-	held := heldInodes()
+	live := newLiveRuns()
 	var out []hostProc
 	for _, pid := range allPids() {
 		p, ok := readProc(pid)
 		if !ok || p.uid < hostUIDFirst || p.uid >= hostUIDFirst+hostUIDCount {
 			continue
 		}
-		if id := runIDOfCgroup(p.cgroup); id != "" && runLive(id, held) {
+		if id := runIDOfCgroup(p.cgroup); id != "" && live.live(id) {
 			continue
 		}
 		out = append(out, p)
@@ -311,25 +338,25 @@ func runIDOfPath(p string) string {
 // leaks lists everything of a finished run still on the host: processes,
 // run directories, cgroups and workspace mounts of runs nobody holds.
 func leaks() []string {
-	held := heldInodes()
+	live := newLiveRuns()
 	var out []string
 	for _, p := range sandboxProcs() {
 		out = append(out, "process: "+p.String())
 	}
 	if ents, err := os.ReadDir(runsDir); err == nil {
 		for _, e := range ents {
-			if !runLive(e.Name(), held) {
+			if !live.live(e.Name()) {
 				out = append(out, "run directory: "+filepath.Join(runsDir, e.Name()))
 			}
 		}
 	}
 	for _, cg := range runCgroups("") {
-		if id := runIDOfCgroup(cg[strings.Index(cg, "/sandboxd/"):]); !runLive(id, held) {
+		if id := runIDOfCgroup(cg[strings.Index(cg, "/sandboxd/"):]); !live.live(id) {
 			out = append(out, "cgroup: "+cg)
 		}
 	}
 	for _, m := range workMounts() {
-		if id := runIDOfPath(m); id == "" || !runLive(id, held) {
+		if id := filepath.Base(filepath.Dir(m)); filepath.Base(m) != "work" || !live.live(id) {
 			out = append(out, "workspace mount: "+m)
 		}
 	}
