@@ -353,12 +353,8 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		return run.InternalError(err), err
 	}
 	defer x.cleanup("remove workspace", ws.ID(), ws.Close)
-	for _, f := range spec.Files {
-		if err := ws.WriteFile(f); err != nil {
-			// The workspace is full or a name clashes (a file and a
-			// directory of the same name): the client's to fix.
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
+	if err := placeFiles(ctx, ws, spec.Files); err != nil {
+		return nil, err
 	}
 	var compiled *run.Result
 	if argv := p.rt.CompileArgv(p.entry); argv != nil {
@@ -393,6 +389,22 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		}
 	}
 	return res, err
+}
+
+// placeFiles writes a run's input files into its workspace, and stops
+// when ctx ends (the client went away): a body of many files is not
+// placed for nobody. A full workspace or a name that clashes (a file and
+// a directory of the same name) is the client's to fix.
+func placeFiles(ctx context.Context, ws *isolate.Workspace, files []run.File) error {
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("place the input files: %w", err)
+		}
+		if err := ws.WriteFile(f); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	return nil
 }
 
 // withStdin is stream with the spec's stdin when the stream brings none.
@@ -430,10 +442,8 @@ var errNotTaken = errors.New("warm sandbox did not take the run")
 // field but isolation.warm.
 func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool.Entry, stream run.Stream) (*run.Result, error) {
 	defer x.cleanup("remove warm sandbox", e.Workspace.ID(), e.Close)
-	for _, f := range spec.Files {
-		if err := e.Workspace.WriteFile(f); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
+	if err := placeFiles(ctx, e.Workspace, spec.Files); err != nil {
+		return nil, err
 	}
 	// The pool's sandbox started without the run's thread sizing; the
 	// runner sets it with the user's variables, which win.

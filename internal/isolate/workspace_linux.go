@@ -30,7 +30,10 @@ type Workspace struct {
 	// dev is the workspace tmpfs's device: openRoot checks it.
 	dev    uint64
 	inputs map[string]workspace.FileStamp
-	seq    int
+	// owned are the directories placed files made, already given to the
+	// sandbox user: each is chowned once, however many files it holds.
+	owned map[string]bool
+	seq   int
 }
 
 // NewWorkspace creates a run's state directory and its workspace tmpfs of
@@ -203,14 +206,23 @@ func (w *Workspace) mkdirOwned(root *os.Root, dir string) error {
 	if dir == "." {
 		return nil
 	}
+	if w.owned[dir] {
+		return nil
+	}
 	if err := root.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// Each ancestor once: chowning all of them for every file would cost
+	// the square of the depth per file.
 	uid, gid := w.owner()
-	for d := dir; d != "."; d = path.Dir(d) {
+	for d := dir; d != "." && !w.owned[d]; d = path.Dir(d) {
 		if err := root.Lchown(d, uid, gid); err != nil {
 			return err
 		}
+		if w.owned == nil {
+			w.owned = map[string]bool{}
+		}
+		w.owned[d] = true
 	}
 	return nil
 }

@@ -67,6 +67,9 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		}
 	}()
 	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("place the input files: %w", err)
+		}
 		if err := ws.WriteFile(f); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
