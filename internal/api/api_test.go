@@ -86,10 +86,17 @@ func newServer(x run.Runner, cfg Config, gate ...int) *Server {
 	return New(&metrics.Runner{Next: &admission.Runner{Gate: g, Next: x}, Metrics: m}, cfg)
 }
 
+// do sends a request as a local client does: to Host localhost:8080
+// (a "Host" in hdr replaces it), with the headers hdr names.
 func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Host = "localhost:8080"
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if http.CanonicalHeaderKey(hdr[i]) == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()

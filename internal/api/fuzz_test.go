@@ -64,7 +64,7 @@ func FuzzSessionPath(f *testing.F) {
 	}
 	s := newServer(newFake(), Config{})
 	f.Fuzz(func(t *testing.T, target string) {
-		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")))
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n")))
 		if err != nil {
 			return
 		}

@@ -24,6 +24,15 @@ type Config struct {
 	// /healthz, /readyz and /openapi.json. Each token is an owner of
 	// sessions: one token cannot see another's.
 	Tokens []string
+	// AllowAnyHost serves any Host header without a token: the operator
+	// put a token-less daemon on a non-loopback address on purpose
+	// (--insecure-no-token). Without it and without Tokens, only loopback
+	// Host names (localhost, 127.x.y.z, [::1]) and Addr are served, so a
+	// web page cannot reach the daemon by DNS rebinding.
+	AllowAnyHost bool
+	// Addr, if set, is the address the daemon listens on ("127.0.0.1:8080");
+	// a token-less daemon serves it as a Host too.
+	Addr string
 	// Runtimes is the registry /v1/runtimes lists and the short form of a
 	// run resolves in (default runtimes.Default()).
 	Runtimes *runtimes.Registry
@@ -120,11 +129,16 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 }
 
 // ServeHTTP caps the body and routes; unknown paths and methods get the
-// API's JSON errors, not net/http's text. A session path with "." or ".."
+// API's JSON errors, not net/http's text. What only a web page sends (a
+// foreign Host without a token, a cross-origin Origin or Sec-Fetch-Site,
+// a text/plain POST to /v1) is refused first (browser.go). A session path with "." or ".."
 // segments (literal or encoded), "//", a NUL or a backslash is refused
 // before routing: ServeMux would clean it and redirect elsewhere.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	if s.refuseBrowser(w, r) {
+		return
+	}
 	if why := unsafePath(r); why != "" {
 		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", errdefs.ErrInvalidArgument, r.URL.EscapedPath(), why))
 		return

@@ -95,14 +95,19 @@ func Serve(ctx context.Context, cfg Config) error {
 	cfg.API.Gate = gate
 	cfg.API.Metrics = m
 	cfg.API.Sessions = sessions
-	srv := api.New(runner, cfg.API)
-	// MCP over streamable HTTP, behind the same token and admission gate.
-	tools := mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions)
-	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	// A token-less daemon on a loopback address serves loopback Host
+	// names and the address it bound (DNS rebinding); on another address
+	// the operator chose --insecure-no-token and something else guards it.
+	cfg.API.Addr = ln.Addr().String()
+	cfg.API.AllowAnyHost = cfg.AllowRemoteWithoutToken && !loopbackListen(cfg.Listen)
+	srv := api.New(runner, cfg.API)
+	// MCP over streamable HTTP, behind the same token and admission gate.
+	tools := mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions)
+	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
 	// period, then its cancellation kills every run still going.
 	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
@@ -146,17 +151,27 @@ func checkListen(cfg Config) error {
 	if len(cfg.API.Tokens) > 0 || cfg.AllowRemoteWithoutToken {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(cfg.Listen)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return fmt.Errorf("listen address %q: %w", cfg.Listen, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if loopbackListen(cfg.Listen) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s (give --token-file, or --insecure-no-token if something else guards it)", ErrInsecure, cfg.Listen)
+}
+
+// loopbackListen reports whether a listen address (host:port) is on the
+// loopback: localhost or a loopback IP.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ServeMCP serves the MCP tools on stdin/stdout until the client goes away

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,22 +46,7 @@ func TestCheckListen(t *testing.T) {
 // TestServeRequiresToken: a token given to the daemon is enforced on the
 // API and on /mcp (it once was not passed on, and nothing was).
 func TestServeRequiresToken(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root for the process backend")
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	addrc := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Serve(ctx, Config{Listen: "127.0.0.1:0", API: api.Config{Tokens: []string{"s3cret"}}, Ready: func(a net.Addr) { addrc <- a }})
-	}()
-	var base string
-	select {
-	case a := <-addrc:
-		base = "http://" + a.String()
-	case err := <-done:
-		testenv.MissingSandbox(t, err)
-	}
+	base, stop := serve(t, Config{Listen: "127.0.0.1:0", API: api.Config{Tokens: []string{"s3cret"}}})
 	get := func(path, token string) int {
 		req, _ := http.NewRequest("GET", base+path, nil)
 		if token != "" {
@@ -87,14 +73,82 @@ func TestServeRequiresToken(t *testing.T) {
 	if got := get("/healthz", ""); got != http.StatusOK {
 		t.Errorf("/healthz: %d", got)
 	}
-	cancel()
+	stop()
+}
+
+// serve starts the daemon (root only) and returns its URL and a stop that
+// checks it shut down cleanly.
+func serve(t *testing.T, cfg Config) (base string, stop func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root for the process backend")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	cfg.Ready = func(a net.Addr) { addrc <- a }
+	go func() { done <- Serve(ctx, cfg) }()
 	select {
+	case a := <-addrc:
+		base = "http://" + a.String()
 	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve after shutdown: %v", err)
+		cancel()
+		testenv.MissingSandbox(t, err)
+	}
+	return base, func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve after shutdown: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("Serve did not return after its context ended")
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
+	}
+}
+
+// TestServeTokenlessHost: a token-less daemon on the loopback serves the
+// address it bound and loopback names, and refuses another Host (DNS
+// rebinding), on the API and on /mcp.
+func TestServeTokenlessHost(t *testing.T) {
+	base, stop := serve(t, Config{Listen: "127.0.0.1:0"})
+	defer stop()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(base, "http://"))
+	for _, c := range []struct {
+		path, host string
+		want       int
+	}{
+		{"/v1/runtimes", "", http.StatusOK},
+		{"/v1/runtimes", "localhost:" + port, http.StatusOK},
+		{"/v1/runtimes", "evil.example:" + port, http.StatusForbidden},
+		{"/v1/sessions", "evil.example", http.StatusForbidden},
+		{"/mcp", "evil.example:" + port, http.StatusForbidden},
+	} {
+		req, _ := http.NewRequest("GET", base+c.path, nil)
+		if c.host != "" {
+			req.Host = c.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET %s Host %q: %d, want %d", c.path, c.host, resp.StatusCode, c.want)
+		}
+	}
+}
+
+func TestLoopbackListen(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.3.2.1:1": true, "[::1]:0": true, "localhost:8080": true,
+		"0.0.0.0:8080": false, ":8080": false, "10.1.2.3:8080": false, "sandbox.example:80": false, "127.0.0.1": false,
+	} {
+		if got := loopbackListen(addr); got != want {
+			t.Errorf("loopbackListen(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }
 

@@ -39,6 +39,10 @@ var (
 	ErrInvalidArgument = &Class{"invalid argument", "invalid_argument"}
 	// ErrUnauthorized: no or a wrong credential.
 	ErrUnauthorized = &Class{"unauthorized", "unauthorized"}
+	// ErrForbidden: the request is refused whoever sends it: a web
+	// page's cross-origin request, a Host a token-less daemon does not
+	// serve (DNS rebinding).
+	ErrForbidden = &Class{"forbidden", "forbidden"}
 	// ErrNotFound: the named thing (a session, a file) does not exist.
 	ErrNotFound = &Class{"not found", "not_found"}
 	// ErrConflict: the target's state forbids the request (a dead
@@ -52,6 +56,9 @@ var (
 	ErrNoSpace = &Class{"insufficient storage", "insufficient_storage"}
 	// ErrMethod: the endpoint does not take this method.
 	ErrMethod = &Class{"method not allowed", "method_not_allowed"}
+	// ErrUnsupportedMediaType: the endpoint does not take a body of this
+	// Content-Type (text/plain on a JSON endpoint: a web form's).
+	ErrUnsupportedMediaType = &Class{"unsupported media type", "unsupported_media_type"}
 	// ErrUnavailable: the request is fine but cannot be served here or
 	// now (a backend this host lacks, a daemon shutting down).
 	ErrUnavailable = &Class{"unavailable", "unavailable"}
@@ -64,7 +71,8 @@ var (
 // too large before it is invalid, and a full queue is a full queue.
 var Classes = []*Class{
 	ErrTooLarge, ErrExhausted, ErrInvalidArgument, ErrNotFound, ErrConflict,
-	ErrNoSpace, ErrUnavailable, ErrUnauthorized, ErrMethod, ErrInternal,
+	ErrNoSpace, ErrUnavailable, ErrUnauthorized, ErrForbidden, ErrMethod,
+	ErrUnsupportedMediaType, ErrInternal,
 }
 
 // New returns a sentinel error of class c with the message msg:

@@ -26,6 +26,8 @@ func TestClassOf(t *testing.T) {
 		{fmt.Errorf("spec: %w", leafInvalid{}), ErrInvalidArgument},
 		{fmt.Errorf("wait: %w", context.Canceled), ErrUnavailable},
 		{ErrExhausted, ErrExhausted},
+		{fmt.Errorf("%w: cross-site", ErrForbidden), ErrForbidden},
+		{fmt.Errorf("%w: text/plain", ErrUnsupportedMediaType), ErrUnsupportedMediaType},
 		{errors.New("disk on fire"), ErrInternal},
 		{nil, ErrInternal},
 		{Wrap(ErrInvalidArgument, errors.New("no files")), ErrInvalidArgument},
@@ -56,6 +58,11 @@ func TestHTTPStatusCoversEveryClass(t *testing.T) {
 			t.Errorf("%s and %s share status %d", o.Code(), c.Code(), s)
 		}
 		seen[s] = c
+	}
+	for c, want := range map[*Class]int{ErrForbidden: http.StatusForbidden, ErrUnsupportedMediaType: http.StatusUnsupportedMediaType} {
+		if got := HTTPStatus(c); got != want {
+			t.Errorf("%s: status %d, want %d", c.Code(), got, want)
+		}
 	}
 	if HTTPStatus(ErrInternal) != http.StatusInternalServerError {
 		t.Error("internal is not 500")

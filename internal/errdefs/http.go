@@ -9,6 +9,8 @@ func HTTPStatus(c *Class) int {
 		return http.StatusBadRequest
 	case ErrUnauthorized:
 		return http.StatusUnauthorized
+	case ErrForbidden:
+		return http.StatusForbidden
 	case ErrNotFound:
 		return http.StatusNotFound
 	case ErrConflict:
@@ -21,6 +23,8 @@ func HTTPStatus(c *Class) int {
 		return http.StatusInsufficientStorage
 	case ErrMethod:
 		return http.StatusMethodNotAllowed
+	case ErrUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	case ErrUnavailable:
 		return http.StatusServiceUnavailable
 	}

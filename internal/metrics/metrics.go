@@ -89,7 +89,8 @@ func New(src Sources) *Metrics {
 func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
 // Rejected counts a request refused before it ran, by reason (one of
-// queue_full, invalid, too_large, unauthorized).
+// queue_full, invalid, too_large, unauthorized, forbidden,
+// unsupported_media_type).
 func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
 
 // Cell counts a finished session cell.
