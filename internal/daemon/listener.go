@@ -20,6 +20,8 @@ const (
 // connection over a cap: the client sees a reset or EOF, not a hang, and
 // accept keeps draining the backlog.
 //
+// The per-IP cap counts an IPv6 client by its /64 (clientKey).
+//
 // Loopback clients have a reserve of their own past the global cap
 // (loopbackReserve connections, still under their per-IP cap), so that a
 // flood from the network cannot lock out a local health check or operator.
@@ -52,7 +54,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c)
-		if reason := l.take(ip); reason != "" {
+		key := clientKey(ip)
+		if reason := l.take(ip, key); reason != "" {
 			// Nothing was read or written: RST would be kinder to
 			// the backlog, but a plain close is enough and portable.
 			_ = c.Close()
@@ -61,15 +64,16 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		return &limitedConn{Conn: c, l: l, ip: ip}, nil
+		return &limitedConn{Conn: c, l: l, key: key}, nil
 	}
 }
 
-// take counts a new connection from ip, or says why it may not be.
-func (l *connLimiter) take(ip netip.Addr) string {
+// take counts a new connection from ip, client key, or says why it may
+// not be.
+func (l *connLimiter) take(ip, key netip.Addr) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.perIP > 0 && l.byIP[ip] >= l.perIP {
+	if l.perIP > 0 && l.byIP[key] >= l.perIP {
 		return refusedPerIP
 	}
 	if l.max > 0 {
@@ -82,18 +86,18 @@ func (l *connLimiter) take(ip netip.Addr) string {
 		}
 	}
 	l.open++
-	l.byIP[ip]++
+	l.byIP[key]++
 	return ""
 }
 
-func (l *connLimiter) release(ip netip.Addr) {
+func (l *connLimiter) release(key netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
-	if n := l.byIP[ip] - 1; n > 0 {
-		l.byIP[ip] = n
+	if n := l.byIP[key] - 1; n > 0 {
+		l.byIP[key] = n
 	} else {
-		delete(l.byIP, ip)
+		delete(l.byIP, key)
 	}
 }
 
@@ -114,18 +118,30 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
+// clientKey is what the per-IP cap counts by: the address, or for IPv6
+// its /64, which one client (one host, one LAN) is routinely given whole.
+func clientKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.IsLoopback() {
+		p, err := ip.Prefix(64)
+		if err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
 // limitedConn gives its slot back on its first Close.
 type limitedConn struct {
 	net.Conn
 	l      *connLimiter
-	ip     netip.Addr
+	key    netip.Addr
 	closed atomic.Bool
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.l.release(c.ip)
+		c.l.release(c.key)
 	}
 	return err
 }

@@ -53,6 +53,7 @@ func TestConnLimiter(t *testing.T) {
 		{"global cap", 2, 0, 0, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}, []int{0, 1}, 0, 2, 2},
 		{"v4-mapped is the same client", 0, 1, 0, []string{"10.0.0.1", "::ffff:10.0.0.1"}, []int{0}, 1, 0, 1},
 		{"loopback reserve past the global cap", 2, 0, 1, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "127.0.0.1", "::1"}, []int{0, 1, 3}, 0, 2, 3},
+		{"an IPv6 /64 is one client", 0, 2, 0, []string{"2001:db8::1", "2001:db8::2", "2001:db8::ffff:1", "2001:db8:0:1::1"}, []int{0, 1, 3}, 1, 0, 3},
 		{"per-IP cap holds within the reserve", 1, 1, 5, []string{"10.0.0.1", "127.0.0.1", "127.0.0.1"}, []int{0, 1}, 1, 0, 2},
 	}
 	for _, tc := range cases {
