@@ -6,7 +6,8 @@ import (
 )
 
 // writeDeadlines gives every write of a response its own deadline, d from
-// the moment it starts, instead of http.Server.WriteTimeout's one deadline
+// the moment it starts (a write of more than writeSlice bytes is made as
+// several, each with its own), instead of http.Server.WriteTimeout's one deadline
 // for the whole response: a run may last minutes and stream output all the
 // while (or answer only at its end), and that must not be cut, but a
 // client that stops reading must be. A write that cannot hand its bytes to
@@ -48,9 +49,24 @@ func (w *deadlineWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// writeSlice is the most a write hands on under one deadline. A run's
+// last event holds its whole output (megabytes): at one deadline for it
+// all, a client reading steadily at 1 MB/s would be cut. So the rule a
+// client must keep is: take writeSlice bytes per write timeout (64 KiB in
+// 30s by default, about 2 KB/s).
+const writeSlice = 64 << 10
+
 func (w *deadlineWriter) Write(p []byte) (int, error) {
-	w.extend()
-	return w.ResponseWriter.Write(p)
+	n := 0
+	for {
+		w.extend()
+		m, err := w.ResponseWriter.Write(p[:min(len(p), writeSlice)])
+		n += m
+		p = p[m:]
+		if err != nil || len(p) == 0 {
+			return n, err
+		}
+	}
 }
 
 // FlushError is what http.ResponseController.Flush calls.

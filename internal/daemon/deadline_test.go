@@ -17,6 +17,27 @@ import (
 // serveConns serves h on 127.0.0.1 behind c's caps and timeouts, as Serve
 // does, and returns its address.
 func serveConns(t *testing.T, c Conns, h http.Handler) (string, *connLimiter) {
+	return serveConnsBuf(t, c, h, 0)
+}
+
+// smallSendBuf is a listener whose connections have a send buffer of
+// sndbuf bytes. The kernel wakes a blocked writer only once a third of
+// the send buffer is free; with the default (autotuned to 4 MiB) a reader
+// must drain 1.3 MB per write timeout, too much for a test's short one.
+type smallSendBuf struct {
+	net.Listener
+	sndbuf int
+}
+
+func (l smallSendBuf) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(l.sndbuf)
+	}
+	return c, err
+}
+
+func serveConnsBuf(t *testing.T, c Conns, h http.Handler, sndbuf int) (string, *connLimiter) {
 	t.Helper()
 	c, err := c.resolve(0, false, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -25,6 +46,9 @@ func serveConns(t *testing.T, c Conns, h http.Handler) (string, *connLimiter) {
 	ln, err := c.listen("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sndbuf > 0 {
+		ln.Listener = smallSendBuf{ln.Listener, sndbuf}
 	}
 	hs := &http.Server{Handler: h}
 	c.server(hs)
@@ -216,4 +240,41 @@ func TestConnTimeouts(t *testing.T) {
 		}
 	})
 	waitOpen(t, ln, 0)
+}
+
+// TestWriteDeadlineBigWrite: one write far larger than a write timeout's
+// worth of the client's reading (a run's result holds its whole output)
+// still reaches a client that reads steadily.
+func TestWriteDeadlineBigWrite(t *testing.T) {
+	const size = 2 << 20
+	done := make(chan error, 1)
+	addr, _ := serveConnsBuf(t, Conns{WriteTimeout: 300 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := w.Write([]byte(strings.Repeat("x", size)))
+		done <- err
+	}), 64<<10)
+	c := dialSmall(t, addr)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	buf := make([]byte, 32<<10)
+	total := 0
+	for {
+		n, err := c.Read(buf)
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", total, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("a %d-byte write to a client reading for %s failed: %v", size, time.Since(start), err)
+	}
+	if total < size {
+		t.Fatalf("read %d bytes, want more than %d", total, size)
+	}
+	t.Logf("%d bytes in one write, read in %s", size, time.Since(start))
 }
