@@ -95,7 +95,8 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 	}()
 	gate := newGate(cfg)
-	// The metrics count the listener's refusals, and it is theirs to show.
+	// The listener counts its refusals in m, and m shows its open
+	// connections: m is set before Serve below makes ln accept.
 	var m *metrics.Metrics
 	ln, err := conns.listen(cfg.Listen, func(reason string) { m.ConnRefused(reason) })
 	if err != nil {

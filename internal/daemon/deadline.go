@@ -7,10 +7,10 @@ import (
 
 // writeDeadlines gives every write of a response its own deadline, d from
 // the moment it starts (a write of more than writeSlice bytes is made as
-// several, each with its own), instead of http.Server.WriteTimeout's one deadline
-// for the whole response: a run may last minutes and stream output all the
-// while (or answer only at its end), and that must not be cut, but a
-// client that stops reading must be. A write that cannot hand its bytes to
+// several, each with its own), instead of http.Server.WriteTimeout's one
+// deadline for the whole response: a run may last minutes and stream
+// output all the while (or answer only at its end), and that must not be
+// cut, but a client that stops reading must be. A write that cannot hand its bytes to
 // the kernel within d fails; net/http then cancels the request's context,
 // which kills the run, and closes the connection.
 //
