@@ -56,8 +56,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		ip := remoteIP(c)
 		key := clientKey(ip)
 		if reason := l.take(ip, key); reason != "" {
-			// Nothing was read or written: RST would be kinder to
-			// the backlog, but a plain close is enough and portable.
+			// Closed before a byte is read or written: the client
+			// sees EOF (or a reset, if it had sent its request).
 			_ = c.Close()
 			if l.refused != nil {
 				l.refused(reason)
