@@ -223,6 +223,7 @@ rest.`,
 	fl.IntVar(&cfg.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
+	connFlags(fl, &cfg.Conns)
 	fl.StringVar(&logFormat, "log-format", "json", "log `FORMAT`: json or text")
 	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "keep N warm sandboxes ready for RUNTIME, as `RUNTIME=N`: python=2 (0 disables)")
 	showDefault(fl, "warm", "")
@@ -242,6 +243,18 @@ func parseTokens(s string) []string {
 		}
 	}
 	return out
+}
+
+// connFlags bound the HTTP connections (daemon.Conns; RATIONALE.md,
+// "Connection hygiene").
+func connFlags(fl *pflag.FlagSet, c *daemon.Conns) {
+	fl.IntVar(&c.Max, "max-conns", 0, "HTTP connections open at once; more are closed as soon as accepted")
+	showDefault(fl, "max-conns", "4096, or less to fit RLIMIT_NOFILE")
+	fl.IntVar(&c.PerIP, "max-conns-per-ip", 256, "HTTP connections open at once from one client address (an IPv6 /64); -1: no cap, for a daemon behind a proxy")
+	fl.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
+	fl.DurationVar(&c.ReadTimeout, "read-timeout", 3*time.Minute, "how long a client may take to send a whole request, body included")
+	fl.DurationVar(&c.WriteTimeout, "write-timeout", 30*time.Second, "how long each write of a response may wait on a client that does not read (each write, not the whole response: streamed runs go on)")
+	fl.DurationVar(&c.IdleTimeout, "idle-timeout", 60*time.Second, "how long a keep-alive connection may wait for its next request")
 }
 
 // sessionFlags are the session manager's flags.

@@ -45,6 +45,8 @@ type Config struct {
 	Ready func(addr net.Addr)
 	// Version is reported to MCP clients.
 	Version string
+	// Conns bounds the HTTP connections: caps and timeouts.
+	Conns Conns
 }
 
 // ErrInsecure: a non-loopback listen address without a token.
@@ -64,6 +66,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if err := checkListen(cfg); err != nil {
+		return err
+	}
+	nfd, known := nofile()
+	conns, err := cfg.Conns.resolve(nfd, known, log)
+	if err != nil {
 		return err
 	}
 	cfg.Executor.Logger = log
@@ -88,17 +95,20 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 	}()
 	gate := newGate(cfg)
-	m := metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats})
+	// The listener counts its refusals in m, and m shows its open
+	// connections: m is set before Serve below makes ln accept.
+	var m *metrics.Metrics
+	ln, err := conns.listen(cfg.Listen, func(reason string) { m.ConnRefused(reason) })
+	if err != nil {
+		return err
+	}
+	m = metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats, Conns: ln.Open})
 	runner := frontRunner(x, gate, m, log)
 	cfg.API.Logger = log
 	cfg.API.Runtimes = x.Runtimes()
 	cfg.API.Gate = gate
 	cfg.API.Metrics = m
 	cfg.API.Sessions = sessions
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
 	// A token-less daemon on a loopback address serves loopback Host
 	// names and the address it bound (DNS rebinding); on another address
 	// the operator chose --insecure-no-token and something else guards it.
@@ -113,14 +123,15 @@ func Serve(ctx context.Context, cfg Config) error {
 	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer killRuns()
 	hs := &http.Server{
-		Handler:           srv,
-		BaseContext:       func(net.Listener) context.Context { return runCtx },
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Handler:     srv,
+		BaseContext: func(net.Listener) context.Context { return runCtx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	conns.server(hs)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", len(cfg.API.Tokens) > 0)
+	log.Info("sandboxd listening", "addr", ln.Addr().String(), "auth", len(cfg.API.Tokens) > 0,
+		"max_conns", conns.Max, "max_conns_per_ip", conns.PerIP)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

@@ -24,6 +24,8 @@ type Sources struct {
 	Sessions func() int
 	// Pools are the warm pools' figures by runtime.
 	Pools func() map[string]pool.Stats
+	// Conns is the number of HTTP connections open.
+	Conns func() int
 }
 
 // Metrics is one daemon's registry. Create it with New.
@@ -33,11 +35,15 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	rejected *prometheus.CounterVec
 	cells    *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // Rejection reasons: every one exists from the start, so rate() works
 // before the first rejection.
 var rejectReasons = []string{"queue_full", "invalid", "too_large", "unauthorized"}
+
+// Reasons a connection is refused: its client's cap, or the daemon's.
+var refuseReasons = []string{"per_ip", "total"}
 
 // New returns a registry with the Go and process collectors and
 // sandboxd's own metrics.
@@ -61,9 +67,16 @@ func New(src Sources) *Metrics {
 			Name: "sandboxd_session_cells_total",
 			Help: "Session cells finished, by status.",
 		}, []string{"status"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_connections_refused_total",
+			Help: "Connections closed as soon as accepted, by the cap they were over (per_ip, total).",
+		}, []string{"reason"}),
 	}
 	for _, reason := range rejectReasons {
 		m.rejected.WithLabelValues(reason)
+	}
+	for _, reason := range refuseReasons {
+		m.refused.WithLabelValues(reason)
 	}
 	gauge := func(name, help string, f func() int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
@@ -74,10 +87,11 @@ func New(src Sources) *Metrics {
 		})
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.runs, m.duration, m.rejected, m.cells,
+		m.runs, m.duration, m.rejected, m.cells, m.refused,
 		gauge("sandboxd_runs_active", "Runs admitted and not yet finished.", src.Running),
 		gauge("sandboxd_queue_depth", "Runs waiting for a slot.", src.Waiting),
 		gauge("sandboxd_sessions_active", "Live sessions (idle, busy or dead but not yet deleted).", src.Sessions),
+		gauge("sandboxd_connections_open", "HTTP connections accepted and not yet closed.", src.Conns),
 	)
 	if src.Pools != nil {
 		m.reg.MustRegister(newPoolCollector(src.Pools))
@@ -92,6 +106,10 @@ func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 // queue_full, invalid, too_large, unauthorized, forbidden,
 // unsupported_media_type).
 func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
+
+// ConnRefused counts a connection refused over a cap, by reason (per_ip
+// or total).
+func (m *Metrics) ConnRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 // Cell counts a finished session cell.
 func (m *Metrics) Cell(status run.Status) { m.cells.WithLabelValues(string(status)).Inc() }
