@@ -327,7 +327,7 @@ func checkModule(cm wazero.CompiledModule) error {
 	for _, f := range cm.ImportedFunctions() {
 		if mod, name, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
 			// Both names are the module's: quoted, and bounded.
-			return fmt.Errorf("imports %s.%s: only %s is provided", run.Quote(mod, run.MaxName), run.Quote(name, run.MaxName), wasi_snapshot_preview1.ModuleName)
+			return fmt.Errorf("imports %s: only %s is provided", run.Quote(mod+"."+name, run.MaxName), wasi_snapshot_preview1.ModuleName)
 		}
 	}
 	if _, ok := cm.ExportedFunctions()["_start"]; !ok {
