@@ -106,7 +106,7 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.metrics.Rejected("invalid")
-		pistonFail(w, fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, err))
+		pistonFail(w, fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, run.ClipError(err, run.MaxMessage)))
 		return
 	}
 	p, rt, version, err := s.pistonPlan(r, &req)
@@ -159,7 +159,7 @@ func (s *Server) pistonPlan(r *http.Request, req *PistonRequest) (*run.Plan, *ru
 		version, err = g.Version(r.Context(), rt)
 	}
 	if err != nil || !versionMatches(req.Version, version) {
-		return nil, nil, "", bad("%s-%s runtime is unknown", req.Language, req.Version)
+		return nil, nil, "", bad("%s-%s runtime is unknown", run.Clip(req.Language, run.MaxName), run.Clip(req.Version, run.MaxName))
 	}
 	spec := &run.Spec{Runtime: rt.Name, Args: req.Args, Stdin: []byte(req.Stdin)}
 	for i, f := range req.Files {

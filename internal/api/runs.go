@@ -45,7 +45,8 @@ func decodeStrict(r io.Reader, v any) error {
 		if errors.As(err, &maxErr) {
 			return fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit)
 		}
-		return fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, err)
+		// json's messages quote the input (an unknown field's name).
+		return fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, run.ClipError(err, run.MaxMessage))
 	}
 	// Anything after the one JSON value (another value, or a stray ']'
 	// that More does not report) is an error, not ignored.

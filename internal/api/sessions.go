@@ -189,7 +189,7 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRe
 	// run= is the session's sandbox (its run directory and cgroups).
 	s.log.Log(ctx, level, "cell", "session", res.Session, "run", sess.Workspace().ID(), "cell", res.Cell,
 		"status", res.Status, "state", res.State, "wall", res.WallTime.Round(time.Microsecond),
-		"cpu", res.CPUTime.Round(time.Microsecond), "took", took.Round(time.Microsecond), "reason", res.Reason)
+		"cpu", res.CPUTime.Round(time.Microsecond), "took", took.Round(time.Microsecond), "reason", run.Clip(res.Reason, run.MaxMessage))
 	return res, nil
 }
 
@@ -235,7 +235,7 @@ func fileMode(s string) (os.FileMode, error) {
 	}
 	v, perr := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
 	if perr != nil || v == 0 || v > 0o777 {
-		return 0, fmt.Errorf("%w: mode %q: want octal permission bits from 0001 to 0777, such as 0644 or 0755", errdefs.ErrInvalidArgument, s)
+		return 0, fmt.Errorf("%w: mode %s: want octal permission bits from 0001 to 0777, such as 0644 or 0755", errdefs.ErrInvalidArgument, run.Quote(s, run.MaxName))
 	}
 	return os.FileMode(v), nil
 }

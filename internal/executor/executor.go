@@ -220,12 +220,12 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 		entry = spec.Files[0].Name
 	}
 	if !slices.ContainsFunc(spec.Files, func(f run.File) bool { return f.Name == entry }) {
-		return nil, fmt.Errorf("%w: entry %q is not one of the files", ErrInvalid, entry)
+		return nil, fmt.Errorf("%w: entry %s is not one of the files", ErrInvalid, run.Quote(entry, run.MaxName))
 	}
 	switch spec.Backend {
 	case run.BackendAuto, run.BackendProcess, run.BackendWasm:
 	default:
-		return nil, fmt.Errorf("%w: unknown backend %q: use %q, %q or leave it empty (auto)", ErrInvalid, spec.Backend, run.BackendProcess, run.BackendWasm)
+		return nil, fmt.Errorf("%w: unknown backend %s: use %q, %q or leave it empty (auto)", ErrInvalid, run.Quote(string(spec.Backend), run.MaxName), run.BackendProcess, run.BackendWasm)
 	}
 	for _, a := range spec.Args {
 		if strings.ContainsRune(a, 0) {
@@ -240,7 +240,7 @@ func (x *Executor) plan(spec *run.Spec) (*plan, error) {
 	case isWasmModule(entry):
 		// A WASI module runs as is, on the wasm backend.
 		if spec.Backend == run.BackendProcess {
-			return nil, fmt.Errorf("%w: %s is a WebAssembly module: it runs on the wasm backend", ErrInvalid, entry)
+			return nil, fmt.Errorf("%w: %s is a WebAssembly module: it runs on the wasm backend", ErrInvalid, run.Quote(entry, run.MaxName))
 		}
 	default:
 		p.rt, err = x.opts.Runtimes.ForFile(entry)

@@ -62,12 +62,12 @@ func (r *Runner) Run(ctx context.Context, ws *Workspace, e Exec) (*run.Result, e
 	return s.Wait()
 }
 
-// failed is the result of a run whose sandbox failed.
+// failed is the result of a run whose sandbox failed (run.InternalError,
+// whose text is bounded, with the run's id and isolation).
 func failed(iso run.Isolation, id string, err error) *run.Result {
-	return &run.Result{
-		ID: id, ExitCode: -1, Isolation: iso, Stdout: []byte{}, Stderr: []byte{},
-		Status: run.StatusInternalError, Error: err.Error(), Reason: "the sandbox failed: " + err.Error(),
-	}
+	res := run.InternalError(err)
+	res.ID, res.Isolation = id, iso
+	return res
 }
 
 func (r *Runner) isolation() run.Isolation {

@@ -281,9 +281,11 @@ func (s *sandbox) awaitProgram(ctx context.Context) error {
 }
 
 // setupError says why setup failed: init's message, or its silence.
+// The message crossed the sync pipe from inside the sandbox, so its text
+// is bounded before it becomes an error (and a Reason, a log line).
 func (s *sandbox) setupError(m *nsinit.Message) error {
 	if m != nil {
-		return fmt.Errorf("sandbox setup: %s: %s", m.Op, m.Error)
+		return fmt.Errorf("sandbox setup: %s: %s", run.Clip(m.Op, run.MaxName), run.Clip(m.Error, run.MaxMessage))
 	}
 	return errors.New("sandbox init ended before starting the program")
 }

@@ -97,7 +97,7 @@ func (w *Workspace) writeFile(name string, f run.File) error {
 	defer root.Close()
 	uid, gid := w.owner()
 	if err := w.mkdirOwned(root, path.Dir(name)); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", run.Quote(name, run.MaxName), err)
 	}
 	mode := os.FileMode(f.Mode & 0o777)
 	if mode == 0 {
@@ -105,7 +105,7 @@ func (w *Workspace) writeFile(name string, f run.File) error {
 	}
 	fh, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", run.Quote(name, run.MaxName), err)
 	}
 	_, err = fh.Write(f.Content)
 	if err == nil {
@@ -124,7 +124,7 @@ func (w *Workspace) writeFile(name string, f run.File) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", run.Quote(name, run.MaxName), err)
 	}
 	return nil
 }

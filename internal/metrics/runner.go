@@ -50,7 +50,7 @@ func (r *Runner) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Resul
 		r.Log.Log(ctx, level, "run", "id", res.ID, "runtime", res.Runtime, "status", res.Status,
 			"exit_code", res.ExitCode, "wall", res.WallTime.Round(time.Microsecond), "cpu", res.CPUTime.Round(time.Microsecond),
 			"peak_memory", res.PeakMemory, "queued", p.Waited.Round(time.Microsecond), "took", took.Round(time.Microsecond),
-			"error", res.Error)
+			"error", run.Clip(res.Error, run.MaxMessage))
 	}
 	return res, err
 }

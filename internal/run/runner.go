@@ -56,9 +56,11 @@ type Runner interface {
 }
 
 // InternalError is the result of a run the sandbox failed before or while
-// running it.
+// running it. Its Error and Reason are clipped at MaxMessage: the error
+// can carry what the sandbox said (init's setup error, a worker's).
 func InternalError(err error) *Result {
-	return &Result{Status: StatusInternalError, ExitCode: -1, Error: err.Error(), Reason: "the sandbox failed: " + err.Error(), Stdout: []byte{}, Stderr: []byte{}}
+	msg := Clip(err.Error(), MaxMessage)
+	return &Result{Status: StatusInternalError, ExitCode: -1, Error: msg, Reason: "the sandbox failed: " + msg, Stdout: []byte{}, Stderr: []byte{}}
 }
 
 // SetCanceled marks res as stopped by its caller, for the cause its

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
@@ -55,7 +56,7 @@ func mergeEnv(env []string, user map[string]string) ([]string, error) {
 	keys := make([]string, 0, len(user))
 	for k, v := range user {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return nil, fmt.Errorf("%w %q: names must be non-empty without '=' or NUL, values without NUL", ErrBadEnv, k)
+			return nil, fmt.Errorf("%w %s: names must be non-empty without '=' or NUL, values without NUL", ErrBadEnv, run.Quote(k, run.MaxName))
 		}
 		keys = append(keys, k)
 	}

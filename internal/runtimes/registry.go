@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // probeTimeout bounds one version probe.
@@ -98,7 +100,7 @@ func (g *Registry) Lookup(name string) (*Runtime, error) {
 	if rt, ok := g.byName[strings.ToLower(name)]; ok {
 		return rt, nil
 	}
-	return nil, fmt.Errorf("%w %q: available: %s", ErrUnknownRuntime, name, g.namesLocked())
+	return nil, fmt.Errorf("%w %s: available: %s", ErrUnknownRuntime, run.Quote(name, run.MaxName), g.namesLocked())
 }
 
 // ForFile returns the runtime for the extension of path's file name,
@@ -112,12 +114,12 @@ func (g *Registry) ForFile(path string) (*Runtime, error) {
 	if rt, ok := g.byExt[strings.ToLower(ext)]; ok {
 		return rt, nil
 	}
-	what := fmt.Sprintf("file extension %q", ext)
+	what := "file extension " + run.Quote(ext, run.MaxName)
 	if ext == "" {
 		what = "no file extension"
 	}
-	return nil, fmt.Errorf("%w for %q: %s is not recognised; name one with --runtime (available: %s)",
-		ErrUnknownRuntime, path, what, g.namesLocked())
+	return nil, fmt.Errorf("%w for %s: %s is not recognised; name one with --runtime (available: %s)",
+		ErrUnknownRuntime, run.Quote(path, run.MaxName), what, g.namesLocked())
 }
 
 // All returns the registered runtimes sorted by name.

@@ -2,11 +2,15 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"errors"
 	"image/png"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,4 +234,67 @@ func TestListingHasUserFilesOnly(t *testing.T) {
 	if !slices.Equal(names, []string{"plot.png"}) {
 		t.Errorf("the listing is %q; want only the cell's plot.png", names)
 	}
+}
+
+// TestHostileFieldName: a cell that sends, on the kernel's answer pipe,
+// an answer with a field name of a MiB kills its session, and the reason
+// the session keeps (and every GET of it repeats), the cell's result and
+// the daemon's log are bounded: the name is not copied into them whole.
+func TestHostileFieldName(t *testing.T) {
+	logs := &recordLog{}
+	m := newManager(t, Config{Logger: slog.New(logs)})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(30 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := "import gc, os, time\nfd = [o for o in gc.get_objects() if type(o).__name__ == '_Kernel'][0].answers\n" +
+		"os.write(fd, b'{\"type\": \"done\", \"' + b'f' * (1 << 20) + b'\": 1}\\n')\ntime.sleep(5)"
+	res := exec(t, s, code)
+	if res.Status != run.StatusInternalError || res.State != run.SessionDead || !strings.Contains(res.Reason, "protocol") {
+		t.Fatalf("status %s state %s reason %.200q", res.Status, res.State, res.Reason)
+	}
+	const bound = run.MaxMessage + 200
+	if len(res.Reason) > bound {
+		t.Errorf("the cell's reason is %d bytes", len(res.Reason))
+	}
+	if r := s.Info().Reason; len(r) > bound || !strings.Contains(r, "bytes in all") {
+		t.Errorf("the session's reason is %d bytes: %.200q", len(r), r)
+	}
+	if _, err := s.Exec(t.Context(), run.CellRequest{Code: "1"}, run.CellStream{}); !errors.Is(err, ErrDead) || len(err.Error()) > bound {
+		t.Errorf("a cell of the dead session: %d bytes: %.200v", len(err.Error()), err)
+	}
+	if err := m.Delete("me", s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.longest(); n > bound {
+		t.Errorf("a log record of %d bytes", n)
+	}
+}
+
+// recordLog is a slog handler that keeps the size of each record.
+type recordLog struct {
+	mu   sync.Mutex
+	max  int
+	seen int
+}
+
+func (h *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordLog) WithGroup(string) slog.Handler            { return h }
+func (h *recordLog) Handle(_ context.Context, r slog.Record) error {
+	n := len(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		n += len(a.Key) + len(a.Value.String())
+		return true
+	})
+	h.mu.Lock()
+	h.max, h.seen = max(h.max, n), h.seen+1
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *recordLog) longest() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.max
 }

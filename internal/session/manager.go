@@ -306,7 +306,7 @@ func (m *Manager) Get(owner, id string) (*Session, error) {
 		if r := replicaOf(id); r != "" && r != m.cfg.Replica {
 			return nil, &ElsewhereError{ID: id, Replica: r, Here: m.cfg.Replica}
 		}
-		return nil, fmt.Errorf("%w: no session %q (it may have expired)", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no session %s (it may have expired)", ErrNotFound, run.Quote(id, run.MaxName))
 	}
 	return s, nil
 }

@@ -74,7 +74,9 @@ func parseAnswer(line []byte) (answer, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&a); err != nil {
-		return answer{}, fmt.Errorf("%w: %w", errProtocol, err)
+		// json's messages quote the input: an unknown field's name, a
+		// value of the wrong type, as long as the line.
+		return answer{}, fmt.Errorf("%w: %w", errProtocol, run.ClipError(err, run.MaxMessage))
 	}
 	// Decode stops after the first value: anything but spaces after it
 	// (a second object, garbage) makes the line malformed.
@@ -84,7 +86,7 @@ func parseAnswer(line []byte) (answer, error) {
 	switch a.Type {
 	case "ready", "display", "done":
 	default:
-		return answer{}, fmt.Errorf("%w: unknown answer type %q", errProtocol, a.Type)
+		return answer{}, fmt.Errorf("%w: unknown answer type %s", errProtocol, run.Quote(a.Type, run.MaxName))
 	}
 	return a, nil
 }

@@ -204,3 +204,25 @@ func TestReadAnswersCap(t *testing.T) {
 		t.Fatalf("got %+v, %v; want the first ready, then a protocol violation", got, err)
 	}
 }
+
+// TestParseAnswerBoundsErrors: what a hostile kernel puts in an answer (a
+// field name, a type, a value of the wrong kind, each a MiB long) comes
+// back in the protocol error bounded, never whole.
+func TestParseAnswerBoundsErrors(t *testing.T) {
+	huge := strings.Repeat("f", 1<<20)
+	for _, line := range []string{
+		`{"type": "done", "` + huge + `": 1}`,
+		`{"type": "` + huge + `"}`,
+		`{"type": "done", "id": 7` + huge + `}`,
+		`{"type": "done", "error": "` + huge + `"}`,
+		`{"type": "\n` + huge + `"}`,
+	} {
+		_, err := parseAnswer([]byte(line))
+		if !errors.Is(err, errProtocol) {
+			t.Fatalf("%.40s…: %v; want a protocol violation", line, err)
+		}
+		if msg := err.Error(); len(msg) > run.MaxMessage+100 || !utf8.ValidString(msg) || strings.Contains(msg, "\n") {
+			t.Errorf("%.40s…: an error of %d bytes: %.200q", line, len(msg), msg)
+		}
+	}
+}

@@ -105,7 +105,7 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		}
 		err := errors.New("the kernel ended during its start-up")
 		if ok {
-			err = fmt.Errorf("%w: %q before ready", errProtocol, a.Type)
+			err = fmt.Errorf("%w: %s before ready", errProtocol, run.Quote(a.Type, run.MaxName))
 		}
 		s.kill()
 		res, _ := p.Wait()
@@ -141,7 +141,7 @@ func (s *Session) watch() {
 	// A death during a cell is the cell's to explain (a limit it hit, a
 	// kill that followed): Exec sets the reason then.
 	if s.state == run.SessionIdle {
-		s.state, s.reason = run.SessionDead, deathReason(res, s.limits)
+		s.state, s.reason = run.SessionDead, run.Clip(deathReason(res, s.limits), run.MaxMessage)
 	}
 }
 
@@ -436,7 +436,9 @@ func (s *Session) died(ctx context.Context, res *run.CellResult, start time.Time
 	default:
 		res.Status, res.Reason = run.StatusInternalError, "the kernel ended"
 	}
-	res.Reason += "; the session is dead"
+	// The reason is stored with the session and repeated by every GET of
+	// it: what the kernel put in it (a protocol error) is bounded.
+	res.Reason = run.Clip(res.Reason, run.MaxMessage) + "; the session is dead"
 	return res
 }
 

@@ -98,7 +98,8 @@ func classify(res *run.Result, end guestEnd, cause error, l limits.Limits) error
 	default:
 		// Not the guest's doing: a host function failed, or the module
 		// could not be instantiated.
-		return fmt.Errorf("run the module: %s", end.Err)
+		// end.Err crossed the worker's pipe: bounded again here.
+		return fmt.Errorf("run the module: %s", run.Clip(end.Err, run.MaxMessage))
 	}
 	failed := res.ExitCode != 0
 	switch {
@@ -107,7 +108,7 @@ func classify(res *run.Result, end guestEnd, cause error, l limits.Limits) error
 		res.Reason = fmt.Sprintf("stopped: memory limit of %s reached (linear memory peak %d bytes)", l.Memory, res.PeakMemory)
 	case end.Kind == endTrap:
 		res.Status = run.StatusSignaled
-		res.Reason = fmt.Sprintf("wasm trap: %s (reported as %s, what the fault raises natively)", end.Trap, t.name)
+		res.Reason = fmt.Sprintf("wasm trap: %s (reported as %s, what the fault raises natively)", run.Clip(end.Trap, run.MaxName), t.name)
 	case !failed:
 		res.Status = run.StatusOK
 	default:

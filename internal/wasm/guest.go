@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
@@ -169,7 +170,9 @@ func runGuest(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModule, 
 		if t, ok := asTrap(err); ok {
 			end.Kind, end.Trap = endTrap, t.text
 		} else {
-			end.Kind, end.Err = endError, err.Error()
+			// wazero's error carries the guest's stack trace, whose
+			// function names are the module's.
+			end.Kind, end.Err = endError, run.Clip(err.Error(), run.MaxMessage)
 		}
 	}
 	return end

@@ -14,6 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // Interpreter is a language runtime compiled to WASI by
@@ -292,7 +294,9 @@ func (r *Runner) compile(ctx context.Context, path string, e *moduleEntry) {
 	}
 	cm, err := r.rt.CompileModule(ctx, b)
 	if err != nil {
-		e.err = fmt.Errorf("%w: compile %s: %w", ErrInvalid, filepath.Base(path), err)
+		// wazero's messages can name what the module declares (its
+		// imports, exports, custom sections): text the module chose.
+		e.err = fmt.Errorf("%w: compile %s: %w", ErrInvalid, filepath.Base(path), run.ClipError(err, run.MaxMessage))
 		return
 	}
 	if err := checkModule(cm); err != nil {
@@ -322,7 +326,8 @@ func (r *Runner) compile(ctx context.Context, path string, e *moduleEntry) {
 func checkModule(cm wazero.CompiledModule) error {
 	for _, f := range cm.ImportedFunctions() {
 		if mod, name, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
-			return fmt.Errorf("imports %s.%s: only %s is provided", mod, name, wasi_snapshot_preview1.ModuleName)
+			// Both names are the module's: quoted, and bounded.
+			return fmt.Errorf("imports %s: only %s is provided", run.Quote(mod+"."+name, run.MaxName), wasi_snapshot_preview1.ModuleName)
 		}
 	}
 	if _, ok := cm.ExportedFunctions()["_start"]; !ok {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // loadGrace bounds how long a worker may take to load a module before its
@@ -251,7 +253,7 @@ func (p *workerPool) warm(ctx context.Context, paths []string) error {
 			return fmt.Errorf("the wasm worker died: %s", w.stderr.String())
 		case m.Err != "":
 			p.put(w)
-			return fmt.Errorf("warm a wasm worker: %s", m.Err)
+			return fmt.Errorf("warm a wasm worker: %s", run.Clip(m.Err, run.MaxMessage))
 		}
 		p.put(w)
 		return nil
@@ -386,7 +388,7 @@ func (s *supervision) run(ctx context.Context) (guestEnd, error, time.Duration, 
 				peak = max(peak, m.Peak)
 			case m.Err != "":
 				s.p.put(w)
-				return guestEnd{}, nil, 0, fmt.Errorf("wasm worker: %s", m.Err)
+				return guestEnd{}, nil, 0, fmt.Errorf("wasm worker: %s", run.Clip(m.Err, run.MaxMessage))
 			case m.End != nil:
 				wall := time.Since(start)
 				s.p.put(w)

@@ -34,9 +34,12 @@ func (r *Runner) Run(ctx context.Context, e Exec) (*run.Result, error) {
 		// compilation or a worker): as classify says it once it started.
 		res.SetCanceled(ctx.Err())
 	case err != nil:
+		// As run.InternalError: the error can carry what the guest or
+		// its module said (a worker's message, wazero's stack trace).
+		msg := run.Clip(err.Error(), run.MaxMessage)
 		res.Status = run.StatusInternalError
-		res.Error = err.Error()
-		res.Reason = "the sandbox failed: " + err.Error()
+		res.Error = msg
+		res.Reason = "the sandbox failed: " + msg
 	}
 	if res.Stdout == nil {
 		res.Stdout = []byte{}
@@ -139,7 +142,7 @@ func checkExec(e Exec) error {
 	for _, kv := range e.Env {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.ContainsRune(kv, 0) {
-			return fmt.Errorf("%w: environment entry %q is not KEY=VALUE without NUL", ErrInvalid, kv)
+			return fmt.Errorf("%w: environment entry %s is not KEY=VALUE without NUL", ErrInvalid, run.Quote(kv, run.MaxName))
 		}
 	}
 	l := e.Limits

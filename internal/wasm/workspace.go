@@ -61,7 +61,7 @@ func (w *workdir) write(files []run.File) error {
 		}
 		if d := path.Dir(name); d != "." {
 			if err := root.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("%w: write %s: %w", ErrInvalid, name, err)
+				return fmt.Errorf("%w: write %s: %w", ErrInvalid, run.Quote(name, run.MaxName), err)
 			}
 			for ; d != "."; d = path.Dir(d) {
 				w.files++
@@ -72,15 +72,15 @@ func (w *workdir) write(files []run.File) error {
 			mode = 0o644
 		}
 		if err := root.WriteFile(name, f.Content, mode); err != nil {
-			return fmt.Errorf("%w: write %s: %w", ErrInvalid, name, err)
+			return fmt.Errorf("%w: write %s: %w", ErrInvalid, run.Quote(name, run.MaxName), err)
 		}
 		// WriteFile's mode is filtered by the umask.
 		if err := root.Chmod(name, mode); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
+			return fmt.Errorf("write %s: %w", run.Quote(name, run.MaxName), err)
 		}
 		st, err := root.Lstat(name)
 		if err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
+			return fmt.Errorf("write %s: %w", run.Quote(name, run.MaxName), err)
 		}
 		w.inputs[name] = workspace.FileStamp{Size: st.Size(), MTime: st.ModTime()}
 		w.bytes += st.Size()

@@ -14,7 +14,7 @@ import (
 // client did not say.
 func CleanName(name string) (string, error) {
 	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("%w: %q: %s", ErrBadFileName, name, why)
+		return "", fmt.Errorf("%w: %s: %s", ErrBadFileName, run.Quote(name, run.MaxName), why)
 	}
 	switch {
 	case name == "":
@@ -44,7 +44,7 @@ func CheckFiles(files []run.File) error {
 			return err
 		}
 		if seen[f.Name] {
-			return fmt.Errorf("%w: file %q given twice", ErrBadFileName, f.Name)
+			return fmt.Errorf("%w: file %s given twice", ErrBadFileName, run.Quote(f.Name, run.MaxName))
 		}
 		seen[f.Name] = true
 	}
