@@ -28,7 +28,7 @@ import (
 // with Close.
 
 // maxListDepth is how many levels below its directory ListFiles descends.
-const maxListDepth = 32
+const maxListDepth = workspace.MaxDepth
 
 // PutFile writes r to name, creating the missing parent directories, and
 // replaces a regular file already there. The file and the directories it

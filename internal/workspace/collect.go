@@ -36,7 +36,7 @@ func CollectFiles(open Opener, inputs map[string]FileStamp, cl CollectLimits) (f
 	visited := 0
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
-		if depth > 32 || visited > maxWalk {
+		if depth > MaxDepth || visited > maxWalk {
 			truncated = true
 			return nil
 		}

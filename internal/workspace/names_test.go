@@ -8,8 +8,8 @@ import (
 )
 
 func TestCleanName(t *testing.T) {
-	good := []string{"main.py", "data/x.csv", "a/b/c.txt", ".hidden", "x..y", "..x"}
-	bad := []string{"", "/etc/passwd", "../x", "a/../../x", "a/../b", "./a", "a//b", "a/", ".", "..", "a\x00b", `a\b`, ".sandboxd/bin/program", ".sandboxd", strings.Repeat("a", 4097)}
+	good := []string{strings.Repeat("d/", MaxDepth) + "f", strings.Repeat("x", MaxComponentBytes), "main.py", "data/x.csv", "a/b/c.txt", ".hidden", "x..y", "..x"}
+	bad := []string{strings.Repeat("d/", MaxDepth+1) + "f", strings.Repeat("x", MaxComponentBytes+1), "a/" + strings.Repeat("x", MaxComponentBytes+1) + "/b", "", "/etc/passwd", "../x", "a/../../x", "a/../b", "./a", "a//b", "a/", ".", "..", "a\x00b", `a\b`, ".sandboxd/bin/program", ".sandboxd", strings.Repeat("a", 4097)}
 	for _, n := range good {
 		if _, err := CleanName(n); err != nil {
 			t.Errorf("CleanName(%q) = %v, want ok", n, err)
@@ -44,4 +44,13 @@ func FuzzCleanName(f *testing.F) {
 			t.Fatalf("accepted the reserved %q", name)
 		}
 	})
+}
+
+// TestDeepNameIsCheap: the 2000-deep name that once cost seconds of
+// daemon CPU to place is refused by its depth, with the bound named.
+func TestDeepNameIsCheap(t *testing.T) {
+	_, err := CleanName(strings.Repeat("a/", 2000) + "f")
+	if !errors.Is(err, ErrBadFileName) || !strings.Contains(err.Error(), "deeper than 32 directories") || len(err.Error()) > 1024 {
+		t.Errorf("a 2000-deep name: %v", err)
+	}
 }
