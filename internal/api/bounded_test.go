@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestHostileNamesBounded: a run spec that names a file, a field, an
@@ -52,14 +52,14 @@ func TestHostileNamesBounded(t *testing.T) {
 // TestRunLogBounded: the run log line's error field is bounded, whatever
 // the backend put in the result.
 func TestRunLogBounded(t *testing.T) {
-	logs := &recordLog{}
+	logs := &testenv.LogSizes{}
 	r := &metrics.Runner{Next: hostileResult{}, Metrics: metrics.New(metrics.Sources{}), Log: slog.New(logs)}
 	p, _ := r.Plan(&run.Spec{})
 	if _, err := r.Run(t.Context(), p, run.Stream{}); err != nil {
 		t.Fatal(err)
 	}
-	if logs.max == 0 || logs.max > run.MaxMessage+300 {
-		t.Errorf("a log record of %d bytes", logs.max)
+	if logs.Longest() == 0 || logs.Longest() > run.MaxMessage+300 {
+		t.Errorf("a log record of %d bytes", logs.Longest())
 	}
 }
 
@@ -71,25 +71,4 @@ func (hostileResult) Plan(spec *run.Spec) (*run.Plan, error) { return &run.Plan{
 func (hostileResult) Run(context.Context, *run.Plan, run.Stream) (*run.Result, error) {
 	e := strings.Repeat("e", 1<<20)
 	return &run.Result{Status: run.StatusInternalError, Error: e, Reason: e}, nil
-}
-
-// recordLog is a slog handler that keeps the size of the longest record.
-type recordLog struct {
-	mu  sync.Mutex
-	max int
-}
-
-func (h *recordLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *recordLog) WithGroup(string) slog.Handler            { return h }
-func (h *recordLog) Handle(_ context.Context, r slog.Record) error {
-	n := len(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		n += len(a.Key) + len(a.Value.String())
-		return true
-	})
-	h.mu.Lock()
-	h.max = max(h.max, n)
-	h.mu.Unlock()
-	return nil
 }

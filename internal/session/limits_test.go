@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"image/png"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -241,7 +239,7 @@ func TestListingHasUserFilesOnly(t *testing.T) {
 // the session keeps (and every GET of it repeats), the cell's result and
 // the daemon's log are bounded: the name is not copied into them whole.
 func TestHostileFieldName(t *testing.T) {
-	logs := &recordLog{}
+	logs := &testenv.LogSizes{}
 	m := newManager(t, Config{Logger: slog.New(logs)})
 	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Memory: 512 * limits.MiB, Timeout: limits.Duration(30 * time.Second)}})
 	if err != nil {
@@ -266,35 +264,7 @@ func TestHostileFieldName(t *testing.T) {
 	if err := m.Delete("me", s.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if n := logs.longest(); n > bound {
+	if n := logs.Longest(); n > bound {
 		t.Errorf("a log record of %d bytes", n)
 	}
-}
-
-// recordLog is a slog handler that keeps the size of each record.
-type recordLog struct {
-	mu   sync.Mutex
-	max  int
-	seen int
-}
-
-func (h *recordLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *recordLog) WithGroup(string) slog.Handler            { return h }
-func (h *recordLog) Handle(_ context.Context, r slog.Record) error {
-	n := len(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		n += len(a.Key) + len(a.Value.String())
-		return true
-	})
-	h.mu.Lock()
-	h.max, h.seen = max(h.max, n), h.seen+1
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *recordLog) longest() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.max
 }

@@ -83,35 +83,11 @@ func TestRubyInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(t, s, "kept = 7")
-	done := make(chan *run.CellResult, 1)
-	go func() {
-		res, err := s.Exec(t.Context(), run.CellRequest{Code: "puts 'in'\nsleep 60"}, run.CellStream{})
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// The kernel takes the interrupt only once the cell runs: retry.
-		if ok, err := s.Interrupt(); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			select {
-			case res := <-done:
-				if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "Interrupt" || res.State != run.SessionIdle || string(res.Stdout) != "in\n" {
-					t.Fatalf("interrupted cell: %+v", res)
-				}
-				if r := exec(t, s, "kept * 6"); r.Result["text/plain"] != "42" {
-					t.Errorf("after the interrupt: %+v", r)
-				}
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the cell was never interrupted")
-		}
-		time.Sleep(20 * time.Millisecond)
+	res := interruptRunning(t, s, "puts 'in'\nsleep 60")
+	if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "Interrupt" || res.State != run.SessionIdle || string(res.Stdout) != "in\n" {
+		t.Fatalf("interrupted cell: %+v", res)
+	}
+	if r := exec(t, s, "kept * 6"); r.Result["text/plain"] != "42" {
+		t.Errorf("after the interrupt: %+v", r)
 	}
 }

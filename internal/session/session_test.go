@@ -201,9 +201,22 @@ func TestInterrupt(t *testing.T) {
 	if ok, err := s.Interrupt(); ok || err != nil {
 		t.Errorf("interrupt of an idle session: %v %v", ok, err)
 	}
+	res := interruptRunning(t, s, "import time\nprint('in', flush=True)\ntime.sleep(60)")
+	if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.State != run.SessionIdle {
+		t.Fatalf("interrupted cell: %+v", res)
+	}
+	if r := exec(t, s, "1+1"); r.Result["text/plain"] != "2" {
+		t.Errorf("after the interrupt: %+v", r)
+	}
+}
+
+// interruptRunning runs code, a cell that runs for long, and interrupts
+// it until it ends; it returns the cell's result.
+func interruptRunning(t *testing.T, s *Session, code string) *run.CellResult {
+	t.Helper()
 	done := make(chan *run.CellResult, 1)
 	go func() {
-		res, err := s.Exec(t.Context(), run.CellRequest{Code: "import time\nprint('in', flush=True)\ntime.sleep(60)"}, run.CellStream{})
+		res, err := s.Exec(t.Context(), run.CellRequest{Code: code}, run.CellStream{})
 		if err != nil {
 			t.Error(err)
 		}
@@ -217,13 +230,7 @@ func TestInterrupt(t *testing.T) {
 		} else if ok {
 			select {
 			case res := <-done:
-				if res.Status != run.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.State != run.SessionIdle {
-					t.Fatalf("interrupted cell: %+v", res)
-				}
-				if r := exec(t, s, "1+1"); r.Result["text/plain"] != "2" {
-					t.Errorf("after the interrupt: %+v", r)
-				}
-				return
+				return res
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
