@@ -380,8 +380,13 @@ func TestListFiles(t *testing.T) {
 	if err := ws.MkdirInternal(".sandboxd/bin/x"); err != nil {
 		t.Fatal(err)
 	}
-	deep := strings.Repeat("d/", 40) + "f"
-	if err := put(ws, "z/"+deep, "deep"); err != nil {
+	// Deeper than a client may name (workspace.MaxDepth), as a program in
+	// the sandbox can make it: written on the host side directly.
+	deep := filepath.Join(ws.work, "z", strings.Repeat("d/", 40))
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(deep, "f"), []byte("deep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
