@@ -58,7 +58,7 @@ func dialHealthz(addr string, local net.IP) (*idleConn, error) {
 	}
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	ic := &idleConn{c: c, br: bufio.NewReader(c)}
-	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: sandboxd\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func TestConnSlowHeaders(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		for _, b := range []byte("GET /healthz HTTP/1.1\r\nHost: sandboxd\r\nX-Slow: " + strings.Repeat("a", 10000)) {
+		for _, b := range []byte("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + strings.Repeat("a", 10000)) {
 			if ctx.Err() != nil {
 				return
 			}
