@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // A web page the user visits can send requests to the daemon: a form or a
@@ -40,7 +41,8 @@ func (s *Server) refuseBrowser(w http.ResponseWriter, r *http.Request) bool {
 			}
 			s.metrics.Rejected(reason)
 			s.log.Warn("refused a browser's request", "check", c.name, "method", r.Method, "path", r.URL.Path,
-				"host", r.Host, "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
+				"host", run.Clip(r.Host, run.MaxName), "origin", run.Clip(r.Header.Get("Origin"), run.MaxName),
+				"sec_fetch_site", run.Clip(r.Header.Get("Sec-Fetch-Site"), run.MaxName))
 			writeError(w, err)
 			return true
 		}
@@ -59,7 +61,7 @@ func (s *Server) checkHost(r *http.Request) error {
 	if s.cfg.Addr != "" && strings.EqualFold(r.Host, s.cfg.Addr) {
 		return nil
 	}
-	return fmt.Errorf("%w: Host %q is not a loopback name: a token-less daemon serves only loopback hosts (DNS rebinding); give --token-file to serve other names", errdefs.ErrForbidden, r.Host)
+	return fmt.Errorf("%w: Host %s is not a loopback name: a token-less daemon serves only loopback hosts (DNS rebinding); give --token-file to serve other names", errdefs.ErrForbidden, run.Quote(r.Host, run.MaxName))
 }
 
 // loopbackHost reports whether a Host header (with or without a port)
@@ -93,7 +95,7 @@ func (s *Server) checkFetchSite(r *http.Request) error {
 	if v := strings.ToLower(strings.TrimSpace(strings.Join(site, ","))); v == "same-origin" || v == "none" {
 		return nil
 	}
-	return fmt.Errorf("%w: Sec-Fetch-Site %q: the daemon refuses cross-origin requests from web pages; send the request from a program, not a browser", errdefs.ErrForbidden, strings.Join(site, ","))
+	return fmt.Errorf("%w: Sec-Fetch-Site %s: the daemon refuses cross-origin requests from web pages; send the request from a program, not a browser", errdefs.ErrForbidden, run.Quote(strings.Join(site, ","), run.MaxName))
 }
 
 // checkOrigin: an Origin whose host:port is not the request's Host is a
@@ -107,7 +109,7 @@ func (s *Server) checkOrigin(r *http.Request) error {
 	if u, err := url.Parse(o); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && (u.Scheme == "http" || u.Scheme == "https") {
 		return nil
 	}
-	return fmt.Errorf("%w: Origin %q is not the daemon's own (Host %q): the daemon refuses cross-origin requests from web pages; send the request from a program, not a browser", errdefs.ErrForbidden, o, r.Host)
+	return fmt.Errorf("%w: Origin %s is not the daemon's own (Host %s): the daemon refuses cross-origin requests from web pages; send the request from a program, not a browser", errdefs.ErrForbidden, run.Quote(o, run.MaxName), run.Quote(r.Host, run.MaxName))
 }
 
 // checkContentType: a POST under /v1/ is JSON. A web page can send
@@ -124,7 +126,7 @@ func (s *Server) checkContentType(r *http.Request) error {
 	essence, _, _ := strings.Cut(ct, ";")
 	switch strings.ToLower(strings.TrimSpace(essence)) {
 	case "text/plain", "multipart/form-data":
-		return fmt.Errorf("%w: Content-Type %q: %s takes a JSON body; send Content-Type: application/json", errdefs.ErrUnsupportedMediaType, ct, r.URL.Path)
+		return fmt.Errorf("%w: Content-Type %s: %s takes a JSON body; send Content-Type: application/json", errdefs.ErrUnsupportedMediaType, run.Quote(ct, run.MaxName), run.Clip(r.URL.Path, run.MaxName))
 	}
 	return nil
 }
