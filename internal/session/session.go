@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,8 @@ type Session struct {
 
 	// turn is held by the running cell.
 	turn chan struct{}
+	// waiting counts the cells waiting for the turn (MaxWaitingCells).
+	waiting atomic.Int32
 
 	mu       sync.Mutex
 	state    run.SessionState
@@ -207,8 +210,20 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	}
 	select {
 	case s.turn <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		// Count ourselves in before checking, so two racing cells cannot
+		// both take the last place.
+		if s.waiting.Add(1) > MaxWaitingCells {
+			s.waiting.Add(-1)
+			return nil, fmt.Errorf("%w: a cell is running and %d more are waiting in session %s; send the next when one ends", ErrCellQueueFull, MaxWaitingCells, s.id)
+		}
+		select {
+		case s.turn <- struct{}{}:
+			s.waiting.Add(-1)
+		case <-ctx.Done():
+			s.waiting.Add(-1)
+			return nil, ctx.Err()
+		}
 	}
 	defer func() { <-s.turn }()
 	s.mu.Lock()
@@ -235,6 +250,11 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	s.mu.Unlock()
 	return res, nil
 }
+
+// MaxWaitingCells bounds the cells that wait for a session's running one:
+// a notebook sends the next when one ends, and each waiting request holds
+// its body (up to the request size limit) in the daemon.
+const MaxWaitingCells = 4
 
 // Interrupt interrupts the running cell, as Ctrl-C in a notebook does:
 // the kernel raises KeyboardInterrupt in it, the cell ends with status

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -240,3 +241,68 @@ func interruptRunning(t *testing.T, s *Session, code string) *run.CellResult {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWaitingCellsBounded: past a running cell and MaxWaitingCells waiting
+// ones, a cell is refused at once (429 over HTTP), and the waiting ones
+// still run in their turn.
+func TestWaitingCellsBounded(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(30 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		live := run.CellStream{Stdout: writerFunc(func(b []byte) (int, error) {
+			select {
+			case <-started:
+			default:
+				close(started)
+			}
+			return len(b), nil
+		})}
+		res, err := s.Exec(t.Context(), run.CellRequest{Code: "import time\nprint('in', flush=True)\ntime.sleep(3)"}, live)
+		if err != nil || res.Status != run.StatusOK {
+			t.Errorf("the running cell: %+v %v", res, err)
+		}
+	}()
+	<-started
+	results := make(chan *run.CellResult, MaxWaitingCells)
+	for range MaxWaitingCells {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.Exec(t.Context(), run.CellRequest{Code: "1+1"}, run.CellStream{})
+			if err != nil {
+				t.Errorf("a waiting cell: %v", err)
+				return
+			}
+			results <- res
+		}()
+	}
+	for s.waiting.Load() < MaxWaitingCells {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Exec(t.Context(), run.CellRequest{Code: "1+1"}, run.CellStream{}); !errors.Is(err, ErrCellQueueFull) || !errdefs.Is(err, errdefs.ErrExhausted) {
+		t.Errorf("a cell past the queue: %v, want ErrCellQueueFull", err)
+	}
+	wg.Wait()
+	close(results)
+	n := 0
+	for res := range results {
+		if res.Result["text/plain"] != "2" {
+			t.Errorf("a waiting cell's result: %+v", res)
+		}
+		n++
+	}
+	if n != MaxWaitingCells || s.waiting.Load() != 0 {
+		t.Errorf("%d waiting cells ran, %d still counted", n, s.waiting.Load())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
