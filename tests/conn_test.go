@@ -104,7 +104,7 @@ func TestConnIdleFlood(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(clients*perClient+1024) {
 		clients = int(lim.Cur-1024) / perClient
 		if clients < 2 {
-			t.Skipf("RLIMIT_NOFILE is %d: too few fds to hold a flood of connections", lim.Cur)
+			t.Skipf("requires an RLIMIT_NOFILE of at least %d to hold a flood of connections; this process has %d", 2*perClient+1024, lim.Cur)
 		}
 		t.Logf("RLIMIT_NOFILE is %d: %d clients only", lim.Cur, clients)
 	}

@@ -8,8 +8,8 @@
 // scripts/test, which runs as root. So as root a missing piece is a
 // set-up mistake and fails, naming its fix; without root none of them can
 // be installed or used, and the test skips. What a host may lack for good
-// (an architecture, a kernel option) is not a piece: those tests keep
-// their own t.Skip.
+// (an architecture, a kernel option) is not a piece: those tests skip on
+// their own, each saying what the host lacks.
 package testenv
 
 import (
