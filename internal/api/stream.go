@@ -62,12 +62,6 @@ func (e *eventWriter) emit(ev any) error {
 	return e.err
 }
 
-func (e *eventWriter) isStarted() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.started
-}
-
 // close ends the stream: it waits for an event being written and drops
 // every later one. The handler calls it before it returns.
 func (e *eventWriter) close() {
