@@ -9,8 +9,8 @@ var (
 	// ErrNotFound: no such session here, or not the caller's. The message
 	// names the replica that holds it when the id says so.
 	ErrNotFound = errdefs.New(errdefs.ErrNotFound, "session not found")
-	// ErrCellQueueFull: a session has a running cell and MaxWaitingCells
-	// more waiting. Retry when one ends.
+	// ErrCellQueueFull: a session has a running cell and as many waiting
+	// cells, or as much waiting code, as it may hold. Retry when one ends.
 	ErrCellQueueFull = errdefs.New(errdefs.ErrExhausted, "too many cells waiting")
 	// ErrTooMany: the daemon's or the caller's session quota is used up.
 	ErrTooMany = errdefs.New(errdefs.ErrExhausted, "too many sessions")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,8 +42,8 @@ type Session struct {
 
 	// turn is held by the running cell.
 	turn chan struct{}
-	// waiting counts the cells waiting for the turn (MaxWaitingCells).
-	waiting atomic.Int32
+	// queue counts the cells waiting for the turn and the code they hold.
+	queue queue
 
 	mu       sync.Mutex
 	state    run.SessionState
@@ -211,17 +210,14 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	select {
 	case s.turn <- struct{}{}:
 	default:
-		// Count ourselves in before checking, so two racing cells cannot
-		// both take the last place.
-		if s.waiting.Add(1) > MaxWaitingCells {
-			s.waiting.Add(-1)
-			return nil, fmt.Errorf("%w: a cell is running and %d more are waiting in session %s; send the next when one ends", ErrCellQueueFull, MaxWaitingCells, s.id)
+		if err := s.queue.join(len(req.Code)); err != nil {
+			return nil, fmt.Errorf("%w in session %s", err, s.id)
 		}
 		select {
 		case s.turn <- struct{}{}:
-			s.waiting.Add(-1)
+			s.queue.leave(len(req.Code))
 		case <-ctx.Done():
-			s.waiting.Add(-1)
+			s.queue.leave(len(req.Code))
 			return nil, ctx.Err()
 		}
 	}
@@ -251,10 +247,53 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	return res, nil
 }
 
-// MaxWaitingCells bounds the cells that wait for a session's running one:
-// a notebook sends the next when one ends, and each waiting request holds
-// its body (up to the request size limit) in the daemon.
-const MaxWaitingCells = 4
+// The cells waiting for a session's running one are bounded in number
+// and in the code they hold: a notebook's "run all" queues every cell at
+// once, so the count is generous, but each waiting request holds its
+// body in the daemon, so their bytes are not.
+const (
+	MaxWaitingCells     = 64
+	MaxWaitingCodeBytes = 16 << 20
+)
+
+// queue counts a session's waiting cells.
+type queue struct {
+	mu    sync.Mutex
+	cells int
+	bytes int
+}
+
+// join counts in a cell holding n bytes of code, or says which bound it
+// would pass. A cell larger than the whole byte bound is still let in
+// alone: the request size limit, not this, is what refuses it.
+func (q *queue) join(n int) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.cells >= MaxWaitingCells:
+		return fmt.Errorf("%w: a cell is running and %d more are waiting; send the next when one ends", ErrCellQueueFull, q.cells)
+	case q.cells > 0 && q.bytes+n > MaxWaitingCodeBytes:
+		return fmt.Errorf("%w: a cell is running and %d waiting ones hold %d bytes of code, and this one's %d would pass the bound of %d; send it when one ends",
+			ErrCellQueueFull, q.cells, q.bytes, n, MaxWaitingCodeBytes)
+	}
+	q.cells++
+	q.bytes += n
+	return nil
+}
+
+func (q *queue) leave(n int) {
+	q.mu.Lock()
+	q.cells--
+	q.bytes -= n
+	q.mu.Unlock()
+}
+
+// waiting is how many cells wait.
+func (q *queue) waiting() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cells
+}
 
 // Interrupt interrupts the running cell, as Ctrl-C in a notebook does:
 // the kernel raises KeyboardInterrupt in it, the cell ends with status

@@ -242,12 +242,13 @@ func interruptRunning(t *testing.T, s *Session, code string) *run.CellResult {
 	}
 }
 
-// TestWaitingCellsBounded: past a running cell and MaxWaitingCells waiting
-// ones, a cell is refused at once (429 over HTTP), and the waiting ones
-// still run in their turn.
+// TestWaitingCellsBounded: behind a running cell, a session holds up to
+// MaxWaitingCells waiting cells and MaxWaitingCodeBytes of their code;
+// past either a cell is refused at once (429 over HTTP), and the waiting
+// ones still run in their turn. One 14 MiB cell waits; a second does not.
 func TestWaitingCellsBounded(t *testing.T) {
 	m := newManager(t, Config{})
-	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(30 * time.Second)}})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,18 +265,21 @@ func TestWaitingCellsBounded(t *testing.T) {
 			}
 			return len(b), nil
 		})}
-		res, err := s.Exec(t.Context(), run.CellRequest{Code: "import time\nprint('in', flush=True)\ntime.sleep(3)"}, live)
+		// The running cell holds the turn until the test drops "go" in.
+		code := "import os, time\nprint('in', flush=True)\nwhile not os.path.exists('go'): time.sleep(0.01)"
+		res, err := s.Exec(t.Context(), run.CellRequest{Code: code}, live)
 		if err != nil || res.Status != run.StatusOK {
 			t.Errorf("the running cell: %+v %v", res, err)
 		}
 	}()
 	<-started
+
 	results := make(chan *run.CellResult, MaxWaitingCells)
-	for range MaxWaitingCells {
+	wait := func(code string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := s.Exec(t.Context(), run.CellRequest{Code: "1+1"}, run.CellStream{})
+			res, err := s.Exec(t.Context(), run.CellRequest{Code: code}, run.CellStream{})
 			if err != nil {
 				t.Errorf("a waiting cell: %v", err)
 				return
@@ -283,23 +287,41 @@ func TestWaitingCellsBounded(t *testing.T) {
 			results <- res
 		}()
 	}
-	for s.waiting.Load() < MaxWaitingCells {
-		time.Sleep(time.Millisecond)
+	waitFor := func(n int) {
+		for s.queue.waiting() < n {
+			time.Sleep(time.Millisecond)
+		}
 	}
-	if _, err := s.Exec(t.Context(), run.CellRequest{Code: "1+1"}, run.CellStream{}); !errors.Is(err, ErrCellQueueFull) || !errdefs.Is(err, errdefs.ErrExhausted) {
-		t.Errorf("a cell past the queue: %v, want ErrCellQueueFull", err)
+	refused := func(what, code string) {
+		t.Helper()
+		_, err := s.Exec(t.Context(), run.CellRequest{Code: code}, run.CellStream{})
+		if !errors.Is(err, ErrCellQueueFull) || !errdefs.Is(err, errdefs.ErrExhausted) {
+			t.Errorf("%s: %v, want ErrCellQueueFull", what, err)
+		}
+	}
+	big := "1+1  #" + strings.Repeat("x", 14<<20)
+	wait(big)
+	waitFor(1)
+	refused("a second 14 MiB cell", big)
+	for i := 1; i < MaxWaitingCells; i++ {
+		wait("1+1")
+	}
+	waitFor(MaxWaitingCells)
+	refused("a small cell past the count", "1+1")
+	if err := s.Workspace().WriteFile(run.File{Name: "go"}); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 	close(results)
 	n := 0
 	for res := range results {
 		if res.Result["text/plain"] != "2" {
-			t.Errorf("a waiting cell's result: %+v", res)
+			t.Errorf("a waiting cell's result: %+v", res.Result)
 		}
 		n++
 	}
-	if n != MaxWaitingCells || s.waiting.Load() != 0 {
-		t.Errorf("%d waiting cells ran, %d still counted", n, s.waiting.Load())
+	if n != MaxWaitingCells || s.queue.waiting() != 0 || s.queue.bytes != 0 {
+		t.Errorf("%d waiting cells ran, %d still counted holding %d bytes", n, s.queue.waiting(), s.queue.bytes)
 	}
 }
 
