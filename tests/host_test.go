@@ -180,8 +180,12 @@ func allPids() []int {
 	return pids
 }
 
-// sandboxProcs lists processes running under the sandbox's host uids that
-// belong to no live run: after a run returned, any of its own is a leak.
+// sandboxProcs lists processes running under the sandbox's host uids, in
+// a run cgroup under the default parent, that belong to no live run: after
+// a run returned, any of its own is a leak. A sandbox process cannot leave
+// its run's cgroup; one under another parent is another runner's (the
+// internal packages' tests run theirs under parents of their own, at the
+// same time as these).
 func sandboxProcs() []hostProc {
 	live := newLiveRuns()
 	var out []hostProc
@@ -190,7 +194,7 @@ func sandboxProcs() []hostProc {
 		if !ok || p.uid < hostUIDFirst || p.uid >= hostUIDFirst+hostUIDCount {
 			continue
 		}
-		if id := runIDOfCgroup(p.cgroup); id != "" && live.live(id) {
+		if id := runIDOfCgroup(p.cgroup); id == "" || live.live(id) {
 			continue
 		}
 		out = append(out, p)
@@ -335,9 +339,27 @@ func runIDOfPath(p string) string {
 	return id
 }
 
-// leaks lists everything of a finished run still on the host: processes,
-// run directories, cgroups and workspace mounts of runs nobody holds.
+// preexisting holds what hostLeftovers found before the suite started.
+var preexisting = map[string]bool{}
+
+// leaks lists everything of a finished run still on the host (processes,
+// run directories, cgroups and workspace mounts of runs nobody holds),
+// less what was there before the suite started.
 func leaks() []string {
+	out := hostLeftovers()
+	kept := out[:0]
+	for _, l := range out {
+		if !preexisting[l] {
+			kept = append(kept, l)
+		}
+	}
+	return kept
+}
+
+// hostLeftovers lists the processes, run directories, cgroups and
+// workspace mounts of runs in the default state dir and cgroup parent that
+// belong to no live run.
+func hostLeftovers() []string {
 	live := newLiveRuns()
 	var out []string
 	for _, p := range sandboxProcs() {
@@ -355,7 +377,13 @@ func leaks() []string {
 			out = append(out, "cgroup: "+cg)
 		}
 	}
+	// Only mounts in the default state dir: the daemons the tests start
+	// with a state dir of their own check theirs (apiLeaks), and other
+	// packages' tests, running at the same time, keep theirs elsewhere.
 	for _, m := range workMounts() {
+		if !strings.HasPrefix(m, runsDir+"/") {
+			continue
+		}
 		if id := filepath.Base(filepath.Dir(m)); filepath.Base(m) != "work" || !live.live(id) {
 			out = append(out, "workspace mount: "+m)
 		}

@@ -19,14 +19,8 @@ func requireRunner(t *testing.T) *Runner {
 	if os.Geteuid() != 0 {
 		t.Skip("requires root: the process backend creates cgroups and maps uids")
 	}
-	// Not t.TempDir(): its parents are 0700, and the sandbox's uids must
-	// traverse the state dir.
-	state, err := os.MkdirTemp("/run", "sandboxd-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
-	r, err := New(Config{StateDir: state})
+	state, parent := testenv.StateDir(t, "test")
+	r, err := New(Config{StateDir: state, CgroupParent: parent})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
@@ -68,7 +69,8 @@ func requireExecutor(t *testing.T) *executor.Executor {
 	if os.Geteuid() != 0 {
 		t.Skip("requires root for the process backend")
 	}
-	x, err := executor.New(executor.Options{})
+	state, parent := testenv.StateDir(t, "mcptest")
+	x, err := executor.New(executor.Options{Isolate: isolate.Config{StateDir: state, CgroupParent: parent}})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}

@@ -33,12 +33,8 @@ func requireSessions(t *testing.T) (*executor.Executor, *session.Manager) {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		testenv.MissingFile(t, "/usr/bin/python3")
 	}
-	state, err := os.MkdirTemp("/run", "sandboxd-mcpsessiontest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
-	x, err := executor.New(executor.Options{Isolate: isolate.Config{StateDir: state}})
+	state, parent := testenv.StateDir(t, "mcpsessiontest")
+	x, err := executor.New(executor.Options{Isolate: isolate.Config{StateDir: state, CgroupParent: parent}})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}

@@ -31,12 +31,8 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		testenv.MissingFile(t, "/usr/bin/python3")
 	}
-	state, err := os.MkdirTemp("/run", "sandboxd-pooltest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
-	r, err := isolate.New(isolate.Config{StateDir: state})
+	state, parent := testenv.StateDir(t, "pooltest")
+	r, err := isolate.New(isolate.Config{StateDir: state, CgroupParent: parent})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}

@@ -33,12 +33,8 @@ func newManager(t *testing.T, cfg Config) *Manager {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		testenv.MissingFile(t, "/usr/bin/python3")
 	}
-	state, err := os.MkdirTemp("/run", "sandboxd-sessiontest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
-	r, err := isolate.New(isolate.Config{StateDir: state})
+	state, parent := testenv.StateDir(t, "sessiontest")
+	r, err := isolate.New(isolate.Config{StateDir: state, CgroupParent: parent})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}
