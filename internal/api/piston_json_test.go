@@ -1,0 +1,86 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/jsonstream"
+	"github.com/sandboxd/sandboxd/internal/run"
+)
+
+// Piston's response as encoding/json wrote it before it was streamed: the
+// output as Go strings.
+type refPistonStage struct {
+	Stdout   string  `json:"stdout"`
+	Stderr   string  `json:"stderr"`
+	Output   string  `json:"output"`
+	Code     *int    `json:"code"`
+	Signal   *string `json:"signal"`
+	Message  *string `json:"message"`
+	Status   *string `json:"status"`
+	CPUTime  int64   `json:"cpu_time"`
+	WallTime int64   `json:"wall_time"`
+	Memory   int64   `json:"memory"`
+}
+
+type refPistonResponse struct {
+	Language string          `json:"language"`
+	Version  string          `json:"version"`
+	Run      refPistonStage  `json:"run"`
+	Compile  *refPistonStage `json:"compile,omitempty"`
+}
+
+func refStage(st *PistonStage) refPistonStage {
+	return refPistonStage{
+		Stdout: string(st.Stdout), Stderr: string(st.Stderr), Output: string(bytes.Join(st.Output, nil)),
+		Code: st.Code, Signal: st.Signal, Message: st.Message, Status: st.Status,
+		CPUTime: st.CPUTime, WallTime: st.WallTime, Memory: st.Memory,
+	}
+}
+
+// TestPistonResponseJSON: the streamed Piston response is byte for byte
+// what encoding/json wrote for its strings, invalid UTF-8 (U+FFFD), <>&,
+// U+2028 and a rune cut between stdout and stderr included.
+func TestPistonResponseJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	const alphabet = "<>&\"\\\x00\x1fa\n\xe2\x80\xa8\xa9\xff\xc3\xa9\xf0\x9f\x98\x80"
+	draw := func() []byte {
+		b := make([]byte, rng.IntN(64)+rng.IntN(2)*rng.IntN(10<<10))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return b
+	}
+	statuses := []run.Status{run.StatusOK, run.StatusExited, run.StatusTimeout, run.StatusSignaled, run.StatusInternalError}
+	for range 300 {
+		res := &run.Result{Status: statuses[rng.IntN(len(statuses))], ExitCode: rng.IntN(3), Reason: string(draw()), Stdout: draw(), Stderr: draw()}
+		if res.Status == run.StatusSignaled {
+			res.Signal, res.SignalName = 9, "SIGKILL"
+		}
+		resp := PistonResponse{Language: "python<", Version: "3.11", Run: pistonStage(res, draw())}
+		if rng.IntN(2) == 0 {
+			st := pistonStage(res, nil)
+			resp.Compile = &st
+		}
+		ref := refPistonResponse{Language: resp.Language, Version: resp.Version, Run: refStage(&resp.Run)}
+		if resp.Compile != nil {
+			c := refStage(resp.Compile)
+			ref.Compile = &c
+		}
+		want, err := json.Marshal(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		w := jsonstream.NewWriter(&got)
+		resp.EncodeJSON(w)
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("got  %.1000q\nwant %.1000q", got.Bytes(), want)
+		}
+	}
+}
