@@ -28,3 +28,23 @@ func TestCapture(t *testing.T) {
 		t.Error("an empty result is nil")
 	}
 }
+
+// TestCaptureHandsOver: the kept bytes are handed over, not copied, in a
+// buffer no larger than the cap however they came (one byte at a time
+// doubles it), and the Capture then starts afresh.
+func TestCaptureHandsOver(t *testing.T) {
+	const max = 1000
+	c := New(max, nil, nil)
+	for range 3 * max {
+		c.Write([]byte("<"))
+	}
+	got, truncated := c.Result()
+	if len(got) != max || !truncated || cap(got) != max {
+		t.Fatalf("kept %d bytes in a buffer of %d, truncated %v; want %d in %d, true", len(got), cap(got), truncated, max, max)
+	}
+	c.Write([]byte("ab"))
+	again, truncated := c.Reset()
+	if string(again) != "ab" || truncated || string(got) != strings.Repeat("<", max) {
+		t.Errorf("after Result: kept %q, truncated %v; the first result now %.10q", again, truncated, got)
+	}
+}
