@@ -183,6 +183,7 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 		resp.Run = PistonStage{}
 	}
 	writeJSON(w, http.StatusOK, &resp)
+	s.answered(resultBytes(res) + int64(len(combined.bytes())))
 }
 
 // pistonPlan checks a Piston request as Piston does, maps it onto a spec

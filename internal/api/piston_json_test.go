@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sandboxd/sandboxd/internal/jsonstream"
@@ -82,5 +85,25 @@ func TestPistonResponseJSON(t *testing.T) {
 		if !bytes.Equal(got.Bytes(), want) {
 			t.Fatalf("got  %.1000q\nwant %.1000q", got.Bytes(), want)
 		}
+	}
+}
+
+// TestAnswerDone: every answer with a result reports the output it held,
+// once it is written: plain, streamed and Piston.
+func TestAnswerDone(t *testing.T) {
+	var mu sync.Mutex
+	var held []int64
+	s := newServer(newFake(), Config{AnswerDone: func(n int64) { mu.Lock(); held = append(held, n); mu.Unlock() }})
+	code := strings.Repeat("<", 1000)
+	body := `{"runtime":"python","code":"` + code + `"}`
+	do(t, s, "POST", "/v1/runs", body)
+	do(t, s, "POST", "/v1/runs?stream=1", body)
+	// Piston's output interleaves stdout and stderr as well.
+	do(t, s, "POST", "/api/v2/execute", `{"language":"python","version":"*","files":[{"content":"`+code+`"}]}`)
+	do(t, s, "POST", "/v1/runs", `{"runtime":"python"}`) // refused: no result, no report
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int64{1003, 1003, 2006}; !slices.Equal(held, want) {
+		t.Errorf("AnswerDone heard %v, want %v", held, want)
 	}
 }

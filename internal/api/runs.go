@@ -111,6 +111,28 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+	s.answered(resultBytes(res))
+}
+
+// answered tells Config.AnswerDone that an answer holding held bytes of
+// output has been sent or cut.
+func (s *Server) answered(held int64) {
+	if s.cfg.AnswerDone != nil {
+		s.cfg.AnswerDone(held)
+	}
+}
+
+// resultBytes is the output and file contents res holds, its compile
+// step's included.
+func resultBytes(res *run.Result) int64 {
+	var n int64
+	for ; res != nil; res = res.Compile {
+		n += int64(len(res.Stdout) + len(res.Stderr))
+		for _, f := range res.Files {
+			n += int64(len(f.Content))
+		}
+	}
+	return n
 }
 
 // reject answers a request refused before it ran.
@@ -142,4 +164,5 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, p *run.Plan) 
 		last = Event{Type: "result", Result: res}
 	}
 	ew.finish(last, err, func(err error) { writeError(w, err) })
+	s.answered(resultBytes(res))
 }

@@ -145,6 +145,15 @@ func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+	s.answered(cellBytes(res))
+}
+
+// cellBytes is the output a cell's result holds.
+func cellBytes(res *run.CellResult) int64 {
+	if res == nil {
+		return 0
+	}
+	return int64(len(res.Stdout) + len(res.Stderr))
 }
 
 // cellEvents are the lines of a streamed cell.
@@ -169,6 +178,7 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 		last = wire.CellEvent{Type: "result", Result: res}
 	}
 	ew.finish(last, err, func(err error) { writeError(w, err) })
+	s.answered(cellBytes(res))
 }
 
 // cell runs one cell of sess, and logs and counts it. A client that goes

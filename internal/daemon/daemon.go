@@ -109,6 +109,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	cfg.API.Gate = gate
 	cfg.API.Metrics = m
 	cfg.API.Sessions = sessions
+	cfg.API.AnswerDone = newMemoryReturn().answerDone
 	// A token-less daemon on a loopback address serves loopback Host
 	// names and the address it bound (DNS rebinding); on another address
 	// the operator chose --insecure-no-token and something else guards it.
