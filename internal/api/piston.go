@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -148,13 +147,12 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	// Piston's clients send no Content-Type (node-fetch says text/plain);
 	// the body is JSON either way.
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			s.reject(w, fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit))
-			return
+		if err := bodyError(err); classOf(err) == errdefs.ErrTooLarge {
+			s.reject(w, err)
+		} else {
+			s.metrics.Rejected("invalid")
+			pistonFail(w, err)
 		}
-		s.metrics.Rejected("invalid")
-		pistonFail(w, fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, run.ClipError(err, run.MaxMessage)))
 		return
 	}
 	p, rt, version, err := s.pistonPlan(r, &req)

@@ -227,7 +227,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	}
 	// Touched before as well: a long upload is a use of the session.
 	sess.Touch()
-	n, err := sess.Workspace().PutFile(r.PathValue("path"), r.Body, mode, limit)
+	n, err := sess.Workspace().PutFile(r.PathValue("path"), clientBody{r.Body}, mode, limit)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -236,6 +236,19 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	name, _ := workspace.CleanName(r.PathValue("path")) // PutFile took it
 	w.Header().Set("Location", fileURL(sess.ID(), name))
 	writeJSON(w, http.StatusCreated, workspace.FileInfo{Name: name, Type: "file", Size: n, Mode: uint32(mode.Perm()), ModTime: s.cfg.Now()})
+}
+
+// clientBody is a request body whose read errors are the client's: one
+// cut short, too slow for the read timeout or too large is a 4xx that says
+// so (bodyError), not an internal error of the workspace it was going to.
+type clientBody struct{ io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		err = bodyError(err)
+	}
+	return n, err
 }
 
 // fileMode parses ?mode: octal permission bits, 0644 when absent.
