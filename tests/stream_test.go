@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -191,33 +190,40 @@ func TestSlowReaderGetsWholeResponse(t *testing.T) {
 	}
 	// About 3 MB/s: the answer (some 25 MB of JSON) takes longer than
 	// the write timeout to read.
-	var got strings.Builder
-	br := bufio.NewReaderSize(resp.Body, 16<<10)
-	buf := make([]byte, 16<<10)
-	for {
-		n, err := br.Read(buf)
-		got.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("after %d bytes in %s: %v", got.Len(), time.Since(start), err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	got := readSlowly(t, resp.Body, 16<<10, 5*time.Millisecond)
 	took := time.Since(start)
 	var res struct {
 		Status string `json:"status"`
 		Stdout string `json:"stdout"`
 	}
-	if err := json.Unmarshal([]byte(got.String()), &res); err != nil {
-		t.Fatalf("the answer (%d bytes) does not decode: %v", got.Len(), err)
+	if err := json.Unmarshal(got, &res); err != nil {
+		t.Fatalf("the answer (%d bytes) does not decode: %v", len(got), err)
 	}
 	if res.Status != "ok" || res.Stdout != want {
 		t.Fatalf("status %q, stdout of %d bytes; want ok and the %d bytes written", res.Status, len(res.Stdout), len(want))
 	}
-	t.Logf("%d bytes of JSON (%d of output) read slowly in %s (write timeout %s)", got.Len(), len(want), took.Round(time.Millisecond), streamWriteLimit)
+	t.Logf("%d bytes of JSON (%d of output) read slowly in %s (write timeout %s)", len(got), len(want), took.Round(time.Millisecond), streamWriteLimit)
 	if took < streamWriteLimit {
 		t.Logf("the reader was faster than meant: the answer did not outlast one write timeout")
+	}
+}
+
+// readSlowly reads r to its end, at most size bytes at a time with a pause
+// after each read: a client slower than the daemon, but steady.
+func readSlowly(t *testing.T, r io.Reader, size int, pause time.Duration) []byte {
+	t.Helper()
+	start := time.Now()
+	var got []byte
+	buf := make([]byte, size)
+	for {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			return got
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes in %s: %v", len(got), time.Since(start), err)
+		}
+		time.Sleep(pause)
 	}
 }

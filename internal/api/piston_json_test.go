@@ -76,14 +76,12 @@ func TestPistonResponseJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got bytes.Buffer
-		w := jsonstream.NewWriter(&got)
-		resp.EncodeJSON(w)
-		if err := w.Flush(); err != nil {
+		got, err := jsonstream.Marshal(&resp)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got.Bytes(), want) {
-			t.Fatalf("got  %.1000q\nwant %.1000q", got.Bytes(), want)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got  %.1000q\nwant %.1000q", got, want)
 		}
 	}
 }

@@ -5,6 +5,7 @@
 package jsonstream
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -39,6 +40,18 @@ func Encode(w io.Writer, v any) error {
 	jw.Value(v)
 	jw.raw('\n')
 	return jw.Flush()
+}
+
+// Marshal is v's encoding as one slice: for a MarshalJSON method (small
+// values, clients) and tests.
+func Marshal(v Value) ([]byte, error) {
+	var b bytes.Buffer
+	w := NewWriter(&b)
+	v.EncodeJSON(w)
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // Writer writes one JSON text. Its methods record the first error (of the

@@ -113,20 +113,27 @@ func (c *Capture) Reset() ([]byte, bool) {
 	return b, truncated
 }
 
-// Result hands over the kept bytes (never nil), not a copy, and whether
-// the stream went past the cap. The Capture starts afresh: bytes written
-// after it are kept anew.
+// Result returns the kept bytes (never nil), not a copy, and whether the
+// stream went past the cap. The Capture keeps them too (a session's cell
+// takes them with Reset after its kernel's sandbox has ended); the slice
+// is capped at its length, so neither holder's append can reach the
+// other's bytes, and neither writes into them.
 func (c *Capture) Result() ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.take()
+	return c.kept(), c.truncated
 }
 
+// take returns what is kept and starts afresh.
 func (c *Capture) take() ([]byte, bool) {
-	b, truncated := c.buf, c.truncated
-	if b == nil {
-		b = []byte{}
-	}
+	b, truncated := c.kept(), c.truncated
 	c.buf, c.truncated = nil, false
 	return b, truncated
+}
+
+func (c *Capture) kept() []byte {
+	if c.buf == nil {
+		return []byte{}
+	}
+	return c.buf[:len(c.buf):len(c.buf)]
 }

@@ -92,7 +92,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func fromMS(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
 
 // MarshalJSON writes the Result's wire form (EncodeJSON's bytes).
-func (r Result) MarshalJSON() ([]byte, error) { return marshal(&r) }
+func (r Result) MarshalJSON() ([]byte, error) { return jsonstream.Marshal(&r) }
 
 // EncodeJSON writes the Result's wire form, the fields of resultJSON in
 // order, streaming its output and files' contents: a response of 64 MiB
@@ -137,18 +137,6 @@ func (r *Result) EncodeJSON(w *jsonstream.Writer) {
 	w.Value(r.Isolation)
 	stringField(w, "error", r.Error)
 	w.EndObject()
-}
-
-// marshal is v's EncodeJSON as one slice, for MarshalJSON: small values,
-// and clients.
-func marshal(v jsonstream.Value) ([]byte, error) {
-	var b bytes.Buffer
-	w := jsonstream.NewWriter(&b)
-	v.EncodeJSON(w)
-	if err := w.Flush(); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
 }
 
 // encodeOutput writes outputJSON's fields: each stream as text when it is
@@ -227,7 +215,7 @@ type outputFileJSON struct {
 }
 
 // MarshalJSON writes the file's content as text or base64.
-func (f OutputFile) MarshalJSON() ([]byte, error) { return marshal(&f) }
+func (f OutputFile) MarshalJSON() ([]byte, error) { return jsonstream.Marshal(&f) }
 
 // EncodeJSON writes outputFileJSON's fields, streaming the content.
 func (f *OutputFile) EncodeJSON(w *jsonstream.Writer) {

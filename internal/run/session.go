@@ -88,7 +88,7 @@ type cellResultJSON struct {
 }
 
 // MarshalJSON writes the cell result's wire form (EncodeJSON's bytes).
-func (c CellResult) MarshalJSON() ([]byte, error) { return marshal(&c) }
+func (c CellResult) MarshalJSON() ([]byte, error) { return jsonstream.Marshal(&c) }
 
 // EncodeJSON writes cellResultJSON's fields in order, streaming the
 // output, the displays and the error: a cell's result is never held

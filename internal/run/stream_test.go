@@ -74,24 +74,11 @@ func refOf(r *Result) *refResult {
 	return j
 }
 
-type refCell struct {
-	Session string `json:"session_id"`
-	Cell    int    `json:"cell"`
-	Status  Status `json:"status"`
-	Reason  string `json:"reason,omitempty"`
-	outputJSON
-	StdoutTruncated bool         `json:"stdout_truncated,omitempty"`
-	StderrTruncated bool         `json:"stderr_truncated,omitempty"`
-	Result          MIMEBundle   `json:"result,omitempty"`
-	Error           *CellError   `json:"error,omitempty"`
-	Display         []MIMEBundle `json:"display,omitempty"`
-	WallTimeMS      float64      `json:"wall_time_ms"`
-	CPUTimeMS       float64      `json:"cpu_time_ms"`
-	State           SessionState `json:"state"`
-}
-
-func refCellOf(c *CellResult) *refCell {
-	return &refCell{
+// refCellOf is the cell's decoding struct, which encoding/json marshals by
+// its tags: none of its fields has a MarshalJSON. (resultJSON cannot serve
+// for a Result: its files and compile step marshal through EncodeJSON.)
+func refCellOf(c *CellResult) *cellResultJSON {
+	return &cellResultJSON{
 		Session: c.Session, Cell: c.Cell, Status: c.Status, Reason: c.Reason,
 		outputJSON:      refOutput(c.Stdout, c.Stderr),
 		StdoutTruncated: c.StdoutTruncated, StderrTruncated: c.StderrTruncated,
@@ -187,10 +174,8 @@ func checkSame(t *testing.T, v jsonstream.Value, ref any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var streamed bytes.Buffer
-	w := jsonstream.NewWriter(&streamed)
-	v.EncodeJSON(w)
-	if err := w.Flush(); err != nil {
+	streamed, err := jsonstream.Marshal(v)
+	if err != nil {
 		t.Fatal(err)
 	}
 	marshalled, err := json.Marshal(v)
@@ -201,7 +186,7 @@ func checkSame(t *testing.T, v jsonstream.Value, ref any) {
 	if err := json.NewEncoder(&encoded).Encode(v); err != nil {
 		t.Fatal(err)
 	}
-	for name, got := range map[string][]byte{"EncodeJSON": streamed.Bytes(), "json.Marshal": marshalled, "json.Encoder": bytes.TrimSuffix(encoded.Bytes(), []byte("\n"))} {
+	for name, got := range map[string][]byte{"EncodeJSON": streamed, "json.Marshal": marshalled, "json.Encoder": bytes.TrimSuffix(encoded.Bytes(), []byte("\n"))} {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s differs from encoding/json's bytes:\n got %.2000q\nwant %.2000q", name, got, want)
 		}

@@ -41,13 +41,11 @@ func check(t *testing.T, v jsonstream.Value, shadow any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got bytes.Buffer
-	w := jsonstream.NewWriter(&got)
-	v.EncodeJSON(w)
-	if err := w.Flush(); err != nil {
+	got, err := jsonstream.Marshal(v)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.Bytes(), want) {
-		t.Errorf("got  %s\nwant %s", got.Bytes(), want)
+	if !bytes.Equal(got, want) {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
