@@ -89,9 +89,6 @@ func (w *Writer) Flush() error {
 	return w.err
 }
 
-// Err is the first error met, if any.
-func (w *Writer) Err() error { return w.err }
-
 // BeginObject starts an object, EndObject ends it.
 func (w *Writer) BeginObject() { w.begin(false, '{') }
 
@@ -123,9 +120,8 @@ func (w *Writer) Key(name string) {
 		w.raw(',')
 	}
 	top.empty = false
-	w.buf = append(w.buf, '"')
-	w.buf = appendEscaped(w.buf, name)
-	w.buf = append(w.buf, '"', ':')
+	w.quoted(name)
+	w.raw(':')
 }
 
 // element writes the comma before an array's element, after its first.
@@ -172,7 +168,15 @@ func (w *Writer) Bytes(b []byte) {
 
 // String writes s as a JSON string, as json.Marshal writes it.
 func (w *Writer) String(s string) {
-	w.BeginString()
+	w.element()
+	w.quoted(s)
+}
+
+// quoted writes s as a JSON string, a chunk at a time (a member's name
+// too: a map's keys may be long).
+func (w *Writer) quoted(s string) {
+	w.raw('"')
+	w.carry = w.carry[:0]
 	stringPart(w, s)
 	w.EndString()
 }

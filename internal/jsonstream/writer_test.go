@@ -186,21 +186,29 @@ func (w *writeSizes) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestBoundedWrites: a string of 8 MiB of "<" (48 MiB as JSON) reaches the
-// writer in writes no larger than the buffer's bound, and the buffer does
-// not grow: the encoded copy is never held.
+// TestBoundedWrites: a string of 8 MiB of "<" (48 MiB as JSON), as a
+// value, as base64 and as a member's name, reaches the writer in writes no
+// larger than the buffer's bound, and the buffer does not grow: the
+// encoded copy is never held.
 func TestBoundedWrites(t *testing.T) {
 	const n = 8 << 20
 	s := bytes.Repeat([]byte("<"), n)
 	var rec writeSizes
 	w := NewWriter(&rec)
 	bound := cap(w.buf)
+	w.BeginArray()
 	w.Bytes(s)
 	w.Base64(s)
+	// A member's name is streamed too (a bundle's keys are the kernel's).
+	w.BeginObject()
+	w.Key(string(s))
+	w.Value(1)
+	w.EndObject()
+	w.EndArray()
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if want := 6*n + 2 + (n+2)/3*4 + 2; rec.total != want {
+	if want := 1 + (6*n + 2) + 1 + ((n+2)/3*4 + 2) + 1 + (1 + 6*n + 2 + 1 + 1 + 1) + 1; rec.total != want {
 		t.Fatalf("wrote %d bytes, want %d", rec.total, want)
 	}
 	for i, sz := range rec.sizes {
