@@ -3,6 +3,7 @@ package run
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -218,5 +219,32 @@ func FuzzEncodeJSON(f *testing.F) {
 		c := g.cell()
 		c.Stderr = out
 		checkSame(t, c, refCellOf(c))
+	})
+}
+
+// BenchmarkResultJSON: a result with 16 MiB of "<" (96 MiB as JSON)
+// written to a discarding client, streamed (EncodeJSON, what the daemon
+// does) and marshalled whole (the reference, what it did). Compare B/op:
+// the streamed answer allocates a few buffers, the marshalled one several
+// times the JSON.
+func BenchmarkResultJSON(b *testing.B) {
+	r := &Result{ID: "r", Status: StatusOK, Stdout: bytes.Repeat([]byte("<"), 16<<20), Stderr: []byte{}}
+	b.Run("streamed", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(r.Stdout)))
+		for b.Loop() {
+			if err := jsonstream.Encode(io.Discard, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("marshalled", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(r.Stdout)))
+		for b.Loop() {
+			if err := json.NewEncoder(io.Discard).Encode(refOf(r)); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }
