@@ -15,11 +15,11 @@ import (
 type Capture struct {
 	// liveMu is held across a write to live, so that once SetLive or
 	// Reset returns, no write to the writer they replaced is under way.
-	liveMu    sync.Mutex
-	mu        sync.Mutex
-	max       int64
-	live      io.Writer
-	over      func()
+	liveMu sync.Mutex
+	mu     sync.Mutex
+	max    int64
+	live   io.Writer
+	over   func()
 	// buf is what is kept. It grows as bytes.Buffer would, doubling, but
 	// never past max, and Result hands it over rather than copying it: a
 	// run's 64 MiB of output costs 64 MiB, not up to 128 for a doubled
