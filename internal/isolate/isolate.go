@@ -19,6 +19,12 @@ type Config struct {
 	// CgroupParent is the cgroup under which runs get theirs
 	// (default "sandboxd").
 	CgroupParent string
+	// MemoryLimit caps the memory of every sandbox under CgroupParent
+	// together: the parent's limit, set by New (no swap). A daemon sets it
+	// to its memory budget, as a second line behind the admission of runs
+	// and sessions against that budget. Zero leaves the parent's limit as
+	// it is.
+	MemoryLimit limits.Bytes
 	// HostUID and HostGID are the host ids that uid/gid 0 of a sandbox map
 	// to; uid SandboxUID maps to HostUID+SandboxUID. They must not be used
 	// by anything else on the host (default 1000000, as rootless container

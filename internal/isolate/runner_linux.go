@@ -71,6 +71,13 @@ func New(cfg Config) (*Runner, error) {
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
 	}
+	// After the sweep, so that no leftover holds memory the new limit
+	// must reclaim.
+	if cfg.MemoryLimit > 0 {
+		if err := cg.limitParent(int64(cfg.MemoryLimit)); err != nil {
+			return nil, fmt.Errorf("limit the memory of every sandbox together to %s: %w", cfg.MemoryLimit, err)
+		}
+	}
 	return r, nil
 }
 
