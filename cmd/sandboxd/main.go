@@ -81,10 +81,15 @@ var version = "0.1.0-dev"
 type limitFlags struct {
 	ceiling, defaults limits.Limits
 	stateDir          string
+	cgroupParent      string
+	memoryBudget      limits.Bytes
 }
 
 func (f *limitFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "`DIR` for run state")
+	fl.StringVar(&f.cgroupParent, "cgroup-parent", "sandboxd", "the cgroup `NAME` every sandbox's cgroup is made under; its memory is limited to --memory-budget (one per daemon)")
+	fl.Var(&f.memoryBudget, "memory-budget", "memory the daemon may promise to runs and sessions together, as the sum of their memory limits; past it requests get 429. More than the host has overcommits it")
+	showDefault(fl, "memory-budget", "the host's memory, capped by the daemon's cgroup, less an eighth of it or 1GiB, whichever is less")
 	// The fields stay zero unless given; apply merges them with these.
 	c, d := limits.DefaultCeiling(), limits.Defaults()
 	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit")
@@ -113,6 +118,8 @@ func showDefault(fl *pflag.FlagSet, name, def string) { fl.Lookup(name).DefValue
 // apply fills the daemon's executor options.
 func (f *limitFlags) apply(cfg *daemon.Config) error {
 	cfg.Executor.Isolate.StateDir = f.stateDir
+	cfg.Executor.Isolate.CgroupParent = f.cgroupParent
+	cfg.MemoryBudget = f.memoryBudget
 	cfg.Executor.Ceiling = f.ceiling.Merge(limits.DefaultCeiling())
 	cfg.Executor.Defaults = f.defaults.Merge(limits.Defaults())
 	if err := cfg.Executor.Defaults.Validate(cfg.Executor.Ceiling); err != nil {
