@@ -1,0 +1,97 @@
+package tests
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
+
+// TestMemoryBudget: a daemon promises no more memory than its budget. With
+// --memory-budget 1GiB, two sessions of 400MiB fit and a third is a 429
+// naming the budget, what is promised and what it needs; a run that fits
+// in what is left (the bystander) still runs, and one that does not is a
+// 429 too. A deleted session gives its memory back, and so does a dead
+// one, at once. /metrics shows the budget, the promise and the refusals,
+// and the sandboxes' cgroup parent is limited to the budget. The daemon
+// has a cgroup parent of its own, so that its limit holds no other test's
+// sandboxes.
+func TestMemoryBudget(t *testing.T) {
+	requireDaemon(t)
+	state, parent := testenv.StateDir(t, "budget")
+	d := startDaemon(t, daemonConfig{stateDir: state, args: []string{"--cgroup-parent", parent, "--memory-budget", "1GiB"}})
+	const gib, mib = 1 << 30, 1 << 20
+	if got := d.gauge(t, "sandboxd_memory_budget_bytes"); got != gib {
+		t.Errorf("sandboxd_memory_budget_bytes = %v, want %d", got, gib)
+	}
+	if mem := filepath.Join("/sys/fs/cgroup/memory", parent, "memory.limit_in_bytes"); fileExists(mem) {
+		if b, err := os.ReadFile(mem); err != nil || strings.TrimSpace(string(b)) != "1073741824" {
+			t.Errorf("the cgroup parent's %s = %q, %v; want the budget, 1073741824", mem, b, err)
+		}
+	} else if max := filepath.Join("/sys/fs/cgroup", parent, "memory.max"); fileExists(max) {
+		if b, err := os.ReadFile(max); err != nil || strings.TrimSpace(string(b)) != "1073741824" {
+			t.Errorf("the cgroup parent's %s = %q, %v; want the budget, 1073741824", max, b, err)
+		}
+	} else {
+		t.Errorf("the cgroup parent %s has no memory limit file", parent)
+	}
+
+	spec := map[string]any{"limits": map[string]any{"memory": "400MiB"}}
+	first := d.createSession(t, spec)
+	d.createSession(t, spec)
+	if got := d.gauge(t, "sandboxd_memory_promised_bytes"); got != 800*mib {
+		t.Errorf("promised %v with two sessions of 400MiB, want %d", got, 800*mib)
+	}
+	resp, body := d.request(t, "POST", "/v1/sessions", mustJSON(t, spec), nil)
+	msg := wantAPIError(t, resp, body, http.StatusTooManyRequests, "too_many_requests")
+	for _, want := range []string{"memory budget of 1GiB", "800MiB", "400MiB"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the refusal %q does not name %q (the budget, what is promised, what the session needs)", msg, want)
+		}
+	}
+
+	// The bystander: a run that fits in the 224MiB left.
+	if res := d.run(t, pyRun("print(1)", map[string]any{"memory": "128MiB"})); res.Status != "ok" || string(res.Stdout) != "1\n" {
+		t.Errorf("a run within the budget: %s %q %q", res.Status, res.Stdout, res.Reason)
+	}
+	// A run that does not fit is refused at once, streamed or not.
+	big := mustJSON(t, pyRun("print(1)", map[string]any{"memory": "300MiB"}))
+	resp, body = d.request(t, "POST", "/v1/runs", big, nil)
+	if msg := wantAPIError(t, resp, body, http.StatusTooManyRequests, "too_many_requests"); !strings.Contains(msg, "memory budget of 1GiB") || !strings.Contains(msg, "300MiB") {
+		t.Errorf("a run past the budget: %q should name the budget and what the run needs", msg)
+	}
+	resp, body = d.request(t, "POST", "/v1/runs?stream=1", big, nil)
+	wantAPIError(t, resp, body, http.StatusTooManyRequests, "too_many_requests")
+	if got := d.gauge(t, "sandboxd_requests_rejected_total", "reason", "memory_budget"); got != 3 {
+		t.Errorf("sandboxd_requests_rejected_total{reason=memory_budget} = %v after three refusals", got)
+	}
+	if got := d.gauge(t, "sandboxd_requests_rejected_total", "reason", "queue_full"); got != 0 {
+		t.Errorf("budget refusals counted as queue_full too: %v", got)
+	}
+
+	// A deleted session gives its memory back: the third fits now.
+	resp, body = d.request(t, "DELETE", "/v1/sessions/"+first.ID, nil, nil)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %s\n%s", resp.Status, body)
+	}
+	if got := d.gauge(t, "sandboxd_memory_promised_bytes"); got != 400*mib {
+		t.Errorf("promised %v after deleting one of two 400MiB sessions, want %d", got, 400*mib)
+	}
+	third := d.createSession(t, spec)
+	// So does a session whose kernel died, at once, before any delete.
+	if c := d.execCell(t, third.ID, "import os\nos._exit(1)"); c.State != "dead" {
+		t.Fatalf("the kernel's exit left the session %s", c.State)
+	}
+	if got, ok := d.waitGauge(t, 10*time.Second, "sandboxd_memory_promised_bytes", func(v float64) bool { return v == 400*mib }); !ok {
+		t.Errorf("promised %v after a session died, want %d", got, 400*mib)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
