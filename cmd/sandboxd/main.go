@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
@@ -118,6 +119,9 @@ func showDefault(fl *pflag.FlagSet, name, def string) { fl.Lookup(name).DefValue
 // apply fills the daemon's executor options.
 func (f *limitFlags) apply(cfg *daemon.Config) error {
 	cfg.Executor.Isolate.StateDir = f.stateDir
+	if err := isolate.CheckCgroupParent(f.cgroupParent); err != nil {
+		return fmt.Errorf("--cgroup-parent: %w", err)
+	}
 	cfg.Executor.Isolate.CgroupParent = f.cgroupParent
 	cfg.MemoryBudget = f.memoryBudget
 	cfg.Executor.Ceiling = f.ceiling.Merge(limits.DefaultCeiling())

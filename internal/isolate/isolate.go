@@ -1,7 +1,10 @@
 package isolate
 
 import (
+	"fmt"
 	"log/slog"
+	"path"
+	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -39,6 +42,16 @@ type Config struct {
 	// Seccomp can be turned off only for diagnosis; results then say so.
 	NoSeccomp bool
 	Logger    *slog.Logger
+}
+
+// CheckCgroupParent refuses a cgroup parent (Config.CgroupParent) that is
+// not a clean relative path, which could lead out of the hierarchies:
+// "sandboxd" and "system.slice/sandboxd" are fine, "../x" and "/x" not.
+func CheckCgroupParent(p string) error {
+	if p != path.Clean(p) || path.IsAbs(p) || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+		return fmt.Errorf("%w: cgroup parent %q: want a clean relative path such as \"sandboxd\"", ErrInvalidConfig, p)
+	}
+	return nil
 }
 
 // DefaultBinds are the host directories the runtimes need: the system
