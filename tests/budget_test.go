@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +92,65 @@ func TestMemoryBudget(t *testing.T) {
 	if got, ok := d.waitGauge(t, 10*time.Second, "sandboxd_memory_promised_bytes", func(v float64) bool { return v == 400*mib }); !ok {
 		t.Errorf("promised %v after a session died, want %d", got, 400*mib)
 	}
+}
+
+// TestMemoryBudgetDefaultStopsOvercommit is issue 14's attack on a daemon
+// with the default budget: one token opens sessions of 4GiB (less on a
+// small host) until it is refused. The sessions' limits together stay
+// within the budget, which stays within the host; the refusal is a 429
+// naming the budget; a bystander's run still goes through.
+func TestMemoryBudgetDefaultStopsOvercommit(t *testing.T) {
+	requireDaemon(t)
+	state, parent := testenv.StateDir(t, "budgetdefault")
+	d := startDaemon(t, daemonConfig{stateDir: state, args: []string{"--cgroup-parent", parent}})
+	budget := d.gauge(t, "sandboxd_memory_budget_bytes")
+	if total := memTotal(t); budget <= 0 || budget > total {
+		t.Fatalf("the default budget %v is not within the host's MemTotal %v", budget, total)
+	}
+	size := float64(4 << 30)
+	if budget < 2*size+128<<20 {
+		// Half of what leaves a bystander 128MiB, in whole MiB.
+		size = float64(((int64(budget) - 128<<20) / 2) &^ (1<<20 - 1))
+	}
+	spec := map[string]any{"limits": map[string]any{"memory": int64(size)}}
+	created := 0
+	for created < 8 {
+		resp, body := d.request(t, "POST", "/v1/sessions", mustJSON(t, spec), nil)
+		if resp.StatusCode == http.StatusCreated {
+			created++
+			continue
+		}
+		if msg := wantAPIError(t, resp, body, http.StatusTooManyRequests, "too_many_requests"); !strings.Contains(msg, "memory budget of") {
+			t.Errorf("session %d: %q does not name the memory budget", created+1, msg)
+		}
+		break
+	}
+	promised := d.gauge(t, "sandboxd_memory_promised_bytes")
+	if want := float64(int(budget/size)) * size; created != min(8, int(budget/size)) || promised != min(8*size, want) {
+		t.Errorf("%d sessions of %v promised %v under a budget of %v", created, size, promised, budget)
+	}
+	t.Logf("budget %.1f GiB: %d sessions of %.1f GiB admitted, %.1f GiB promised", budget/(1<<30), created, size/(1<<30), promised/(1<<30))
+	if res := d.run(t, pyRun("print(1)", map[string]any{"memory": "64MiB"})); res.Status != "ok" {
+		t.Errorf("a bystander's run next to the full budget: %s %q", res.Status, res.Reason)
+	}
+}
+
+// memTotal is the host's MemTotal in bytes.
+func memTotal(t *testing.T) float64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "MemTotal:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb * 1024
+		}
+	}
+	t.Fatal("/proc/meminfo has no MemTotal")
+	return 0
 }
