@@ -21,6 +21,7 @@ func Doctor() []Check {
 		checkUserNS(),
 		checkCgroups(),
 		checkSwap(),
+		checkSocketMemory(),
 		checkDynMods(),
 		checkCorePattern(),
 		checkSeccomp(),
@@ -132,6 +133,29 @@ func checkSwap() Check {
 	return c
 }
 
+// checkSocketMemory: a run's TCP socket buffers count against its memory
+// limit (cgroup_linux.go).
+func checkSocketMemory() Check {
+	c := Check{Name: "socket memory", Required: true}
+	switch {
+	case noSocketAccounting():
+		c.Detail = "the kernel was booted with cgroup.memory=nosocket: socket buffers are charged to no cgroup"
+		c.Fix = "boot without cgroup.memory=nosocket"
+	case cgroups.Mode() == cgroups.Unified:
+		c.OK, c.Detail = true, "cgroup v2 charges a run's socket buffers to its memory.max"
+	default:
+		d, err := newV1Driver("sandboxd")
+		if err != nil {
+			c.Detail = err.Error()
+			c.Fix = "use a kernel whose v1 memory controller has " + v1TCPLimitFile + ", or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+			return c
+		}
+		c.OK = true
+		c.Detail = "cgroup v1: each run's TCP socket buffers are bounded by its memory limit (" + v1TCPLimitFile + " at " + d.roots["memory"] + ")"
+	}
+	return c
+}
+
 func checkSeccomp() Check {
 	c := Check{Name: "seccomp", Required: true}
 	_, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
@@ -140,7 +164,7 @@ func checkSeccomp() Check {
 		c.Fix = "use a kernel built with CONFIG_SECCOMP_FILTER=y"
 		return c
 	}
-	c.OK, c.Detail = true, "seccomp filters available (deny list with a reason per rule)"
+	c.OK, c.Detail = true, "seccomp filters available (deny list with a reason per rule; argument rules compare the 32 bits the kernel reads)"
 	return c
 }
 
