@@ -20,12 +20,13 @@ type procView struct {
 	Free      string              `json:"free"`
 	Uptime    string              `json:"uptime"`
 	Numpy     string              `json:"numpy"`
+	Clocks    [2]float64          `json:"clocks"`
 }
 
 // procViewProgram reads the files of /proc that tell a tenant about the
 // host, then runs ordinary programs that read /proc (os.cpu_count, a
 // multiprocessing pool, free(1), uptime(1), numpy if the host has it).
-const procViewProgram = `import json, os, subprocess, multiprocessing
+const procViewProgram = `import json, os, subprocess, multiprocessing, time
 files, dirs, errors = {}, {}, {}
 for p in ["cmdline", "config.gz", "meminfo", "loadavg", "uptime", "sys/kernel/random/boot_id",
           "partitions", "diskstats", "swaps", "interrupts", "keys", "timer_list", "sched_debug", "kcore"]:
@@ -58,11 +59,13 @@ print(json.dumps({
     "free": subprocess.run(["free", "-k"], capture_output=True, text=True).stdout,
     "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout,
     "numpy": np,
+    "clocks": [time.clock_gettime(time.CLOCK_MONOTONIC), time.clock_gettime(time.CLOCK_BOOTTIME)],
 }))
 `
 
 // TestAttackHostFactsHidden: the host's boot command line, kernel config,
-// boot id, memory, load, uptime and block devices are not readable inside;
+// boot id, memory, load, uptime (in /proc and in the clocks) and block
+// devices are not readable inside;
 // meminfo shows the run's memory limit; ordinary programs that read /proc
 // still work. Each value is compared with the host's own, read here.
 func TestAttackHostFactsHidden(t *testing.T) {
@@ -107,6 +110,11 @@ func TestAttackHostFactsHidden(t *testing.T) {
 	hostUp, _ := strconv.ParseFloat(strings.Fields(readHost(t, "/proc/uptime"))[0], 64)
 	if up >= 1 || hostUp < 1 {
 		t.Errorf("uptime inside is %q, want none of the host's %.0f s", v.Files["uptime"], hostUp)
+	}
+	// The clocks count from the sandbox's start (a time namespace), not
+	// from the host's boot.
+	if hostUp > 120 && (v.Clocks[0] > 60 || v.Clocks[1] > 60) {
+		t.Errorf("CLOCK_MONOTONIC %.0f s and CLOCK_BOOTTIME %.0f s inside, want the sandbox's own few seconds, not the host's uptime %.0f s", v.Clocks[0], v.Clocks[1], hostUp)
 	}
 	checkMountinfo(t, v.Mountinfo)
 

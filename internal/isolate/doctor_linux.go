@@ -19,6 +19,7 @@ func Doctor() []Check {
 	return []Check{
 		checkRoot(),
 		checkUserNS(),
+		checkTimeNS(),
 		checkCgroups(),
 		checkSwap(),
 		checkSocketMemory(),
@@ -60,6 +61,19 @@ func checkUserNS() Check {
 		c.OK = true
 		c.Detail = fmt.Sprintf("user.max_user_namespaces=%d", n)
 	}
+	return c
+}
+
+// checkTimeNS: each run's clocks count from its own start (nsinit's
+// enterTimeNamespace), not from the host's boot.
+func checkTimeNS() Check {
+	c := Check{Name: "time namespaces", Required: true}
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		c.Detail = "kernel without time namespaces (" + err.Error() + "): a run's clocks would tell the host's uptime"
+		c.Fix = "use a kernel (5.6 or later) built with CONFIG_TIME_NS=y"
+		return c
+	}
+	c.OK, c.Detail = true, "a run's CLOCK_MONOTONIC and CLOCK_BOOTTIME start at its start"
 	return c
 }
 

@@ -195,14 +195,20 @@ func (s *sandbox) clone(extra []*os.File) error {
 }
 
 // initAttr is how init is cloned: in every namespace of the run but the
-// cgroup namespace, as root of its user namespace, which maps only the
+// cgroup and time namespaces, as root of its user namespace, which maps only the
 // setup identity and the sandbox's uid.
 func (r *Runner) initAttr() *syscall.SysProcAttr {
 	var cloneflags uintptr
 	for _, ns := range namespaces {
-		if ns.flag != unix.CLONE_NEWCGROUP {
+		switch ns.flag {
+		case unix.CLONE_NEWCGROUP:
 			// The cgroup namespace is entered by init once it is in its
 			// cgroup, so that the cgroup is the namespace's root.
+		case unix.CLONE_NEWTIME:
+			// init makes the time namespace for its children: clone
+			// cannot take it (0x80 is its exit signal's bits), and the
+			// offsets are set before the program enters it.
+		default:
 			cloneflags |= ns.flag
 		}
 	}
