@@ -195,8 +195,8 @@ func (s *sandbox) clone(extra []*os.File) error {
 }
 
 // initAttr is how init is cloned: in every namespace of the run but the
-// cgroup and time namespaces, as root of its user namespace, which maps only the
-// setup identity and the sandbox's uid.
+// cgroup and time namespaces, as root of its user namespace, which maps
+// only the setup identity and the sandbox's uid.
 func (r *Runner) initAttr() *syscall.SysProcAttr {
 	var cloneflags uintptr
 	for _, ns := range namespaces {

@@ -23,9 +23,9 @@ var Devices = []string{"null", "zero", "full", "random", "urandom"}
 
 // buildRoot makes the run's file system: a small tmpfs as the new root,
 // read-only binds of the host's system directories, a fresh /proc with the
-// host's facts masked, a minimal
-// /dev, size-capped tmpfs /tmp and /dev/shm, the workspace, then pivot_root
-// and the old root detached. Nothing else of the host stays reachable.
+// host's facts masked, a minimal /dev, size-capped tmpfs /tmp and /dev/shm,
+// the workspace, then pivot_root and the old root detached. Nothing else of
+// the host stays reachable.
 func buildRoot(cfg *Config) error {
 	// Our copy of the mount tree must not propagate anything back to the
 	// host (or receive the host's later mounts).
