@@ -39,7 +39,11 @@ func mountProc(root, devDir string, files []ProcFile) error {
 		return err
 	}
 	for _, f := range files {
-		if err := bindOver(f.Source, filepath.Join(dir, f.Path), "/proc/"+f.Path, procAttr); err != nil {
+		target := filepath.Join(dir, f.Path)
+		if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
+			continue // not on this kernel: nothing to hide
+		}
+		if err := bindOver(f.Source, target, "/proc/"+f.Path, procAttr); err != nil {
 			return err
 		}
 	}
