@@ -3,6 +3,8 @@ package nsinit
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +28,24 @@ func enterTimeNamespace() error {
 		return step("read CLOCK_BOOTTIME", err)
 	}
 	// "<clock id> <seconds> <nanoseconds>" per line, the ids numeric.
-	offsets := fmt.Sprintf("%d %d 0\n%d %d 0\n", unix.CLOCK_MONOTONIC, 1-mono.Sec, unix.CLOCK_BOOTTIME, 1-boot.Sec)
-	return step("set time namespace offsets", os.WriteFile("/proc/self/timens_offsets", []byte(offsets), 0))
+	offsets := fmt.Sprintf("%d %s\n%d %s\n", unix.CLOCK_MONOTONIC, offsetFrom(mono), unix.CLOCK_BOOTTIME, offsetFrom(boot))
+	// The namespace is this thread's (the one locked to the setup), which
+	// need not be the thread group's leader that /proc/self names: the
+	// leader's would be the host's time namespace, whose offsets init may
+	// not set (EPERM). /proc/<tid> is this thread's own.
+	path := "/proc/" + strconv.Itoa(unix.Gettid()) + "/timens_offsets"
+	return step("set time namespace offsets", os.WriteFile(path, []byte(offsets), 0))
+}
+
+// offsetFrom is the offset, as "<seconds> <nanoseconds>" with the
+// nanoseconds in [0, 1e9) as the kernel takes them, that makes a clock now
+// at now read one second.
+func offsetFrom(now unix.Timespec) string {
+	off := time.Second.Nanoseconds() - now.Nano()
+	sec := off / 1e9
+	nsec := off % 1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return strconv.FormatInt(sec, 10) + " " + strconv.FormatInt(nsec, 10)
 }
