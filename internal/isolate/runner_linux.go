@@ -102,6 +102,7 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 		TmpSize:      int64(e.Limits.Tmpfs),
 		TmpInodes:    workspace.Inodes(int64(e.Limits.Tmpfs)),
 		Binds:        r.cfg.Binds,
+		DevDir:       filepath.Join(ws.gen, genDevDir),
 		Files:        etcFiles(),
 		Rlimits:      rlimits(e.Limits),
 		Seccomp:      !r.cfg.NoSeccomp,
