@@ -72,29 +72,38 @@ func TestBudgetHammer(t *testing.T) {
 	b := NewBudget(budget, nil)
 	var held, peak atomic.Int64
 	var granted, refused atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n := limits.Bytes(i%4+1) * limits.MiB
-			for range 200 {
+	// Rounds of 64 reservers of 1-4 MiB (160 MiB asked of 10) that hold
+	// what they got until all have tried, so each round pushes the budget
+	// however the goroutines are scheduled.
+	for range 20 {
+		var tried, done sync.WaitGroup
+		hold := make(chan struct{})
+		for i := range 64 {
+			tried.Add(1)
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				n := limits.Bytes(i%4+1) * limits.MiB
 				rel, err := b.Reserve(n, "this run")
+				tried.Done()
 				if err != nil {
 					refused.Add(1)
-					continue
+					return
 				}
 				granted.Add(1)
 				h := held.Add(int64(n))
 				for p := peak.Load(); h > p && !peak.CompareAndSwap(p, h); p = peak.Load() {
 				}
+				<-hold
 				held.Add(-int64(n))
 				rel()
 				rel()
-			}
-		}()
+			}()
+		}
+		tried.Wait()
+		close(hold)
+		done.Wait()
 	}
-	wg.Wait()
 	if peak.Load() > int64(budget) {
 		t.Errorf("%s held at once under a budget of %s", limits.Bytes(peak.Load()), budget)
 	}
