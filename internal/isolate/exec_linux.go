@@ -25,6 +25,7 @@ var namespaces = []struct {
 	{"ipc", unix.CLONE_NEWIPC},
 	{"uts", unix.CLONE_NEWUTS},
 	{"cgroup", unix.CLONE_NEWCGROUP},
+	{"time", unix.CLONE_NEWTIME},
 }
 
 // drainGrace bounds how long the output may take to reach EOF after the

@@ -39,6 +39,10 @@ type Session struct {
 	answers chan answer
 	ansErr  error // set by readAnswers before it closes answers
 	cancel  context.CancelFunc
+	// unreserve gives the session's memory back to the daemon's budget:
+	// at the kernel's death or at close, whichever comes first (nil
+	// without a budget; it runs once however often it is called).
+	unreserve func()
 
 	// turn is held by the running cell.
 	turn chan struct{}
@@ -138,6 +142,7 @@ func stderrTail(res *run.Result) string {
 func (s *Session) watch() {
 	<-s.proc.Done()
 	res, _ := s.proc.Wait()
+	s.releaseMemory()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A death during a cell is the cell's to explain (a limit it hit, a
@@ -531,5 +536,13 @@ func (s *Session) close() error {
 	s.mu.Unlock()
 	s.kill()
 	_, _ = s.proc.Wait()
+	s.releaseMemory()
 	return s.ws.Close()
+}
+
+// releaseMemory gives the session's memory back to the budget, once.
+func (s *Session) releaseMemory() {
+	if s.unreserve != nil {
+		s.unreserve()
+	}
 }

@@ -137,6 +137,9 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	if err := step("bring up loopback", loopbackUp()); err != nil {
 		return 0, err
 	}
+	if err := enterTimeNamespace(); err != nil {
+		return 0, err
+	}
 	if err := setRlimits(cfg.Rlimits); err != nil {
 		return 0, err
 	}
