@@ -119,3 +119,67 @@ func TestRequestBodyPhases(t *testing.T) {
 		t.Errorf("sandboxd_runs_total went from %v to %v; want one more (the bystander's)", before, n)
 	}
 }
+
+// manyFilesRun is a run request of n small input files: placing them
+// takes the daemon a while (an openat, a write and a chown each).
+func manyFilesRun(t *testing.T, n int) []byte {
+	t.Helper()
+	files := make([]map[string]string, 0, n+1)
+	files = append(files, map[string]string{"name": "main.py", "content": "print(1)"})
+	for i := range n {
+		files = append(files, map[string]string{"name": fmt.Sprintf("f%06d", i), "content": "x"})
+	}
+	return mustJSON(t, map[string]any{"runtime": "python", "files": files, "limits": map[string]any{"tmpfs": "1GiB", "timeout": "60s"}})
+}
+
+// TestClientGoneDuringPlacement: a client that goes away while the daemon
+// places its input files stops the placement: the run ends long before a
+// whole placement would, and never starts its program (no result is
+// counted). Were the placement deaf to the client, it would place every
+// file and then start and cancel the sandbox, a result of its own.
+func TestClientGoneDuringPlacement(t *testing.T) {
+	requireDaemon(t)
+	d := startDaemon(t, daemonConfig{})
+	body := manyFilesRun(t, 100_000)
+	runs := func() float64 {
+		v, _ := metric(parseMetrics(t, d.metricsText(t)), "sandboxd_runs_total")
+		return v
+	}
+
+	// The whole request, client connected: the time a placement takes.
+	start := time.Now()
+	resp, out := d.request(t, "POST", "/v1/runs", body, nil)
+	whole := time.Since(start)
+	if resp.StatusCode != 200 {
+		t.Fatalf("the run of many files: %s %.300s", resp.Status, out)
+	}
+	d.http.CloseIdleConnections()
+	if whole < 2*time.Second {
+		t.Skipf("requires a placement slow enough to watch (2s or more): 100 000 files took %s here", whole)
+	}
+	before := runs()
+
+	c, err := net.DialTimeout("tcp", d.addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/runs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	// Once the run is admitted (its placement begins), the client goes.
+	if _, ok := d.waitGauge(t, whole, "sandboxd_runs_active", func(v float64) bool { return v == 1 }); !ok {
+		t.Fatalf("the run was not admitted within %s", whole)
+	}
+	c.Close()
+	gone := time.Now()
+	if _, ok := d.waitGauge(t, 2*whole, "sandboxd_runs_active", func(v float64) bool { return v == 0 }); !ok {
+		t.Fatalf("the run of a gone client still active %s later", 2*whole)
+	}
+	stopped := time.Since(gone)
+	t.Logf("a whole placement and run took %s; the client's going stopped one %s after it left", whole.Round(time.Millisecond), stopped.Round(time.Millisecond))
+	if stopped > whole/2 {
+		t.Errorf("the run of a gone client took %s to stop; a whole one takes %s", stopped, whole)
+	}
+	if n := runs(); n != before {
+		t.Errorf("sandboxd_runs_total went from %v to %v: the gone client's run reached its program", before, n)
+	}
+}
