@@ -25,6 +25,13 @@ func rejectedInvalid(t *testing.T, d *daemon) float64 {
 	return v
 }
 
+// runsTotal is how many runs the daemon finished, with a result.
+func runsTotal(t *testing.T, d *daemon) float64 {
+	t.Helper()
+	v, _ := metric(parseMetrics(t, d.metricsText(t)), "sandboxd_runs_total")
+	return v
+}
+
 // partialRun sends a run request's headers, saying its body is size
 // bytes, and the first sent bytes of it.
 func partialRun(t *testing.T, d *daemon, size, sent int) net.Conn {
@@ -49,11 +56,7 @@ func partialRun(t *testing.T, d *daemon, size, sent int) net.Conn {
 func TestRequestBodyPhases(t *testing.T) {
 	requireDaemon(t)
 	d := startDaemon(t, daemonConfig{args: []string{"--read-timeout", phaseReadLimit.String()}})
-	runs := func() float64 {
-		v, _ := metric(parseMetrics(t, d.metricsText(t)), "sandboxd_runs_total")
-		return v
-	}
-	before := runs()
+	before := runsTotal(t, d)
 
 	t.Run("slow body", func(t *testing.T) {
 		c := partialRun(t, d, 1<<20, 100)
@@ -115,7 +118,7 @@ func TestRequestBodyPhases(t *testing.T) {
 	})
 
 	// The bystander's run only: neither cut body started one.
-	if n := runs(); n != before+1 {
+	if n := runsTotal(t, d); n != before+1 {
 		t.Errorf("sandboxd_runs_total went from %v to %v; want one more (the bystander's)", before, n)
 	}
 }
@@ -141,10 +144,6 @@ func TestClientGoneDuringPlacement(t *testing.T) {
 	requireDaemon(t)
 	d := startDaemon(t, daemonConfig{})
 	body := manyFilesRun(t, 100_000)
-	runs := func() float64 {
-		v, _ := metric(parseMetrics(t, d.metricsText(t)), "sandboxd_runs_total")
-		return v
-	}
 
 	// The whole request, client connected: the time a placement takes.
 	start := time.Now()
@@ -157,7 +156,7 @@ func TestClientGoneDuringPlacement(t *testing.T) {
 	if whole < 2*time.Second {
 		t.Skipf("requires a placement slow enough to watch (2s or more): 100 000 files took %s here", whole)
 	}
-	before := runs()
+	before := runsTotal(t, d)
 
 	c, err := net.DialTimeout("tcp", d.addr, 10*time.Second)
 	if err != nil {
@@ -179,7 +178,7 @@ func TestClientGoneDuringPlacement(t *testing.T) {
 	if stopped > whole/2 {
 		t.Errorf("the run of a gone client took %s to stop; a whole one takes %s", stopped, whole)
 	}
-	if n := runs(); n != before {
+	if n := runsTotal(t, d); n != before {
 		t.Errorf("sandboxd_runs_total went from %v to %v: the gone client's run reached its program", before, n)
 	}
 }
