@@ -41,6 +41,18 @@ const maxListDepth = workspace.MaxDepth
 // a final entry that is not a regular file, is workspace.ErrNotRegular and left as it
 // is.
 func (w *Workspace) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes int64) (int64, error) {
+	return w.putFile(name, r, mode, maxBytes, copyInto)
+}
+
+// writer copies r into the open file f and says how many bytes it wrote:
+// copyInto does it in this process, SessionProcess.fillCharged in a
+// sandbox's memory cgroup.
+type writer func(f *os.File, r io.Reader) (int64, error)
+
+func copyInto(f *os.File, r io.Reader) (int64, error) { return io.Copy(f, r) }
+
+// putFile is PutFile with the bytes written by write.
+func (w *Workspace) putFile(name string, r io.Reader, mode os.FileMode, maxBytes int64, write writer) (int64, error) {
 	name, err := workspace.CleanName(name)
 	if err != nil {
 		return 0, err
@@ -72,7 +84,7 @@ func (w *Workspace) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes
 		unix.Close(fd)
 		return 0, typeError("put", name, st.Mode)
 	}
-	n, err := w.fill(fd, name, r, mode, maxBytes)
+	n, err := w.fill(fd, name, r, mode, maxBytes, write)
 	if err != nil {
 		removeIfSame(dirfd, base, &st)
 		return 0, err
@@ -81,8 +93,8 @@ func (w *Workspace) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes
 }
 
 // fill gives the new regular file at fd to the sandbox user and writes r
-// into it; it closes fd.
-func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, maxBytes int64) (int64, error) {
+// into it with write; it closes fd.
+func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, maxBytes int64, write writer) (int64, error) {
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)
 		return 0, fileError("put", name, &os.PathError{Op: "fcntl", Path: name, Err: err})
@@ -99,7 +111,7 @@ func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, max
 	}
 	var n int64
 	if err == nil {
-		n, err = io.Copy(f, io.LimitReader(r, maxBytes))
+		n, err = write(f, io.LimitReader(r, maxBytes))
 	}
 	if err == nil && n == maxBytes {
 		// The cap is reached: one more byte makes the upload too large.

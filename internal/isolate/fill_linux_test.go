@@ -1,0 +1,135 @@
+package isolate
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/internal/workspace"
+)
+
+// startIdleSession starts a session whose program waits on its control
+// pipe, under l, and ends it at the end of the test.
+func startIdleSession(t *testing.T, r *Runner, l limits.Limits) *SessionProcess {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		testenv.MissingFile(t, "/usr/bin/python3")
+	}
+	l = l.Merge(limits.Defaults())
+	ws, err := r.NewWorkspace(l.Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := r.StartSession(t.Context(), ws, Exec{Argv: []string{"/usr/bin/python3", "-c", "import os; os.read(3, 1)"}, Limits: l})
+	if err != nil {
+		ws.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sp.Kill()
+		_, _ = sp.Wait()
+		if err := ws.Close(); err != nil {
+			t.Errorf("close workspace: %v", err)
+		}
+	})
+	if err := sp.Activate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+// memoryUsage is what the sandbox's memory cgroup holds now.
+func memoryUsage(t *testing.T, sp *SessionProcess) int64 {
+	t.Helper()
+	var file string
+	switch c := sp.cg.(type) {
+	case *v1Cgroup:
+		file = filepath.Join(c.d.dir(cgroup1.Memory, c.path), "memory.usage_in_bytes")
+	case *v2Cgroup:
+		file = filepath.Join(c.dir, "memory.current")
+	default:
+		t.Fatalf("a cgroup of type %T", sp.cg)
+	}
+	n, err := readUint(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(n)
+}
+
+// TestPutFileChargedToSession: a session's upload is charged to the
+// session's memory cgroup (the filler writes it from there), not to the
+// daemon's.
+func TestPutFileChargedToSession(t *testing.T) {
+	r := requireRunner(t)
+	sp := startIdleSession(t, r, limits.Limits{Memory: 256 * limits.MiB, Tmpfs: 128 * limits.MiB})
+	const size = 64 << 20
+	before := memoryUsage(t, sp)
+	n, err := sp.PutFile("in/big.bin", bytes.NewReader(bytes.Repeat([]byte{'x'}, size)), 0o600, 100<<20)
+	if err != nil || n != size {
+		t.Fatalf("PutFile = %d, %v; want %d bytes", n, err, size)
+	}
+	after := memoryUsage(t, sp)
+	t.Logf("the session's cgroup: %d MiB before the upload, %d MiB after", before>>20, after>>20)
+	if after-before < size*9/10 {
+		t.Errorf("a %d MiB upload raised the session's memory usage by %d MiB", size>>20, (after-before)>>20)
+	}
+	f, info, err := sp.ws.OpenFile("in/big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if info.Size != size || info.Mode != 0o600 {
+		t.Errorf("the uploaded file: %+v", info)
+	}
+}
+
+// TestPutFilePastMemoryLimit: an upload larger than the session's memory
+// limit (but within its workspace) fails with a full workspace naming the
+// limit; the filler is the OOM killer's victim, so the program lives on,
+// the partial file is removed, and a bystander session still takes files.
+func TestPutFilePastMemoryLimit(t *testing.T) {
+	r := requireRunner(t)
+	small := startIdleSession(t, r, limits.Limits{Memory: 48 * limits.MiB, Tmpfs: 256 * limits.MiB})
+	bystander := startIdleSession(t, r, limits.Limits{})
+	_, err := small.PutFile("big.bin", bytes.NewReader(make([]byte, 128<<20)), 0, 200<<20)
+	if !errors.Is(err, workspace.ErrFull) || !strings.Contains(err.Error(), "memory limit of 48MiB") {
+		t.Fatalf("an upload past the memory limit: %v; want a full workspace naming the limit", err)
+	}
+	t.Logf("the refusal: %v", err)
+	if files, _, err := small.ws.ListFiles(".", 10); err != nil || len(files) != 0 {
+		t.Errorf("after the refused upload the workspace holds %v (%v)", files, err)
+	}
+	select {
+	case <-small.Done():
+		t.Errorf("the OOM killer took the session's program, not the filler")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := small.PutFile("small.txt", strings.NewReader("still here"), 0, 1<<20); err != nil {
+		t.Errorf("a small upload to the session after the refusal: %v", err)
+	}
+	if _, err := bystander.PutFile("b.txt", strings.NewReader("bystander"), 0, 1<<20); err != nil {
+		t.Errorf("the bystander's upload: %v", err)
+	}
+}
+
+// TestPutFileAfterEnd: once the sandbox has ended (its cgroup removed), an
+// upload fails cleanly: no filler enters a removed cgroup.
+func TestPutFileAfterEnd(t *testing.T) {
+	r := requireRunner(t)
+	sp := startIdleSession(t, r, limits.Limits{})
+	sp.Kill()
+	_, _ = sp.Wait()
+	_, err := sp.PutFile("late.txt", strings.NewReader("late"), 0, 1<<20)
+	if !errors.Is(err, errSandboxEnded) {
+		t.Fatalf("an upload after the sandbox ended: %v", err)
+	}
+}
