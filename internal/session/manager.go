@@ -235,7 +235,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 	now := m.cfg.Now()
 	s := &Session{
 		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle,
-		created: now, lastUsed: now, now: m.cfg.Now, state: run.SessionIdle, turn: make(chan struct{}, 1),
+		created: now, lastUsed: now, now: m.cfg.Now, log: m.log, state: run.SessionIdle, turn: make(chan struct{}, 1),
 	}
 	internal := []run.File{p.kernel.file}
 	if pr := rt.Kernel.Prime; pr != nil && m.cfg.Prime && spec.Env[pr.DirEnv] == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"syscall"
 	"time"
@@ -33,8 +34,14 @@ type Session struct {
 	idle       time.Duration
 	created    time.Time
 	now        func() time.Time
+	log        *slog.Logger
 
-	ws      *isolate.Workspace
+	ws *isolate.Workspace
+	// freeOnce frees the workspace once: when the kernel dies (watch) or
+	// the session is closed, whichever is first.
+	freeOnce sync.Once
+	freeErr  error
+
 	proc    *isolate.SessionProcess
 	answers chan answer
 	ansErr  error // set by readAnswers before it closes answers
@@ -134,17 +141,31 @@ func stderrTail(res *run.Result) string {
 }
 
 // watch marks the session dead when its kernel ends between cells (a
-// background thread's allocation can hit the memory limit while idle).
+// background thread's allocation can hit the memory limit while idle),
+// and frees its workspace as soon as the kernel is gone, whenever that is.
 func (s *Session) watch() {
 	<-s.proc.Done()
 	res, _ := s.proc.Wait()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// A death during a cell is the cell's to explain (a limit it hit, a
 	// kill that followed): Exec sets the reason then.
 	if s.state == run.SessionIdle {
 		s.state, s.reason = run.SessionDead, run.Clip(deathReason(res, s.limits), run.MaxMessage)
 	}
+	s.mu.Unlock()
+	if err := s.free(); err != nil {
+		s.log.Error("free a dead session's workspace", "session", s.id, "run", s.ws.ID(), "err", err)
+	}
+}
+
+// free removes the workspace (its tmpfs and the run directory) once. A
+// dead kernel's workspace would otherwise stay in memory until the
+// session is deleted or expires: its cgroup is gone with the kernel, so
+// its pages count against no limit and no OOM kill can reclaim them.
+// Requests that come after get ErrDead (see files.go).
+func (s *Session) free() error {
+	s.freeOnce.Do(func() { s.freeErr = s.ws.Close() })
+	return s.freeErr
 }
 
 // deathReason says why a kernel ended.
@@ -169,8 +190,9 @@ func deathReason(res *run.Result, l limits.Limits) string {
 // ID is the session's id.
 func (s *Session) ID() string { return s.id }
 
-// Workspace is the session's workspace, for the file API.
-func (s *Session) Workspace() *isolate.Workspace { return s.ws }
+// RunID is the id of the session's sandbox: its run directory and the
+// prefix of its cgroups' names, for logs.
+func (s *Session) RunID() string { return s.ws.ID() }
 
 // Info describes the session.
 func (s *Session) Info() run.SessionInfo {
@@ -531,5 +553,5 @@ func (s *Session) close() error {
 	s.mu.Unlock()
 	s.kill()
 	_, _ = s.proc.Wait()
-	return s.ws.Close()
+	return s.free()
 }
