@@ -179,6 +179,11 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRe
 	start := s.cfg.Now()
 	res, err := sess.Exec(ctx, req, live)
 	if err != nil {
+		if classOf(err) == errdefs.ErrExhausted {
+			// The session's queue or the cells' gate: a 429, counted
+			// as a run's is.
+			s.metrics.Rejected("queue_full")
+		}
 		return nil, err
 	}
 	took := s.cfg.Now().Sub(start)

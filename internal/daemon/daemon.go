@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +37,13 @@ type Config struct {
 	// Concurrency and Queue size the admission gate: runs at once, and
 	// runs waiting for a slot before requests get 429 (defaults: 2, 64).
 	Concurrency, Queue int
-	Executor           executor.Options
+	// CellConcurrency and CellQueue size the session cells' gate, which
+	// is not the runs' (RATIONALE.md): cells running at once across the
+	// sessions, and cells waiting for a slot before 429 (defaults:
+	// Concurrency's, 64). A session's other cells wait for its turn, in
+	// its own queue, before this one.
+	CellConcurrency, CellQueue int
+	Executor                   executor.Options
 	// Sessions configures the session manager; its runner, runtimes and
 	// limits are the executor's.
 	Sessions session.Config
@@ -88,13 +95,13 @@ func Serve(ctx context.Context, cfg Config) error {
 			log.Error("close warm pools", "err", err)
 		}
 	}()
-	sessions := newSessions(ctx, x, cfg.Sessions, log)
+	gate, cellGate := newGate(cfg), newCellGate(cfg)
+	sessions := newSessions(ctx, x, cellGate, cfg.Sessions, log)
 	defer func() {
 		if err := sessions.Close(); err != nil {
 			log.Error("close sessions", "err", err)
 		}
 	}()
-	gate := newGate(cfg)
 	// The listener counts its refusals in m, and m shows its open
 	// connections: m is set before Serve below makes ln accept.
 	var m *metrics.Metrics
@@ -102,7 +109,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	m = metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats, Conns: ln.Open})
+	m = metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats, Conns: ln.Open,
+		CellsRunning: cellGate.Running, CellsWaiting: cellGate.Waiting})
 	runner := frontRunner(x, gate, m, log)
 	cfg.API.Logger = log
 	cfg.API.Runtimes = x.Runtimes()
@@ -199,25 +207,20 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer x.Close()
-	sessions := newSessions(ctx, x, cfg.Sessions, log)
+	sessions := newSessions(ctx, x, newCellGate(cfg), cfg.Sessions, log)
 	defer sessions.Close()
 	runner := frontRunner(x, newGate(cfg), metrics.New(metrics.Sources{}), log)
 	return mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions).Run(ctx, &mcp.StdioTransport{})
 }
 
-// newSessions is the session manager on x's process backend. Sessions are
-// closed by its Close at shutdown, not by ctx's end: SIGTERM ends ctx
-// before the grace period.
-// newGate is the admission gate of cfg's size.
+// newGate is the runs' admission gate, of cfg's size.
 func newGate(cfg Config) *admission.Gate {
-	c, q := cfg.Concurrency, cfg.Queue
-	if c == 0 {
-		c = 2
-	}
-	if q == 0 {
-		q = 64
-	}
-	return admission.New(c, q)
+	return admission.New(cmp.Or(cfg.Concurrency, 2), cmp.Or(cfg.Queue, 64))
+}
+
+// newCellGate is the session cells' admission gate, of cfg's size.
+func newCellGate(cfg Config) *admission.Gate {
+	return admission.New(cmp.Or(cfg.CellConcurrency, cfg.Concurrency, 2), cmp.Or(cfg.CellQueue, 64))
 }
 
 // frontRunner is the runner every front end takes: the executor, admitted
@@ -226,8 +229,12 @@ func frontRunner(x *executor.Executor, gate *admission.Gate, m *metrics.Metrics,
 	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Next: x}, Metrics: m, Log: log}
 }
 
-func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, log *slog.Logger) *session.Manager {
+// newSessions is the session manager on x's process backend, its cells
+// admitted through gate. Sessions are closed by its Close at shutdown,
+// not by ctx's end: SIGTERM ends ctx before the grace period.
+func newSessions(ctx context.Context, x *executor.Executor, gate *admission.Gate, cfg session.Config, log *slog.Logger) *session.Manager {
 	cfg.Runner, cfg.RunnerErr = x.Process(), x.ProcessErr()
+	cfg.Gate = gate
 	cfg.Runtimes = x.Runtimes()
 	cfg.Defaults, cfg.Ceiling = x.Limits()
 	cfg.Logger = log

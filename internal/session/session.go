@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -35,6 +36,8 @@ type Session struct {
 	created    time.Time
 	now        func() time.Time
 	log        *slog.Logger
+	// gate admits the cells (see Config.Gate); nil admits every one.
+	gate *admission.Gate
 
 	ws *isolate.Workspace
 	// freeOnce frees the workspace once: when the kernel dies (watch) or
@@ -216,15 +219,22 @@ func (s *Session) Touch() {
 func (s *Session) expired(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state != run.SessionBusy && now.Sub(s.lastUsed) >= s.idle
+	// A cell holding the turn may be waiting for a slot, the session
+	// still idle: it is in use all the same.
+	return s.state != run.SessionBusy && len(s.turn) == 0 && now.Sub(s.lastUsed) >= s.idle
 }
 
 // Exec runs one cell and returns what it did. It waits for an earlier
 // cell to finish first. A cell past its deadline or CPU budget, or whose
 // output passes its cap, is interrupted; a kernel that does not stop is
 // killed and the session is dead (run.SessionState in the result). The error is
-// ErrDead for a dead session, ctx's error when ctx ended before the cell
+// ErrDead for a dead session, ErrCellQueueFull or admission.ErrQueueFull
+// when it may not wait, ctx's error when ctx ended before the cell
 // started, or a failure of the session itself.
+//
+// A cell waits twice: for its session's turn (queue), then, holding the
+// turn, for a slot of the daemon's gate. In that order, one session's
+// waiting cells take one place in the gate's queue, never all of them.
 func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
 	if err := s.checkTimeout(req.Timeout); err != nil {
 		return nil, err
@@ -244,11 +254,19 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 		}
 	}
 	defer func() { <-s.turn }()
+	// A dead session says so at once, not after a wait for a slot.
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
+	release, err := s.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	s.mu.Lock()
-	if s.state == run.SessionDead || s.closed {
-		reason := s.reason
+	if err := s.deadLocked(); err != nil {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", ErrDead, reason)
+		return nil, err
 	}
 	s.cells++
 	cell := s.cells
@@ -267,6 +285,35 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	res.State = s.state
 	s.mu.Unlock()
 	return res, nil
+}
+
+// alive is ErrDead, with the reason, for a dead or closed session.
+func (s *Session) alive() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadLocked()
+}
+
+// deadLocked is alive with s.mu held.
+func (s *Session) deadLocked() error {
+	if s.state == run.SessionDead || s.closed {
+		return fmt.Errorf("%w: %s", ErrDead, s.reason)
+	}
+	return nil
+}
+
+// admit waits for a slot of the gate, if there is one, and returns its
+// release. Past the gate's queue it fails at once, naming it.
+func (s *Session) admit(ctx context.Context) (func(), error) {
+	if s.gate == nil {
+		return func() {}, nil
+	}
+	release, err := s.gate.Acquire(ctx)
+	if errors.Is(err, admission.ErrQueueFull) {
+		return nil, fmt.Errorf("%w: every one of the daemon's %d slots is taken by a run or a cell and as many wait as its queue holds; send the cell again later",
+			err, s.gate.Capacity())
+	}
+	return release, err
 }
 
 // The cells waiting for a session's running one are bounded in number
