@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net/http"
@@ -12,30 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// hostShmem is the host's Shmem (/proc/meminfo) in bytes: every tmpfs
-// page, the session workspaces' included.
-func hostShmem(t *testing.T) int64 {
-	t.Helper()
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "Shmem:"); ok {
-			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no Shmem in /proc/meminfo")
-	return 0
-}
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
 
 // cgroupMemory is what the memory cgroup at path (a hostProc's cgroup)
 // holds now.
@@ -84,9 +62,9 @@ func TestSessionDeathFreesMemory(t *testing.T) {
 			token, env := sessionProcsToken()
 			s := d.createSession(t, map[string]any{"env": env, "limits": map[string]any{"memory": "384MiB", "tmpfs": "320MiB", "file_size": "300MiB"}})
 			runID := sessionRunID(t, token)
-			before := hostShmem(t)
+			before := testenv.Shmem(t)
 			d.okCell(t, s.ID, fill)
-			full := hostShmem(t)
+			full := testenv.Shmem(t)
 			if full-before < fillMiB<<20*3/4 {
 				t.Fatalf("writing %d MiB into the workspace raised Shmem by %d MiB only", fillMiB, (full-before)>>20)
 			}
@@ -94,7 +72,7 @@ func TestSessionDeathFreesMemory(t *testing.T) {
 			c.end(s.ID)
 			var freed int64
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				if freed = full - hostShmem(t); freed >= fillMiB<<20*3/4 || time.Now().After(deadline) {
+				if freed = full - testenv.Shmem(t); freed >= fillMiB<<20*3/4 || time.Now().After(deadline) {
 					break
 				}
 			}

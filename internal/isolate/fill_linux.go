@@ -2,6 +2,8 @@ package isolate
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,15 +44,76 @@ const maxFillReport = 4 << 10
 // fails with workspace.ErrFull, naming the limit; the file is removed and
 // the kernel goes on.
 func (sp *SessionProcess) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes int64) (int64, error) {
-	return sp.ws.putFile(name, r, mode, maxBytes, sp.fillCharged)
+	return sp.ws.putFile(name, r, mode, maxBytes, func(f *os.File, r io.Reader) (int64, error) {
+		ns, err := sp.fillCharged([]*os.File{f}, []io.Reader{r})
+		return ns[0], err
+	})
 }
 
-// fillCharged copies r into f through a filler in the sandbox's cgroup.
-func (sp *SessionProcess) fillCharged(f *os.File, r io.Reader) (int64, error) {
+// maxFillBatch is how many files one filler writes at most: each is an
+// open fd in it.
+const maxFillBatch = 64
+
+// WriteFiles writes files into the workspace (as Workspace.WriteFile,
+// names checked the same way) from inside the session's memory cgroup,
+// one filler per batch of them: a session's files given at its creation
+// are charged to it as its uploads are. ctx is checked between batches.
+func (sp *SessionProcess) WriteFiles(ctx context.Context, files []run.File) error {
+	for len(files) > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("place the files: %w", err)
+		}
+		batch := files[:min(len(files), maxFillBatch)]
+		files = files[len(batch):]
+		if err := sp.writeBatch(batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBatch writes files through one filler.
+func (sp *SessionProcess) writeBatch(files []run.File) error {
+	var (
+		opened []*newFile
+		fs     []*os.File
+		rs     []io.Reader
+	)
+	defer func() {
+		for _, nf := range opened {
+			nf.Close()
+			nf.release()
+		}
+	}()
+	for _, f := range files {
+		nf, err := sp.ws.createFile(f.Name, os.FileMode(f.Mode))
+		if err != nil {
+			return fmt.Errorf("write %s: %w", run.Quote(f.Name, run.MaxName), err)
+		}
+		opened = append(opened, nf)
+		fs, rs = append(fs, nf.File), append(rs, bytes.NewReader(f.Content))
+	}
+	ns, err := sp.fillCharged(fs, rs)
+	for i, f := range files {
+		if err == nil && ns[i] != int64(len(f.Content)) {
+			err = fmt.Errorf("wrote %d of its %d bytes", ns[i], len(f.Content))
+		}
+		if err != nil {
+			return fileError("write", opened[i].name, err)
+		}
+	}
+	return nil
+}
+
+// fillCharged copies each of rs into the file of fs at its index through a
+// filler in the sandbox's cgroup, and says how many bytes it wrote into
+// each (as many as fs, whatever the error).
+func (sp *SessionProcess) fillCharged(fs []*os.File, rs []io.Reader) ([]int64, error) {
+	written := make([]int64, len(fs))
 	before, _ := sp.cg.stats()
 	in, feed, err := os.Pipe()
 	if err != nil {
-		return 0, fmt.Errorf("create the filler's pipe: %w", err)
+		return written, fmt.Errorf("create the filler's pipe: %w", err)
 	}
 	defer feed.Close()
 	var stdout, stderr bytes.Buffer
@@ -59,38 +122,75 @@ func (sp *SessionProcess) fillCharged(f *os.File, r io.Reader) (int64, error) {
 		Args:       []string{nsinit.FillArg0},
 		Env:        []string{},
 		Stdin:      in,
-		Stdout:     &capWriter{b: &stdout, max: maxFillReport},
+		Stdout:     &capWriter{b: &stdout, max: maxFillReport * len(fs)},
 		Stderr:     &capWriter{b: &stderr, max: maxFillReport},
-		ExtraFiles: []*os.File{f},
+		ExtraFiles: fs,
 		// If the daemon dies, so does the filler.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	err = sp.startInCgroup(cmd)
 	in.Close()
 	if err != nil {
-		return 0, err
+		return written, err
 	}
-	fed, feedErr := io.Copy(feed, r)
+	fed, readErr, writeErr := feedChunks(feed, rs)
 	feed.Close()
-	waitErr := cmd.Wait()
-	var res nsinit.FillResult
-	if waitErr == nil {
-		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-			return 0, fmt.Errorf("the filler's report %s: %w", run.Quote(stdout.String(), run.MaxName), err)
+	if waitErr := cmd.Wait(); waitErr != nil {
+		return written, sp.fillerDied(waitErr, before, stderr.String())
+	}
+	if readErr != nil {
+		// The client's body failed (a disconnect, a read deadline): the
+		// filler saw its file cut short, and nothing else is wrong.
+		return written, readErr
+	}
+	dec := json.NewDecoder(&stdout)
+	for i := range fed {
+		var res nsinit.FillResult
+		if err := dec.Decode(&res); err != nil {
+			return written, fmt.Errorf("the filler's report on file %d of %d: %w", i+1, len(fs), err)
+		}
+		written[i] = res.Written
+		switch {
+		case res.Error != "":
+			return written, fillError(res)
+		case res.Written != fed[i]:
+			return written, fmt.Errorf("the filler wrote %d of %d bytes", res.Written, fed[i])
 		}
 	}
-	switch {
-	case waitErr != nil:
-		return 0, sp.fillerDied(waitErr, before, stderr.String())
-	case res.Error != "":
-		return res.Written, fillError(res)
-	case feedErr != nil:
-		// The client's body failed (a disconnect, a read deadline).
-		return res.Written, feedErr
-	case res.Written != fed:
-		return res.Written, fmt.Errorf("the filler wrote %d of %d bytes", res.Written, fed)
+	return written, writeErr
+}
+
+// feedChunks writes each of rs to the filler as chunks, each file's ended
+// by an empty one, and says how many bytes of each it sent (for each file
+// it began). It stops at the first error: reading one of rs (readErr) or
+// writing to the filler (writeErr, when the filler stopped reading).
+func feedChunks(w io.Writer, rs []io.Reader) (fed []int64, readErr, writeErr error) {
+	buf := make([]byte, 8+64<<10)
+	for _, r := range rs {
+		fed = append(fed, 0)
+		n := &fed[len(fed)-1]
+		for {
+			m, err := r.Read(buf[8:])
+			if m > 0 {
+				binary.BigEndian.PutUint64(buf[:8], uint64(m))
+				if _, werr := w.Write(buf[:8+m]); werr != nil {
+					return fed, nil, fmt.Errorf("feed the filler: %w", werr)
+				}
+				*n += int64(m)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fed, err, nil
+			}
+		}
+		binary.BigEndian.PutUint64(buf[:8], 0)
+		if _, err := w.Write(buf[:8]); err != nil {
+			return fed, nil, fmt.Errorf("feed the filler: %w", err)
+		}
 	}
-	return res.Written, nil
+	return fed, nil, nil
 }
 
 // startInCgroup starts cmd in the sandbox's cgroup, as the most likely

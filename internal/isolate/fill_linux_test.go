@@ -3,15 +3,19 @@ package isolate
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
@@ -131,5 +135,57 @@ func TestPutFileAfterEnd(t *testing.T) {
 	_, err := sp.PutFile("late.txt", strings.NewReader("late"), 0, 1<<20)
 	if !errors.Is(err, errSandboxEnded) {
 		t.Fatalf("an upload after the sandbox ended: %v", err)
+	}
+}
+
+// TestWriteFilesCharged: files written in batches (more than one filler's
+// worth) land whole, with their modes and directories, and are charged to
+// the session.
+func TestWriteFilesCharged(t *testing.T) {
+	r := requireRunner(t)
+	sp := startIdleSession(t, r, limits.Limits{Memory: 256 * limits.MiB, Tmpfs: 128 * limits.MiB})
+	var files []run.File
+	for i := range maxFillBatch*2 + 3 {
+		files = append(files, run.File{Name: fmt.Sprintf("d%d/f%d.txt", i%5, i), Content: []byte(strings.Repeat("y", i)), Mode: 0o600})
+	}
+	files = append(files, run.File{Name: "big.bin", Content: bytes.Repeat([]byte{'z'}, 48<<20)}, run.File{Name: "empty"})
+	before := memoryUsage(t, sp)
+	if err := sp.WriteFiles(t.Context(), files); err != nil {
+		t.Fatal(err)
+	}
+	after := memoryUsage(t, sp)
+	t.Logf("the session's cgroup: %d MiB before the files, %d MiB after", before>>20, after>>20)
+	if after-before < 40<<20 {
+		t.Errorf("48 MiB of files raised the session's memory by %d MiB", (after-before)>>20)
+	}
+	for _, f := range files {
+		fh, info, err := sp.ws.OpenFile(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(fh)
+		fh.Close()
+		want := uint32(0o644)
+		if f.Mode != 0 {
+			want = f.Mode
+		}
+		if err != nil || !bytes.Equal(got, f.Content) || info.Mode != want {
+			t.Fatalf("%s: %d bytes, mode %o (%v); want %d bytes, mode %o", f.Name, len(got), info.Mode, err, len(f.Content), want)
+		}
+	}
+}
+
+// TestPutFileClientFails: a body that fails half-way fails the upload
+// with the body's error, not the filler's, and leaves no file.
+func TestPutFileClientFails(t *testing.T) {
+	r := requireRunner(t)
+	sp := startIdleSession(t, r, limits.Limits{})
+	gone := errors.New("the client went away")
+	body := io.MultiReader(bytes.NewReader(make([]byte, 200<<10)), iotest.ErrReader(gone))
+	if _, err := sp.PutFile("cut.bin", body, 0, 1<<20); !errors.Is(err, gone) {
+		t.Fatalf("an upload whose body failed: %v; want the body's error", err)
+	}
+	if files, _, err := sp.ws.ListFiles(".", 10); err != nil || len(files) != 0 {
+		t.Errorf("after the failed upload the workspace holds %v (%v)", files, err)
 	}
 }

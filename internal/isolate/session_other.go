@@ -31,3 +31,4 @@ func (sp *SessionProcess) Done() <-chan struct{}                         { retur
 func (sp *SessionProcess) PutFile(string, io.Reader, os.FileMode, int64) (int64, error) {
 	return 0, ErrUnsupported
 }
+func (sp *SessionProcess) WriteFiles(context.Context, []run.File) error { return ErrUnsupported }

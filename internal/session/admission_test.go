@@ -13,10 +13,10 @@ import (
 )
 
 // TestCellsPassTheGate: with a gate of one slot and one place in its
-// queue, a cell runs, a second (another session's) waits, and a third
-// (a third session's) is refused at once, naming the queue, while the
-// first two finish. A session's own waiting cells take no place in the
-// gate's queue: only the one holding its turn does.
+// queue, a cell runs, a second (another session's) waits, and a third (a
+// third session's) is refused at once, naming the queue, while the first
+// two finish. A session's own waiting cells take no place in the gate's
+// queue: only the one holding its turn does.
 func TestCellsPassTheGate(t *testing.T) {
 	gate := admission.New(1, 1)
 	m := newManager(t, Config{Gate: gate})
@@ -50,19 +50,34 @@ func TestCellsPassTheGate(t *testing.T) {
 			}
 		}
 	}
-	// The first session's cell runs until the file "go" appears; two more
-	// of its cells wait for its turn, not for the gate.
-	start(sessions[0], "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\n1+1")
-	waitUntil("the first cell to run", func() bool { return gate.Running() == 1 })
-	start(sessions[0], "1+1")
-	start(sessions[0], "1+1")
-	waitUntil("two cells waiting in the first session", func() bool { return sessions[0].queue.waiting() == 2 })
-	if gate.Waiting() != 0 {
-		t.Errorf("a session's waiting cells take %d places in the gate's queue", gate.Waiting())
+	// A cell of the first session that runs until the file go appears.
+	blocked := func(file string) string {
+		return "import os, time\nwhile not os.path.exists('" + file + "'):\n    time.sleep(0.01)\n1+1"
 	}
+	release := func(file string) {
+		if err := sessions[0].ws.WriteFile(run.File{Name: file}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finished := func(want int) {
+		t.Helper()
+		wg.Wait()
+		n := 0
+		for len(results) > 0 {
+			if res := <-results; res.Status != run.StatusOK || res.Result["text/plain"] != "2" {
+				t.Errorf("an admitted cell: %s %+v %q", res.Status, res.Result, res.Reason)
+			}
+			n++
+		}
+		if n != want || gate.Running() != 0 || gate.Waiting() != 0 {
+			t.Errorf("%d cells of %d finished; the gate still counts %d running, %d waiting", n, want, gate.Running(), gate.Waiting())
+		}
+	}
+
+	start(sessions[0], blocked("go1"))
+	waitUntil("the first cell to run", func() bool { return gate.Running() == 1 })
 	start(sessions[1], "1+1")
 	waitUntil("the second session's cell to wait for a slot", func() bool { return gate.Waiting() == 1 })
-
 	_, err := sessions[2].Exec(t.Context(), run.CellRequest{Code: "1+1"}, run.CellStream{})
 	if !errors.Is(err, admission.ErrQueueFull) || !errdefs.Is(err, errdefs.ErrExhausted) || !strings.Contains(err.Error(), "queue") {
 		t.Fatalf("a cell past the gate's queue: %v; want admission.ErrQueueFull naming the queue", err)
@@ -71,25 +86,23 @@ func TestCellsPassTheGate(t *testing.T) {
 	if info := sessions[2].Info(); info.State != run.SessionIdle || info.Cells != 0 {
 		t.Errorf("the refused cell's session: %+v", info)
 	}
-
-	if err := sessions[0].ws.WriteFile(run.File{Name: "go"}); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	close(results)
-	n := 0
-	for res := range results {
-		if res.Status != run.StatusOK || res.Result["text/plain"] != "2" {
-			t.Errorf("an admitted cell: %s %+v %q", res.Status, res.Result, res.Reason)
-		}
-		n++
-	}
-	if n != 4 || gate.Running() != 0 || gate.Waiting() != 0 {
-		t.Errorf("%d cells finished; the gate still counts %d running, %d waiting", n, gate.Running(), gate.Waiting())
-	}
+	release("go1")
+	finished(2)
 	if res := exec(t, sessions[2], "1+1"); res.Status != run.StatusOK {
 		t.Errorf("the refused session's next cell: %s", res.Status)
 	}
+
+	// The first session's cells waiting for its turn wait outside the gate.
+	start(sessions[0], blocked("go2"))
+	waitUntil("the first cell to run", func() bool { return gate.Running() == 1 })
+	start(sessions[0], "1+1")
+	start(sessions[0], "1+1")
+	waitUntil("two cells waiting in the first session", func() bool { return sessions[0].queue.waiting() == 2 })
+	if gate.Waiting() != 0 {
+		t.Errorf("a session's waiting cells take %d places in the gate's queue", gate.Waiting())
+	}
+	release("go2")
+	finished(3)
 }
 
 // TestDeadSessionNotQueued: a dead session's cell is ErrDead at once,

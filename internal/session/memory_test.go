@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bufio"
 	"errors"
 	"os"
 	"strconv"
@@ -11,31 +10,8 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
-
-// shmem is the host's Shmem from /proc/meminfo, in bytes: tmpfs pages,
-// the workspaces' included.
-func shmem(t *testing.T) int64 {
-	t.Helper()
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "Shmem:" {
-			kb, err := strconv.ParseInt(fields[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no Shmem in /proc/meminfo")
-	return 0
-}
 
 // workspaceMounted reports whether the workspace tmpfs of the run id is
 // still mounted on the host.
@@ -88,12 +64,12 @@ func TestDeadSessionFreesWorkspace(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { _ = m.Delete("me", s.ID()) }()
-			before := shmem(t)
+			before := testenv.Shmem(t)
 			fill := "with open('fill.bin', 'wb') as f:\n    for _ in range(" + strconv.Itoa(fillMiB) + "):\n        f.write(b'x' * (1 << 20))"
 			if res := exec(t, s, fill); res.Status != run.StatusOK {
 				t.Fatalf("filling the workspace: %s %q %+v", res.Status, res.Reason, res.Error)
 			}
-			full := shmem(t)
+			full := testenv.Shmem(t)
 			t.Logf("the workspace took %d MiB of Shmem", (full-before)>>20)
 			if full-before < fillMiB<<20*3/4 {
 				t.Fatalf("writing %d MiB into the workspace raised Shmem by %d MiB only", fillMiB, (full-before)>>20)
@@ -102,7 +78,7 @@ func TestDeadSessionFreesWorkspace(t *testing.T) {
 			c.end(t, m, s)
 			freed, took := int64(0), time.Duration(0)
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				freed, took = full-shmem(t), time.Since(ended)
+				freed, took = full-testenv.Shmem(t), time.Since(ended)
 				if freed >= fillMiB<<20*3/4 || time.Now().After(deadline) {
 					break
 				}

@@ -78,14 +78,6 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 			}
 		}
 	}()
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("place the input files: %w", err)
-		}
-		if err := ws.WriteFile(f); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-	}
 	for _, f := range internal {
 		if err := ws.WriteInternal(f); err != nil {
 			return err
@@ -127,8 +119,28 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		_, _ = p.Wait()
 		return fmt.Errorf("start the %s kernel: %w", s.runtime, ctx.Err())
 	}
+	if err := placeFiles(ctx, p, files); err != nil {
+		s.kill()
+		_, _ = p.Wait()
+		return err
+	}
 	go s.watch()
 	return nil
+}
+
+// placeFiles writes the spec's files into the workspace of a kernel that
+// is ready: from inside its cgroup, so they are charged to the session as
+// its uploads are (isolate.SessionProcess.WriteFiles). The kernel reads
+// none of them before its first cell.
+func placeFiles(ctx context.Context, p *isolate.SessionProcess, files []run.File) error {
+	err := p.WriteFiles(ctx, files)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("place the input files: %w", ctx.Err())
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }
 
 // stderrTail is the end of a failed start-up's stderr, for its error.
