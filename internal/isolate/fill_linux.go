@@ -88,7 +88,7 @@ func (sp *SessionProcess) writeBatch(files []run.File) error {
 	for _, f := range files {
 		nf, err := sp.ws.createFile(f.Name, os.FileMode(f.Mode))
 		if err != nil {
-			return fmt.Errorf("write %s: %w", run.Quote(f.Name, run.MaxName), err)
+			return err
 		}
 		opened = append(opened, nf)
 		fs, rs = append(fs, nf.File), append(rs, bytes.NewReader(f.Content))
