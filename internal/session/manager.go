@@ -60,10 +60,10 @@ type Config struct {
 	// IdleTimeout is a session's default idle timeout (10 minutes);
 	// MaxIdleTimeout the longest a client may ask for (1 hour).
 	IdleTimeout, MaxIdleTimeout time.Duration
-	// Gate, if set, admits every cell as it admits runs: a cell takes a
-	// slot of it while it runs, and past its queue a cell is refused
-	// (admission.ErrQueueFull). nil admits every cell at once (sandboxctl,
-	// which holds its sessions itself).
+	// Gate, if set, admits every cell, as a daemon's runs are admitted by
+	// theirs: a cell takes a slot of it while it runs, and past its queue
+	// a cell is refused (admission.ErrQueueFull). nil admits every cell at
+	// once (sandboxctl, which holds its sessions itself).
 	Gate *admission.Gate
 	// Prime has each kernel's prime (runtimes.Prime: matplotlib's font
 	// list for Python) built once, in a sandbox, and given to every

@@ -322,7 +322,7 @@ func (s *Session) admit(ctx context.Context) (func(), error) {
 	}
 	release, err := s.gate.Acquire(ctx)
 	if errors.Is(err, admission.ErrQueueFull) {
-		return nil, fmt.Errorf("%w: every one of the daemon's %d slots is taken by a run or a cell and as many wait as its queue holds; send the cell again later",
+		return nil, fmt.Errorf("%w: all %d of the daemon's slots for cells are taken and as many cells wait as its queue holds; send the cell again later",
 			err, s.gate.Capacity())
 	}
 	return release, err
