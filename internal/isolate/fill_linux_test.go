@@ -22,7 +22,7 @@ import (
 
 // startIdleSession starts a session whose program waits on its control
 // pipe, under l, and ends it at the end of the test.
-func startIdleSession(t *testing.T, r *Runner, l limits.Limits) *SessionProcess {
+func startIdleSession(t testing.TB, r *Runner, l limits.Limits) *SessionProcess {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		testenv.MissingFile(t, "/usr/bin/python3")
@@ -187,5 +187,33 @@ func TestPutFileClientFails(t *testing.T) {
 	}
 	if files, _, err := sp.ws.ListFiles(".", 10); err != nil || len(files) != 0 {
 		t.Errorf("after the failed upload the workspace holds %v (%v)", files, err)
+	}
+}
+
+// BenchmarkPutFile: a small upload written by the daemon itself (the
+// baseline, charged to the daemon) and through a filler in the session's
+// cgroup, in the same run: the filler's cost is its exec and, on cgroup
+// v1, its move into the memory cgroup.
+func BenchmarkPutFile(b *testing.B) {
+	r := requireRunner(b)
+	sp := startIdleSession(b, r, limits.Limits{})
+	put := map[string]func() error{
+		"daemon": func() error { _, err := sp.ws.PutFile("a.txt", strings.NewReader("hello"), 0, 1<<20); return err },
+		"filler": func() error { _, err := sp.PutFile("a.txt", strings.NewReader("hello"), 0, 1<<20); return err },
+	}
+	per := map[string]time.Duration{}
+	for _, name := range []string{"daemon", "filler"} {
+		b.Run(name, func(b *testing.B) {
+			start := time.Now()
+			for b.Loop() {
+				if err := put[name](); err != nil {
+					b.Fatal(err)
+				}
+			}
+			per[name] = time.Since(start) / time.Duration(b.N)
+			if base := per["daemon"]; name != "daemon" && base > 0 {
+				b.ReportMetric(float64(per[name])/float64(base), "x_daemon")
+			}
+		})
 	}
 }
