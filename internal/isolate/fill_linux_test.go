@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
+	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/testenv"
@@ -215,5 +220,48 @@ func BenchmarkPutFile(b *testing.B) {
 				b.ReportMetric(float64(per[name])/float64(base), "x_daemon")
 			}
 		})
+	}
+}
+
+// TestFillerPlacementV2Real: on a cgroup v2 hierarchy a filler is cloned
+// straight into the sandbox's cgroup (no move after it started) as its
+// OOM killer's first pick; once the cgroup is destroyed no filler enters
+// it. On a hybrid host the v2 hierarchy has no controllers, which is
+// enough for placement.
+func TestFillerPlacementV2Real(t *testing.T) {
+	dir := realV2Dir(t)
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sandbox{cg: &v2Cgroup{dir: dir, dirfd: fd}}
+	defer s.destroyCgroup()
+	in, feed, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	defer feed.Close()
+	filler := func() *exec.Cmd {
+		return &exec.Cmd{Path: "/proc/self/exe", Args: []string{nsinit.FillArg0}, Stdin: in, SysProcAttr: &syscall.SysProcAttr{}}
+	}
+	cmd := filler()
+	if err := s.startInCgroup(cmd); err != nil {
+		t.Fatal(err)
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+	if procs := readFile(t, filepath.Join(dir, "cgroup.procs")); procs != pid {
+		t.Errorf("cgroup.procs = %q, want the filler %s", procs, pid)
+	}
+	if adj := readFile(t, "/proc/"+pid+"/oom_score_adj"); adj != fillerOOMScoreAdj {
+		t.Errorf("the filler's oom_score_adj = %s, want %s", adj, fillerOOMScoreAdj)
+	}
+	feed.Close() // no file: the filler exits at once
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the filler with nothing to write: %v", err)
+	}
+	s.destroyCgroup()
+	if err := s.startInCgroup(filler()); !errors.Is(err, errSandboxEnded) {
+		t.Errorf("a filler into a destroyed cgroup: %v, want errSandboxEnded", err)
 	}
 }
