@@ -46,6 +46,9 @@ type Config struct {
 	Sessions *session.Manager
 	// MaxBody caps a request body (default 16 MiB).
 	MaxBody int64
+	// MaxBodyMemory caps the bytes of request bodies being read at once
+	// (default 4 MaxBody; never less than MaxBody): see bodyBudget.
+	MaxBodyMemory int64
 	// Ready, if set, is consulted by /readyz besides the gate (e.g. "the
 	// host can still confine").
 	Ready  func() error
@@ -61,6 +64,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *metrics.Metrics
+	bodies  *bodyBudget
 	// Extra routes (the MCP endpoint) are added with Handle.
 }
 
@@ -82,7 +86,11 @@ func New(r run.Runner, cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, runner: r, log: cfg.Logger, mux: http.NewServeMux(), metrics: cfg.Metrics}
+	if cfg.MaxBodyMemory == 0 {
+		cfg.MaxBodyMemory = 4 * cfg.MaxBody
+	}
+	s := &Server{cfg: cfg, runner: r, log: cfg.Logger, mux: http.NewServeMux(), metrics: cfg.Metrics,
+		bodies: newBodyBudget(cfg.MaxBodyMemory, cfg.MaxBody)}
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.auth {
@@ -143,6 +151,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", errdefs.ErrInvalidArgument, r.URL.EscapedPath(), why))
 		return
 	}
+	release, err := s.bodies.reserve(r, owner(r))
+	if err != nil {
+		s.metrics.Rejected("body_memory")
+		writeError(w, err)
+		return
+	}
+	defer release()
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		// ServeMux answers 404 or 405 itself; say it in JSON.

@@ -50,6 +50,10 @@ type cgroupDriver interface {
 	list() ([]string, error)
 	// remove kills and removes a leftover cgroup by name.
 	remove(name string) error
+	// limitParent caps the memory of the parent, and so of every run
+	// under it together, at limit bytes (no swap): the second line behind
+	// the daemon's memory budget.
+	limitParent(limit int64) error
 }
 
 // cpuQuota maps a CPU bandwidth in cores onto a CFS quota per period.

@@ -124,6 +124,59 @@ func (d *v1Driver) remove(name string) error {
 	return c.destroy()
 }
 
+func (d *v1Driver) limitParent(limit int64) error {
+	dir := d.dir(cgroup1.Memory, d.parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cgroup v1 %s: %w", d.parent, err)
+	}
+	if err := v1Hierarchical(dir); err != nil {
+		return err
+	}
+	return v1SetMemory(dir, limit)
+}
+
+// v1Hierarchical turns on memory.use_hierarchy in dir, without which a
+// v1 limit covers only the cgroup's own processes and none of its
+// children's (kernels since 5.16 always have it on).
+func v1Hierarchical(dir string) error {
+	p := filepath.Join(dir, "memory.use_hierarchy")
+	if n, err := readUint(p); err != nil || n == 1 {
+		return err
+	}
+	// The kernel takes it only while dir has no children, and its parent
+	// does not have it on.
+	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		return fmt.Errorf("turn on %s: a limit on it would not cover the runs under it: %w", p, err)
+	}
+	return nil
+}
+
+// v1SetMemory sets dir's memory limit and, when the kernel accounts swap,
+// its memory+swap limit to the same (no swap). memsw may never be below
+// memory, at any step: raising, memsw goes first; lowering, memory does.
+func v1SetMemory(dir string, limit int64) error {
+	mem := filepath.Join(dir, "memory.limit_in_bytes")
+	memsw := filepath.Join(dir, "memory.memsw.limit_in_bytes")
+	files := []string{mem}
+	if _, err := os.Stat(memsw); err == nil {
+		cur, err := readUint(mem)
+		if err != nil {
+			return err
+		}
+		if uint64(limit) > cur {
+			files = []string{memsw, mem}
+		} else {
+			files = []string{mem, memsw}
+		}
+	}
+	for _, f := range files {
+		if err := os.WriteFile(f, []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+			return fmt.Errorf("set %s to %d: %w", f, limit, err)
+		}
+	}
+	return nil
+}
+
 type v1Cgroup struct {
 	d    *v1Driver
 	path string
@@ -258,6 +311,15 @@ func (d *v2Driver) list() ([]string, error) {
 func (d *v2Driver) remove(name string) error {
 	c := &v2Cgroup{dir: filepath.Join(d.mountpoint, d.parent, name), dirfd: -1}
 	return c.destroy()
+}
+
+func (d *v2Driver) limitParent(limit int64) error {
+	// NewManager creates the group and enables the memory controller on
+	// the way to it, so its memory.max exists.
+	if _, err := cgroup2.NewManager(d.mountpoint, d.parent, &cgroup2.Resources{Memory: &cgroup2.Memory{Max: &limit}}); err != nil {
+		return fmt.Errorf("set the memory.max of cgroup v2 %s: %w", d.parent, err)
+	}
+	return nil
 }
 
 type v2Cgroup struct {

@@ -43,6 +43,9 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if err := CheckCgroupParent(cfg.CgroupParent); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: it needs root to create cgroups and map the sandbox's uids (running as uid %d)", ErrUnsupported, os.Geteuid())
 	}
@@ -70,6 +73,13 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
+	}
+	// After the sweep, so that no leftover holds memory the new limit
+	// must reclaim.
+	if cfg.MemoryLimit > 0 {
+		if err := cg.limitParent(int64(cfg.MemoryLimit)); err != nil {
+			return nil, fmt.Errorf("limit the memory of every sandbox together to %s: %w", cfg.MemoryLimit, err)
+		}
 	}
 	return r, nil
 }

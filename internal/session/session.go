@@ -49,6 +49,10 @@ type Session struct {
 	answers chan answer
 	ansErr  error // set by readAnswers before it closes answers
 	cancel  context.CancelFunc
+	// unreserve gives the session's memory back to the daemon's budget:
+	// at the kernel's death or at close, whichever comes first (nil
+	// without a budget; it runs once however often it is called).
+	unreserve func()
 
 	// turn is held by the running cell.
 	turn chan struct{}
@@ -171,6 +175,8 @@ func (s *Session) watch() {
 	if err := s.free(); err != nil {
 		s.log.Error("free a dead session's workspace", "session", s.id, "run", s.ws.ID(), "err", err)
 	}
+	// Only now is the memory free to promise again.
+	s.releaseMemory()
 }
 
 // free removes the workspace (its tmpfs and the run directory) once. A
@@ -612,5 +618,14 @@ func (s *Session) close() error {
 	s.mu.Unlock()
 	s.kill()
 	_, _ = s.proc.Wait()
-	return s.free()
+	err := s.free()
+	s.releaseMemory()
+	return err
+}
+
+// releaseMemory gives the session's memory back to the budget, once.
+func (s *Session) releaseMemory() {
+	if s.unreserve != nil {
+		s.unreserve()
+	}
 }

@@ -1,0 +1,112 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/limits"
+)
+
+// bodyBudget bounds the request bytes the daemon reads and decodes at
+// once. --max-body caps one request; without a bound across them, 60
+// clients each sending a 14 MiB cell held 60 bodies and their decoded
+// copies in memory together (the daemon passed 800 MiB) before any queue
+// behind them could say no. A request reserves its declared length (the
+// whole cap when it declares none) before its body is read, and gives it
+// back once the body is consumed: what it decoded is then bounded by the
+// queue it waits in (admission, a session's waiting cells).
+//
+// One client (a token) may hold at most half of the budget, so a tenant
+// that trickles large bodies in slowly cannot shut the others out. A
+// request that does not fit is refused at once, never queued: a queue
+// ordered by arrival would make a small request wait behind a large one,
+// and the small ones are the ordinary clients.
+type bodyBudget struct {
+	size, perClient int64
+	cap             int64 // the per-request cap (MaxBody)
+
+	mu   sync.Mutex
+	used int64
+	by   map[string]int64
+}
+
+func newBodyBudget(size, maxBody int64) *bodyBudget {
+	size = max(size, maxBody) // one body of the largest size always fits
+	return &bodyBudget{size: size, perClient: max(size/2, maxBody), cap: maxBody, by: map[string]int64{}}
+}
+
+// buffered reports whether r's handler reads its body whole: everything but
+// a file upload, which is streamed into the workspace as it comes.
+func buffered(r *http.Request) bool {
+	return r.Method != http.MethodPut && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// reserve takes r's share of the budget for client and makes r's body give
+// it back at EOF or Close; release (idempotent) gives it back in any case
+// and must be called when the handler returns.
+func (b *bodyBudget) reserve(r *http.Request, client string) (release func(), err error) {
+	if !buffered(r) {
+		return func() {}, nil
+	}
+	n := r.ContentLength
+	if n < 0 || n > b.cap {
+		// Unknown length (chunked), or one MaxBytesReader will cut at
+		// the cap anyway.
+		n = b.cap
+	}
+	if err := b.take(client, n); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { b.give(client, n) }) }
+	r.Body = &releasingBody{ReadCloser: r.Body, release: release}
+	return release, nil
+}
+
+func (b *bodyBudget) take(client string, n int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.used+n > b.size:
+		return fmt.Errorf("%w: the daemon is reading as many request bodies as it may hold at once (%s, --max-body-memory), and this one declares %s; retry shortly",
+			errdefs.ErrExhausted, limits.Bytes(b.size), limits.Bytes(n))
+	case b.by[client]+n > b.perClient:
+		return fmt.Errorf("%w: this client's requests being read already hold %s of the %s one client may (half of --max-body-memory), and this one declares %s; retry shortly",
+			errdefs.ErrExhausted, limits.Bytes(b.by[client]), limits.Bytes(b.perClient), limits.Bytes(n))
+	}
+	b.used += n
+	b.by[client] += n
+	return nil
+}
+
+func (b *bodyBudget) give(client string, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+	if b.by[client] -= n; b.by[client] == 0 {
+		delete(b.by, client)
+	}
+}
+
+// releasingBody releases its reservation as soon as the body is read to
+// its end or closed.
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releasingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.release()
+	}
+	return n, err
+}
+
+func (b *releasingBody) Close() error {
+	b.release()
+	return b.ReadCloser.Close()
+}

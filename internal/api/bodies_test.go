@@ -1,0 +1,106 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// post is a POST of a body of declared length n that the test feeds (or
+// never finishes) through the returned writer.
+func post(n int64, token string) (*http.Request, *io.PipeWriter) {
+	pr, pw := io.Pipe()
+	req := httptest.NewRequest("POST", "/v1/runs", pr)
+	req.ContentLength = n
+	req.Host = "localhost:8080"
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req, pw
+}
+
+// TestBodyBudget: bodies being read hold their declared length; past the
+// budget, or past half of it for one client, a request is refused at once;
+// reading a body to its end, closing it or the handler's return gives its
+// share back; uploads, streamed to the workspace, hold none.
+func TestBodyBudget(t *testing.T) {
+	const mib = 1 << 20
+	b := newBodyBudget(2*mib, mib)
+	r1, _ := post(mib, "")
+	rel1, err := b.reserve(r1, "a")
+	if err != nil {
+		t.Fatalf("first body refused: %v", err)
+	}
+	if _, err := b.reserve(httptestPost(1), "a"); err == nil || !strings.Contains(err.Error(), "one client may") {
+		t.Errorf("a client past half the budget: %v, want refused naming the per-client share", err)
+	}
+	r3, pw3 := post(mib, "")
+	rel3, err := b.reserve(r3, "b")
+	if err != nil {
+		t.Fatalf("another client's body refused: %v", err)
+	}
+	if _, err := b.reserve(httptestPost(1), "c"); err == nil || !strings.Contains(err.Error(), "--max-body-memory") {
+		t.Errorf("past the whole budget: %v, want refused naming the flag", err)
+	}
+	// A body read to its end gives its share back before the handler ends.
+	go func() { pw3.Write([]byte("{}")); pw3.Close() }()
+	if _, err := io.ReadAll(r3.Body); err != nil {
+		t.Fatal(err)
+	}
+	rel4, err := b.reserve(httptestPost(1), "c")
+	if err != nil {
+		t.Errorf("after a body was read: %v", err)
+	}
+	rel4()
+	rel3()
+	rel3() // idempotent
+	rel1()
+	if b.used != 0 || len(b.by) != 0 {
+		t.Errorf("after every release: used %d, by %v", b.used, b.by)
+	}
+	put := httptest.NewRequest("PUT", "/v1/sessions/x/files/a", strings.NewReader(strings.Repeat("x", 10)))
+	put.ContentLength = 100 * mib
+	if _, err := b.reserve(put, "a"); err != nil || b.used != 0 {
+		t.Errorf("an upload: %v, used %d; want no share taken", err, b.used)
+	}
+}
+
+func httptestPost(n int) *http.Request {
+	return httptest.NewRequest("POST", "/v1/runs", strings.NewReader(strings.Repeat(" ", n)))
+}
+
+// TestBodyBudgetThroughServer: while one tenant trickles large bodies in,
+// its next large request is a 429 that names the flag, and another
+// tenant's run still goes through.
+func TestBodyBudgetThroughServer(t *testing.T) {
+	s := newServer(newFake(), Config{MaxBody: 1 << 20, MaxBodyMemory: 2 << 20, Tokens: []string{"ta", "tb"}})
+	// Tenant A's first body: declared at the cap, never finished.
+	slow, pw := post(1<<20, "ta")
+	done := make(chan struct{})
+	go func() { defer close(done); s.ServeHTTP(httptest.NewRecorder(), slow) }()
+	defer func() { pw.CloseWithError(io.ErrUnexpectedEOF); <-done }()
+	waitFor(t, func() bool { s.bodies.mu.Lock(); defer s.bodies.mu.Unlock(); return s.bodies.used > 0 })
+
+	rec := do(t, s, "POST", "/v1/runs", `{"runtime":"python","code":"print(1)"}`, "Authorization", "Bearer ta", "Content-Type", "application/json")
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "max-body-memory") {
+		t.Errorf("tenant A's second request: %d %s, want 429 naming --max-body-memory", rec.Code, rec.Body)
+	}
+	rec = do(t, s, "POST", "/v1/runs", `{"runtime":"python","code":"print(1)"}`, "Authorization", "Bearer tb", "Content-Type", "application/json")
+	if rec.Code != http.StatusOK {
+		t.Errorf("tenant B's run while A holds half the budget: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+	}
+}
