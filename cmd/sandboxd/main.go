@@ -232,6 +232,8 @@ rest.`,
 	fl.BoolVar(&cfg.AllowRemoteWithoutToken, "insecure-no-token", false, "allow a non-loopback --listen without a token")
 	fl.IntVar(&cfg.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
 	fl.IntVar(&cfg.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
+	fl.IntVar(&cfg.CellConcurrency, "max-concurrent-cells", 0, "session cells at once, across sessions (default: --max-concurrent)")
+	fl.IntVar(&cfg.CellQueue, "max-queued-cells", 64, "session cells waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.Int64Var(&cfg.API.MaxBodyMemory, "max-body-memory", 64<<20, "request body bytes read at once across all requests (429 past it; never less than --max-body)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")

@@ -23,8 +23,10 @@ import (
 
 // The session endpoints: a session is one long-lived kernel in its own
 // sandbox, which runs cell after cell (POST .../exec) and whose workspace
-// files can be written, read, listed and removed while it lives, also once
-// its kernel is dead. Sessions belong to the token that created them
+// files can be written, read, listed and removed while its kernel lives.
+// When the kernel dies its workspace goes with it, at once, and every
+// request but GET and DELETE of the session is a 409 saying why it died.
+// Sessions belong to the token that created them
 // (session.Owner): another token's session is "not found", as a missing
 // one is.
 
@@ -187,6 +189,11 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRe
 	start := s.cfg.Now()
 	res, err := sess.Exec(ctx, req, live)
 	if err != nil {
+		if classOf(err) == errdefs.ErrExhausted {
+			// The session's queue or the cells' gate: a 429, counted
+			// as a run's is.
+			s.metrics.Rejected("queue_full")
+		}
 		return nil, err
 	}
 	took := s.cfg.Now().Sub(start)
@@ -197,7 +204,7 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRe
 		level = slog.LevelError
 	}
 	// run= is the session's sandbox (its run directory and cgroups).
-	s.log.Log(ctx, level, "cell", "session", res.Session, "run", sess.Workspace().ID(), "cell", res.Cell,
+	s.log.Log(ctx, level, "cell", "session", res.Session, "run", sess.RunID(), "cell", res.Cell,
 		"status", res.Status, "state", res.State, "wall", res.WallTime.Round(time.Microsecond),
 		"cpu", res.CPUTime.Round(time.Microsecond), "took", took.Round(time.Microsecond), "reason", run.Clip(res.Reason, run.MaxMessage))
 	return res, nil
@@ -227,7 +234,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	}
 	// Touched before as well: a long upload is a use of the session.
 	sess.Touch()
-	n, err := sess.Workspace().PutFile(r.PathValue("path"), clientBody{r.Body}, mode, limit)
+	n, err := sess.PutFile(r.PathValue("path"), clientBody{r.Body}, mode, limit)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -278,7 +285,7 @@ func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	f, info, err := sess.Workspace().OpenFile(r.PathValue("path"))
+	f, info, err := sess.OpenFile(r.PathValue("path"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -312,7 +319,7 @@ func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	if err := sess.Workspace().RemoveFile(r.PathValue("path")); err != nil {
+	if err := sess.RemoveFile(r.PathValue("path")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -327,7 +334,7 @@ func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	files, truncated, err := sess.Workspace().ListFiles(r.URL.Query().Get("dir"), maxListEntries)
+	files, truncated, err := sess.ListFiles(r.URL.Query().Get("dir"), maxListEntries)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,12 @@ type Config struct {
 	// Concurrency and Queue size the admission gate: runs at once, and
 	// runs waiting for a slot before requests get 429 (defaults: 2, 64).
 	Concurrency, Queue int
+	// CellConcurrency and CellQueue size the session cells' gate, which
+	// is not the runs' (RATIONALE.md): cells running at once across the
+	// sessions, and cells waiting for a slot before 429 (defaults:
+	// Concurrency's, 64). A session's other cells wait for its turn, in
+	// its own queue, before this one.
+	CellConcurrency, CellQueue int
 	// MemoryBudget is the memory the daemon may promise to its runs and
 	// sessions together: each holds its memory limit from it while it
 	// lives, and past it requests get 429. Zero is what the host and the
@@ -102,19 +109,19 @@ func Serve(ctx context.Context, cfg Config) error {
 			log.Error("close warm pools", "err", err)
 		}
 	}()
-	sessions := newSessions(ctx, x, cfg.Sessions, budget, log)
+	gate, cellGate := newGate(cfg), newCellGate(cfg)
+	sessions := newSessions(ctx, x, cellGate, cfg.Sessions, budget, log)
 	defer func() {
 		if err := sessions.Close(); err != nil {
 			log.Error("close sessions", "err", err)
 		}
 	}()
-	gate := newGate(cfg)
 	ln, err := conns.listen(cfg.Listen, func(reason string) { m.ConnRefused(reason) })
 	if err != nil {
 		return err
 	}
 	m = metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats, Conns: ln.Open,
-		MemoryBudget: budget.Limit, MemoryPromised: budget.Promised})
+		CellsRunning: cellGate.Running, CellsWaiting: cellGate.Waiting, MemoryBudget: budget.Limit, MemoryPromised: budget.Promised})
 	runner := frontRunner(x, gate, budget, m, log)
 	cfg.API.Logger = log
 	cfg.API.Runtimes = x.Runtimes()
@@ -217,22 +224,20 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer x.Close()
-	sessions := newSessions(ctx, x, cfg.Sessions, budget, log)
+	sessions := newSessions(ctx, x, newCellGate(cfg), cfg.Sessions, budget, log)
 	defer sessions.Close()
 	runner := frontRunner(x, newGate(cfg), budget, m, log)
 	return mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions).Run(ctx, &mcp.StdioTransport{})
 }
 
-// newGate is the admission gate of cfg's size.
+// newGate is the runs' admission gate, of cfg's size.
 func newGate(cfg Config) *admission.Gate {
-	c, q := cfg.Concurrency, cfg.Queue
-	if c == 0 {
-		c = 2
-	}
-	if q == 0 {
-		q = 64
-	}
-	return admission.New(c, q)
+	return admission.New(cmp.Or(cfg.Concurrency, 2), cmp.Or(cfg.Queue, 64))
+}
+
+// newCellGate is the session cells' admission gate, of cfg's size.
+func newCellGate(cfg Config) *admission.Gate {
+	return admission.New(cmp.Or(cfg.CellConcurrency, cfg.Concurrency, 2), cmp.Or(cfg.CellQueue, 64))
 }
 
 // newBudget is the daemon's memory budget (resolveBudget); onReject
@@ -252,11 +257,13 @@ func frontRunner(x *executor.Executor, gate *admission.Gate, budget *admission.B
 	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Budget: budget, Next: x}, Metrics: m, Log: log}
 }
 
-// newSessions is the session manager on x's process backend; each session
-// holds its memory limit from budget. Sessions are closed by its Close at
-// shutdown, not by ctx's end: SIGTERM ends ctx before the grace period.
-func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, budget *admission.Budget, log *slog.Logger) *session.Manager {
+// newSessions is the session manager on x's process backend: its cells
+// are admitted through gate, and each session holds its memory limit from
+// budget. Sessions are closed by its Close at shutdown, not by ctx's end:
+// SIGTERM ends ctx before the grace period.
+func newSessions(ctx context.Context, x *executor.Executor, gate *admission.Gate, cfg session.Config, budget *admission.Budget, log *slog.Logger) *session.Manager {
 	cfg.Runner, cfg.RunnerErr = x.Process(), x.ProcessErr()
+	cfg.Gate = gate
 	cfg.Memory = budget
 	cfg.Runtimes = x.Runtimes()
 	cfg.Defaults, cfg.Ceiling = x.Limits()

@@ -21,6 +21,10 @@ type runCgroup interface {
 	fd() int
 	// add moves pid into the cgroup (cgroup v1).
 	add(pid int) error
+	// addMemory moves pid into the cgroup's memory controller alone
+	// (cgroup v1): its memory is charged to the cgroup, while its threads
+	// count against no pids limit of the cgroup's.
+	addMemory(pid int) error
 	// cpu is the CPU time used so far; it is polled for the CPU limit.
 	cpu() (time.Duration, error)
 	stats() (cgroupStats, error)

@@ -260,6 +260,14 @@ func (c *v1Cgroup) add(pid int) error {
 	return nil
 }
 
+func (c *v1Cgroup) addMemory(pid int) error {
+	p := filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs")
+	if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move pid %d into %s: %w", pid, p, err)
+	}
+	return nil
+}
+
 func (c *v1Cgroup) cpu() (time.Duration, error) {
 	n, err := readUint(filepath.Join(c.d.dir(cgroup1.Cpuacct, c.path), "cpuacct.usage"))
 	return time.Duration(n), err
@@ -363,6 +371,10 @@ type v2Cgroup struct {
 func (c *v2Cgroup) fd() int { return c.dirfd }
 
 func (c *v2Cgroup) add(int) error { return nil }
+
+// addMemory: on v2 a process is cloned into the whole cgroup (fd) or not
+// at all; there is no memory-only placement.
+func (c *v2Cgroup) addMemory(int) error { return nil }
 
 func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources(l)) }
 

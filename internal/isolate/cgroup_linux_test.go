@@ -110,20 +110,7 @@ func TestV2DriverFakeFiles(t *testing.T) {
 // v2 hierarchy. On a hybrid host that hierarchy has no controllers, which
 // is enough for placement, cpu.stat and cgroup.kill.
 func TestV2ClonePlacementReal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root to create cgroups")
-	}
-	mnt := "/sys/fs/cgroup/unified"
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		mnt = "/sys/fs/cgroup"
-	} else if err := unix.Statfs(mnt, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		t.Skip("requires a cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-	}
-	dir := filepath.Join(mnt, "sandboxd-test-"+newRunID())
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("requires a writable cgroup v2 hierarchy: %v", err)
-	}
+	dir := realV2Dir(t)
 	c := &v2Cgroup{dir: dir, dirfd: -1}
 	defer func() {
 		if err := c.destroy(); err != nil {
@@ -154,6 +141,28 @@ func TestV2ClonePlacementReal(t *testing.T) {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Errorf("child ended with %v, want SIGKILL from cgroup.kill", err)
 	}
+}
+
+// realV2Dir makes an empty cgroup on the host's real v2 hierarchy (at
+// /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host) for the
+// test to use and destroy, or skips saying what it requires.
+func realV2Dir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root to create cgroups")
+	}
+	mnt := "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		mnt = "/sys/fs/cgroup"
+	} else if err := unix.Statfs(mnt, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("requires a cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	}
+	dir := filepath.Join(mnt, "sandboxd-test-"+newRunID())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("requires a writable cgroup v2 hierarchy: %v", err)
+	}
+	return dir
 }
 
 // TestV1StatsFakeFiles reads v1 figures from fake files.

@@ -32,9 +32,15 @@ type sandbox struct {
 	ws   *Workspace
 	name string
 	cg   runCgroup
-	cmd  *exec.Cmd
-	p    *pipes
-	ph   phases
+	// cgMu is held shared while a process is put into cg from outside
+	// (startInCgroup), exclusively while cg is destroyed: nothing enters a
+	// removed cgroup, and nothing enters a cgroup through an fd that
+	// destroy closed (its number may name another cgroup by then).
+	cgMu   sync.RWMutex
+	cgGone bool
+	cmd    *exec.Cmd
+	p      *pipes
+	ph     phases
 	// initPid is init's host pid.
 	initPid int
 	// procDir holds the sandbox's generated /proc files (genfiles_linux.go).
@@ -404,6 +410,9 @@ func (s *sandbox) closeMarkWriters() {
 }
 
 func (s *sandbox) destroyCgroup() {
+	s.cgMu.Lock()
+	defer s.cgMu.Unlock()
+	s.cgGone = true
 	if err := s.cg.destroy(); err != nil {
 		s.r.log.Error("remove run cgroup", "run", s.ws.id, "err", err)
 	}

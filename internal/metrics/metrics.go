@@ -27,6 +27,9 @@ type Sources struct {
 	Pools func() map[string]pool.Stats
 	// Conns is the number of HTTP connections open.
 	Conns func() int
+	// CellsRunning and CellsWaiting are the session cells' gate's cells
+	// in a slot and in its queue.
+	CellsRunning, CellsWaiting func() int
 	// MemoryBudget is the memory the daemon may promise to runs and
 	// sessions; MemoryPromised what it has promised now.
 	MemoryBudget, MemoryPromised func() limits.Bytes
@@ -88,6 +91,8 @@ func New(src Sources) *Metrics {
 		gauge("sandboxd_queue_depth", "Runs waiting for a slot.", src.Waiting),
 		gauge("sandboxd_sessions_active", "Live sessions (idle, busy or dead but not yet deleted).", src.Sessions),
 		gauge("sandboxd_connections_open", "HTTP connections accepted and not yet closed.", src.Conns),
+		gauge("sandboxd_session_cells_active", "Session cells admitted and not yet finished.", src.CellsRunning),
+		gauge("sandboxd_session_cell_queue_depth", "Session cells, each holding its session's turn, waiting for a slot.", src.CellsWaiting),
 		gauge("sandboxd_memory_budget_bytes", "Memory the daemon may promise to runs and sessions together (the sum of their memory limits); its sandboxes' cgroup parent is limited to it.", src.MemoryBudget),
 		gauge("sandboxd_memory_promised_bytes", "Memory promised now: the memory limits of the running runs and the live sessions.", src.MemoryPromised),
 	)

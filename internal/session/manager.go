@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -63,6 +64,11 @@ type Config struct {
 	// IdleTimeout is a session's default idle timeout (10 minutes);
 	// MaxIdleTimeout the longest a client may ask for (1 hour).
 	IdleTimeout, MaxIdleTimeout time.Duration
+	// Gate, if set, admits every cell, as a daemon's runs are admitted by
+	// theirs: a cell takes a slot of it while it runs, and past its queue
+	// a cell is refused (admission.ErrQueueFull). nil admits every cell at
+	// once (sandboxctl, which holds its sessions itself).
+	Gate *admission.Gate
 	// Prime has each kernel's prime (runtimes.Prime: matplotlib's font
 	// list for Python) built once, in a sandbox, and given to every
 	// session of it (its first plot is ~0.6 s faster).
@@ -252,7 +258,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 	now := m.cfg.Now()
 	s := &Session{
 		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle,
-		created: now, lastUsed: now, now: m.cfg.Now, state: run.SessionIdle, turn: make(chan struct{}, 1),
+		created: now, lastUsed: now, now: m.cfg.Now, log: m.log, gate: m.cfg.Gate, state: run.SessionIdle, turn: make(chan struct{}, 1),
 		unreserve: unreserve,
 	}
 	internal := []run.File{p.kernel.file}
