@@ -48,7 +48,7 @@ func (s *Server) manager(w http.ResponseWriter) *session.Manager {
 }
 
 // owner is whose sessions a request may see: its token's.
-func owner(r *http.Request) string { return session.Owner(r.Header.Get("Authorization")) }
+func owner(r *http.Request) string { return Owner(r) }
 
 // lookup returns the caller's session named by the path's {id}, or answers
 // the error (404, with the replica's name for a session of another one)
