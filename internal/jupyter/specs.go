@@ -54,6 +54,9 @@ const pythonPrelude = `def _sandboxd_no_stdin():
     class StdinNotImplementedError(RuntimeError):
         """input() in a sandboxd kernel, which has no stdin."""
 
+    StdinNotImplementedError.__qualname__ = "StdinNotImplementedError"
+    StdinNotImplementedError.__module__ = "builtins"
+
     def input(prompt=""):
         raise StdinNotImplementedError(
             "input() is not supported: a sandboxd kernel runs in a sandbox without stdin, "

@@ -1,0 +1,425 @@
+package jupyter
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sandboxd/sandboxd/internal/api"
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	nsinit.MaybeRun()
+	os.Exit(m.Run())
+}
+
+// newGateway serves a Gateway on real sessions behind the real API
+// server (its token check and browser checks), as the daemon mounts it,
+// and returns the server's URL.
+func newGateway(t *testing.T, tokens ...string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root for the process backend")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		testenv.MissingFile(t, "/usr/bin/python3")
+	}
+	state, parent := testenv.StateDir(t, "jupytertest")
+	r, err := isolate.New(isolate.Config{StateDir: state, CgroupParent: parent})
+	if err != nil {
+		testenv.MissingSandbox(t, err)
+	}
+	m := session.NewManager(context.Background(), session.Config{Runner: r, Replica: "test"})
+	g := New(context.Background(), Config{Sessions: m, Owner: api.Owner, Version: "test"})
+	srv := api.New(nil, api.Config{Tokens: tokens, Sessions: m})
+	for _, r := range g.Routes() {
+		srv.Handle(r.Pattern, r.Handler)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+		g.Close()
+		if err := m.Close(); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	return ts.URL
+}
+
+// call sends a REST request with token (if any) and decodes the JSON
+// answer into out (if not nil); it returns the status.
+func call(t *testing.T, method, url, token string, out any) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "token "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+func startKernel(t *testing.T, base, token string) kernelModel {
+	t.Helper()
+	var k kernelModel
+	if code := call(t, "POST", base+"/api/kernels", token, &k); code != http.StatusCreated || !isUUID(k.ID) || k.Name != "python3" {
+		t.Fatalf("POST /api/kernels: %d %+v", code, k)
+	}
+	return k
+}
+
+// client is a test's end of a kernel's channels.
+type client struct {
+	t      *testing.T
+	ws     *websocket.Conn
+	binary bool
+}
+
+func dial(t *testing.T, base, id, query string, hdr http.Header, protocols ...string) (*client, *http.Response, error) {
+	url := "ws" + strings.TrimPrefix(base, "http") + "/api/kernels/" + id + "/channels" + query
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: protocols})
+	if err != nil {
+		return nil, resp, err
+	}
+	ws.SetReadLimit(64 << 20)
+	t.Cleanup(func() { ws.CloseNow() })
+	return &client{t: t, ws: ws, binary: ws.Subprotocol() == v1Protocol}, resp, nil
+}
+
+func mustDial(t *testing.T, base, id, query string, protocols ...string) *client {
+	t.Helper()
+	c, _, err := dial(t, base, id, query, nil, protocols...)
+	if err != nil {
+		t.Fatalf("dial the channels: %v", err)
+	}
+	return c
+}
+
+// send sends a request and returns its msg_id.
+func (c *client) send(channel, msgType string, content any) string {
+	c.t.Helper()
+	id := newUUID()
+	h, _ := json.Marshal(header{MsgID: id, MsgType: msgType, Session: "client", Username: "test", Version: protocolVersion})
+	body, _ := json.Marshal(content)
+	m := &message{Channel: channel, Header: h, ParentHeader: json.RawMessage("{}"), Metadata: json.RawMessage("{}"), Content: body, Buffers: []json.RawMessage{}}
+	typ, b := websocket.MessageBinary, encodeV1(m)
+	if !c.binary {
+		typ = websocket.MessageText
+		b, _ = encodeJSON(m)
+	}
+	if err := c.ws.Write(c.t.Context(), typ, b); err != nil {
+		c.t.Fatalf("send %s: %v", msgType, err)
+	}
+	return id
+}
+
+// got is a message the test received, decoded.
+type got struct {
+	channel, msgType, parent string
+	content                  map[string]any
+}
+
+func (c *client) recv() got {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.t.Context(), 60*time.Second)
+	defer cancel()
+	typ, b, err := c.ws.Read(ctx)
+	if err != nil {
+		c.t.Fatalf("read a message: %v", err)
+	}
+	var m *message
+	if typ == websocket.MessageBinary {
+		m, err = decodeV1(b)
+	} else {
+		m, err = decodeJSON(b)
+	}
+	if err != nil {
+		c.t.Fatalf("the gateway sent a bad message: %v", err)
+	}
+	var p header
+	_ = json.Unmarshal(m.ParentHeader, &p)
+	g := got{channel: m.Channel, msgType: m.hdr.MsgType, parent: p.MsgID}
+	if err := json.Unmarshal(m.Content, &g.content); err != nil {
+		c.t.Fatalf("content of %s: %v", g.msgType, err)
+	}
+	if m.hdr.Session == "" || m.hdr.Version != protocolVersion || !isUUID(m.hdr.MsgID) {
+		c.t.Fatalf("header of %s: %+v", g.msgType, m.hdr)
+	}
+	return g
+}
+
+// finish reads until the request id has both its reply and its idle
+// status (as a client completes a request) and returns the messages
+// that answer it, in order.
+func (c *client) finish(id string) []got {
+	c.t.Helper()
+	var out []got
+	replied, idle := false, false
+	for !replied || !idle {
+		m := c.recv()
+		if m.parent != id {
+			continue
+		}
+		out = append(out, m)
+		replied = replied || strings.HasSuffix(m.msgType, "_reply")
+		idle = idle || (m.msgType == "status" && m.content["execution_state"] == "idle")
+	}
+	return out
+}
+
+func (c *client) execute(code string) []got {
+	c.t.Helper()
+	return c.finish(c.send("shell", "execute_request", map[string]any{"code": code, "silent": false}))
+}
+
+// types lists the messages' channels and types; a stream's chunks (as
+// the pipe cut them) count as one.
+func types(ms []got) []string {
+	var s []string
+	for _, m := range ms {
+		t := m.channel + ":" + m.msgType
+		if len(s) > 0 && t == "iopub:stream" && s[len(s)-1] == t {
+			continue
+		}
+		s = append(s, t)
+	}
+	return s
+}
+
+// streamed is the text of the messages' stream name.
+func streamed(ms []got, name string) string {
+	var b strings.Builder
+	for _, m := range ms {
+		if m.msgType == "stream" && m.content["name"] == name {
+			b.WriteString(m.content["text"].(string))
+		}
+	}
+	return b.String()
+}
+
+func find(ms []got, msgType string) map[string]any {
+	for _, m := range ms {
+		if m.msgType == msgType {
+			return m.content
+		}
+	}
+	return nil
+}
+
+// TestExecute: a cell's story in order, execution counts, a result, a
+// display, a traceback as lines, input() refused clearly; over JSON and
+// over the v1 binary protocol.
+func TestExecute(t *testing.T) {
+	base := newGateway(t)
+	for _, proto := range []string{"json", v1Protocol} {
+		t.Run(proto, func(t *testing.T) {
+			k := startKernel(t, base, "")
+			var protos []string
+			if proto != "json" {
+				protos = []string{proto}
+			}
+			c := mustDial(t, base, k.ID, "?session_id=abc", protos...)
+			if c.binary != (proto != "json") {
+				t.Fatalf("subprotocol %q negotiated for %s", c.ws.Subprotocol(), proto)
+			}
+			info := c.finish(c.send("shell", "kernel_info_request", map[string]any{}))
+			if got := strings.Join(types(info), " "); got != "iopub:status shell:kernel_info_reply iopub:status" {
+				t.Fatalf("kernel_info: %s", got)
+			}
+			li, _ := find(info, "kernel_info_reply")["language_info"].(map[string]any)
+			if li["name"] != "python" || li["version"] == "" {
+				t.Fatalf("language_info: %v", li)
+			}
+
+			ms := c.execute("print('hi')\nx = 41")
+			want := "iopub:status iopub:execute_input iopub:stream shell:execute_reply iopub:status"
+			if got := strings.Join(types(ms), " "); got != want {
+				t.Fatalf("first cell: %s, want %s", got, want)
+			}
+			if r := find(ms, "execute_reply"); ms[0].content["execution_state"] != "busy" || ms[1].content["execution_count"] != 1.0 || streamed(ms, "stdout") != "hi\n" ||
+				r["status"] != "ok" || r["execution_count"] != 1.0 {
+				t.Fatalf("first cell: %+v", ms)
+			}
+
+			ms = c.execute("class H:\n    def _repr_html_(self): return '<b>h</b>'\ndisplay(H())\nx + 1")
+			if d := find(ms, "display_data"); d == nil || d["data"].(map[string]any)["text/html"] != "<b>h</b>" {
+				t.Fatalf("display: %+v", ms)
+			}
+			r := find(ms, "execute_result")
+			if r == nil || r["execution_count"] != 2.0 || r["data"].(map[string]any)["text/plain"] != "42" {
+				t.Fatalf("second cell's result: %+v", ms)
+			}
+
+			ms = c.execute("def f():\n    return 1/0\nf()")
+			e, reply := find(ms, "error"), find(ms, "execute_reply")
+			tb, _ := e["traceback"].([]any)
+			if e["ename"] != "ZeroDivisionError" || len(tb) < 3 || reply["status"] != "error" || reply["execution_count"] != 3.0 {
+				t.Fatalf("error: %+v", ms)
+			}
+			for _, l := range tb {
+				if strings.Contains(l.(string), "\n") {
+					t.Fatalf("traceback line with a newline: %q", l)
+				}
+			}
+
+			ms = c.execute("input('name? ')")
+			if e := find(ms, "error"); e == nil || e["ename"] != "StdinNotImplementedError" || !strings.Contains(e["evalue"].(string), "without stdin") {
+				t.Fatalf("input(): %+v", ms)
+			}
+
+			for _, rq := range []struct{ req, reply, field string }{
+				{"complete_request", "complete_reply", "matches"},
+				{"inspect_request", "inspect_reply", "found"},
+				{"history_request", "history_reply", "history"},
+				{"comm_info_request", "comm_info_reply", "comms"},
+				{"is_complete_request", "is_complete_reply", "status"},
+			} {
+				ms := c.finish(c.send("shell", rq.req, map[string]any{"code": "x", "cursor_pos": 1}))
+				if r := find(ms, rq.reply); r == nil || r[rq.field] == nil {
+					t.Errorf("%s: %+v", rq.req, ms)
+				}
+			}
+		})
+	}
+}
+
+// TestInterruptRestartShutdown: an interrupt stops a long cell and the
+// kernel goes on; a restart forgets the variables and counts from 1; a
+// shutdown closes the channels and the kernel is then not found.
+func TestInterruptRestartShutdown(t *testing.T) {
+	base := newGateway(t)
+	k := startKernel(t, base, "")
+	c := mustDial(t, base, k.ID, "")
+	c.execute("import time\nx = 1")
+	id := c.send("shell", "execute_request", map[string]any{"code": "time.sleep(60)"})
+	for m := c.recv(); m.msgType != "execute_input"; m = c.recv() {
+	}
+	var model kernelModel
+	if call(t, "GET", base+"/api/kernels/"+k.ID, "", &model); model.ExecutionState != "busy" || model.Connections != 1 {
+		t.Fatalf("model while a cell runs: %+v", model)
+	}
+	start := time.Now()
+	if code := call(t, "POST", base+"/api/kernels/"+k.ID+"/interrupt", "", nil); code != http.StatusNoContent {
+		t.Fatalf("interrupt: %d", code)
+	}
+	ms := c.finish(id)
+	if e := find(ms, "error"); e == nil || e["ename"] != "KeyboardInterrupt" {
+		t.Fatalf("interrupted cell: %+v", ms)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the interrupt took %s", took)
+	}
+	if r := find(c.execute("x + 1"), "execute_result"); r == nil || r["execution_count"] != 3.0 {
+		t.Fatalf("after the interrupt: %+v", r)
+	}
+
+	if code := call(t, "POST", base+"/api/kernels/"+k.ID+"/restart", "", &model); code != http.StatusOK || model.ID != k.ID {
+		t.Fatalf("restart: %d %+v", code, model)
+	}
+	ms = c.execute("x")
+	if e, r := find(ms, "error"), find(ms, "execute_reply"); e == nil || e["ename"] != "NameError" || r["execution_count"] != 1.0 {
+		t.Fatalf("after the restart: %+v", ms)
+	}
+
+	if code := call(t, "DELETE", base+"/api/kernels/"+k.ID, "", nil); code != http.StatusNoContent {
+		t.Fatalf("shutdown: %d", code)
+	}
+	if code := call(t, "GET", base+"/api/kernels/"+k.ID, "", nil); code != http.StatusNotFound {
+		t.Fatalf("GET after the shutdown: %d, want 404", code)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := c.ws.Read(ctx); err != nil {
+			if s := websocket.CloseStatus(err); s != websocket.StatusNormalClosure {
+				t.Fatalf("the channels ended with %v, want a normal close", err)
+			}
+			break
+		}
+	}
+}
+
+// TestTokens: a token sees only its own kernels, over REST and the
+// WebSocket (?token= as browsers send it); no token, or a page of
+// another origin, is refused.
+func TestTokens(t *testing.T) {
+	base := newGateway(t, "alice-token", "bob-token")
+	k := startKernel(t, base, "alice-token")
+	var list []kernelModel
+	if call(t, "GET", base+"/api/kernels", "bob-token", &list); len(list) != 0 {
+		t.Fatalf("bob lists alice's kernels: %+v", list)
+	}
+	if call(t, "GET", base+"/api/kernels", "alice-token", &list); len(list) != 1 || list[0].ID != k.ID {
+		t.Fatalf("alice's list: %+v", list)
+	}
+	for _, path := range []string{"", "/interrupt", "/restart"} {
+		method := "POST"
+		if path == "" {
+			method = "GET"
+		}
+		if code := call(t, method, base+"/api/kernels/"+k.ID+path, "bob-token", nil); code != http.StatusNotFound {
+			t.Errorf("bob %s %s: %d, want 404", method, path, code)
+		}
+	}
+	if code := call(t, "DELETE", base+"/api/kernels/"+k.ID, "bob-token", nil); code != http.StatusNotFound {
+		t.Errorf("bob DELETE: %d, want 404", code)
+	}
+	if code := call(t, "GET", base+"/api/kernels", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	for _, tc := range []struct {
+		name, query string
+		hdr         http.Header
+		status      int
+	}{
+		{"bob's token", "?token=bob-token", nil, http.StatusNotFound},
+		{"no token", "", nil, http.StatusUnauthorized},
+		{"a wrong token", "?token=eve", nil, http.StatusUnauthorized},
+		{"another origin", "?token=alice-token", http.Header{"Origin": {"http://evil.example"}}, http.StatusForbidden},
+	} {
+		if _, resp, err := dial(t, base, k.ID, tc.query, tc.hdr); err == nil || resp == nil || resp.StatusCode != tc.status {
+			code := 0
+			if resp != nil {
+				code = resp.StatusCode
+			}
+			t.Errorf("%s: dial = %v (%d), want %d", tc.name, err, code, tc.status)
+		}
+	}
+	c := mustDial(t, base, k.ID, "?token=alice-token")
+	if ms := c.execute("1"); find(ms, "execute_reply") == nil {
+		t.Fatalf("alice's own kernel: %+v", ms)
+	}
+	// Bob still has his own quota and kernels: alice's kernel took
+	// nothing of his.
+	kb := startKernel(t, base, "bob-token")
+	if call(t, "GET", base+"/api/kernels", "bob-token", &list); len(list) != 1 || list[0].ID != kb.ID {
+		t.Fatalf("bob's list: %+v", list)
+	}
+}
