@@ -101,8 +101,12 @@ func (g *Gateway) handleChannels(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case err := <-read:
-			if s := websocket.CloseStatus(err); s != websocket.StatusNormalClosure && s != websocket.StatusGoingAway && !errors.Is(err, context.Canceled) {
-				g.log.Info("kernel WebSocket ended", "kernel", k.id, "err", err)
+			switch websocket.CloseStatus(err) {
+			case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+			default:
+				if !errors.Is(err, context.Canceled) {
+					g.log.Info("kernel WebSocket ended", "kernel", k.id, "err", err)
+				}
 			}
 			_ = ws.CloseNow()
 			return

@@ -423,7 +423,9 @@ func (k *kernel) restart(ctx context.Context) error {
 		k.restarting = false
 		k.mu.Unlock()
 	}()
-	k.publishStatus(nil, "restarting", false)
+	// No "restarting" status: Jupyter's clients take one for a restart
+	// the server made on its own (a kernel that died), not one they asked
+	// for; the fresh kernel says "starting", as a new one does.
 	k.abortQueued("the kernel restarted")
 	if err := k.g.cfg.Sessions.Delete(k.owner, old.ID()); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("restart kernel %s: %w", k.id, err)
