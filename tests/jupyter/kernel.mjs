@@ -1,14 +1,18 @@
 // kernel.mjs drives sandboxd's Jupyter kernel gateway API with the real
 // npm client, @jupyterlab/services, unchanged, as JupyterLab does:
 //
-//	node tests/jupyter/kernel.mjs http://127.0.0.1:PORT TOKEN OTHER_TOKEN
+//	node tests/jupyter/kernel.mjs http://127.0.0.1:PORT TOKEN OTHER_TOKEN [GATEWAY GATEWAY_TOKEN]
+//
+// BASE is sandboxd, or a Jupyter server in front of it (--gateway-url); then
+// GATEWAY and GATEWAY_TOKEN are sandboxd's, where the shutdown is checked.
 //
 // It starts a kernel through the REST API, talks to it over the channels
 // WebSocket (the client offers the binary v1 subprotocol first) and checks
 // what a notebook relies on: message order and parent ids, execution counts
 // 1 then 2, a traceback, an interrupt that stops time.sleep(60) within 5 s,
 // a restart that clears the kernel's state, a shutdown after which the
-// kernel is not found; and that OTHER_TOKEN sees none of TOKEN's kernels.
+// kernel is not found; and that OTHER_TOKEN sees none of TOKEN's kernels
+// ("-": no such check, for a notebook server in front, which has one user).
 //
 // It prints one line per check ("ok - ..." or "not ok - ...", TAP style) and
 // exits 1 if any check failed, 2 on a usage error. tests/jupyter_test.go runs
@@ -16,9 +20,9 @@
 
 import { KernelAPI, KernelManager, KernelSpecAPI, ServerConnection } from "@jupyterlab/services";
 
-const [base, token, otherToken] = process.argv.slice(2);
+const [base, token, otherToken, gateway = base, gatewayToken = token] = process.argv.slice(2);
 if (!base || !token || !otherToken) {
-  console.error("usage: node kernel.mjs BASE_URL TOKEN OTHER_TOKEN");
+  console.error("usage: node kernel.mjs BASE_URL TOKEN OTHER_TOKEN [GATEWAY_URL GATEWAY_TOKEN]");
   process.exit(2);
 }
 
@@ -193,7 +197,7 @@ await check("a restart clears the kernel's state and counts from 1", async () =>
   return p;
 });
 
-await check("another token sees none of this token's kernels", async () => {
+if (otherToken !== "-") await check("another token sees none of this token's kernels", async () => {
   const p = [];
   const own = await KernelAPI.listRunning(mine);
   const other = await KernelAPI.listRunning(theirs);
@@ -214,9 +218,11 @@ await check("a shutdown ends the kernel; then it is not found (404)", async () =
   await kernel.shutdown();
   const p = [];
   if (kernel.status !== "dead") p.push(`status ${kernel.status}`);
-  if ((await KernelAPI.getKernelModel(id, mine)) !== undefined) p.push("getKernelModel still finds it");
-  const r = await fetch(`${base}/api/kernels/${id}`, { headers: { Authorization: `token ${token}` } });
-  if (r.status !== 404) p.push(`GET /api/kernels/${id}: ${r.status}`);
+  // Notebook 6 in front answers a missing kernel with 200 and null,
+  // which the client cannot validate; sandboxd itself says 404.
+  if (await KernelAPI.getKernelModel(id, mine).catch(() => undefined)) p.push("getKernelModel still finds it");
+  const r = await fetch(`${gateway}/api/kernels/${id}`, { headers: { Authorization: `token ${gatewayToken}` } });
+  if (r.status !== 404) p.push(`GET ${gateway}/api/kernels/${id}: ${r.status}`);
   return p;
 });
 
