@@ -1,0 +1,259 @@
+// Command jupyter measures the Jupyter kernel gateway beside the session
+// HTTP API it is built on, both served in-process on a loopback port as
+// `sandboxd serve` mounts them: the start of a kernel (POST /api/kernels:
+// a session and the kernel's prelude) against POST /v1/sessions, and a
+// trivial cell's round trip over the channels WebSocket (execute_request
+// until both execute_reply and status idle, as a notebook completes a
+// cell; JSON messages) against POST /v1/sessions/{id}/exec. Must run as
+// root:
+//
+//	go run ./bench/jupyter -n 500 -starts 20
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sandboxd/sandboxd/internal/api"
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/jupyter"
+	"github.com/sandboxd/sandboxd/internal/session"
+)
+
+func main() {
+	nsinit.MaybeRun()
+	n := flag.Int("n", 500, "cells of each")
+	starts := flag.Int("starts", 20, "kernel and session starts of each")
+	flag.Parse()
+	if err := bench(*n, *starts); err != nil {
+		fmt.Fprintln(os.Stderr, "jupyter:", err)
+		os.Exit(1)
+	}
+}
+
+const cell = "1+1"
+
+func bench(n, starts int) error {
+	ctx := context.Background()
+	state, err := os.MkdirTemp("/run", "sandboxd-bench-jupyter-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(state)
+	r, err := isolate.New(isolate.Config{StateDir: state})
+	if err != nil {
+		return err
+	}
+	m := session.NewManager(ctx, session.Config{Runner: r, Prime: true})
+	defer m.Close()
+	g := jupyter.New(ctx, jupyter.Config{Sessions: m, Owner: api.Owner})
+	defer g.Close()
+	srv := api.New(nil, api.Config{Sessions: m})
+	for _, rt := range g.Routes() {
+		srv.Handle(rt.Pattern, rt.Handler)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	base := "http://" + ln.Addr().String()
+
+	sessStart, err := measure(starts, 2, func() error {
+		var info struct{ ID string }
+		if err := call("POST", base+"/v1/sessions", `{}`, &info); err != nil {
+			return err
+		}
+		return call("DELETE", base+"/v1/sessions/"+info.ID, "", nil)
+	})
+	if err != nil {
+		return fmt.Errorf("session starts: %w", err)
+	}
+	kernStart, err := measure(starts, 2, func() error {
+		var k struct{ ID string }
+		if err := call("POST", base+"/api/kernels", `{"name":"python3"}`, &k); err != nil {
+			return err
+		}
+		return call("DELETE", base+"/api/kernels/"+k.ID, "", nil)
+	})
+	if err != nil {
+		return fmt.Errorf("kernel starts: %w", err)
+	}
+	httpCells, err := sessionCells(n, base)
+	if err != nil {
+		return fmt.Errorf("session cells: %w", err)
+	}
+	wsCells, err := kernelCells(ctx, n, base)
+	if err != nil {
+		return fmt.Errorf("kernel cells: %w", err)
+	}
+
+	fmt.Printf("Jupyter kernel gateway vs the session HTTP API, in-process on loopback\n\n")
+	fmt.Printf("%-44s %9s %9s %12s\n", "", "median", "p99", "× session API")
+	row := func(name string, d, baseline []time.Duration) {
+		fmt.Printf("%-44s %7.2fms %7.2fms %12.2f\n", name, ms(pct(d, 50)), ms(pct(d, 99)), float64(pct(d, 50))/float64(pct(baseline, 50)))
+	}
+	row(fmt.Sprintf("start: POST /v1/sessions (%d)", starts), sessStart, sessStart)
+	row(fmt.Sprintf("start: POST /api/kernels (%d)", starts), kernStart, sessStart)
+	row(fmt.Sprintf("cell %q: POST .../exec (%d)", cell, n), httpCells, httpCells)
+	row(fmt.Sprintf("cell %q: WebSocket execute_request (%d)", cell, n), wsCells, httpCells)
+	return nil
+}
+
+// call sends a request and decodes a 2xx answer into out (if not nil).
+func call(method, url, body string, out any) error {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// sessionCells times n cells of a session over the HTTP API.
+func sessionCells(n int, base string) ([]time.Duration, error) {
+	var info struct{ ID string }
+	if err := call("POST", base+"/v1/sessions", `{}`, &info); err != nil {
+		return nil, err
+	}
+	defer call("DELETE", base+"/v1/sessions/"+info.ID, "", nil)
+	body := fmt.Sprintf(`{"code": %q}`, cell)
+	return measure(n, 10, func() error {
+		var res struct {
+			Result map[string]string
+		}
+		if err := call("POST", base+"/v1/sessions/"+info.ID+"/exec", body, &res); err != nil {
+			return err
+		}
+		if res.Result["text/plain"] != "2" {
+			return fmt.Errorf("cell answered %+v", res)
+		}
+		return nil
+	})
+}
+
+// kernelCells times n cells of a kernel over its channels WebSocket.
+func kernelCells(ctx context.Context, n int, base string) ([]time.Duration, error) {
+	var k struct{ ID string }
+	if err := call("POST", base+"/api/kernels", `{}`, &k); err != nil {
+		return nil, err
+	}
+	defer call("DELETE", base+"/api/kernels/"+k.ID, "", nil)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/api/kernels/"+k.ID+"/channels", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer ws.CloseNow()
+	return measure(n, 10, func() error { return roundTrip(ctx, ws) })
+}
+
+// roundTrip sends one execute_request and reads until its execute_reply
+// and its idle status are both in.
+func roundTrip(ctx context.Context, ws *websocket.Conn) error {
+	id := randomID()
+	msg, _ := json.Marshal(map[string]any{
+		"channel":       "shell",
+		"header":        map[string]string{"msg_id": id, "msg_type": "execute_request", "session": "bench", "username": "bench", "version": "5.3", "date": ""},
+		"parent_header": map[string]any{}, "metadata": map[string]any{},
+		"content": map[string]any{"code": cell, "silent": false, "store_history": true, "allow_stdin": false, "stop_on_error": true},
+	})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageText, msg); err != nil {
+		return err
+	}
+	replied, idle, result := false, false, false
+	for !replied || !idle {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			return err
+		}
+		var m struct {
+			Header struct {
+				MsgType string `json:"msg_type"`
+			}
+			ParentHeader struct {
+				MsgID string `json:"msg_id"`
+			} `json:"parent_header"`
+			Content json.RawMessage
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		if m.ParentHeader.MsgID != id {
+			continue
+		}
+		switch m.Header.MsgType {
+		case "execute_reply":
+			replied = true
+		case "execute_result":
+			result = bytes.Contains(m.Content, []byte(`"text/plain":"2"`))
+		case "status":
+			idle = bytes.Contains(m.Content, []byte(`"idle"`))
+		}
+	}
+	if !result {
+		return fmt.Errorf("no execute_result 2")
+	}
+	return nil
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// measure times n calls of f after warm unmeasured ones, sorted.
+func measure(n, warm int, f func() error) ([]time.Duration, error) {
+	for range warm {
+		if err := f(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]time.Duration, 0, n)
+	for range n {
+		t := time.Now()
+		if err := f(); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(t))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
