@@ -65,6 +65,7 @@ func TestJupyterServicesClient(t *testing.T) {
 // daemon at gatewayURL (--gateway-url), reached with gatewayToken.
 type notebookServer struct {
 	url, token string
+	dir        string // the notebooks' directory
 }
 
 // startNotebook starts Debian's notebook server against the daemon. Its
@@ -76,7 +77,7 @@ func startNotebook(t *testing.T, gatewayURL, gatewayToken string) *notebookServe
 		testenv.MissingFile(t, "/usr/bin/jupyter-notebook")
 	}
 	home := t.TempDir()
-	nb := &notebookServer{token: "nb-" + randomHex(16)}
+	nb := &notebookServer{token: "nb-" + randomHex(16), dir: home}
 	port := freePort(t)
 	nb.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command("/usr/bin/jupyter-notebook", "--no-browser", "--allow-root", "--ip=127.0.0.1", fmt.Sprintf("--port=%d", port),

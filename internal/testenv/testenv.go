@@ -45,6 +45,7 @@ var debian = map[string]string{
 	"/usr/lib/python3/dist-packages/pandas": "python3-pandas",
 	"/usr/lib/python3/dist-packages/matplotlib": "python3-matplotlib",
 	"/usr/bin/jupyter-notebook":                 "jupyter-notebook",
+	"/usr/bin/chromium":                         "chromium",
 }
 
 // MissingFile stops t for want of path, one of the files Debian packages
