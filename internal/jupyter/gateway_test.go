@@ -3,6 +3,7 @@ package jupyter
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -104,7 +105,7 @@ func dial(t *testing.T, base, id, query string, hdr http.Header, protocols ...st
 	url := "ws" + strings.TrimPrefix(base, "http") + "/api/kernels/" + id + "/channels" + query
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: protocols})
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: hdr, Host: hdr.Get("Host"), Subprotocols: protocols})
 	if err != nil {
 		return nil, resp, err
 	}
@@ -421,5 +422,189 @@ func TestTokens(t *testing.T) {
 	kb := startKernel(t, base, "bob-token")
 	if call(t, "GET", base+"/api/kernels", "bob-token", &list); len(list) != 1 || list[0].ID != kb.ID {
 		t.Fatalf("bob's list: %+v", list)
+	}
+}
+
+// TestStopOnError: after a failed cell, the cells already waiting are
+// answered "aborted" (stop_on_error), and the kernel takes the next.
+func TestStopOnError(t *testing.T) {
+	base := newGateway(t)
+	k := startKernel(t, base, "")
+	c := mustDial(t, base, k.ID, "")
+	ids := []string{
+		c.send("shell", "execute_request", map[string]any{"code": "import time\ntime.sleep(0.5)\n1/0"}),
+		c.send("shell", "execute_request", map[string]any{"code": "print('never')"}),
+		c.send("shell", "execute_request", map[string]any{"code": "print('never')"}),
+	}
+	want := []string{"error", "aborted", "aborted"}
+	for i, id := range ids {
+		ms := c.finish(id)
+		if r := find(ms, "execute_reply"); r == nil || r["status"] != want[i] {
+			t.Fatalf("cell %d: %+v, want %s", i, ms, want[i])
+		}
+		if streamed(ms, "stdout") != "" {
+			t.Fatalf("an aborted cell ran: %+v", ms)
+		}
+	}
+	if r := find(c.execute("2"), "execute_result"); r == nil || r["execution_count"] != 2.0 {
+		t.Fatalf("after the aborts: %+v", r)
+	}
+}
+
+// TestChannelsHammer: clients on several connections of one kernel send
+// cells at once, with other requests between; every request gets exactly
+// one reply, on its own connection, and the cells get distinct counts.
+func TestChannelsHammer(t *testing.T) {
+	base := newGateway(t)
+	k := startKernel(t, base, "")
+	const conns, cells = 4, 8
+	counts := make(chan float64, conns*cells)
+	errs := make(chan error, conns)
+	for i := range conns {
+		c := mustDial(t, base, k.ID, "")
+		go func() {
+			errs <- func() error {
+				pending := map[string]string{}
+				for j := range cells {
+					pending[c.send("shell", "execute_request", map[string]any{"code": fmt.Sprintf("%d*%d", i, j)})] = "execute_reply"
+					pending[c.send("shell", "kernel_info_request", map[string]any{})] = "kernel_info_reply"
+				}
+				for len(pending) > 0 {
+					m := c.recvAsync()
+					if m.err != nil {
+						return m.err
+					}
+					if m.channel != "shell" {
+						continue
+					}
+					want, ok := pending[m.parent]
+					if !ok || want != m.msgType {
+						return fmt.Errorf("connection %d: unexpected %s to %s", i, m.msgType, m.parent)
+					}
+					delete(pending, m.parent)
+					if m.msgType == "execute_reply" {
+						counts <- m.content["execution_count"].(float64)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(counts)
+	seen := map[float64]bool{}
+	for n := range counts {
+		if seen[n] || n < 1 || n > conns*cells {
+			t.Fatalf("execution count %v twice or out of 1..%d", n, conns*cells)
+		}
+		seen[n] = true
+	}
+}
+
+// recvAsync is recv for a goroutine other than the test's: it returns
+// the error instead of failing the test.
+func (c *client) recvAsync() (g struct {
+	got
+	err error
+}) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	typ, b, err := c.ws.Read(ctx)
+	if err != nil {
+		g.err = err
+		return g
+	}
+	var m *message
+	if typ == websocket.MessageBinary {
+		m, err = decodeV1(b)
+	} else {
+		m, err = decodeJSON(b)
+	}
+	if err != nil {
+		g.err = err
+		return g
+	}
+	var p header
+	_ = json.Unmarshal(m.ParentHeader, &p)
+	g.channel, g.msgType, g.parent = m.Channel, m.hdr.MsgType, p.MsgID
+	g.err = json.Unmarshal(m.Content, &g.content)
+	return g
+}
+
+// TestWebPagesRefused: without a token, the channels and the REST routes
+// refuse what only a web page sends: a foreign Host (DNS rebinding) and a
+// cross-origin Origin; a bad frame closes the connection with a reason.
+// The kernel itself is unharmed and still answers its own client.
+func TestWebPagesRefused(t *testing.T) {
+	base := newGateway(t)
+	k := startKernel(t, base, "")
+	for _, tc := range []struct {
+		name string
+		hdr  http.Header
+	}{
+		{"rebound host", http.Header{"Host": {"evil.example"}}},
+		{"another origin", http.Header{"Origin": {"http://evil.example"}}},
+		{"a cross-site fetch", http.Header{"Sec-Fetch-Site": {"cross-site"}}},
+	} {
+		if _, resp, err := dial(t, base, k.ID, "", tc.hdr); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: the WebSocket was not refused with 403 (%v)", tc.name, err)
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"/api/kernels", strings.NewReader(`{}`))
+		req.Header = tc.hdr.Clone()
+		req.Host = tc.hdr.Get("Host")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST /api/kernels answered %d, want 403", tc.name, resp.StatusCode)
+		}
+	}
+	bad := mustDial(t, base, k.ID, "")
+	if err := bad.ws.Write(t.Context(), websocket.MessageText, []byte(`{"header":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bad.ws.Read(t.Context()); websocket.CloseStatus(err) != websocket.StatusInvalidFramePayloadData {
+		t.Errorf("a bad frame: %v, want close 1007", err)
+	}
+	c := mustDial(t, base, k.ID, "", v1Protocol)
+	if r := find(c.execute("6*7"), "execute_result"); r == nil || r["data"].(map[string]any)["text/plain"] != "42" {
+		t.Fatalf("the kernel after the refusals: %+v", r)
+	}
+	var list []kernelModel
+	if call(t, "GET", base+"/api/kernels", "", &list); len(list) != 1 {
+		t.Fatalf("kernels after the refusals: %+v", list)
+	}
+}
+
+// TestDeadKernel: a kernel whose process ended says so in the cell's
+// error and in its model ("dead"); the next cell is told to restart, and a
+// restart brings it back under the same id.
+func TestDeadKernel(t *testing.T) {
+	base := newGateway(t)
+	k := startKernel(t, base, "")
+	c := mustDial(t, base, k.ID, "")
+	ms := c.execute("import os\nos._exit(3)")
+	if e := find(ms, "error"); e == nil || !strings.Contains(fmt.Sprint(e["traceback"]), "dead") {
+		t.Fatalf("the cell that ended the kernel: %+v", ms)
+	}
+	var model kernelModel
+	if call(t, "GET", base+"/api/kernels/"+k.ID, "", &model); model.ExecutionState != "dead" {
+		t.Fatalf("model: %+v, want dead", model)
+	}
+	ms = c.execute("1")
+	if e := find(ms, "error"); e == nil || e["ename"] != "DeadKernelError" || !strings.Contains(e["evalue"].(string), "restart") {
+		t.Fatalf("a cell of the dead kernel: %+v", ms)
+	}
+	if code := call(t, "POST", base+"/api/kernels/"+k.ID+"/restart", "", &model); code != http.StatusOK || model.ExecutionState != "idle" {
+		t.Fatalf("restart: %d %+v", code, model)
+	}
+	if r := find(c.execute("1"), "execute_result"); r == nil || r["execution_count"] != 1.0 {
+		t.Fatalf("after the restart: %+v", r)
 	}
 }
