@@ -23,23 +23,12 @@ import (
 // Like the API tests, none runs in parallel with another test: a live
 // session of one would read as a leak to another test's check.
 
-// requireJupyterClient stops the test (testenv.MissingNPMClient) unless
-// node and the installed npm client are at hand, and returns node's path
-// and the script's.
+// requireJupyterClient stops the test unless node and the installed
+// @jupyterlab/services are at hand, and returns node's path and the
+// script's.
 func requireJupyterClient(t *testing.T) (node, script string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.MissingNPMClient(t, "tests/jupyter", "no node on PATH")
-	}
-	dir, err := filepath.Abs("jupyter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@jupyterlab", "services", "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/jupyter", "tests/jupyter/node_modules/@jupyterlab/services is missing")
-	}
-	return node, filepath.Join(dir, "kernel.mjs")
+	return requireNPMClient(t, "jupyter", "@jupyterlab/services", "kernel.mjs")
 }
 
 // TestJupyterServicesClient: JupyterLab's client starts a kernel on the

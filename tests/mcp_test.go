@@ -25,23 +25,30 @@ import (
 // Like the API tests, neither runs in parallel with another test: a live run
 // of one would read as a leak to another test's check.
 
-// requireMCPClient stops the test (testenv.MissingNPMClient) unless node
-// and the installed npm client are at hand, and returns node's path and
-// the script's.
+// requireMCPClient stops the test unless node and the installed MCP npm
+// client are at hand, and returns node's path and the script's.
 func requireMCPClient(t *testing.T) (node, script string) {
+	t.Helper()
+	return requireNPMClient(t, "mcp", "@modelcontextprotocol/sdk", "client.mjs")
+}
+
+// requireNPMClient stops the test (testenv.MissingNPMClient) unless node
+// and the npm package pkg, installed in tests/dir, are at hand, and
+// returns node's path and that of the script of dir.
+func requireNPMClient(t *testing.T, dir, pkg, script string) (node, path string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		testenv.MissingNPMClient(t, "tests/mcp", "no node on PATH")
+		testenv.MissingNPMClient(t, "tests/"+dir, "no node on PATH")
 	}
-	dir, err := filepath.Abs("mcp")
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/mcp", "tests/mcp/node_modules/@modelcontextprotocol/sdk is missing")
+	if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
+		testenv.MissingNPMClient(t, "tests/"+dir, "tests/"+dir+"/node_modules/"+pkg+" is missing")
 	}
-	return node, filepath.Join(dir, "client.mjs")
+	return node, filepath.Join(abs, script)
 }
 
 // mcpStateDir makes a state directory under /run for one MCP test. Its

@@ -22,12 +22,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/sandboxd/sandboxd/bench/latency"
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
@@ -76,7 +76,7 @@ func bench(n, starts int) error {
 	defer hs.Close()
 	base := "http://" + ln.Addr().String()
 
-	sessStart, err := measure(starts, 2, func() error {
+	sessStart, err := latency.Measure(starts, 2, func() error {
 		var info struct{ ID string }
 		if err := call("POST", base+"/v1/sessions", `{}`, &info); err != nil {
 			return err
@@ -86,7 +86,7 @@ func bench(n, starts int) error {
 	if err != nil {
 		return fmt.Errorf("session starts: %w", err)
 	}
-	kernStart, err := measure(starts, 2, func() error {
+	kernStart, err := latency.Measure(starts, 2, func() error {
 		var k struct{ ID string }
 		if err := call("POST", base+"/api/kernels", `{"name":"python3"}`, &k); err != nil {
 			return err
@@ -108,7 +108,7 @@ func bench(n, starts int) error {
 	fmt.Printf("Jupyter kernel gateway vs the session HTTP API, in-process on loopback\n\n")
 	fmt.Printf("%-44s %9s %9s %12s\n", "", "median", "p99", "× session API")
 	row := func(name string, d, baseline []time.Duration) {
-		fmt.Printf("%-44s %7.2fms %7.2fms %12.2f\n", name, ms(pct(d, 50)), ms(pct(d, 99)), float64(pct(d, 50))/float64(pct(baseline, 50)))
+		fmt.Printf("%-44s %7.2fms %7.2fms %12.2f\n", name, latency.Ms(latency.Pct(d, 50)), latency.Ms(latency.Pct(d, 99)), float64(latency.Pct(d, 50))/float64(latency.Pct(baseline, 50)))
 	}
 	row(fmt.Sprintf("start: POST /v1/sessions (%d)", starts), sessStart, sessStart)
 	row(fmt.Sprintf("start: POST /api/kernels (%d)", starts), kernStart, sessStart)
@@ -147,7 +147,7 @@ func sessionCells(n int, base string) ([]time.Duration, error) {
 	}
 	defer call("DELETE", base+"/v1/sessions/"+info.ID, "", nil)
 	body := fmt.Sprintf(`{"code": %q}`, cell)
-	return measure(n, 10, func() error {
+	return latency.Measure(n, 10, func() error {
 		var res struct {
 			Result map[string]string
 		}
@@ -173,7 +173,7 @@ func kernelCells(ctx context.Context, n int, base string) ([]time.Duration, erro
 		return nil, err
 	}
 	defer ws.CloseNow()
-	return measure(n, 10, func() error { return roundTrip(ctx, ws) })
+	return latency.Measure(n, 10, func() error { return roundTrip(ctx, ws) })
 }
 
 // roundTrip sends one execute_request and reads until its execute_reply
@@ -232,28 +232,3 @@ func randomID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-// measure times n calls of f after warm unmeasured ones, sorted.
-func measure(n, warm int, f func() error) ([]time.Duration, error) {
-	for range warm {
-		if err := f(); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]time.Duration, 0, n)
-	for range n {
-		t := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		out = append(out, time.Since(t))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
-}
-
-func pct(sorted []time.Duration, p int) time.Duration {
-	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

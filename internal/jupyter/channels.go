@@ -142,18 +142,22 @@ func (g *Gateway) readLoop(k *kernel, c *conn) error {
 		if err != nil {
 			return err
 		}
-		var m *message
-		if typ == websocket.MessageBinary {
-			m, err = decodeV1(b)
-		} else {
-			m, err = decodeJSON(b)
-		}
+		m, err := decodeFrame(typ, b)
 		if err != nil {
 			_ = c.ws.Close(websocket.StatusInvalidFramePayloadData, run.Clip(err.Error(), 120))
 			return err
 		}
 		g.handle(k, c, m)
 	}
+}
+
+// decodeFrame reads a message of either protocol: a binary frame is v1,
+// a text frame JSON.
+func decodeFrame(typ websocket.MessageType, b []byte) (*message, error) {
+	if typ == websocket.MessageBinary {
+		return decodeV1(b)
+	}
+	return decodeJSON(b)
 }
 
 // handle answers one message of a client.

@@ -149,31 +149,11 @@ type got struct {
 
 func (c *client) recv() got {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.t.Context(), 60*time.Second)
-	defer cancel()
-	typ, b, err := c.ws.Read(ctx)
-	if err != nil {
-		c.t.Fatalf("read a message: %v", err)
+	m := c.recvAsync()
+	if m.err != nil {
+		c.t.Fatalf("read a message: %v", m.err)
 	}
-	var m *message
-	if typ == websocket.MessageBinary {
-		m, err = decodeV1(b)
-	} else {
-		m, err = decodeJSON(b)
-	}
-	if err != nil {
-		c.t.Fatalf("the gateway sent a bad message: %v", err)
-	}
-	var p header
-	_ = json.Unmarshal(m.ParentHeader, &p)
-	g := got{channel: m.Channel, msgType: m.hdr.MsgType, parent: p.MsgID}
-	if err := json.Unmarshal(m.Content, &g.content); err != nil {
-		c.t.Fatalf("content of %s: %v", g.msgType, err)
-	}
-	if m.hdr.Session == "" || m.hdr.Version != protocolVersion || !isUUID(m.hdr.MsgID) {
-		c.t.Fatalf("header of %s: %+v", g.msgType, m.hdr)
-	}
-	return g
+	return m.got
 }
 
 // finish reads until the request id has both its reply and its idle
@@ -505,8 +485,8 @@ func TestChannelsHammer(t *testing.T) {
 	}
 }
 
-// recvAsync is recv for a goroutine other than the test's: it returns
-// the error instead of failing the test.
+// recvAsync reads and checks a message, and returns what is wrong
+// instead of failing the test (for goroutines other than the test's).
 func (c *client) recvAsync() (g struct {
 	got
 	err error
@@ -518,20 +498,21 @@ func (c *client) recvAsync() (g struct {
 		g.err = err
 		return g
 	}
-	var m *message
-	if typ == websocket.MessageBinary {
-		m, err = decodeV1(b)
-	} else {
-		m, err = decodeJSON(b)
-	}
+	m, err := decodeFrame(typ, b)
 	if err != nil {
-		g.err = err
+		g.err = fmt.Errorf("the gateway sent a bad message: %w", err)
+		return g
+	}
+	if m.hdr.Session == "" || m.hdr.Version != protocolVersion || !isUUID(m.hdr.MsgID) {
+		g.err = fmt.Errorf("header of %s: %+v", m.hdr.MsgType, m.hdr)
 		return g
 	}
 	var p header
 	_ = json.Unmarshal(m.ParentHeader, &p)
 	g.channel, g.msgType, g.parent = m.Channel, m.hdr.MsgType, p.MsgID
-	g.err = json.Unmarshal(m.Content, &g.content)
+	if err := json.Unmarshal(m.Content, &g.content); err != nil {
+		g.err = fmt.Errorf("content of %s: %w", g.msgType, err)
+	}
 	return g
 }
 
