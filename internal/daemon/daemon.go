@@ -127,7 +127,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	// checks; its cells end with runCtx as the API's runs do.
 	gw := jupyter.New(runCtx, jupyter.Config{
 		Sessions: sessions, Runtimes: x.Runtimes(), Owner: api.Owner, Version: cfg.Version,
-		WriteTimeout: conns.WriteTimeout, MaxMessage: cfg.API.MaxBody, Logger: log,
+		WriteTimeout: conns.WriteTimeout, MaxMessage: cfg.API.MaxBody, MaxReading: cfg.API.MaxBodyMemory, Logger: log,
 	})
 	// Before the sessions close: it deletes its kernels' own. Shutdown
 	// does not wait for WebSockets; this closes them.

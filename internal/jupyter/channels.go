@@ -138,16 +138,24 @@ func (g *Gateway) handleChannels(w http.ResponseWriter, r *http.Request) {
 // connection with a close frame that says why.
 func (g *Gateway) readLoop(k *kernel, c *conn) error {
 	for {
-		typ, b, err := c.ws.Read(c.ctx)
+		typ, b, release, err := readMessage(c.ctx, c.ws, g.reading)
+		if errors.Is(err, errBudget) {
+			_ = c.ws.Close(websocket.StatusTryAgainLater, run.Clip(err.Error(), 120))
+			return err
+		}
 		if err != nil {
 			return err
 		}
 		m, err := decodeFrame(typ, b)
 		if err != nil {
+			release()
 			_ = c.ws.Close(websocket.StatusInvalidFramePayloadData, run.Clip(err.Error(), 120))
 			return err
 		}
 		g.handle(k, c, m)
+		// A queued cell holds its code past this, bounded by the
+		// kernel's waiting bytes instead.
+		release()
 	}
 }
 

@@ -36,6 +36,10 @@ type Config struct {
 	// MaxMessage bounds a message a client sends (default 16 MiB, a cell
 	// as large as the session API takes).
 	MaxMessage int64
+	// MaxReading bounds the bytes of messages being read at once across
+	// every connection (default 4 MaxMessage; never less than MaxMessage):
+	// see readBudget.
+	MaxReading int64
 	// KeepAlive is how often an open WebSocket is pinged, and its kernel's
 	// session kept from expiring while a client is connected (default 30s).
 	KeepAlive time.Duration
@@ -54,6 +58,8 @@ type Gateway struct {
 	stop context.CancelFunc
 	// wg counts the kernels' workers and the open WebSockets.
 	wg sync.WaitGroup
+	// reading bounds the client messages being read at once.
+	reading *readBudget
 
 	mu      sync.Mutex
 	kernels map[string]*kernel // by id
@@ -71,6 +77,11 @@ func New(ctx context.Context, cfg Config) *Gateway {
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = 16 << 20
 	}
+	if cfg.MaxReading == 0 {
+		cfg.MaxReading = 4 * cfg.MaxMessage
+	}
+	// One message of the largest size always fits.
+	cfg.MaxReading = max(cfg.MaxReading, cfg.MaxMessage+readChunk)
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = 30 * time.Second
 	}
@@ -80,7 +91,7 @@ func New(ctx context.Context, cfg Config) *Gateway {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, kernels: map[string]*kernel{}}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, kernels: map[string]*kernel{}, reading: &readBudget{size: cfg.MaxReading}}
 	g.life, g.stop = context.WithCancel(ctx)
 	return g
 }
@@ -254,6 +265,7 @@ func (g *Gateway) start(ctx context.Context, owner, name string) (*kernel, error
 		}
 		return nil, fmt.Errorf("%w: no kernelspec %s here; the kernels are %v", errdefs.ErrNotFound, run.Quote(name, run.MaxName), names)
 	}
+	g.sweep()
 	k := newKernel(g, newUUID(), owner, s)
 	if err := k.boot(ctx); err != nil {
 		return nil, err
@@ -272,6 +284,25 @@ func (g *Gateway) start(ctx context.Context, owner, name string) (*kernel, error
 	go k.work()
 	g.log.Info("kernel started", "kernel", k.id, "spec", s.name, "session", k.sessionID())
 	return k, nil
+}
+
+// sweep removes the kernels whose session is gone. Each start sweeps, so
+// the kernels held are the live sessions' and those expired since the
+// last start: a client that deletes its kernels' sessions through the
+// session API and starts more cannot pile up kernels (and their workers)
+// that no quota counts.
+func (g *Gateway) sweep() {
+	g.mu.Lock()
+	all := make([]*kernel, 0, len(g.kernels))
+	for _, k := range g.kernels {
+		all = append(all, k)
+	}
+	g.mu.Unlock()
+	for _, k := range all {
+		if k.expired() {
+			g.remove(k, "its session expired")
+		}
+	}
 }
 
 // lookup returns the caller's kernel named by the path's {id}, or answers

@@ -31,33 +31,8 @@ func TestMain(m *testing.M) {
 // and returns the server's URL.
 func newGateway(t *testing.T, tokens ...string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("requires root for the process backend")
-	}
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		testenv.MissingFile(t, "/usr/bin/python3")
-	}
-	state, parent := testenv.StateDir(t, "jupytertest")
-	r, err := isolate.New(isolate.Config{StateDir: state, CgroupParent: parent})
-	if err != nil {
-		testenv.MissingSandbox(t, err)
-	}
-	m := session.NewManager(context.Background(), session.Config{Runner: r, Replica: "test"})
-	g := New(context.Background(), Config{Sessions: m, Owner: api.Owner, Version: "test"})
-	srv := api.New(nil, api.Config{Tokens: tokens, Sessions: m})
-	for _, r := range g.Routes() {
-		srv.Handle(r.Pattern, r.Handler)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-		g.Close()
-		if err := m.Close(); err != nil {
-			t.Errorf("close manager: %v", err)
-		}
-	})
-	return ts.URL
+	base, _, _ := newTestGateway(t, Config{Version: "test"}, session.Config{}, tokens...)
+	return base
 }
 
 // call sends a REST request with token (if any) and decodes the JSON
@@ -587,5 +562,104 @@ func TestDeadKernel(t *testing.T) {
 	}
 	if r := find(c.execute("1"), "execute_result"); r == nil || r["execution_count"] != 1.0 {
 		t.Fatalf("after the restart: %+v", r)
+	}
+}
+
+// newTestGateway is newGateway with the configs given, and the Gateway
+// and Manager themselves, for tests that look inside.
+func newTestGateway(t *testing.T, cfg Config, scfg session.Config, tokens ...string) (string, *Gateway, *session.Manager) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root for the process backend")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		testenv.MissingFile(t, "/usr/bin/python3")
+	}
+	state, parent := testenv.StateDir(t, "jupytertest")
+	r, err := isolate.New(isolate.Config{StateDir: state, CgroupParent: parent})
+	if err != nil {
+		testenv.MissingSandbox(t, err)
+	}
+	scfg.Runner, scfg.Replica = r, "test"
+	m := session.NewManager(context.Background(), scfg)
+	cfg.Sessions, cfg.Owner = m, api.Owner
+	g := New(context.Background(), cfg)
+	srv := api.New(nil, api.Config{Tokens: tokens, Sessions: m})
+	for _, r := range g.Routes() {
+		srv.Handle(r.Pattern, r.Handler)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+		g.Close()
+		if err := m.Close(); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	return ts.URL, g, m
+}
+
+// TestDeletedSessionsDoNotPileUp: a client that deletes its kernels'
+// sessions through the session API and starts more, again and again,
+// leaves no kernels behind: the gateway holds no more kernels than live
+// sessions and the quota (2 here) still applies.
+func TestDeletedSessionsDoNotPileUp(t *testing.T) {
+	base, g, m := newTestGateway(t, Config{}, session.Config{MaxPerOwner: 2})
+	for range 5 {
+		k := startKernel(t, base, "")
+		for _, s := range m.List("anonymous") {
+			if err := m.Delete("anonymous", s.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code := call(t, "GET", base+"/api/kernels/"+k.ID, "", nil); code != http.StatusNotFound {
+			t.Fatalf("a kernel whose session was deleted: %d, want 404", code)
+		}
+	}
+	startKernel(t, base, "")
+	g.mu.Lock()
+	held := len(g.kernels)
+	g.mu.Unlock()
+	if held != 1 {
+		t.Fatalf("the gateway holds %d kernels for 1 live session", held)
+	}
+	startKernel(t, base, "")
+	if code := call(t, "POST", base+"/api/kernels", "", nil); code != http.StatusTooManyRequests {
+		t.Fatalf("a third kernel past the quota of 2: %d, want 429", code)
+	}
+}
+
+// TestReadBudget: while the messages being read hold the whole budget, a
+// connection's message is refused with 1013 and a reason, not held; once
+// the budget frees, another client is served.
+func TestReadBudget(t *testing.T) {
+	base, g, _ := newTestGateway(t, Config{MaxMessage: 1 << 20, MaxReading: 1 << 20}, session.Config{})
+	k := startKernel(t, base, "")
+	size := g.reading.size
+	if !g.reading.take(size) {
+		t.Fatal("take the whole budget")
+	}
+	c := mustDial(t, base, k.ID, "")
+	c.send("shell", "kernel_info_request", map[string]any{})
+	_, _, err := c.ws.Read(t.Context())
+	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !strings.Contains(err.Error(), "max-body-memory") {
+		t.Fatalf("a message past the budget: %v, want close 1013 naming --max-body-memory", err)
+	}
+	g.reading.give(size)
+	c = mustDial(t, base, k.ID, "")
+	if ms := c.finish(c.send("shell", "kernel_info_request", map[string]any{})); find(ms, "kernel_info_reply") == nil {
+		t.Fatalf("after the budget freed: %+v", ms)
+	}
+	g.reading.mu.Lock()
+	used := g.reading.used
+	g.reading.mu.Unlock()
+	if used != 0 {
+		t.Fatalf("%d bytes still reserved after the messages were handled", used)
+	}
+	// One message of the largest size still fits the budget alone.
+	big := strings.Repeat("x", 1<<20-4096)
+	if ms := c.execute("len('" + big + "')"); find(ms, "execute_result") == nil {
+		t.Fatalf("a message of the largest size: %v", types(ms))
 	}
 }
