@@ -381,12 +381,11 @@ const interruptWindow = time.Second
 // with KeyboardInterrupt and the kernel goes on.
 func (k *kernel) interrupt() {
 	k.mu.Lock()
-	j, sess := k.running, k.sess
+	j := k.running
 	k.mu.Unlock()
-	if j == nil {
+	if j == nil || !k.interruptJob(j) {
 		return
 	}
-	_, _ = sess.Interrupt()
 	left := interruptWindow - k.g.cfg.Now().Sub(j.started)
 	if left <= 0 {
 		return
@@ -401,9 +400,25 @@ func (k *kernel) interrupt() {
 		case <-end:
 			return
 		case <-t.C:
-			_, _ = sess.Interrupt()
+			if !k.interruptJob(j) {
+				return
+			}
 		}
 	}
+}
+
+// interruptJob interrupts the session's cell if it is still j's, and
+// reports whether it was. k.mu is held across the check and the signal:
+// the worker moves to the next cell under it, so a repeated interrupt
+// never reaches a cell that came after j.
+func (k *kernel) interruptJob(j *job) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.running != j {
+		return false
+	}
+	_, _ = k.sess.Interrupt()
+	return true
 }
 
 // restart replaces the kernel's session by a fresh one under the same
