@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,35 +51,58 @@ func TestJupyterServicesClient(t *testing.T) {
 	}
 }
 
-// notebookServer is Debian's `jupyter notebook` with its kernels on the
-// daemon at gatewayURL (--gateway-url), reached with gatewayToken.
+// notebookServer is one of Debian's Jupyter servers with its kernels on
+// the daemon (--gateway-url).
 type notebookServer struct {
 	url, token string
 	dir        string // the notebooks' directory
 }
 
-// startNotebook starts Debian's notebook server against the daemon. Its
-// configuration, data and runtime files go to a temporary home, so nothing
-// of the host's Jupyter setup is in the path. Cleanup stops it.
+// jupyterServers are the Debian Jupyter servers that take --gateway-url:
+// the classic notebook (6) and jupyter_server (the base of JupyterLab and
+// notebook 7), each with the file that shows it is installed and the
+// argv that starts it, the option naming its token last.
+var jupyterServers = []struct {
+	name, installed string
+	argv            []string
+	tokenOption     string
+}{
+	{"notebook", "/usr/bin/jupyter-notebook", []string{"/usr/bin/jupyter-notebook"}, "--NotebookApp.token="},
+	{"jupyter_server", "/usr/lib/python3/dist-packages/jupyter_server", []string{"/usr/bin/python3", "-m", "jupyter_server"}, "--ServerApp.token="},
+}
+
+// startNotebook starts Debian's notebook server (jupyterServers[0])
+// against the daemon.
 func startNotebook(t *testing.T, gatewayURL, gatewayToken string) *notebookServer {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/jupyter-notebook"); err != nil {
-		testenv.MissingFile(t, "/usr/bin/jupyter-notebook")
+	return startJupyterServer(t, 0, gatewayURL, gatewayToken)
+}
+
+// startJupyterServer starts jupyterServers[which] against the daemon at
+// gatewayURL. Its configuration, data and runtime files go to a temporary
+// home, so nothing of the host's Jupyter setup is in the path. Cleanup
+// stops it.
+func startJupyterServer(t *testing.T, which int, gatewayURL, gatewayToken string) *notebookServer {
+	t.Helper()
+	js := jupyterServers[which]
+	if _, err := os.Stat(js.installed); err != nil {
+		testenv.MissingFile(t, js.installed)
 	}
 	home := t.TempDir()
 	nb := &notebookServer{token: "nb-" + randomHex(16), dir: home}
 	port := freePort(t)
 	nb.url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command("/usr/bin/jupyter-notebook", "--no-browser", "--allow-root", "--ip=127.0.0.1", fmt.Sprintf("--port=%d", port),
-		"--NotebookApp.token="+nb.token, "--notebook-dir="+home,
-		"--gateway-url="+gatewayURL, "--GatewayClient.auth_token="+gatewayToken)
+	args := slices.Concat(js.argv[1:], []string{"--no-browser", "--allow-root", "--ip=127.0.0.1", fmt.Sprintf("--port=%d", port),
+		js.tokenOption + nb.token, "--notebook-dir=" + home,
+		"--gateway-url=" + gatewayURL, "--GatewayClient.auth_token=" + gatewayToken})
+	cmd := exec.Command(js.argv[0], args...)
 	cmd.Env = append(daemonEnv(), "HOME="+home, "JUPYTER_CONFIG_DIR="+filepath.Join(home, "config"),
 		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"), "JUPYTER_RUNTIME_DIR="+filepath.Join(home, "runtime"))
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start jupyter notebook: %v", err)
+		t.Fatalf("start %s: %v", js.name, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -91,7 +115,7 @@ func startNotebook(t *testing.T, gatewayURL, gatewayToken string) *notebookServe
 			<-exited
 		}
 		if t.Failed() {
-			t.Logf("jupyter notebook output:\n%s", tail([]byte(log.String())))
+			t.Logf("%s output:\n%s", js.name, tail([]byte(log.String())))
 		}
 	})
 	c := &http.Client{Timeout: 2 * time.Second}
@@ -104,37 +128,41 @@ func startNotebook(t *testing.T, gatewayURL, gatewayToken string) *notebookServe
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				// The notebook server lists the gateway's kernelspecs.
+				// The server lists the gateway's kernelspecs.
 				if !strings.Contains(string(b), "sandboxd") {
-					t.Fatalf("the notebook server's kernelspecs are not sandboxd's: %s", b)
+					t.Fatalf("%s's kernelspecs are not sandboxd's: %s", js.name, b)
 				}
 				return nb
 			}
 		}
 		select {
 		case <-exited:
-			t.Fatalf("jupyter notebook exited before it served:\n%s", tail([]byte(log.String())))
+			t.Fatalf("%s exited before it served:\n%s", js.name, tail([]byte(log.String())))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("jupyter notebook did not serve within 60s (last: %v):\n%s", err, tail([]byte(log.String())))
+			t.Fatalf("%s did not serve within 60s (last: %v):\n%s", js.name, err, tail([]byte(log.String())))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// TestJupyterNotebookGateway: the same client, through Debian's notebook
-// server started with --gateway-url, so Jupyter's real gateway client (its
-// REST calls and its WebSocket proxy, JSON messages) is in the path; the
-// daemon's token is the notebook server's, not the client's.
+// TestJupyterNotebookGateway: the same client, through each of Debian's
+// Jupyter servers started with --gateway-url, so Jupyter's real gateway
+// client (its REST calls and its WebSocket proxy, JSON messages) is in the
+// path; the daemon's token is the server's, not the client's.
 func TestJupyterNotebookGateway(t *testing.T) {
 	node, script := requireJupyterClient(t)
 	requireDaemon(t)
-	token := "gateway-" + randomHex(16)
-	d := startDaemon(t, daemonConfig{token: token})
-	nb := startNotebook(t, d.url, token)
-	runNodeClient(t, node, script, nb.url, nb.token, "-", d.url, token)
-	if _, body := d.request(t, "GET", "/v1/sessions", nil, nil); string(body) != "{\"sessions\":[]}\n" {
-		t.Errorf("sessions left after the kernel's shutdown: %s", body)
+	for i, js := range jupyterServers {
+		t.Run(js.name, func(t *testing.T) {
+			token := "gateway-" + randomHex(16)
+			d := startDaemon(t, daemonConfig{token: token})
+			nb := startJupyterServer(t, i, d.url, token)
+			runNodeClient(t, node, script, nb.url, nb.token, "-", d.url, token)
+			if _, body := d.request(t, "GET", "/v1/sessions", nil, nil); string(body) != "{\"sessions\":[]}\n" {
+				t.Errorf("sessions left after the kernel's shutdown: %s", body)
+			}
+		})
 	}
 }
