@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
@@ -164,5 +167,53 @@ func TestJupyterNotebookGateway(t *testing.T) {
 				t.Errorf("sessions left after the kernel's shutdown: %s", body)
 			}
 		})
+	}
+}
+
+// TestJupyterDaemonShutdown: SIGTERM while a notebook's cell runs and its
+// WebSocket is open. http.Server.Shutdown does not wait for hijacked
+// connections, so the daemon closes them itself: the client gets a close
+// frame saying why, the daemon exits 0 promptly, and the kernel's sandbox
+// is gone (the state dir's cleanup checks for leftovers).
+func TestJupyterDaemonShutdown(t *testing.T) {
+	requireDaemon(t)
+	d := startDaemon(t, daemonConfig{})
+	resp, body := d.request(t, "POST", "/api/kernels", []byte(`{"name":"python3"}`), nil)
+	var k struct{ ID string }
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &k) != nil {
+		t.Fatalf("POST /api/kernels: %d %s", resp.StatusCode, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+d.addr+"/api/kernels/"+k.ID+"/channels", nil)
+	if err != nil {
+		t.Fatalf("dial the channels: %v", err)
+	}
+	defer ws.CloseNow()
+	req := `{"channel":"shell","header":{"msg_id":"cell-1","msg_type":"execute_request","session":"s","username":"u","version":"5.3","date":""},` +
+		`"parent_header":{},"metadata":{},"content":{"code":"import time\nprint('started', flush=True)\ntime.sleep(60)"}}`
+	if err := ws.Write(ctx, websocket.MessageText, []byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the cell to start: %v", err)
+		}
+		if strings.Contains(string(b), `"started`) {
+			break
+		}
+	}
+	took := d.stop(t, 15*time.Second)
+	if took > 10*time.Second {
+		t.Errorf("the daemon took %s to stop with a kernel's WebSocket open", took)
+	}
+	for {
+		if _, _, err := ws.Read(ctx); err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure || !strings.Contains(err.Error(), "shutting down") {
+				t.Errorf("the WebSocket ended with %v, want a normal close saying the daemon is shutting down", err)
+			}
+			break
+		}
 	}
 }

@@ -118,19 +118,20 @@ func (g *Gateway) Routes() []Route {
 	}
 }
 
-// Close shuts every kernel down (their sessions are deleted) and closes
-// every WebSocket, then waits for them. Starts after it fail.
+// Close shuts every kernel down (their sessions are deleted, which ends
+// their cells) and closes every WebSocket with a close frame that says
+// why, then waits for them. Starts after it fail.
 func (g *Gateway) Close() {
 	g.mu.Lock()
 	g.closed = true
 	all := g.kernels
 	g.kernels = map[string]*kernel{}
 	g.mu.Unlock()
-	g.stop()
 	for _, k := range all {
 		k.shutdown("the daemon is shutting down")
 	}
 	g.wg.Wait()
+	g.stop()
 }
 
 // specModel is one entry of GET /api/kernelspecs.

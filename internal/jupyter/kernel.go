@@ -60,12 +60,12 @@ type job struct {
 }
 
 // executeRequest is execute_request's content. store_history and
-// stop_on_error default to true, as the protocol says.
+// stop_on_error default to true, as the protocol says. allow_stdin is not
+// read: no cell can ask for input (see pythonPrelude).
 type executeRequest struct {
 	Code         string `json:"code"`
 	Silent       bool   `json:"silent"`
 	StoreHistory *bool  `json:"store_history"`
-	AllowStdin   bool   `json:"allow_stdin"`
 	StopOnError  *bool  `json:"stop_on_error"`
 }
 
@@ -98,6 +98,15 @@ func (k *kernel) boot(ctx context.Context) error {
 		}
 	}
 	k.mu.Lock()
+	select {
+	case <-k.done:
+		// Shut down while this session started (a restart): shutdown
+		// deleted the one before it, so this one is deleted here.
+		k.mu.Unlock()
+		_ = m.Delete(k.owner, sess.ID())
+		return fmt.Errorf("%w: kernel %s was shut down", errdefs.ErrNotFound, k.id)
+	default:
+	}
 	k.sess, k.ksession, k.count = sess, newUUID(), 0
 	k.lastActivity = k.g.cfg.Now()
 	k.mu.Unlock()
