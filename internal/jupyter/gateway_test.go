@@ -663,3 +663,52 @@ func TestReadBudget(t *testing.T) {
 		t.Fatalf("a message of the largest size: %v", types(ms))
 	}
 }
+
+// TestOtherKernels: the javascript and ruby kernelspecs run their cells
+// in sessions of their runtimes, with results and counts as Python's.
+func TestOtherKernels(t *testing.T) {
+	base := newGateway(t)
+	for _, tc := range []struct{ spec, binary, code, want string }{
+		{"javascript", "/usr/bin/node", "let a = 20; a + 22", "42"},
+		{"ruby", "/usr/bin/ruby", "a = 20; a + 22", "42"},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			if _, err := os.Stat(tc.binary); err != nil {
+				testenv.MissingFile(t, tc.binary)
+			}
+			req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"/api/kernels", strings.NewReader(`{"name":"`+tc.spec+`"}`))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var k kernelModel
+			err = json.NewDecoder(resp.Body).Decode(&k)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusCreated || k.Name != tc.spec {
+				t.Fatalf("start %s: %d %+v %v", tc.spec, resp.StatusCode, k, err)
+			}
+			c := mustDial(t, base, k.ID, "")
+			info := find(c.finish(c.send("shell", "kernel_info_request", map[string]any{})), "kernel_info_reply")
+			if li, _ := info["language_info"].(map[string]any); li["name"] != tc.spec {
+				t.Fatalf("language_info: %v", info)
+			}
+			r := find(c.execute(tc.code), "execute_result")
+			if r == nil || r["execution_count"] != 1.0 || r["data"].(map[string]any)["text/plain"] != tc.want {
+				t.Fatalf("%s: %+v", tc.code, r)
+			}
+		})
+	}
+	if code := call(t, "POST", base+"/api/kernels", "", nil); code != http.StatusCreated {
+		t.Fatalf("a kernel of no name (the default): %d", code)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"/api/kernels", strings.NewReader(`{"name":"cobol"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "python3") || !strings.Contains(string(b), `"message"`) {
+		t.Fatalf("an unknown kernelspec: %d %s, want 404 naming the kernels in Jupyter's error body", resp.StatusCode, b)
+	}
+}
