@@ -4,8 +4,9 @@
 // a session and the kernel's prelude) against POST /v1/sessions, and a
 // trivial cell's round trip over the channels WebSocket (execute_request
 // until both execute_reply and status idle, as a notebook completes a
-// cell; JSON messages) against POST /v1/sessions/{id}/exec. Must run as
-// root:
+// cell; JSON messages) against POST /v1/sessions/{id}/exec. Each pair is
+// measured alternately, so the machine's load falls on both alike. Must run
+// as root:
 //
 //	go run ./bench/jupyter -n 500 -starts 20
 package main
@@ -22,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,33 +78,15 @@ func bench(n, starts int) error {
 	defer hs.Close()
 	base := "http://" + ln.Addr().String()
 
-	sessStart, err := latency.Measure(starts, 2, func() error {
-		var info struct{ ID string }
-		if err := call("POST", base+"/v1/sessions", `{}`, &info); err != nil {
-			return err
-		}
-		return call("DELETE", base+"/v1/sessions/"+info.ID, "", nil)
-	})
+	// Each pair is measured alternately, so a change in the machine's
+	// load falls on both sides alike.
+	sessStart, kernStart, err := startPairs(starts, base)
 	if err != nil {
-		return fmt.Errorf("session starts: %w", err)
+		return err
 	}
-	kernStart, err := latency.Measure(starts, 2, func() error {
-		var k struct{ ID string }
-		if err := call("POST", base+"/api/kernels", `{"name":"python3"}`, &k); err != nil {
-			return err
-		}
-		return call("DELETE", base+"/api/kernels/"+k.ID, "", nil)
-	})
+	httpCells, wsCells, err := cellPairs(ctx, n, base)
 	if err != nil {
-		return fmt.Errorf("kernel starts: %w", err)
-	}
-	httpCells, err := sessionCells(n, base)
-	if err != nil {
-		return fmt.Errorf("session cells: %w", err)
-	}
-	wsCells, err := kernelCells(ctx, n, base)
-	if err != nil {
-		return fmt.Errorf("kernel cells: %w", err)
+		return err
 	}
 
 	fmt.Printf("Jupyter kernel gateway vs the session HTTP API, in-process on loopback\n\n")
@@ -115,6 +99,37 @@ func bench(n, starts int) error {
 	row(fmt.Sprintf("cell %q: POST .../exec (%d)", cell, n), httpCells, httpCells)
 	row(fmt.Sprintf("cell %q: WebSocket execute_request (%d)", cell, n), wsCells, httpCells)
 	return nil
+}
+
+// startPairs times the start of a session (POST /v1/sessions) and of a
+// kernel (POST /api/kernels), alternately, n of each after one unmeasured
+// pair. Each is deleted after it is timed.
+func startPairs(n int, base string) (sessions, kernels []time.Duration, err error) {
+	start := func(path, body, del string) (time.Duration, error) {
+		var created struct{ ID string }
+		t := time.Now()
+		if err := call("POST", base+path, body, &created); err != nil {
+			return 0, err
+		}
+		took := time.Since(t)
+		return took, call("DELETE", base+del+created.ID, "", nil)
+	}
+	for i := range n + 1 {
+		s, err := start("/v1/sessions", `{}`, "/v1/sessions/")
+		if err != nil {
+			return nil, nil, fmt.Errorf("session start: %w", err)
+		}
+		k, err := start("/api/kernels", `{"name":"python3"}`, "/api/kernels/")
+		if err != nil {
+			return nil, nil, fmt.Errorf("kernel start: %w", err)
+		}
+		if i > 0 {
+			sessions, kernels = append(sessions, s), append(kernels, k)
+		}
+	}
+	slices.Sort(sessions)
+	slices.Sort(kernels)
+	return sessions, kernels, nil
 }
 
 // call sends a request and decodes a 2xx answer into out (if not nil).
@@ -139,15 +154,25 @@ func call(method, url, body string, out any) error {
 	return json.Unmarshal(b, out)
 }
 
-// sessionCells times n cells of a session over the HTTP API.
-func sessionCells(n int, base string) ([]time.Duration, error) {
-	var info struct{ ID string }
+// cellPairs times n cells of a session over the HTTP API and n of a
+// kernel over its WebSocket, alternately, after 10 unmeasured pairs.
+func cellPairs(ctx context.Context, n int, base string) (httpCells, wsCells []time.Duration, err error) {
+	var info, k struct{ ID string }
 	if err := call("POST", base+"/v1/sessions", `{}`, &info); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer call("DELETE", base+"/v1/sessions/"+info.ID, "", nil)
+	if err := call("POST", base+"/api/kernels", `{}`, &k); err != nil {
+		return nil, nil, err
+	}
+	defer call("DELETE", base+"/api/kernels/"+k.ID, "", nil)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/api/kernels/"+k.ID+"/channels", nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ws.CloseNow()
 	body := fmt.Sprintf(`{"code": %q}`, cell)
-	return latency.Measure(n, 10, func() error {
+	httpCell := func() error {
 		var res struct {
 			Result map[string]string
 		}
@@ -158,22 +183,24 @@ func sessionCells(n int, base string) ([]time.Duration, error) {
 			return fmt.Errorf("cell answered %+v", res)
 		}
 		return nil
-	})
-}
-
-// kernelCells times n cells of a kernel over its channels WebSocket.
-func kernelCells(ctx context.Context, n int, base string) ([]time.Duration, error) {
-	var k struct{ ID string }
-	if err := call("POST", base+"/api/kernels", `{}`, &k); err != nil {
-		return nil, err
 	}
-	defer call("DELETE", base+"/api/kernels/"+k.ID, "", nil)
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/api/kernels/"+k.ID+"/channels", nil)
-	if err != nil {
-		return nil, err
+	for i := range n + 10 {
+		t := time.Now()
+		if err := httpCell(); err != nil {
+			return nil, nil, fmt.Errorf("session cell: %w", err)
+		}
+		h := time.Since(t)
+		t = time.Now()
+		if err := roundTrip(ctx, ws); err != nil {
+			return nil, nil, fmt.Errorf("kernel cell: %w", err)
+		}
+		if i >= 10 {
+			httpCells, wsCells = append(httpCells, h), append(wsCells, time.Since(t))
+		}
 	}
-	defer ws.CloseNow()
-	return latency.Measure(n, 10, func() error { return roundTrip(ctx, ws) })
+	slices.Sort(httpCells)
+	slices.Sort(wsCells)
+	return httpCells, wsCells, nil
 }
 
 // roundTrip sends one execute_request and reads until its execute_reply
