@@ -712,3 +712,51 @@ func TestOtherKernels(t *testing.T) {
 		t.Fatalf("an unknown kernelspec: %d %s, want 404 naming the kernels in Jupyter's error body", resp.StatusCode, b)
 	}
 }
+
+// TestKeepAlive: while a client is connected and answers pings, its
+// kernel's session is kept from expiring (its idle clock restarts); a
+// client that never reads fails a ping and is disconnected, while the
+// one that reads stays.
+func TestKeepAlive(t *testing.T) {
+	base, _, m := newTestGateway(t, Config{KeepAlive: 100 * time.Millisecond, WriteTimeout: 2 * time.Second}, session.Config{})
+	k := startKernel(t, base, "")
+	sessions := m.List("anonymous")
+	if len(sessions) != 1 {
+		t.Fatalf("sessions: %+v", sessions)
+	}
+	before := sessions[0].LastUsed
+	reader := mustDial(t, base, k.ID, "")
+	// Reading answers the pings (the client's library replies while it
+	// reads); the other client never reads.
+	go func() {
+		for {
+			if _, _, err := reader.ws.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	mustDial(t, base, k.ID, "")
+	connections := func() int {
+		var model kernelModel
+		call(t, "GET", base+"/api/kernels/"+k.ID, "", &model)
+		return model.Connections
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for m.List("anonymous")[0].LastUsed.Equal(before) {
+		if time.Now().After(deadline) {
+			t.Fatal("the session's idle clock did not restart while a client was connected")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for n := connections(); n != 1; n = connections() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections, want 1: the client that never reads is still connected", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The reading client stays through many more pings.
+	time.Sleep(3 * time.Second)
+	if n := connections(); n != 1 {
+		t.Fatalf("%d connections after more pings, want the reading client's", n)
+	}
+}
