@@ -139,7 +139,7 @@ func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
 		s.streamCell(w, r, sess, req)
 		return
 	}
-	res, err := s.cell(r.Context(), sess, req, run.CellStream{})
+	res, err := s.Cell(r.Context(), sess, req, run.CellStream{})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -163,7 +163,7 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 		Stderr:  ew.output("stderr"),
 		Display: func(b run.MIMEBundle) { _ = ew.emit(wire.CellEvent{Type: "display", Display: b}) },
 	}
-	res, err := s.cell(r.Context(), sess, req, live)
+	res, err := s.Cell(r.Context(), sess, req, live)
 	var last any
 	if res != nil {
 		last = wire.CellEvent{Type: "result", Result: res}
@@ -171,9 +171,11 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 	ew.finish(last, err, func(err error) { writeError(w, err) })
 }
 
-// cell runs one cell of sess, and logs and counts it. A client that goes
-// away interrupts the cell (Exec watches ctx).
-func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
+// Cell runs one cell of sess, and logs and counts it. A client that goes
+// away interrupts the cell (Exec watches ctx). The Jupyter gateway runs
+// its cells through it too, so a notebook's are logged and counted as
+// the API's.
+func (s *Server) Cell(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
 	start := s.cfg.Now()
 	res, err := sess.Exec(ctx, req, live)
 	if err != nil {

@@ -126,7 +126,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	// The Jupyter kernel gateway, behind the same token and browser
 	// checks; its cells end with runCtx as the API's runs do.
 	gw := jupyter.New(runCtx, jupyter.Config{
-		Sessions: sessions, Runtimes: x.Runtimes(), Owner: api.Owner, Version: cfg.Version,
+		Sessions: sessions, Runtimes: x.Runtimes(), Owner: api.Owner, Exec: srv.Cell, Version: cfg.Version,
 		WriteTimeout: conns.WriteTimeout, MaxMessage: cfg.API.MaxBody, MaxReading: cfg.API.MaxBodyMemory, Logger: log,
 	})
 	// Before the sessions close: it deletes its kernels' own. Shutdown

@@ -22,6 +22,9 @@ type Config struct {
 	// Sessions runs the kernels: each kernel is one session of its
 	// owner. Required.
 	Sessions *session.Manager
+	// Exec runs a cell of a session (default: the session's Exec). The
+	// daemon passes the API's, which logs and counts every cell.
+	Exec func(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error)
 	// Runtimes says which kernelspecs are installed (default
 	// runtimes.Default()).
 	Runtimes *runtimes.Registry
@@ -70,6 +73,11 @@ type Gateway struct {
 func New(ctx context.Context, cfg Config) *Gateway {
 	if cfg.Runtimes == nil {
 		cfg.Runtimes = runtimes.Default()
+	}
+	if cfg.Exec == nil {
+		cfg.Exec = func(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
+			return sess.Exec(ctx, req, live)
+		}
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 30 * time.Second

@@ -582,9 +582,10 @@ func newTestGateway(t *testing.T, cfg Config, scfg session.Config, tokens ...str
 	}
 	scfg.Runner, scfg.Replica = r, "test"
 	m := session.NewManager(context.Background(), scfg)
-	cfg.Sessions, cfg.Owner = m, api.Owner
-	g := New(context.Background(), cfg)
 	srv := api.New(nil, api.Config{Tokens: tokens, Sessions: m})
+	// As the daemon wires it: cells through the API's, logged and counted.
+	cfg.Sessions, cfg.Owner, cfg.Exec = m, api.Owner, srv.Cell
+	g := New(context.Background(), cfg)
 	for _, r := range g.Routes() {
 		srv.Handle(r.Pattern, r.Handler)
 	}
@@ -759,4 +760,36 @@ func TestKeepAlive(t *testing.T) {
 	if n := connections(); n != 1 {
 		t.Fatalf("%d connections after more pings, want the reading client's", n)
 	}
+}
+
+// TestCellsCounted: a notebook's cells are counted in the daemon's
+// metrics (and logged) as the session API's are.
+func TestCellsCounted(t *testing.T) {
+	base := newGateway(t)
+	k := startKernel(t, base, "")
+	c := mustDial(t, base, k.ID, "")
+	c.execute("1")
+	c.execute("1/0")
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The kernel's prelude is the gateway's own, not counted.
+	for _, want := range []string{`sandboxd_session_cells_total{status="ok"} 1`, `sandboxd_session_cells_total{status="error"} 1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(b), "cells_total"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -275,7 +275,7 @@ func (k *kernel) execute(j *job) {
 			k.publish(j.msg, "display_data", map[string]any{"data": b, "metadata": map[string]any{}, "transient": map[string]any{}})
 		}
 	}
-	res, err := sess.Exec(k.g.life, run.CellRequest{Code: req.Code}, live)
+	res, err := k.g.cfg.Exec(k.g.life, sess, run.CellRequest{Code: req.Code}, live)
 	out.flush()
 	errOut.flush()
 	close(j.done)
