@@ -292,8 +292,8 @@ func TestInterruptRestartShutdown(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("the interrupt took %s", took)
 	}
-	if r := find(c.execute("x + 1"), "execute_result"); r == nil || r["execution_count"] != 3.0 {
-		t.Fatalf("after the interrupt: %+v", r)
+	if ms := c.execute("x + 1"); find(ms, "execute_result") == nil || find(ms, "execute_result")["execution_count"] != 3.0 {
+		t.Fatalf("after the interrupt: %+v", ms)
 	}
 
 	if code := call(t, "POST", base+"/api/kernels/"+k.ID+"/restart", "", &model); code != http.StatusOK || model.ID != k.ID {
@@ -403,6 +403,15 @@ func TestStopOnError(t *testing.T) {
 	}
 	if r := find(c.execute("2"), "execute_result"); r == nil || r["execution_count"] != 2.0 {
 		t.Fatalf("after the aborts: %+v", r)
+	}
+	// A cell sent once the failed one is complete (its reply and idle
+	// status in) was not waiting then: it runs. (It once was aborted when
+	// it came in the moment after the idle.)
+	for i := range 20 {
+		c.execute("1/0")
+		if r := find(c.execute("'ran'"), "execute_reply"); r == nil || r["status"] != "ok" {
+			t.Fatalf("round %d: the cell after a failed one: %+v", i, r)
+		}
 	}
 }
 

@@ -280,6 +280,13 @@ func (k *kernel) execute(j *job) {
 	errOut.flush()
 	close(j.done)
 	reply := k.outcome(j, count, res, err)
+	// The cells waiting when this one failed are aborted (stop_on_error),
+	// and only those: they are taken before the reply and its idle
+	// status, after which a client may send its next cell.
+	var aborted []*job
+	if reply["status"] == "error" && orTrue(req.StopOnError) {
+		aborted = k.drain()
+	}
 	k.reply(j.conn, j.msg, "execute_reply", reply)
 	k.status.Lock()
 	k.mu.Lock()
@@ -287,9 +294,7 @@ func (k *kernel) execute(j *job) {
 	k.mu.Unlock()
 	k.publish(j.msg, "status", map[string]string{"execution_state": "idle"})
 	k.status.Unlock()
-	if reply["status"] == "error" && orTrue(req.StopOnError) {
-		k.abortQueued("a cell before it failed")
-	}
+	k.abort(aborted, "a cell before it failed")
 }
 
 // outcome publishes the cell's result or error and returns its
@@ -361,22 +366,33 @@ func replyError(ename, evalue string, tb []string, count int) map[string]any {
 	return c
 }
 
-// abortQueued answers every waiting execute request "aborted", as a
-// kernel does after a failed cell (stop_on_error) or at a restart.
-func (k *kernel) abortQueued(why string) {
+// drain takes every waiting execute request off the queue.
+func (k *kernel) drain() []*job {
+	var out []*job
 	for {
 		select {
 		case j := <-k.jobs:
 			k.mu.Lock()
 			k.queued -= len(j.req.Code)
-			count := k.count
 			k.mu.Unlock()
-			k.publishStatus(j.msg, "busy", true)
-			k.reply(j.conn, j.msg, "execute_reply", map[string]any{"status": "aborted", "execution_count": count, "reason": why})
-			k.publishStatus(j.msg, "idle", true)
+			out = append(out, j)
 		default:
-			return
+			return out
 		}
+	}
+}
+
+// abort answers execute requests "aborted", each between status busy and
+// idle, as a kernel does after a failed cell (stop_on_error) or at a
+// restart.
+func (k *kernel) abort(jobs []*job, why string) {
+	for _, j := range jobs {
+		k.mu.Lock()
+		count := k.count
+		k.mu.Unlock()
+		k.publishStatus(j.msg, "busy", true)
+		k.reply(j.conn, j.msg, "execute_reply", map[string]any{"status": "aborted", "execution_count": count, "reason": why})
+		k.publishStatus(j.msg, "idle", true)
 	}
 }
 
@@ -450,12 +466,18 @@ func (k *kernel) restart(ctx context.Context) error {
 	// No "restarting" status: Jupyter's clients take one for a restart
 	// the server made on its own (a kernel that died), not one they asked
 	// for; the fresh kernel says "starting", as a new one does.
-	k.abortQueued("the kernel restarted")
+	// The waiting cells are taken before the session goes, so none runs
+	// on a dead one, and answered once the running one has ended (the
+	// turn), so their status messages are not left out as a running
+	// cell's would be.
+	queued := k.drain()
 	if err := k.g.cfg.Sessions.Delete(k.owner, old.ID()); err != nil && !errdefs.Is(err, errdefs.ErrNotFound) {
+		k.abort(queued, "the kernel failed to restart")
 		return fmt.Errorf("restart kernel %s: %w", k.id, err)
 	}
 	k.turn.Lock()
 	defer k.turn.Unlock()
+	k.abort(queued, "the kernel restarted")
 	if err := k.boot(ctx); err != nil {
 		return fmt.Errorf("restart kernel %s: %w", k.id, err)
 	}
