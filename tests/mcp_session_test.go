@@ -37,7 +37,7 @@ func TestMCPSessionsNodeClientStdio(t *testing.T) {
 	node, script := requireSessionsClient(t)
 	requireDaemon(t)
 	stateDir := mcpStateDir(t)
-	runMCPClient(t, node, script, "stdio", sandboxd, "--state-dir", stateDir)
+	runNodeClient(t, node, script, "stdio", sandboxd, "--state-dir", stateDir)
 	// The script leaves a session open: `sandboxd mcp` must end it when its
 	// client goes (mcpStateDir's cleanup finds any remains), and exit.
 	deadline := time.Now().Add(10 * time.Second)
@@ -67,5 +67,5 @@ func TestMCPSessionsNodeClientHTTP(t *testing.T) {
 	requireDaemon(t)
 	token := "mcp-" + randomHex(16)
 	d := startDaemon(t, daemonConfig{stateDir: mcpStateDir(t), token: token})
-	runMCPClient(t, node, script, "http", d.url+"/mcp", token)
+	runNodeClient(t, node, script, "http", d.url+"/mcp", token)
 }

@@ -25,23 +25,30 @@ import (
 // Like the API tests, neither runs in parallel with another test: a live run
 // of one would read as a leak to another test's check.
 
-// requireMCPClient stops the test (testenv.MissingNPMClient) unless node
-// and the installed npm client are at hand, and returns node's path and
-// the script's.
+// requireMCPClient stops the test unless node and the installed MCP npm
+// client are at hand, and returns node's path and the script's.
 func requireMCPClient(t *testing.T) (node, script string) {
+	t.Helper()
+	return requireNPMClient(t, "mcp", "@modelcontextprotocol/sdk", "client.mjs")
+}
+
+// requireNPMClient stops the test (testenv.MissingNPMClient) unless node
+// and the npm package pkg, installed in tests/dir, are at hand, and
+// returns node's path and that of the script of dir.
+func requireNPMClient(t *testing.T, dir, pkg, script string) (node, path string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		testenv.MissingNPMClient(t, "tests/mcp", "no node on PATH")
+		testenv.MissingNPMClient(t, "tests/"+dir, "no node on PATH")
 	}
-	dir, err := filepath.Abs("mcp")
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/mcp", "tests/mcp/node_modules/@modelcontextprotocol/sdk is missing")
+	if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
+		testenv.MissingNPMClient(t, "tests/"+dir, "tests/"+dir+"/node_modules/"+pkg+" is missing")
 	}
-	return node, filepath.Join(dir, "client.mjs")
+	return node, filepath.Join(abs, script)
 }
 
 // mcpStateDir makes a state directory under /run for one MCP test. Its
@@ -72,11 +79,12 @@ func mcpStateDir(t *testing.T) string {
 	return dir
 }
 
-// runMCPClient runs client.mjs with args and fails the test with its output
-// unless every check passed. The script bounds each of its calls; this
-// bounds the whole.
-func runMCPClient(t *testing.T, node, script string, args ...string) {
+// runNodeClient runs a node script of the suite (an npm client driving the
+// daemon) with args and fails the test with its output unless every check
+// passed. The script bounds each of its calls; this bounds the whole.
+func runNodeClient(t *testing.T, node, script string, args ...string) {
 	t.Helper()
+	name := filepath.Base(script) + " " + args[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
@@ -87,14 +95,14 @@ func runMCPClient(t *testing.T, node, script string, args ...string) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("node client.mjs %s did not finish within 4m (killed); output:\n%s", args[0], tail(out.Bytes()))
+		t.Fatalf("node %s did not finish within 4m (killed); output:\n%s", name, tail(out.Bytes()))
 	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		t.Logf("node client.mjs %s:\n%s", args[0], out.String())
+		t.Logf("node %s:\n%s", name, out.String())
 	case errors.As(err, &ee):
-		t.Fatalf("node client.mjs %s exited %d; output:\n%s", args[0], ee.ExitCode(), tail(out.Bytes()))
+		t.Fatalf("node %s exited %d; output:\n%s", name, ee.ExitCode(), tail(out.Bytes()))
 	default:
 		t.Fatalf("start node: %v", err)
 	}
@@ -106,7 +114,7 @@ func TestMCPNodeClientStdio(t *testing.T) {
 	node, script := requireMCPClient(t)
 	requireDaemon(t)
 	stateDir := mcpStateDir(t)
-	runMCPClient(t, node, script, "stdio", sandboxd, "--state-dir", stateDir)
+	runNodeClient(t, node, script, "stdio", sandboxd, "--state-dir", stateDir)
 	// The client closed the server's stdin and signalled it: no `sandboxd
 	// mcp` of this test may outlive it.
 	mcpServers := func() []hostProc {
@@ -179,6 +187,6 @@ func TestMCPNodeClientHTTP(t *testing.T) {
 	})
 
 	t.Run("node client", func(t *testing.T) {
-		runMCPClient(t, node, script, "http", d.url+"/mcp", token)
+		runNodeClient(t, node, script, "http", d.url+"/mcp", token)
 	})
 }

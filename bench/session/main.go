@@ -20,10 +20,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/bench/latency"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -67,7 +67,7 @@ func bench(n int, server string) error {
 		return err
 	}
 	created := time.Since(t0)
-	sandboxed, err := measure(n, func() error {
+	sandboxed, err := latency.Measure(n, 10, func() error {
 		res, err := s.Exec(ctx, run.CellRequest{Code: cell}, run.CellStream{})
 		if err == nil && res.Result["text/plain"] != "2" {
 			err = fmt.Errorf("cell answered %+v", res)
@@ -77,10 +77,10 @@ func bench(n int, server string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("trivial cell %q, %d cells each (session created in %.1f ms)\n\n", cell, n, ms(created))
+	fmt.Printf("trivial cell %q, %d cells each (session created in %.1f ms)\n\n", cell, n, latency.Ms(created))
 	fmt.Printf("%-34s %9s %9s %9s\n", "", "median", "p99", "× bare")
 	row := func(name string, d []time.Duration) {
-		fmt.Printf("%-34s %7.2fms %7.2fms %9.2f\n", name, ms(pct(d, 50)), ms(pct(d, 99)), float64(pct(d, 50))/float64(pct(bare, 50)))
+		fmt.Printf("%-34s %7.2fms %7.2fms %9.2f\n", name, latency.Ms(latency.Pct(d, 50)), latency.Ms(latency.Pct(d, 99)), float64(latency.Pct(d, 50))/float64(latency.Pct(bare, 50)))
 	}
 	row("bare kernel (no sandbox)", bare)
 	row("session, in-process manager", sandboxed)
@@ -124,7 +124,7 @@ func bareKernel(n int) ([]time.Duration, error) {
 		return nil, err
 	}
 	i := 0
-	return measure(n, func() error {
+	return latency.Measure(n, 10, func() error {
 		i++
 		req, _ := json.Marshal(map[string]string{"id": fmt.Sprint(i), "code": cell})
 		if _, err := ctlW.Write(append(req, '\n')); err != nil {
@@ -166,7 +166,7 @@ func apiCells(n int, base string) ([]time.Duration, error) {
 		}
 	}()
 	body := fmt.Sprintf(`{"code": %q}`, cell)
-	return measure(n, func() error {
+	return latency.Measure(n, 10, func() error {
 		var res run.CellResult
 		if err := post("/v1/sessions/"+info.ID+"/exec", body, &res); err != nil {
 			return err
@@ -177,28 +177,3 @@ func apiCells(n int, base string) ([]time.Duration, error) {
 		return nil
 	})
 }
-
-// measure times n calls of f after a few unmeasured ones.
-func measure(n int, f func() error) ([]time.Duration, error) {
-	for range 10 {
-		if err := f(); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]time.Duration, 0, n)
-	for range n {
-		t := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		out = append(out, time.Since(t))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
-}
-
-func pct(sorted []time.Duration, p int) time.Duration {
-	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -199,21 +199,47 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The scheme is case-insensitive (RFC 7235); each token is
-		// compared in constant time, and all of them are.
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		got := []byte(strings.TrimSpace(token))
+		// Each token is compared in constant time, and all of them are.
+		token, sent := Credential(r)
+		got := []byte(token)
 		ok := 0
 		for _, want := range s.cfg.Tokens {
 			ok |= subtle.ConstantTimeCompare(got, []byte(want))
 		}
-		if !strings.EqualFold(scheme, "Bearer") || ok != 1 {
+		if !sent || ok != 1 {
 			s.metrics.Rejected("unauthorized")
 			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", errdefs.ErrUnauthorized))
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// Credential is the token r carries and whether it carries one: in
+// "Authorization: Bearer <token>", or "Authorization: token <token>" as
+// Jupyter's clients send it (the scheme is case-insensitive, RFC 7235);
+// or, on a WebSocket handshake only, in ?token=, because a browser cannot
+// set headers on a WebSocket. Anywhere else a token in the URL would end
+// up in logs and histories, so it is not looked at.
+func Credential(r *http.Request) (string, bool) {
+	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok &&
+		(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "token")) {
+		token = strings.TrimSpace(token)
+		return token, token != ""
+	}
+	if r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if token := r.URL.Query().Get("token"); token != "" {
+			return token, true
+		}
+	}
+	return "", false
+}
+
+// Owner is whose sessions (and Jupyter kernels) a request may see: its
+// token's (see Credential), or "anonymous" without one.
+func Owner(r *http.Request) string {
+	token, _ := Credential(r)
+	return session.TokenOwner(token)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {

@@ -50,7 +50,7 @@ func (s *Server) manager(w http.ResponseWriter) *session.Manager {
 }
 
 // owner is whose sessions a request may see: its token's.
-func owner(r *http.Request) string { return session.Owner(r.Header.Get("Authorization")) }
+func owner(r *http.Request) string { return Owner(r) }
 
 // lookup returns the caller's session named by the path's {id}, or answers
 // the error (404, with the replica's name for a session of another one)
@@ -141,7 +141,7 @@ func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
 		s.streamCell(w, r, sess, req)
 		return
 	}
-	res, err := s.cell(r.Context(), sess, req, run.CellStream{})
+	res, err := s.Cell(r.Context(), sess, req, run.CellStream{})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -174,7 +174,7 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 		Stderr:  ew.output("stderr"),
 		Display: func(b run.MIMEBundle) { _ = ew.emit(wire.CellEvent{Type: "display", Display: b}) },
 	}
-	res, err := s.cell(r.Context(), sess, req, live)
+	res, err := s.Cell(r.Context(), sess, req, live)
 	var last any
 	if res != nil {
 		last = wire.CellEvent{Type: "result", Result: res}
@@ -183,9 +183,11 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 	s.answered(cellBytes(res))
 }
 
-// cell runs one cell of sess, and logs and counts it. A client that goes
-// away interrupts the cell (Exec watches ctx).
-func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
+// Cell runs one cell of sess, and logs and counts it. A client that goes
+// away interrupts the cell (Exec watches ctx). The Jupyter gateway runs
+// its cells through it too, so a notebook's are logged and counted as
+// the API's.
+func (s *Server) Cell(ctx context.Context, sess *session.Session, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
 	start := s.cfg.Now()
 	res, err := sess.Exec(ctx, req, live)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/jupyter"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/metrics"
@@ -142,6 +143,18 @@ func Serve(ctx context.Context, cfg Config) error {
 	// period, then its cancellation kills every run still going.
 	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer killRuns()
+	// The Jupyter kernel gateway, behind the same token and browser
+	// checks; its cells end with runCtx as the API's runs do.
+	gw := jupyter.New(runCtx, jupyter.Config{
+		Sessions: sessions, Runtimes: x.Runtimes(), Owner: api.Owner, Exec: srv.Cell, Version: cfg.Version,
+		WriteTimeout: conns.WriteTimeout, MaxMessage: cfg.API.MaxBody, MaxReading: cfg.API.MaxBodyMemory, Logger: log,
+	})
+	// Before the sessions close: it deletes its kernels' own. Shutdown
+	// does not wait for WebSockets; this closes them.
+	defer gw.Close()
+	for _, r := range gw.Routes() {
+		srv.Handle(r.Pattern, r.Handler)
+	}
 	hs := &http.Server{
 		Handler:     srv,
 		BaseContext: func(net.Listener) context.Context { return runCtx },

@@ -476,13 +476,22 @@ func (m *Manager) Close() error {
 }
 
 // Owner is the owner of a request's sessions, from its Authorization
-// header (already checked by the API): a digest of the bearer token, so
-// sessions are per token and no token is kept in memory twice; "anonymous"
-// without one.
+// header (already checked by the API): see TokenOwner; "anonymous"
+// without a bearer token.
 func Owner(authorization string) string {
 	scheme, token, _ := strings.Cut(authorization, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return TokenOwner("")
+	}
+	return TokenOwner(token)
+}
+
+// TokenOwner is the owner of the sessions of a request that carried token
+// (already checked by the API): a digest of it, so sessions are per token
+// and no token is kept in memory twice; "anonymous" for "".
+func TokenOwner(token string) string {
 	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+	if token == "" {
 		return "anonymous"
 	}
 	sum := sha256.Sum256([]byte(token))

@@ -43,7 +43,10 @@ var debian = map[string]string{
 	"/usr/bin/ruby":                         "ruby",
 	"/usr/lib/python3/dist-packages/numpy":  "python3-numpy",
 	"/usr/lib/python3/dist-packages/pandas": "python3-pandas",
-	"/usr/lib/python3/dist-packages/matplotlib": "python3-matplotlib",
+	"/usr/lib/python3/dist-packages/matplotlib":     "python3-matplotlib",
+	"/usr/bin/jupyter-notebook":                     "jupyter-notebook",
+	"/usr/bin/chromium":                             "chromium",
+	"/usr/lib/python3/dist-packages/jupyter_server": "python3-jupyter-server",
 }
 
 // MissingFile stops t for want of path, one of the files Debian packages

@@ -1,0 +1,36 @@
+// Package latency times repeated calls for the benchmarks and reads
+// percentiles off the sorted times.
+package latency
+
+import (
+	"sort"
+	"time"
+)
+
+// Measure times n calls of f after warm unmeasured ones, and returns the
+// times sorted; the first error stops it.
+func Measure(n, warm int, f func() error) ([]time.Duration, error) {
+	for range warm {
+		if err := f(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]time.Duration, 0, n)
+	for range n {
+		t := time.Now()
+		if err := f(); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(t))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+// Pct is the p-th percentile of sorted times.
+func Pct(sorted []time.Duration, p int) time.Duration {
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
+
+// Ms is d in milliseconds, to the microsecond.
+func Ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
