@@ -16,6 +16,7 @@ func (w *Workspace) OpenFile(string) (*os.File, workspace.FileInfo, error) {
 	return nil, workspace.FileInfo{}, ErrUnsupported
 }
 func (w *Workspace) RemoveFile(string) error { return ErrUnsupported }
+func (w *Workspace) MakeDir(string) (bool, error) { return false, ErrUnsupported }
 func (w *Workspace) ListFiles(string, int) ([]workspace.FileInfo, bool, error) {
 	return nil, false, ErrUnsupported
 }
