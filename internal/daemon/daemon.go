@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/e2b"
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
@@ -47,6 +48,9 @@ type Config struct {
 	Version string
 	// Conns bounds the HTTP connections: caps and timeouts.
 	Conns Conns
+	// E2BDomain, if set, routes E2B sandbox host names
+	// ("<port>-<id>.<E2BDomain>") to the E2B API, for SDKs before 2.7.0.
+	E2BDomain string
 }
 
 // ErrInsecure: a non-loopback listen address without a token.
@@ -118,6 +122,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	// MCP over streamable HTTP, behind the same token and admission gate.
 	tools := mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions)
 	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
+	// E2B's API over the same sessions, for E2B's SDKs (E2B_API_URL and
+	// E2B_SANDBOX_URL at <daemon>/e2b); its keys are the daemon's tokens.
+	e2bSrv := newE2B(cfg, x, sessions, log)
+	defer e2bSrv.Close()
+	srv.Mount("/e2b", e2bSrv)
 	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
 	// period, then its cancellation kills every run still going.
 	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
@@ -224,6 +233,17 @@ func newGate(cfg Config) *admission.Gate {
 // through gate, counted in m and logged, each a decorator of the next.
 func frontRunner(x *executor.Executor, gate *admission.Gate, m *metrics.Metrics, log *slog.Logger) run.Runner {
 	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Next: x}, Metrics: m, Log: log}
+}
+
+// newE2B is the E2B API over sessions: cells and commands may run up to
+// the executor's timeout ceiling, sandboxes live up to the sessions'
+// longest idle timeout.
+func newE2B(cfg Config, x *executor.Executor, sessions *session.Manager, log *slog.Logger) *e2b.Server {
+	_, ceiling := x.Limits()
+	return e2b.New(e2b.Config{
+		Sessions: sessions, Tokens: cfg.API.Tokens, CellTimeout: ceiling.Timeout.Std(),
+		MaxTimeout: cfg.Sessions.MaxIdleTimeout, Domain: cfg.E2BDomain, Logger: log,
+	})
 }
 
 func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, log *slog.Logger) *session.Manager {

@@ -1,0 +1,354 @@
+package e2b
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/session"
+)
+
+// The code interpreter: POST /execute runs a cell in a context and streams
+// E2B's events as NDJSON; /contexts makes, lists, restarts and removes
+// contexts. A context is a session: the sandbox's default Python context
+// is its first session, whose workspace holds the sandbox's files; a
+// JavaScript context is a node session of its own, with its own workspace.
+
+// executeRequest is POST /execute.
+type executeRequest struct {
+	Code      string            `json:"code"`
+	ContextID string            `json:"context_id"`
+	Language  string            `json:"language"`
+	EnvVars   map[string]string `json:"env_vars"`
+}
+
+// mimeKeys maps MIME types onto the keys of E2B's result events.
+var mimeKeys = map[string]string{
+	"text/plain":             "text",
+	"text/html":              "html",
+	"text/markdown":          "markdown",
+	"image/svg+xml":          "svg",
+	"image/png":              "png",
+	"image/jpeg":             "jpeg",
+	"application/pdf":        "pdf",
+	"text/latex":             "latex",
+	"application/json":       "json",
+	"application/javascript": "javascript",
+}
+
+// resultEvent is a display or the cell's value as an E2B "result" event.
+func resultEvent(b run.MIMEBundle, main bool) map[string]any {
+	ev := map[string]any{"type": "result", "is_main_result": main}
+	for mime, v := range b {
+		key, ok := mimeKeys[mime]
+		if !ok {
+			key = mime
+		}
+		if key == "json" {
+			var j any
+			if json.Unmarshal([]byte(v), &j) == nil {
+				ev[key] = j
+				continue
+			}
+		}
+		ev[key] = v
+	}
+	return ev
+}
+
+// ndjson writes E2B's events, one line each, flushed, from the cell's
+// output drains and its display callback at once. After close it drops
+// them: a background process of the sandbox may write once the handler
+// has returned.
+type ndjson struct {
+	mu     sync.Mutex
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	enc    *json.Encoder
+	closed bool
+	err    error
+}
+
+func newNDJSON(w http.ResponseWriter) *ndjson {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	return &ndjson{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
+}
+
+func (n *ndjson) emit(ev any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.err != nil {
+		return
+	}
+	if n.err = n.enc.Encode(ev); n.err == nil {
+		n.err = n.rc.Flush()
+	}
+}
+
+func (n *ndjson) close() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+}
+
+// textStream turns a stream's bytes into E2B "stdout"/"stderr" events as
+// they come, holding back a UTF-8 sequence cut at a chunk's end.
+type textStream struct {
+	out  *ndjson
+	typ  string
+	now  func() time.Time
+	mu   sync.Mutex
+	tail []byte
+}
+
+func (t *textStream) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := append(t.tail, p...)
+	cut := len(b)
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	t.tail = append([]byte(nil), b[cut:]...)
+	if cut > 0 {
+		t.out.emit(map[string]any{"type": t.typ, "text": string(b[:cut]), "timestamp": t.now().UTC().Format(time.RFC3339Nano)})
+	}
+	return len(p), nil
+}
+
+// flush sends what was held back.
+func (t *textStream) flush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.tail) > 0 {
+		t.out.emit(map[string]any{"type": t.typ, "text": string(t.tail), "timestamp": t.now().UTC().Format(time.RFC3339Nano)})
+		t.tail = nil
+	}
+}
+
+func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
+	sb := sandboxFrom(r.Context())
+	var req executeRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, fmt.Errorf("%w: the request body: %w", errdefs.ErrInvalidArgument, err))
+		return
+	}
+	if len(req.EnvVars) > 0 {
+		writeError(w, fmt.Errorf("%w: env_vars: variables for one execution are not offered; give them when the sandbox is created (envs)", errNotOffered))
+		return
+	}
+	sess, err := s.contextSession(r, sb, req.ContextID, req.Language)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := newNDJSON(w)
+	defer out.close()
+	stdout := &textStream{out: out, typ: "stdout", now: s.cfg.Now}
+	stderr := &textStream{out: out, typ: "stderr", now: s.cfg.Now}
+	live := run.CellStream{
+		Stdout:  stdout,
+		Stderr:  stderr,
+		Display: func(b run.MIMEBundle) { out.emit(resultEvent(b, false)) },
+	}
+	res, err := sess.Exec(r.Context(), run.CellRequest{Code: req.Code}, live)
+	stdout.flush()
+	stderr.flush()
+	if err != nil {
+		out.emit(map[string]any{"type": "error", "name": "SandboxError", "value": err.Error(), "traceback": ""})
+		out.emit(map[string]any{"type": "end_of_execution"})
+		return
+	}
+	if res.Result != nil {
+		out.emit(resultEvent(res.Result, true))
+	}
+	if ev := errorEvent(res); ev != nil {
+		out.emit(ev)
+	}
+	out.emit(map[string]any{"type": "number_of_executions", "execution_count": res.Cell})
+	out.emit(map[string]any{"type": "end_of_execution"})
+}
+
+// errorEvent is the cell's exception, or the limit that stopped it, as
+// E2B's "error" event; nil for a cell that ran to its end.
+func errorEvent(res *run.CellResult) map[string]any {
+	switch {
+	case res.Status == run.StatusOK:
+		return nil
+	case res.Status == run.StatusError && res.Error != nil:
+		return map[string]any{"type": "error", "name": res.Error.Name, "value": res.Error.Value, "traceback": res.Error.Traceback}
+	}
+	ev := map[string]any{"type": "error", "name": limitErrorName(res.Status), "value": res.Reason, "traceback": ""}
+	if res.Error != nil {
+		ev["traceback"] = res.Error.Traceback
+	}
+	return ev
+}
+
+// limitErrorName names the error of a cell a limit stopped.
+func limitErrorName(st run.Status) string {
+	switch st {
+	case run.StatusTimeout:
+		return "TimeoutError"
+	case run.StatusMemoryLimit:
+		return "MemoryError"
+	}
+	return "SandboxError"
+}
+
+// languageRuntime maps E2B's language names onto sandboxd's runtimes.
+func languageRuntime(lang string) string {
+	switch lang {
+	case "", "python", "python3":
+		return "python"
+	case "js", "javascript", "node":
+		return "javascript"
+	}
+	return lang
+}
+
+// contextSession is the session of the context id, or of the language's
+// default context, made at its first use as E2B's are.
+func (s *Server) contextSession(r *http.Request, sb *sandbox, id, lang string) (*session.Session, error) {
+	if id != "" && lang != "" {
+		return nil, fmt.Errorf("%w: give context_id or language, not both", errdefs.ErrInvalidArgument)
+	}
+	sb.mu.Lock()
+	if id == "" {
+		rt := languageRuntime(lang)
+		for _, c := range sb.contexts {
+			if c.Language == rt {
+				id = c.ID
+				break
+			}
+		}
+		if id == "" {
+			sb.mu.Unlock()
+			c, err := s.newContext(r, sb, rt)
+			if err != nil {
+				return nil, err
+			}
+			return s.cfg.Sessions.Get(sb.owner, c.ID)
+		}
+	}
+	known := false
+	for _, c := range sb.contexts {
+		known = known || c.ID == id
+	}
+	sb.mu.Unlock()
+	if !known {
+		return nil, fmt.Errorf("%w: context %s not found in this sandbox", errdefs.ErrNotFound, run.Quote(id, run.MaxName))
+	}
+	return s.cfg.Sessions.Get(sb.owner, id)
+}
+
+// newContext starts a session of runtime rt as a context of sb.
+func (s *Server) newContext(r *http.Request, sb *sandbox, rt string) (codeContext, error) {
+	sess, err := s.newSession(r.Context(), sb.owner, rt, sb.env)
+	if err != nil {
+		return codeContext{}, err
+	}
+	c := codeContext{ID: sess.ID(), Language: rt, Cwd: homeDir}
+	sb.mu.Lock()
+	alive := sb.contexts != nil
+	if alive {
+		sb.contexts = append(sb.contexts, c)
+	}
+	sb.mu.Unlock()
+	if !alive {
+		_ = s.cfg.Sessions.Delete(sb.owner, c.ID)
+		return codeContext{}, fmt.Errorf("%w: sandbox %s was killed", errGone, sb.id)
+	}
+	return c, nil
+}
+
+// contextRequest is POST /contexts.
+type contextRequest struct {
+	Language string `json:"language"`
+	Cwd      string `json:"cwd"`
+}
+
+func (s *Server) handleContextCreate(w http.ResponseWriter, r *http.Request) {
+	sb := sandboxFrom(r.Context())
+	var req contextRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, fmt.Errorf("%w: the request body: %w", errdefs.ErrInvalidArgument, err))
+		return
+	}
+	if req.Cwd != "" && req.Cwd != homeDir {
+		writeError(w, fmt.Errorf("%w: cwd %s: a context runs in %s (the workspace)", errNotOffered, run.Quote(req.Cwd, run.MaxName), homeDir))
+		return
+	}
+	c, err := s.newContext(r, sb, languageRuntime(req.Language))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) handleContextList(w http.ResponseWriter, r *http.Request) {
+	sb := sandboxFrom(r.Context())
+	sb.mu.Lock()
+	out := append([]codeContext{}, sb.contexts...)
+	sb.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleContextDelete removes a context and its session. The default
+// Python context holds the sandbox's files and cannot be removed.
+func (s *Server) handleContextDelete(w http.ResponseWriter, r *http.Request) {
+	sb := sandboxFrom(r.Context())
+	id := r.PathValue("ctx")
+	if id == sb.id {
+		writeError(w, fmt.Errorf("%w: the default Python context holds the sandbox's files; kill the sandbox instead", errdefs.ErrInvalidArgument))
+		return
+	}
+	sb.mu.Lock()
+	i := contextIndex(sb.contexts, id)
+	if i > 0 {
+		sb.contexts = append(sb.contexts[:i:i], sb.contexts[i+1:]...)
+	}
+	sb.mu.Unlock()
+	if i <= 0 {
+		writeError(w, fmt.Errorf("%w: context %s not found in this sandbox", errdefs.ErrNotFound, run.Quote(id, run.MaxName)))
+		return
+	}
+	if err := s.cfg.Sessions.Delete(sb.owner, id); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleContextRestart: restarting a kernel in place is not offered (a
+// session cannot be restarted under its id); a new context is the way.
+func (s *Server) handleContextRestart(w http.ResponseWriter, r *http.Request) {
+	sb := sandboxFrom(r.Context())
+	id := r.PathValue("ctx")
+	sb.mu.Lock()
+	i := contextIndex(sb.contexts, id)
+	sb.mu.Unlock()
+	if i < 0 {
+		writeError(w, fmt.Errorf("%w: context %s not found in this sandbox", errdefs.ErrNotFound, run.Quote(id, run.MaxName)))
+		return
+	}
+	writeError(w, fmt.Errorf("%w: restarting a context is not offered; create a new context", errNotOffered))
+}
+
+func contextIndex(cs []codeContext, id string) int {
+	return slices.IndexFunc(cs, func(c codeContext) bool { return c.ID == id })
+}
