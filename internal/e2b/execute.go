@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -99,44 +100,71 @@ func (n *ndjson) close() {
 	n.mu.Unlock()
 }
 
-// textStream turns a stream's bytes into E2B "stdout"/"stderr" events as
-// they come, holding back a UTF-8 sequence cut at a chunk's end.
+// textStream turns a stream's bytes into E2B "stdout"/"stderr" events
+// as they come, a line or more at a time, as Jupyter's output arrives: a
+// print's text and its newline, written apart, are one event. A partial
+// line (a progress bar, a prompt) goes out after partialDelay, up to its
+// last whole UTF-8 sequence.
 type textStream struct {
-	out  *ndjson
-	typ  string
-	now  func() time.Time
-	mu   sync.Mutex
-	tail []byte
+	out     *ndjson
+	typ     string
+	now     func() time.Time
+	mu      sync.Mutex
+	pending []byte
+	timer   *time.Timer
 }
+
+// partialDelay is how long a partial line waits for the rest of it.
+const partialDelay = 50 * time.Millisecond
 
 func (t *textStream) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := append(t.tail, p...)
-	cut := len(b)
-	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
-		if utf8.RuneStart(b[i]) {
-			if !utf8.FullRune(b[i:]) {
+	t.pending = append(t.pending, p...)
+	if i := bytes.LastIndexByte(t.pending, '\n'); i >= 0 {
+		t.send(i + 1)
+	}
+	if len(t.pending) > 0 && t.timer == nil {
+		t.timer = time.AfterFunc(partialDelay, t.partial)
+	}
+	return len(p), nil
+}
+
+// partial sends a partial line that waited long enough.
+func (t *textStream) partial() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.timer = nil
+	cut := len(t.pending)
+	for i := len(t.pending) - 1; i >= 0 && i >= len(t.pending)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(t.pending[i]) {
+			if !utf8.FullRune(t.pending[i:]) {
 				cut = i
 			}
 			break
 		}
 	}
-	t.tail = append([]byte(nil), b[cut:]...)
-	if cut > 0 {
-		t.out.emit(map[string]any{"type": t.typ, "text": string(b[:cut]), "timestamp": t.now().UTC().Format(time.RFC3339Nano)})
-	}
-	return len(p), nil
+	t.send(cut)
 }
 
-// flush sends what was held back.
+// send emits the first n pending bytes; t.mu is held.
+func (t *textStream) send(n int) {
+	if n == 0 {
+		return
+	}
+	t.out.emit(map[string]any{"type": t.typ, "text": string(t.pending[:n]), "timestamp": t.now().UTC().Format(time.RFC3339Nano)})
+	t.pending = append(t.pending[:0], t.pending[n:]...)
+}
+
+// flush sends what is pending, at the cell's end.
 func (t *textStream) flush() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.tail) > 0 {
-		t.out.emit(map[string]any{"type": t.typ, "text": string(t.tail), "timestamp": t.now().UTC().Format(time.RFC3339Nano)})
-		t.tail = nil
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
 	}
+	t.send(len(t.pending))
 }
 
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
@@ -230,14 +258,14 @@ func (s *Server) contextSession(r *http.Request, sb *sandbox, id, lang string) (
 	if id == "" {
 		rt := languageRuntime(lang)
 		for _, c := range sb.contexts {
-			if c.Language == rt {
+			if c.def && c.Language == rt {
 				id = c.ID
 				break
 			}
 		}
 		if id == "" {
 			sb.mu.Unlock()
-			c, err := s.newContext(r, sb, rt)
+			c, err := s.newContext(r, sb, rt, true)
 			if err != nil {
 				return nil, err
 			}
@@ -255,13 +283,14 @@ func (s *Server) contextSession(r *http.Request, sb *sandbox, id, lang string) (
 	return s.cfg.Sessions.Get(sb.owner, id)
 }
 
-// newContext starts a session of runtime rt as a context of sb.
-func (s *Server) newContext(r *http.Request, sb *sandbox, rt string) (codeContext, error) {
+// newContext starts a session of runtime rt as a context of sb (its
+// language's default one when def).
+func (s *Server) newContext(r *http.Request, sb *sandbox, rt string, def bool) (codeContext, error) {
 	sess, err := s.newSession(r.Context(), sb.owner, rt, sb.env)
 	if err != nil {
 		return codeContext{}, err
 	}
-	c := codeContext{ID: sess.ID(), Language: rt, Cwd: homeDir}
+	c := codeContext{ID: sess.ID(), Language: rt, Cwd: homeDir, def: def}
 	sb.mu.Lock()
 	alive := sb.contexts != nil
 	if alive {
@@ -292,7 +321,7 @@ func (s *Server) handleContextCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: cwd %s: a context runs in %s (the workspace)", errNotOffered, run.Quote(req.Cwd, run.MaxName), homeDir))
 		return
 	}
-	c, err := s.newContext(r, sb, languageRuntime(req.Language))
+	c, err := s.newContext(r, sb, languageRuntime(req.Language), false)
 	if err != nil {
 		writeError(w, err)
 		return

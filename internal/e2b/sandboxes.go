@@ -43,6 +43,9 @@ type codeContext struct {
 	ID       string `json:"id"`
 	Language string `json:"language"`
 	Cwd      string `json:"cwd"`
+	// def marks the language's default context, which runCode without
+	// a context uses; contexts made by createCodeContext are others.
+	def bool
 }
 
 // The templates sandboxd serves: E2B's code interpreter, and its base
@@ -158,7 +161,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	sb := &sandbox{
 		id: sess.ID(), owner: owner, token: newToken(), template: req.TemplateID,
 		metadata: req.Metadata, env: req.EnvVars, started: now, end: now.Add(timeout),
-		contexts: []codeContext{{ID: sess.ID(), Language: "python", Cwd: homeDir}},
+		contexts: []codeContext{{ID: sess.ID(), Language: "python", Cwd: homeDir, def: true}},
 	}
 	if !s.add(sb, timeout) {
 		_ = s.cfg.Sessions.Delete(owner, sess.ID())
