@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -106,4 +107,66 @@ func checksPassed(out string) int {
 		}
 	}
 	return n
+}
+
+// TestE2BAccessTokens: a sandbox's calls need the access token its
+// create returned (another sandbox's, or none, is a 401), a key acts on
+// its own sandboxes only, and a killed sandbox answers E2B's 502.
+func TestE2BAccessTokens(t *testing.T) {
+	requireDaemon(t)
+	d, keyA, keyB := e2bDaemon(t)
+	create := func(key string) (id, token string) {
+		resp, body := d.request(t, "POST", "/e2b/v2/sandboxes", []byte(`{"templateID":"code-interpreter-v1","timeout":60}`), http.Header{"X-API-KEY": {key}})
+		var sb struct{ SandboxID, EnvdAccessToken, TrafficAccessToken string }
+		if err := json.Unmarshal(body, &sb); err != nil || resp.StatusCode != http.StatusCreated || sb.EnvdAccessToken == "" || sb.TrafficAccessToken != sb.EnvdAccessToken {
+			t.Fatalf("create: %d %s", resp.StatusCode, body)
+		}
+		return sb.SandboxID, sb.EnvdAccessToken
+	}
+	idA, tokA := create(keyA)
+	_, tokB := create(keyB)
+	health := func(id, token string) int {
+		hdr := http.Header{"E2b-Sandbox-Id": {id}, "E2b-Sandbox-Port": {"49983"}}
+		if token != "" {
+			hdr.Set("X-Access-Token", token)
+		}
+		resp, _ := d.request(t, "GET", "/e2b/health", nil, hdr)
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"its own token", tokA, http.StatusNoContent},
+		{"no token", "", http.StatusUnauthorized},
+		{"another sandbox's token", tokB, http.StatusUnauthorized},
+		{"the API key", keyA, http.StatusUnauthorized},
+	} {
+		if got := health(idA, tc.token); got != tc.want {
+			t.Errorf("health with %s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	// The code interpreter's calls carry the token as
+	// E2B-Traffic-Access-Token.
+	resp, body := d.request(t, "POST", "/e2b/execute", []byte(`{"code":"6*7"}`), http.Header{
+		"E2b-Sandbox-Id": {idA}, "E2b-Sandbox-Port": {"49999"}, "E2B-Traffic-Access-Token": {tokA}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"text":"42"`) || !strings.Contains(string(body), `"type":"end_of_execution"`) {
+		t.Errorf("execute: %d %s", resp.StatusCode, body)
+	}
+	kill := func(key string) (int, string) {
+		resp, body := d.request(t, "DELETE", "/e2b/sandboxes/"+idA, nil, http.Header{"X-API-KEY": {key}})
+		return resp.StatusCode, string(body)
+	}
+	if code, body := kill(keyB); code != http.StatusNotFound || !strings.Contains(body, `"code":404`) {
+		t.Errorf("kill by another key: %d %s; want E2B's 404", code, body)
+	}
+	if code, _ := kill(keyA); code != http.StatusNoContent {
+		t.Errorf("kill: %d, want 204", code)
+	}
+	if code, body := kill(keyA); code != http.StatusNotFound || !strings.Contains(body, `"code":404`) {
+		t.Errorf("second kill: %d %s; want E2B's 404", code, body)
+	}
+	if got := health(idA, tokA); got != http.StatusBadGateway {
+		t.Errorf("health of a killed sandbox: %d, want 502", got)
+	}
 }
