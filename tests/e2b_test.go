@@ -2,9 +2,21 @@ package tests
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +181,120 @@ func TestE2BAccessTokens(t *testing.T) {
 	if got := health(idA, tokA); got != http.StatusBadGateway {
 		t.Errorf("health of a killed sandbox: %d, want 502", got)
 	}
+}
+
+// e2bTestDomain is the made-up domain of the host-name routing test.
+const e2bTestDomain = "e2b.test"
+
+// TestE2BSDKHostRouting runs the same suite as TestE2BSDK through
+// host-name routing (--e2b-domain), as SDKs before 2.7.0 need: without
+// E2B_SANDBOX_URL the SDK sends sandbox calls to
+// https://<port>-<id>.e2b.test. The test stands in for wildcard DNS and
+// TLS: the SDK's proxy option, and for node's global fetch (which the
+// code interpreter's calls use) a dispatcher preloaded by
+// tests/e2b/hostproxy.mjs, send every connection through a CONNECT proxy
+// here, which takes *.e2b.test:443 to a TLS front (a certificate
+// for *.e2b.test, trusted through NODE_EXTRA_CA_CERTS) that passes the
+// requests, Host kept, to the daemon.
+func TestE2BSDKHostRouting(t *testing.T) {
+	node, script := requireE2BClient(t)
+	d, keyA, keyB := e2bDaemon(t, "--e2b-domain", e2bTestDomain)
+	daemonURL, err := url.Parse(d.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, cert := wildcardCert(t, "*."+e2bTestDomain)
+	front := httptest.NewUnstartedServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(daemonURL)
+		r.Out.Host = r.In.Host
+	}})
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	proxy := httptest.NewServer(connectProxy(t, map[string]string{
+		"*." + e2bTestDomain + ":443": front.Listener.Addr().String(),
+		daemonURL.Host:                daemonURL.Host,
+	}))
+	t.Cleanup(proxy.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := runE2BScript(t, node, script, []string{
+		"E2B_API_URL=" + d.url + "/e2b", "E2B_DOMAIN=" + e2bTestDomain, "E2B_SANDBOX_URL=", "E2B_API_KEY=" + keyA,
+		"INTEROP_PROXY=" + proxy.URL, "NODE_EXTRA_CA_CERTS=" + caFile, "NODE_OPTIONS=--import=./hostproxy.mjs",
+	}, keyB)
+	if n := checksPassed(out); n != 18 {
+		t.Errorf("%d checks passed; want 18", n)
+	}
+	if !strings.Contains(d.log.String(), "e2b sandbox created") {
+		t.Error("the daemon logged no E2B sandbox")
+	}
+}
+
+// wildcardCert is a self-signed certificate for name, and its PEM.
+func wildcardCert(t *testing.T, name string) ([]byte, tls.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// connectProxy is an HTTP CONNECT proxy that reaches only the targets of
+// routes ("host:port", or "*.domain:port" for any name under domain) and
+// refuses the rest: the test's network stays on loopback.
+func connectProxy(t *testing.T, routes map[string]string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		target := routes[r.Host]
+		if host, port, err := net.SplitHostPort(r.Host); err == nil && target == "" {
+			if _, domain, ok := strings.Cut(host, "."); ok {
+				target = routes["*."+domain+":"+port]
+			}
+		}
+		if target == "" {
+			http.Error(w, "no route to "+r.Host, http.StatusForbidden)
+			return
+		}
+		up, err := net.DialTimeout("tcp", target, 5*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer up.Close()
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(up, buf)
+			if c, ok := up.(*net.TCPConn); ok {
+				_ = c.CloseWrite()
+			}
+			close(done)
+		}()
+		_, _ = io.Copy(conn, up)
+		<-done
+	})
 }

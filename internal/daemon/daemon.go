@@ -132,7 +132,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer killRuns()
 	hs := &http.Server{
-		Handler:     srv,
+		Handler:     e2bSrv.HostRouter("/e2b", srv),
 		BaseContext: func(net.Listener) context.Context { return runCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

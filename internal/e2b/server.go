@@ -132,6 +132,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.agent.ServeHTTP(w, r.WithContext(withSandbox(r.Context(), sb)))
 }
 
+// HostRouter serves the sandbox host names of E2B SDKs before 2.7.0
+// ("<port>-<id>.<Domain>", at the root of the host) from the Server
+// mounted at prefix of next: it prefixes such a request's path and
+// hands it to next, so it goes through next's checks as /e2b's requests
+// do. Other hosts go to next as they are. Without a Domain it is next.
+func (s *Server) HostRouter(prefix string, next http.Handler) http.Handler {
+	if s.cfg.Domain == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.hostRoute(r.Host) != "" {
+			r = r.Clone(r.Context())
+			r.URL.Path = prefix + r.URL.Path
+			if r.URL.RawPath != "" {
+				r.URL.RawPath = prefix + r.URL.RawPath
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // hostRoute is the sandbox id a host "<port>-<id>.<Domain>" names, or "".
 func (s *Server) hostRoute(host string) string {
 	if s.cfg.Domain == "" {

@@ -15,6 +15,10 @@ import {
 
 const otherKey = process.argv[2]
 assert.ok(otherKey, 'usage: node interop.mjs OTHER_KEY')
+// The host-name routing test reaches <port>-<id>.<E2B_DOMAIN> through an
+// HTTP proxy of its own (DNS and TLS for a made-up domain); E2B's SDK
+// takes a proxy as a connection option.
+const conn = process.env.INTEROP_PROXY ? { proxy: process.env.INTEROP_PROXY } : {}
 
 function ok(name) {
   console.log(`ok ${name}`)
@@ -48,7 +52,7 @@ function pngSize(b64) {
   return [width, height]
 }
 
-const sbx = await Sandbox.create()
+const sbx = await Sandbox.create(conn)
 assert.match(sbx.sandboxId, /\S+/)
 ok('create')
 
@@ -148,16 +152,16 @@ assert.equal(await sbx.isRunning(), true)
 ok('isRunning')
 
 // Another key sees none of this sandbox.
-const listedOther = await Sandbox.list({ apiKey: otherKey }).nextItems()
+const listedOther = await Sandbox.list({ ...conn, apiKey: otherKey }).nextItems()
 assert.ok(!listedOther.some((s) => s.sandboxId === sbx.sandboxId), 'another key lists the sandbox')
-assert.equal(await Sandbox.kill(sbx.sandboxId, { apiKey: otherKey }), false)
-await assert.rejects(Sandbox.connect(sbx.sandboxId, { apiKey: otherKey }))
+assert.equal(await Sandbox.kill(sbx.sandboxId, { ...conn, apiKey: otherKey }), false)
+await assert.rejects(Sandbox.connect(sbx.sandboxId, { ...conn, apiKey: otherKey }))
 assert.equal(await sbx.isRunning(), true)
-const listedMine = await Sandbox.list().nextItems()
+const listedMine = await Sandbox.list(conn).nextItems()
 assert.ok(listedMine.some((s) => s.sandboxId === sbx.sandboxId))
 ok("another key cannot see, connect to or kill the sandbox")
 
-await assert.rejects(Sandbox.create({ apiKey: 'not-a-token' }), (e) => e instanceof AuthenticationError)
+await assert.rejects(Sandbox.create({ ...conn, apiKey: 'not-a-token' }), (e) => e instanceof AuthenticationError)
 ok('a bad API key is rejected')
 
 assert.equal(await sbx.kill(), true)
