@@ -64,22 +64,21 @@ func resultEvent(b run.MIMEBundle, main bool) map[string]any {
 }
 
 // ndjson writes E2B's events, one line each, flushed, from the cell's
-// output drains and its display callback at once. After close it drops
-// them: a background process of the sandbox may write once the handler
-// has returned.
+// output drains and its display callback at once. The first event sends
+// the 200, so a cell that cannot start is still a plain error. After
+// close it drops them: a background process of the sandbox may write
+// once the handler has returned.
 type ndjson struct {
-	mu     sync.Mutex
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	enc    *json.Encoder
-	closed bool
-	err    error
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	enc     *json.Encoder
+	started bool
+	closed  bool
+	err     error
 }
 
 func newNDJSON(w http.ResponseWriter) *ndjson {
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
 	return &ndjson{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
 }
 
@@ -89,15 +88,23 @@ func (n *ndjson) emit(ev any) {
 	if n.closed || n.err != nil {
 		return
 	}
+	if !n.started {
+		n.started = true
+		n.w.Header().Set("Content-Type", "application/x-ndjson")
+		n.w.Header().Set("X-Content-Type-Options", "nosniff")
+		n.w.WriteHeader(http.StatusOK)
+	}
 	if n.err = n.enc.Encode(ev); n.err == nil {
 		n.err = n.rc.Flush()
 	}
 }
 
-func (n *ndjson) close() {
+// close ends the stream and reports whether any event went out.
+func (n *ndjson) close() bool {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.closed = true
-	n.mu.Unlock()
+	return n.started
 }
 
 // textStream turns a stream's bytes into E2B "stdout"/"stderr" events
@@ -184,7 +191,6 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := newNDJSON(w)
-	defer out.close()
 	stdout := &textStream{out: out, typ: "stdout", now: s.cfg.Now}
 	stderr := &textStream{out: out, typ: "stderr", now: s.cfg.Now}
 	live := run.CellStream{
@@ -196,10 +202,14 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 	stdout.flush()
 	stderr.flush()
 	if err != nil {
-		out.emit(map[string]any{"type": "error", "name": "SandboxError", "value": err.Error(), "traceback": ""})
-		out.emit(map[string]any{"type": "end_of_execution"})
+		// A cell that did not start (a dead kernel, a full queue)
+		// wrote nothing: a plain error.
+		if !out.close() {
+			writeError(w, err)
+		}
 		return
 	}
+	defer out.close()
 	if res.Result != nil {
 		out.emit(resultEvent(res.Result, true))
 	}
