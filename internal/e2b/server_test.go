@@ -3,6 +3,7 @@ package e2b
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -185,5 +186,29 @@ func TestTextStream(t *testing.T) {
 	got := streamEvents(t, []string{"progress " + snow[:1]}, 20*partialDelay)
 	if len(got) != 2 || got[0] != "progress " || !utf8.ValidString(got[1]) {
 		t.Errorf("partial line: %q", got)
+	}
+}
+
+// TestHostRouter: a sandbox host name's request reaches next under the
+// prefix, its query and escapes kept; any other host's as it came.
+func TestHostRouter(t *testing.T) {
+	var got string
+	next := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = r.URL.EscapedPath() + "?" + r.URL.RawQuery })
+	h := (&Server{cfg: Config{Domain: "e2b.test"}}).HostRouter("/e2b", next)
+	for _, tc := range []struct{ host, target, want string }{
+		{"49983-vm-a.e2b.test", "/files?path=a%2Fb", "/e2b/files?path=a%2Fb"},
+		{"49983-vm-a.e2b.test:443", "/x%2Fy", "/e2b/x%2Fy?"},
+		{"api.e2b.test", "/sandboxes", "/sandboxes?"},
+		{"127.0.0.1:8080", "/v1/runs", "/v1/runs?"},
+	} {
+		req := httptest.NewRequest("GET", tc.target, nil)
+		req.Host = tc.host
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if got != tc.want {
+			t.Errorf("%s%s reached next as %q, want %q", tc.host, tc.target, got, tc.want)
+		}
+	}
+	if (&Server{}).HostRouter("/e2b", next) == nil {
+		t.Error("no handler without a domain")
 	}
 }
