@@ -33,17 +33,7 @@ import (
 func requireE2BClient(t *testing.T) (node, script string) {
 	t.Helper()
 	requireDaemon(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.MissingNPMClient(t, "tests/e2b", "no node on PATH")
-	}
-	dir, err := filepath.Abs("e2b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@e2b", "code-interpreter", "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/e2b", "tests/e2b/node_modules/@e2b/code-interpreter is missing")
-	}
+	node, dir := requireNPMClient(t, "e2b", "@e2b/code-interpreter")
 	for _, lib := range []string{"matplotlib", "pandas"} {
 		if _, err := os.Stat("/usr/lib/python3/dist-packages/" + lib); err != nil {
 			testenv.MissingFile(t, "/usr/lib/python3/dist-packages/"+lib)
@@ -180,6 +170,27 @@ func TestE2BAccessTokens(t *testing.T) {
 	}
 	if got := health(idA, tokA); got != http.StatusBadGateway {
 		t.Errorf("health of a killed sandbox: %d, want 502", got)
+	}
+
+	// A timeout kills the sandbox when it passes, used or not; one out of
+	// bounds is a 400 naming them.
+	idC, tokC := create(keyA)
+	setTimeout := func(body string) (int, string) {
+		resp, b := d.request(t, "POST", "/e2b/sandboxes/"+idC+"/timeout", []byte(body), http.Header{"X-API-KEY": {keyA}})
+		return resp.StatusCode, string(b)
+	}
+	if code, body := setTimeout(`{"timeout":0}`); code != http.StatusBadRequest || !strings.Contains(body, "between 1 s and") {
+		t.Errorf("timeout 0: %d %s; want 400 naming the bounds", code, body)
+	}
+	if code, body := setTimeout(`{"timeout":1}`); code != http.StatusNoContent {
+		t.Fatalf("timeout 1: %d %s", code, body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for health(idC, tokC) != http.StatusBadGateway {
+		if time.Now().After(deadline) {
+			t.Fatal("the sandbox still runs 30 s after its 1 s timeout")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

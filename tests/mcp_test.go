@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // The MCP interoperability tests drive sandboxd's MCP server with the real
@@ -30,17 +28,7 @@ import (
 // the script's.
 func requireMCPClient(t *testing.T) (node, script string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.MissingNPMClient(t, "tests/mcp", "no node on PATH")
-	}
-	dir, err := filepath.Abs("mcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/mcp", "tests/mcp/node_modules/@modelcontextprotocol/sdk is missing")
-	}
+	node, dir := requireNPMClient(t, "mcp", "@modelcontextprotocol/sdk")
 	return node, filepath.Join(dir, "client.mjs")
 }
 

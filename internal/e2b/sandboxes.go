@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -359,9 +361,11 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.listed(sb))
 }
 
-// timeoutRequest is POST /sandboxes/{id}/timeout and the connect body.
+// timeoutRequest is POST /sandboxes/{id}/timeout and the connect body;
+// Duration is the refresh of older SDKs.
 type timeoutRequest struct {
-	Timeout *int64 `json:"timeout"`
+	Timeout  *int64 `json:"timeout"`
+	Duration *int64 `json:"duration"`
 }
 
 // setTimeout moves sb's end to now + d and touches its sessions, whose
@@ -381,6 +385,9 @@ func (s *Server) setTimeout(sb *sandbox, d time.Duration) {
 	}
 }
 
+// handleTimeout sets a sandbox's timeout (POST .../timeout), or starts
+// it again (POST .../refreshes, the keep-alive of older SDKs, whose
+// duration may be left out for the default).
 func (s *Server) handleTimeout(w http.ResponseWriter, r *http.Request) {
 	sb, err := s.owned(r)
 	if err != nil {
@@ -388,31 +395,18 @@ func (s *Server) handleTimeout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req timeoutRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Timeout == nil {
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, fmt.Errorf("%w: the request body: %w", errdefs.ErrInvalidArgument, err))
+		return
+	}
+	sec := req.Timeout
+	if strings.HasSuffix(r.URL.Path, "/refreshes") {
+		sec = req.Duration
+	} else if sec == nil {
 		writeError(w, fmt.Errorf("%w: want {\"timeout\": seconds}", errdefs.ErrInvalidArgument))
 		return
 	}
-	d, err := timeoutOf(req.Timeout, s.cfg.MaxTimeout)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s.setTimeout(sb, d)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// handleRefresh is the keep-alive of older SDKs: the timeout starts again.
-func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	sb, err := s.owned(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	var req struct {
-		Duration *int64 `json:"duration"`
-	}
-	_ = json.NewDecoder(r.Body).Decode(&req)
-	d, err := timeoutOf(req.Duration, s.cfg.MaxTimeout)
+	d, err := timeoutOf(sec, s.cfg.MaxTimeout)
 	if err != nil {
 		writeError(w, err)
 		return

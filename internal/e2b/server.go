@@ -81,7 +81,7 @@ func New(cfg Config) *Server {
 	s.plane.HandleFunc("GET /sandboxes/{id}", s.handleInfo)
 	s.plane.HandleFunc("DELETE /sandboxes/{id}", s.handleKill)
 	s.plane.HandleFunc("POST /sandboxes/{id}/timeout", s.handleTimeout)
-	s.plane.HandleFunc("POST /sandboxes/{id}/refreshes", s.handleRefresh)
+	s.plane.HandleFunc("POST /sandboxes/{id}/refreshes", s.handleTimeout)
 	s.plane.HandleFunc("POST /sandboxes/{id}/connect", s.handleConnect)
 	s.plane.HandleFunc("POST /v2/sandboxes/{id}/connect", s.handleConnect)
 	s.plane.HandleFunc("POST /sandboxes/{id}/resume", s.handleConnect)
