@@ -3,6 +3,7 @@ package e2b
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -264,33 +265,30 @@ func (s *Server) contextSession(r *http.Request, sb *sandbox, id, lang string) (
 	if id != "" && lang != "" {
 		return nil, fmt.Errorf("%w: give context_id or language, not both", errdefs.ErrInvalidArgument)
 	}
+	rt := languageRuntime(lang)
 	sb.mu.Lock()
-	if id == "" {
-		rt := languageRuntime(lang)
-		for _, c := range sb.contexts {
-			if c.def && c.Language == rt {
-				id = c.ID
-				break
-			}
+	i := slices.IndexFunc(sb.contexts, func(c codeContext) bool {
+		if id != "" {
+			return c.ID == id
 		}
-		if id == "" {
-			sb.mu.Unlock()
-			c, err := s.newContext(r, sb, rt, true)
-			if err != nil {
-				return nil, err
-			}
-			return s.cfg.Sessions.Get(sb.owner, c.ID)
-		}
-	}
-	known := false
-	for _, c := range sb.contexts {
-		known = known || c.ID == id
+		return c.def && c.Language == rt
+	})
+	var sessID string
+	if i >= 0 {
+		sessID = sb.contexts[i].session
 	}
 	sb.mu.Unlock()
-	if !known {
+	switch {
+	case i >= 0:
+		return s.cfg.Sessions.Get(sb.owner, sessID)
+	case id != "":
 		return nil, fmt.Errorf("%w: context %s not found in this sandbox", errdefs.ErrNotFound, run.Quote(id, run.MaxName))
 	}
-	return s.cfg.Sessions.Get(sb.owner, id)
+	c, err := s.newContext(r, sb, rt, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Sessions.Get(sb.owner, c.session)
 }
 
 // newContext starts a session of runtime rt as a context of sb (its
@@ -300,7 +298,7 @@ func (s *Server) newContext(r *http.Request, sb *sandbox, rt string, def bool) (
 	if err != nil {
 		return codeContext{}, err
 	}
-	c := codeContext{ID: sess.ID(), Language: rt, Cwd: homeDir, def: def}
+	c := codeContext{ID: sess.ID(), Language: rt, Cwd: homeDir, def: def, session: sess.ID()}
 	sb.mu.Lock()
 	alive := sb.contexts != nil
 	if alive {
@@ -308,7 +306,7 @@ func (s *Server) newContext(r *http.Request, sb *sandbox, rt string, def bool) (
 	}
 	sb.mu.Unlock()
 	if !alive {
-		_ = s.cfg.Sessions.Delete(sb.owner, c.ID)
+		_ = s.cfg.Sessions.Delete(sb.owner, c.session)
 		return codeContext{}, fmt.Errorf("%w: sandbox %s was killed", errGone, sb.id)
 	}
 	return c, nil
@@ -358,34 +356,67 @@ func (s *Server) handleContextDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	sb.mu.Lock()
 	i := contextIndex(sb.contexts, id)
+	var c codeContext
 	if i > 0 {
-		sb.contexts = append(sb.contexts[:i:i], sb.contexts[i+1:]...)
+		c = sb.contexts[i]
+		sb.contexts = slices.Delete(sb.contexts, i, i+1)
 	}
 	sb.mu.Unlock()
 	if i <= 0 {
 		writeError(w, fmt.Errorf("%w: context %s not found in this sandbox", errdefs.ErrNotFound, run.Quote(id, run.MaxName)))
 		return
 	}
-	if err := s.cfg.Sessions.Delete(sb.owner, id); err != nil {
+	if err := s.cfg.Sessions.Delete(sb.owner, c.session); err != nil && !errors.Is(err, session.ErrNotFound) {
 		writeError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleContextRestart: restarting a kernel in place is not offered (a
-// session cannot be restarted under its id); a new context is the way.
+// handleContextRestart starts a context's kernel afresh, its state gone:
+// a new session takes the context's place under the same id, and the
+// old one is closed. The default Python context's session holds the
+// sandbox's files, so it is not restarted (a new context is the way).
 func (s *Server) handleContextRestart(w http.ResponseWriter, r *http.Request) {
 	sb := sandboxFrom(r.Context())
 	id := r.PathValue("ctx")
 	sb.mu.Lock()
 	i := contextIndex(sb.contexts, id)
+	var lang string
+	if i >= 0 {
+		lang = sb.contexts[i].Language
+	}
 	sb.mu.Unlock()
-	if i < 0 {
+	switch {
+	case i < 0:
 		writeError(w, fmt.Errorf("%w: context %s not found in this sandbox", errdefs.ErrNotFound, run.Quote(id, run.MaxName)))
 		return
+	case id == sb.id:
+		writeError(w, fmt.Errorf("%w: restarting the default Python context, which holds the sandbox's files; create a new context instead", errNotOffered))
+		return
 	}
-	writeError(w, fmt.Errorf("%w: restarting a context is not offered; create a new context", errNotOffered))
+	sess, err := s.newSession(r.Context(), sb.owner, lang, sb.env)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sb.mu.Lock()
+	old := ""
+	if i := contextIndex(sb.contexts, id); i >= 0 {
+		old, sb.contexts[i].session = sb.contexts[i].session, sess.ID()
+	}
+	sb.mu.Unlock()
+	if old == "" { // removed, or the sandbox killed, meanwhile
+		old = sess.ID()
+	}
+	if err := s.cfg.Sessions.Delete(sb.owner, old); err != nil && !errors.Is(err, session.ErrNotFound) {
+		s.log.Error("e2b: close a restarted context's session", "sandbox", sb.id, "context", id, "err", err)
+	}
+	if old == sess.ID() {
+		writeError(w, fmt.Errorf("%w: context %s is gone", errdefs.ErrNotFound, run.Quote(id, run.MaxName)))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func contextIndex(cs []codeContext, id string) int {

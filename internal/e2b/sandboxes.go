@@ -48,6 +48,9 @@ type codeContext struct {
 	// def marks the language's default context, which runCode without
 	// a context uses; contexts made by createCodeContext are others.
 	def bool
+	// session is the context's session: its id at first, another one
+	// after a restart.
+	session string
 }
 
 // The templates sandboxd serves: E2B's code interpreter, and its base
@@ -163,7 +166,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	sb := &sandbox{
 		id: sess.ID(), owner: owner, token: newToken(), template: req.TemplateID,
 		metadata: req.Metadata, env: req.EnvVars, started: now, end: now.Add(timeout),
-		contexts: []codeContext{{ID: sess.ID(), Language: "python", Cwd: homeDir, def: true}},
+		contexts: []codeContext{{ID: sess.ID(), Language: "python", Cwd: homeDir, def: true, session: sess.ID()}},
 	}
 	if !s.add(sb, timeout) {
 		_ = s.cfg.Sessions.Delete(owner, sess.ID())
@@ -267,7 +270,7 @@ func (s *Server) kill(sb *sandbox) bool {
 	sb.contexts = nil
 	sb.mu.Unlock()
 	for _, c := range ctxs {
-		if err := s.cfg.Sessions.Delete(sb.owner, c.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
+		if err := s.cfg.Sessions.Delete(sb.owner, c.session); err != nil && !errors.Is(err, session.ErrNotFound) {
 			s.log.Error("e2b: close a context's session", "sandbox", sb.id, "context", c.ID, "err", err)
 		}
 	}
@@ -379,7 +382,7 @@ func (s *Server) setTimeout(sb *sandbox, d time.Duration) {
 	ctxs := sb.contexts
 	sb.mu.Unlock()
 	for _, c := range ctxs {
-		if sess, err := s.cfg.Sessions.Get(sb.owner, c.ID); err == nil {
+		if sess, err := s.cfg.Sessions.Get(sb.owner, c.session); err == nil {
 			sess.Touch()
 		}
 	}

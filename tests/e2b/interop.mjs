@@ -107,7 +107,12 @@ assert.equal((await sbx.runCode('typeof greet', { language: 'javascript' })).tex
   'the default JavaScript context is another context')
 const contexts = await sbx.listCodeContexts()
 assert.ok(contexts.some((c) => c.id === jsCtx.id))
-ok('JavaScript context')
+await sbx.restartCodeContext(jsCtx)
+assert.equal((await sbx.runCode('typeof greet', { context: jsCtx })).text, "'undefined'", 'a restart clears the context')
+await sbx.removeCodeContext(jsCtx)
+assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === jsCtx.id))
+await assert.rejects(sbx.runCode('1', { context: jsCtx }), (e) => e instanceof NotFoundError)
+ok('JavaScript context: create, run, restart, remove')
 
 await sbx.files.write('/home/user/data/input.txt', 'written by files.write')
 assert.equal((await sbx.runCode('open("data/input.txt").read()')).text, "'written by files.write'")
