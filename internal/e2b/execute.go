@@ -211,6 +211,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer out.close()
+	s.logCell(sb, "execute", res)
 	if res.Result != nil {
 		out.emit(resultEvent(res.Result, true))
 	}
@@ -421,4 +422,10 @@ func (s *Server) handleContextRestart(w http.ResponseWriter, r *http.Request) {
 
 func contextIndex(cs []codeContext, id string) int {
 	return slices.IndexFunc(cs, func(c codeContext) bool { return c.ID == id })
+}
+
+// logCell logs a cell an E2B call ran, as the API logs its cells.
+func (s *Server) logCell(sb *sandbox, what string, res *run.CellResult) {
+	s.log.Info("e2b "+what, "sandbox", sb.id, "session", res.Session, "cell", res.Cell, "status", res.Status,
+		"state", res.State, "wall", res.WallTime.Round(time.Microsecond), "reason", run.Clip(res.Reason, run.MaxMessage))
 }

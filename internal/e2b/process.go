@@ -162,6 +162,7 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 	if err != nil {
 		return connectError(err)
 	}
+	p.s.logCell(sandboxFrom(ctx), "command", res)
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("the command ran past its timeout and was stopped: %s", res.Reason))
 	}
