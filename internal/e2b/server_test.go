@@ -163,6 +163,9 @@ func streamEvents(t *testing.T, writes []string, wait time.Duration) []string {
 	out.close()
 	var texts []string
 	for _, line := range strings.Split(strings.TrimSpace(rec.Body.String()), "\n") {
+		if line == "" {
+			continue
+		}
 		var ev struct{ Type, Text, Timestamp string }
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("line %q: %v", line, err)
