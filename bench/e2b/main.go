@@ -1,15 +1,17 @@
 // Command e2b measures an E2B sandbox's life through E2B's own SDK
 // against a running daemon: Sandbox.create, a first runCode('1+1'),
 // kill, one after another, p50 and p99; beside it, measured in the same
-// run, the same through sandboxd's session API (POST /v1/sessions, an
-// exec of 1+1, DELETE). The difference is what the E2B layer and the
-// SDK cost. E2B reports about 150 ms for a cloud sandbox's start alone.
+// run, alternating with it, the same through sandboxd's session API
+// (POST /v1/sessions, an exec of 1+1, DELETE). The difference is what
+// the E2B layer and the SDK cost. E2B reports about 150 ms for a cloud
+// sandbox's start alone.
 // Needs node and `npm ci --prefix tests/e2b`:
 //
 //	go run ./bench/e2b -server http://127.0.0.1:8080 -token "$(cat token)" -n 50
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -20,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -40,19 +43,29 @@ func bench(server, token, sdk string, n int) error {
 	if err != nil {
 		return err
 	}
-	// Warm both paths once (the first session builds the kernel's prime).
-	if _, err := viaSessions(server, token, 1); err != nil {
-		return fmt.Errorf("session API: %w", err)
-	}
-	native, err := viaSessions(server, token, n)
+	node, err := startSDK(server, token, sdkDir)
 	if err != nil {
-		return fmt.Errorf("session API: %w", err)
+		return err
 	}
-	viaSDK, err := viaE2BSDK(server, token, sdkDir, n)
-	if err != nil {
-		return fmt.Errorf("E2B SDK: %w", err)
+	defer node.close()
+	// One of each first, untimed (the first session builds the kernel's
+	// prime; node loads the SDK), then the two alternate, so a load that
+	// comes and goes falls on both alike.
+	var native, viaSDK []float64
+	for i := range n + 1 {
+		a, err := sessionLife(server, token)
+		if err != nil {
+			return fmt.Errorf("session API: %w", err)
+		}
+		b, err := node.life()
+		if err != nil {
+			return fmt.Errorf("E2B SDK: %w", err)
+		}
+		if i > 0 {
+			native, viaSDK = append(native, a), append(viaSDK, b)
+		}
 	}
-	fmt.Printf("create + first 1+1 + kill, %d sandboxes each, one after another\n\n", n)
+	fmt.Printf("create + first 1+1 + kill, %d sandboxes each, one at a time, alternating\n\n", n)
 	fmt.Printf("%-34s %9s %9s\n", "", "p50 ms", "p99 ms")
 	fmt.Printf("%-34s %9.1f %9.1f\n", "sandboxd session API (baseline)", pct(native, 50), pct(native, 99))
 	fmt.Printf("%-34s %9.1f %9.1f\n", "E2B SDK against /e2b", pct(viaSDK, 50), pct(viaSDK, 99))
@@ -60,30 +73,26 @@ func bench(server, token, sdk string, n int) error {
 	return nil
 }
 
-// viaSessions times n session lives through /v1, in ms.
-func viaSessions(server, token string, n int) ([]float64, error) {
-	var out []float64
-	for range n {
-		t0 := time.Now()
-		var info struct{ ID string }
-		if err := call(server, token, "POST", "/v1/sessions", `{"runtime":"python"}`, http.StatusCreated, &info); err != nil {
-			return nil, err
-		}
-		var res struct {
-			Result map[string]string `json:"result"`
-		}
-		if err := call(server, token, "POST", "/v1/sessions/"+info.ID+"/exec", `{"code":"1+1"}`, http.StatusOK, &res); err != nil {
-			return nil, err
-		}
-		if res.Result["text/plain"] != "2" {
-			return nil, fmt.Errorf("1+1 answered %v", res.Result)
-		}
-		if err := call(server, token, "DELETE", "/v1/sessions/"+info.ID, "", http.StatusNoContent, nil); err != nil {
-			return nil, err
-		}
-		out = append(out, float64(time.Since(t0).Microseconds())/1000)
+// sessionLife times one session's life through /v1, in ms.
+func sessionLife(server, token string) (float64, error) {
+	t0 := time.Now()
+	var info struct{ ID string }
+	if err := call(server, token, "POST", "/v1/sessions", `{"runtime":"python"}`, http.StatusCreated, &info); err != nil {
+		return 0, err
 	}
-	return out, nil
+	var res struct {
+		Result map[string]string `json:"result"`
+	}
+	if err := call(server, token, "POST", "/v1/sessions/"+info.ID+"/exec", `{"code":"1+1"}`, http.StatusOK, &res); err != nil {
+		return 0, err
+	}
+	if res.Result["text/plain"] != "2" {
+		return 0, fmt.Errorf("1+1 answered %v", res.Result)
+	}
+	if err := call(server, token, "DELETE", "/v1/sessions/"+info.ID, "", http.StatusNoContent, nil); err != nil {
+		return 0, err
+	}
+	return float64(time.Since(t0).Microseconds()) / 1000, nil
 }
 
 func call(server, token, method, path, body string, want int, v any) error {
@@ -109,24 +118,48 @@ func call(server, token, method, path, body string, want int, v any) error {
 	return nil
 }
 
-// viaE2BSDK runs sdk.mjs for n sandbox lives, in ms.
-func viaE2BSDK(server, token, sdkDir string, n int) ([]float64, error) {
+// sdkProcess is sdk.mjs running: a line in, a sandbox life's ms out.
+type sdkProcess struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startSDK(server, token, sdkDir string) (*sdkProcess, error) {
 	script, err := filepath.Abs(filepath.Join("bench", "e2b", "sdk.mjs"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("node", script, fmt.Sprint(n))
+	cmd := exec.Command("node", script)
 	cmd.Env = append(os.Environ(), "E2B_SDK_DIR="+sdkDir, "E2B_API_URL="+server+"/e2b", "E2B_SANDBOX_URL="+server+"/e2b", "E2B_API_KEY="+token)
 	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	in, err := cmd.StdinPipe()
 	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("node %s: %w", script, err)
 	}
-	var times []float64
-	if err := json.Unmarshal(out, &times); err != nil {
-		return nil, fmt.Errorf("node %s printed %q: %w", script, out, err)
+	return &sdkProcess{cmd: cmd, in: in, out: bufio.NewScanner(out)}, nil
+}
+
+func (p *sdkProcess) life() (float64, error) {
+	if _, err := io.WriteString(p.in, "\n"); err != nil {
+		return 0, fmt.Errorf("sdk.mjs: %w", err)
 	}
-	return times, nil
+	if !p.out.Scan() {
+		return 0, fmt.Errorf("sdk.mjs ended: %v", p.out.Err())
+	}
+	return strconv.ParseFloat(p.out.Text(), 64)
+}
+
+func (p *sdkProcess) close() {
+	p.in.Close()
+	_ = p.cmd.Wait()
 }
 
 // pct is the p-th percentile of xs (nearest rank).
