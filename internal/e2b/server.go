@@ -103,12 +103,11 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// The headers the SDKs send to name the sandbox and its port when one
-// base URL (E2B_SANDBOX_URL) serves every sandbox.
-const (
-	headerSandboxID   = "E2b-Sandbox-Id"
-	headerSandboxPort = "E2b-Sandbox-Port"
-)
+// headerSandboxID names the sandbox of a call when one base URL
+// (E2B_SANDBOX_URL) serves every sandbox. E2b-Sandbox-Port comes with it
+// (49983 for envd, 49999 for the code interpreter); their paths do not
+// overlap, so it is not needed.
+const headerSandboxID = "E2b-Sandbox-Id"
 
 // ServeHTTP sends a request for a sandbox (it names one, in a header or
 // in its host) to the sandbox's agent, once its access token is checked,
