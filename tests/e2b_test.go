@@ -155,6 +155,9 @@ func TestE2BAccessTokens(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"text":"42"`) || !strings.Contains(string(body), `"type":"end_of_execution"`) {
 		t.Errorf("execute: %d %s", resp.StatusCode, body)
 	}
+	if _, m := d.request(t, "GET", "/metrics", nil, http.Header{"Authorization": {"Bearer " + keyA}}); !strings.Contains(string(m), `sandboxd_session_cells_total{status="ok"} 1`) {
+		t.Errorf("the E2B cell is not counted in /metrics")
+	}
 	kill := func(key string) (int, string) {
 		resp, body := d.request(t, "DELETE", "/e2b/sandboxes/"+idA, nil, http.Header{"X-API-KEY": {key}})
 		return resp.StatusCode, string(body)

@@ -124,7 +124,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	// E2B's API over the same sessions, for E2B's SDKs (E2B_API_URL and
 	// E2B_SANDBOX_URL at <daemon>/e2b); its keys are the daemon's tokens.
-	e2bSrv := newE2B(cfg, x, sessions, log)
+	e2bSrv := newE2B(cfg, x, sessions, m, log)
 	defer e2bSrv.Close()
 	srv.Mount("/e2b", e2bSrv)
 	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
@@ -238,11 +238,11 @@ func frontRunner(x *executor.Executor, gate *admission.Gate, m *metrics.Metrics,
 // newE2B is the E2B API over sessions: cells and commands may run up to
 // the executor's timeout ceiling, sandboxes live up to the sessions'
 // longest idle timeout.
-func newE2B(cfg Config, x *executor.Executor, sessions *session.Manager, log *slog.Logger) *e2b.Server {
+func newE2B(cfg Config, x *executor.Executor, sessions *session.Manager, m *metrics.Metrics, log *slog.Logger) *e2b.Server {
 	_, ceiling := x.Limits()
 	return e2b.New(e2b.Config{
 		Sessions: sessions, Tokens: cfg.API.Tokens, CellTimeout: ceiling.Timeout.Std(),
-		MaxTimeout: cfg.Sessions.MaxIdleTimeout, Domain: cfg.E2BDomain, Logger: log,
+		MaxTimeout: cfg.Sessions.MaxIdleTimeout, Domain: cfg.E2BDomain, Metrics: m, Logger: log,
 	})
 }
 

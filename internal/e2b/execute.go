@@ -424,8 +424,12 @@ func contextIndex(cs []codeContext, id string) int {
 	return slices.IndexFunc(cs, func(c codeContext) bool { return c.ID == id })
 }
 
-// logCell logs a cell an E2B call ran, as the API logs its cells.
+// logCell logs and counts a cell an E2B call ran, as the API does its
+// cells.
 func (s *Server) logCell(sb *sandbox, what string, res *run.CellResult) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Cell(res.Status)
+	}
 	s.log.Info("e2b "+what, "sandbox", sb.id, "session", res.Session, "cell", res.Cell, "status", res.Status,
 		"state", res.State, "wall", res.WallTime.Round(time.Microsecond), "reason", run.Clip(res.Reason, run.MaxMessage))
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/e2b/envd/filesystem/filesystemconnect"
 	"github.com/sandboxd/sandboxd/internal/e2b/envd/process/processconnect"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
@@ -41,7 +42,10 @@ type Config struct {
 	// Domain, if set, serves SDKs older than 2.7.0, which name a sandbox
 	// in the host: "<port>-<sandbox id>.<Domain>" (see hostRoute).
 	Domain string
-	Logger *slog.Logger
+	// Metrics, if set, counts the cells and commands run
+	// (sandboxd_session_cells_total), as the API's.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 }
