@@ -154,7 +154,13 @@ assert.equal((await sbx.commands.run('echo after')).stdout, 'after\n')
 ok('commands.run timeout')
 
 assert.equal(await sbx.isRunning(), true)
-ok('isRunning')
+await sbx.setTimeout(120_000)
+const info = await sbx.getInfo()
+assert.equal(info.sandboxId, sbx.sandboxId)
+assert.ok(info.endAt.getTime() - Date.now() > 100_000, `endAt ${info.endAt} after setTimeout(120 s)`)
+const again = await Sandbox.connect(sbx.sandboxId, conn)
+assert.equal((await again.runCode('x')).text, '6', 'a connected handle reaches the same kernel')
+ok('isRunning, setTimeout, getInfo, connect')
 
 // Another key sees none of this sandbox.
 const listedOther = await Sandbox.list({ ...conn, apiKey: otherKey }).nextItems()
