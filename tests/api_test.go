@@ -884,6 +884,13 @@ func TestAPIMetrics(t *testing.T) {
 		if _, ok := metric(samples, "sandboxd_requests_rejected_total"); !ok {
 			t.Errorf("/metrics has no sandboxd_requests_rejected_total before the first rejection: its series (reasons queue_full, invalid, too_large, unauthorized) should be exported at 0 from the start")
 		}
+		if v, ok := metric(samples, "sandboxd_requests_rejected_total", "reason", "memory_budget"); !ok || v != 0 {
+			t.Errorf("sandboxd_requests_rejected_total{reason=memory_budget} = %v (present %v), want 0 from the start", v, ok)
+		}
+		// The default budget: what this host can give, less a reserve.
+		if v, ok := metric(samples, "sandboxd_memory_budget_bytes"); !ok || v < 1<<30 {
+			t.Errorf("sandboxd_memory_budget_bytes = %v (present %v), want this host's memory less a reserve", v, ok)
+		}
 	})
 	t.Run("after runs", func(t *testing.T) {
 		d.run(t, pyRun("print(1)\n", nil))
@@ -909,6 +916,7 @@ func TestAPIMetrics(t *testing.T) {
 			{"sandboxd_requests_rejected_total", []string{"reason", "invalid"}, 1},
 			{"sandboxd_runs_active", nil, 0},
 			{"sandboxd_queue_depth", nil, 0},
+			{"sandboxd_memory_promised_bytes", nil, 0},
 		} {
 			if v, ok := metric(samples, m.name, m.labels...); !ok || v != m.want {
 				t.Errorf("%s%v = %v (present %v), want %v", m.name, m.labels, v, ok, m.want)

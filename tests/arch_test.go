@@ -44,6 +44,7 @@ var archRules = []archRule{
 	{"a client links no engine code (no cgroups, seccomp or wazero)", []string{"internal/client", "internal/wire"},
 		append(prefixed(engine), "github.com/containerd/cgroups", "github.com/elastic/go-seccomp-bpf", "github.com/tetratelabs/wazero")},
 	{"limits is a leaf: it imports nothing internal", []string{"internal/limits"}, []string{module + "internal/"}},
+	{"jsonstream is a leaf: it imports nothing internal", []string{"internal/jsonstream"}, []string{module + "internal/"}},
 	{"the init stage imports nothing of the daemon", []string{"internal/isolate/nsinit"}, []string{module}},
 }
 

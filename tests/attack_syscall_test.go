@@ -35,12 +35,23 @@ for name, fam, typ, proto in [
 # reads an int, the filter must not be fooled by the rest.
 expect_fail("socket(AF_NETLINK | 1<<32)", sc(41, (1 << 32) | socket.AF_NETLINK, socket.SOCK_RAW, 0))
 expect_fail("socket(AF_VSOCK | 1<<32)", sc(41, (1 << 32) | AF_VSOCK, socket.SOCK_STREAM, 0))
-expect_fail("socketpair(AF_NETLINK)", sc(53, socket.AF_NETLINK, socket.SOCK_RAW, 0, ctypes.byref((ctypes.c_int * 2)())))
+# socketpair creates its sockets before it fails for these families: the
+# filter's errno, not the kernel's EOPNOTSUPP.
+pair = ctypes.byref((ctypes.c_int * 2)())
+expect_fail("socketpair(AF_NETLINK)", sc(53, socket.AF_NETLINK, socket.SOCK_RAW, 0, pair), [errno.EAFNOSUPPORT])
+expect_fail("socketpair(AF_VSOCK | 1<<32)", sc(53, (1 << 32) | AF_VSOCK, socket.SOCK_STREAM, 0, pair), [errno.EAFNOSUPPORT])
 
 # Positive controls: the families the design allows.
 must_work("socket(AF_UNIX)", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close())
 must_work("socket(AF_INET)", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
 must_work("socket(AF_INET6)", lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close())
+# The kernel reads the family as an int: AF_INET with high bits is AF_INET.
+r, e = sc(41, (1 << 32) | socket.AF_INET, socket.SOCK_STREAM, 0)
+(works if r >= 0 else broken)("socket(AF_INET | 1<<32)", "%d %s" % (r, en(e)))
+if r >= 0:
+    os.close(r)
+r, e = sc(53, (1 << 32) | socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)
+(works if r == 0 else broken)("socketpair(AF_UNIX | 1<<32)", "%d %s" % (r, en(e)))
 `)
 }
 
@@ -187,9 +198,54 @@ must_fail("setuid(0)", lambda: os.setuid(0))
 must_fail("setgid(0)", lambda: os.setgid(0))
 must_fail("setgroups([0])", lambda: os.setgroups([0]))
 `},
+		{"high argument bits", highBitAttack},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			runAttack(t, tc.code)
 		})
 	}
 }
+
+// highBitAttack calls every argument-conditioned rule's denied values with
+// bits set above the 32 the kernel reads (ioctl's cmd, socket's domain,
+// clone's flags, personality's persona are 32-bit to the kernel): each is
+// still denied with the filter's errno, not the kernel's answer to the
+// value it sees (ENOTTY for TIOCSTI on a pipe, the bug this guards), and
+// the allowed values with high bits still work.
+const highBitAttack = `
+HI = 1 << 32
+ALL_HI = 0xffffffff << 32
+TIOCSTI, TIOCLINUX, FIONREAD = 0x5412, 0x541c, 0x541b
+ch = ctypes.byref(ctypes.c_char(b"x"))
+for name, cmd in [("TIOCSTI", TIOCSTI), ("TIOCLINUX", TIOCLINUX)]:
+    for hname, h in [("", 0), (" | 1<<32", HI), (" | 0xffffffff<<32", ALL_HI)]:
+        expect_fail("ioctl(0, %s%s)" % (name, hname), sc(16, 0, h | cmd, ch), [errno.EPERM])
+rfd, wfd = os.pipe()
+os.write(wfd, b"abc")
+n = ctypes.c_int()
+r, e = sc(16, rfd, HI | FIONREAD, ctypes.byref(n))
+(works if r == 0 and n.value == 3 else broken)("ioctl(pipe, FIONREAD | 1<<32)", "%d %s n=%d" % (r, en(e), n.value))
+for name, flag in [("CLONE_NEWUSER", 0x10000000), ("CLONE_NEWNET", 0x40000000), ("CLONE_NEWNS", 0x00020000)]:
+    for hname, h in [(" | 1<<32", HI), (" | 0xffffffff<<32", ALL_HI)]:
+        r, e = sc(56, h | flag | 17, 0, 0, 0, 0)
+        if r == 0:
+            os._exit(0)
+        if r > 0:
+            os.waitpid(r, 0)
+        expect_fail("clone(%s%s)" % (name, hname), (r, e), [errno.EPERM])
+def fork_high_bits():
+    r, e = sc(56, HI | 17, 0, 0, 0, 0)
+    if r == 0:
+        os._exit(7)
+    if r < 0:
+        raise OSError(e, "clone(SIGCHLD | 1<<32)")
+    return os.waitpid(r, 0)[1] >> 8
+must_work("clone(SIGCHLD | 1<<32)", fork_high_bits)
+for name, p in [("ADDR_NO_RANDOMIZE", 0x0040000), ("READ_IMPLIES_EXEC", 0x0400000)]:
+    for hname, h in [(" | 1<<32", HI), (" | 0xffffffff<<32", ALL_HI)]:
+        expect_fail("personality(%s%s)" % (name, hname), sc(135, h | p), [errno.EPERM])
+r, e = sc(135, HI | 0xffffffff)
+(works if r >= 0 else broken)("personality(query | 1<<32)", "%d %s" % (r, en(e)))
+r, e = sc(135, HI | 0)
+(works if r >= 0 else broken)("personality(PER_LINUX | 1<<32)", "%d %s" % (r, en(e)))
+`

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -265,21 +266,9 @@ func TestConnStreamWriteDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var body strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := resp.Body.Read(buf)
-			body.Write(buf[:n])
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after %d bytes in %s: %v", body.Len(), time.Since(start), err)
-			}
-			time.Sleep(4 * time.Millisecond)
-		}
+		body := readSlowly(t, resp.Body, 4096, 4*time.Millisecond)
 		took := time.Since(start)
-		events := readAllEvents(t, strings.NewReader(body.String()))
+		events := readAllEvents(t, bytes.NewReader(body))
 		last := events[len(events)-1]
 		if last.Result == nil || last.Result.Status != "ok" {
 			t.Fatalf("the stream's last event: %+v", last)

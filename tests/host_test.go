@@ -17,7 +17,8 @@ import (
 //	processes    host uids 1000000 (the sandbox's root) and 1001000 (its uid 1000)
 //	run dirs     /run/sandboxd/runs/<id>/ (with a flock(2)ed lock file)
 //	cgroups      <controller>/sandboxd/<id>-<n>
-//	mounts       tmpfs "sandboxd-work" on /run/sandboxd/runs/<id>/work
+//	mounts       tmpfs "sandboxd-work" on /run/sandboxd/runs/<id>/work and
+//	             tmpfs "sandboxd-gen" on /run/sandboxd/runs/<id>/gen
 //
 // Other people may run sandboxes on the same host while the suite runs,
 // in this state dir or in their own. A run whose lock is held by a live
@@ -384,7 +385,8 @@ func hostLeftovers() []string {
 		if !strings.HasPrefix(m, runsDir+"/") {
 			continue
 		}
-		if id := filepath.Base(filepath.Dir(m)); filepath.Base(m) != "work" || !live.live(id) {
+		base := filepath.Base(m)
+		if id := filepath.Base(filepath.Dir(m)); (base != "work" && base != "gen") || !live.live(id) {
 			out = append(out, "workspace mount: "+m)
 		}
 	}

@@ -564,7 +564,7 @@ func TestSessionDisconnect(t *testing.T) {
 
 // TestSessionTimeouts: a cell past its timeout is interrupted and the
 // session goes on; a cell that ignores the interrupt kills the kernel, and
-// the dead session says why (409) while its files stay readable.
+// the dead session says why (409), for its files too.
 func TestSessionTimeouts(t *testing.T) {
 	requireDaemon(t)
 	d := startDaemon(t, daemonConfig{})
@@ -608,13 +608,14 @@ func TestSessionTimeouts(t *testing.T) {
 	if info.State != "dead" || !strings.Contains(info.Reason, "200ms") || !strings.Contains(msg, info.Reason) {
 		t.Errorf("the dead session: %+v; the 409 says %q", info, msg)
 	}
-	// The kernel and its sandbox's processes are gone; the files are not.
+	// The kernel and its sandbox's processes are gone, and so are its
+	// files: a file request says why.
 	if left := waitGone(15*time.Second, func() []hostProc { return runProcs(runID) }); len(left) > 0 {
 		t.Errorf("the killed kernel's processes are left: %v", left)
 	}
 	resp, body = d.request(t, "GET", "/v1/sessions/"+s.ID+"/files/kept.txt", nil, nil)
-	if resp.StatusCode != 200 || string(body) != "still here" {
-		t.Errorf("a dead session's file: %s %q", resp.Status, body)
+	if msg := wantAPIError(t, resp, body, http.StatusConflict, "conflict"); !strings.Contains(msg, info.Reason) {
+		t.Errorf("a dead session's file: %q; want why it died, %q", msg, info.Reason)
 	}
 	resp, body = d.request(t, "DELETE", "/v1/sessions/"+s.ID, nil, nil)
 	if resp.StatusCode != http.StatusNoContent {

@@ -134,21 +134,24 @@ func TestSessionFiles(t *testing.T) {
 		t.Errorf("a refused upload left its file")
 	}
 
-	// A dead session's files stay readable.
+	// A dead session's workspace went with its kernel: every file request
+	// is a 409 that says why it died.
 	c := d.execCell(t, s.ID, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
 	if c.State != "dead" {
 		t.Fatalf("a kernel that killed itself: %s", c)
 	}
-	resp, body = d.request(t, "GET", base+"result.bin", nil, nil)
-	if resp.StatusCode != http.StatusOK || len(body) != 768 {
-		t.Errorf("GET from a dead session: %s, %d bytes", resp.Status, len(body))
-	}
-	if list := d.listFiles(t, s.ID, ""); len(list) == 0 {
-		t.Errorf("no listing of a dead session")
-	}
-	resp, body = d.request(t, "POST", "/v1/sessions/"+s.ID+"/exec", []byte(`{"code":"1"}`), nil)
-	if msg := wantAPIError(t, resp, body, http.StatusConflict, "conflict"); !strings.Contains(msg, "dead") {
-		t.Errorf("exec in a dead session: %q", msg)
+	for _, r := range []struct{ method, path string }{
+		{"GET", base + "result.bin"}, {"GET", "/v1/sessions/" + s.ID + "/files"},
+		{"PUT", base + "late.txt"}, {"DELETE", base + "result.bin"}, {"POST", "/v1/sessions/" + s.ID + "/exec"},
+	} {
+		var body []byte
+		if r.method != "GET" && r.method != "DELETE" {
+			body = []byte(`{"code":"1"}`)
+		}
+		resp, body = d.request(t, r.method, r.path, body, nil)
+		if msg := wantAPIError(t, resp, body, http.StatusConflict, "conflict"); !strings.Contains(msg, "dead") || !strings.Contains(msg, "SIGKILL") {
+			t.Errorf("%s %s in a dead session: %q; want it dead and why", r.method, r.path, msg)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
@@ -81,10 +82,15 @@ var version = "0.1.0-dev"
 type limitFlags struct {
 	ceiling, defaults limits.Limits
 	stateDir          string
+	cgroupParent      string
+	memoryBudget      limits.Bytes
 }
 
 func (f *limitFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.stateDir, "state-dir", "/run/sandboxd", "`DIR` for run state")
+	fl.StringVar(&f.cgroupParent, "cgroup-parent", "sandboxd", "the cgroup `NAME` every sandbox's cgroup is made under; its memory is limited to --memory-budget (one per daemon)")
+	fl.Var(&f.memoryBudget, "memory-budget", "memory the daemon may promise to runs and sessions together, as the sum of their memory limits; past it requests get 429. More than the host has overcommits it")
+	showDefault(fl, "memory-budget", "the host's memory, capped by the daemon's cgroup, less an eighth of it or 1GiB, whichever is less")
 	// The fields stay zero unless given; apply merges them with these.
 	c, d := limits.DefaultCeiling(), limits.Defaults()
 	fl.Var(&f.ceiling.Timeout, "max-timeout", "ceiling on a run's wall-clock limit")
@@ -113,6 +119,11 @@ func showDefault(fl *pflag.FlagSet, name, def string) { fl.Lookup(name).DefValue
 // apply fills the daemon's executor options.
 func (f *limitFlags) apply(cfg *daemon.Config) error {
 	cfg.Executor.Isolate.StateDir = f.stateDir
+	if err := isolate.CheckCgroupParent(f.cgroupParent); err != nil {
+		return fmt.Errorf("--cgroup-parent: %w", err)
+	}
+	cfg.Executor.Isolate.CgroupParent = f.cgroupParent
+	cfg.MemoryBudget = f.memoryBudget
 	cfg.Executor.Ceiling = f.ceiling.Merge(limits.DefaultCeiling())
 	cfg.Executor.Defaults = f.defaults.Merge(limits.Defaults())
 	if err := cfg.Executor.Defaults.Validate(cfg.Executor.Ceiling); err != nil {
@@ -221,6 +232,8 @@ rest.`,
 	fl.BoolVar(&cfg.AllowRemoteWithoutToken, "insecure-no-token", false, "allow a non-loopback --listen without a token")
 	fl.IntVar(&cfg.Concurrency, "max-concurrent", runtime.NumCPU(), "runs at once")
 	fl.IntVar(&cfg.Queue, "max-queue", 64, "runs waiting for a slot before requests get 429")
+	fl.IntVar(&cfg.CellConcurrency, "max-concurrent-cells", 0, "session cells at once, across sessions (default: --max-concurrent)")
+	fl.IntVar(&cfg.CellQueue, "max-queued-cells", 64, "session cells waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.Int64Var(&cfg.API.MaxBodyMemory, "max-body-memory", 64<<20, "request body bytes read at once across all requests (429 past it; never less than --max-body)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")

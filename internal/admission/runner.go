@@ -9,10 +9,16 @@ import (
 
 // Runner admits every run of next through a Gate: a run waits for a slot
 // (or fails at once with ErrQueueFull) and holds it until its result is
-// in. Planning is not gated: a bad spec is refused without waiting.
+// in. With a Budget, a run that has its slot also reserves its memory
+// limit until its result is in, or fails at once with a *BudgetError.
+// Planning is not gated: a bad spec is refused without waiting.
 type Runner struct {
 	Gate *Gate
-	Next run.Runner
+	// Budget, if set, is the daemon's memory budget. A run reserves only
+	// once it has a slot: a run waiting in the queue uses no memory, and
+	// promising it some would refuse sessions for nothing.
+	Budget *Budget
+	Next   run.Runner
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -33,5 +39,12 @@ func (r *Runner) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Resul
 	}
 	defer release()
 	p.Waited = now().Sub(queued)
+	if r.Budget != nil {
+		unreserve, err := r.Budget.Reserve(p.Limits.Memory, "this run")
+		if err != nil {
+			return nil, err
+		}
+		defer unreserve()
+	}
 	return r.Next.Run(ctx, p, s)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -298,12 +299,12 @@ func TestVersionMatches(t *testing.T) {
 func TestPistonStage(t *testing.T) {
 	timeout := &run.Result{Status: run.StatusTimeout, ExitCode: -1, Reason: "stopped: wall-clock limit", Stdout: []byte("a"), Stderr: []byte{}}
 	st := pistonStage(timeout, nil)
-	if st.Signal == nil || *st.Signal != "SIGKILL" || st.Code != nil || *st.Status != "TO" || st.Output != "a" {
+	if st.Signal == nil || *st.Signal != "SIGKILL" || st.Code != nil || *st.Status != "TO" || string(bytes.Join(st.Output, nil)) != "a" {
 		t.Errorf("timeout stage %+v", st)
 	}
 	exited := &run.Result{Status: run.StatusExited, ExitCode: 2, Stdout: []byte{}, Stderr: []byte{}}
 	st = pistonStage(exited, []byte("x"))
-	if st.Code == nil || *st.Code != 2 || st.Signal != nil || *st.Status != "RE" || st.Output != "x" {
+	if st.Code == nil || *st.Code != 2 || st.Signal != nil || *st.Status != "RE" || string(bytes.Join(st.Output, nil)) != "x" {
 		t.Errorf("exited stage %+v", st)
 	}
 }

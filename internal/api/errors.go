@@ -1,11 +1,11 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/jsonstream"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
@@ -44,8 +44,14 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, body)
 }
 
+// writeJSON answers v as JSON, as json.Encoder writes it. A value with
+// large fields (a result, a cell, a Piston response) is a
+// jsonstream.Value and is streamed to the client as it is encoded: the
+// daemon never holds its encoded form, which for output full of "<" is six
+// times the output. A client that stops reading fails the write at its
+// deadline (internal/daemon), and the rest is not encoded.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_ = jsonstream.Encode(w, v)
 }

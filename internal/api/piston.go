@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/jsonstream"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
@@ -45,26 +45,73 @@ type PistonRequest struct {
 	RunMemoryLimit     *float64     `json:"run_memory_limit"`
 }
 
-// PistonStage is the run or compile part of Piston's response.
+// PistonStage is the run or compile part of Piston's response. Its JSON
+// (EncodeJSON) is {"stdout", "stderr", "output", "code", "signal",
+// "message", "status", "cpu_time", "wall_time", "memory"}: the output as
+// strings (invalid UTF-8 as U+FFFD, as Piston's JavaScript would show it),
+// streamed from the result's bytes, never copied.
 type PistonStage struct {
-	Stdout   string  `json:"stdout"`
-	Stderr   string  `json:"stderr"`
-	Output   string  `json:"output"`
-	Code     *int    `json:"code"`
-	Signal   *string `json:"signal"`
-	Message  *string `json:"message"`
-	Status   *string `json:"status"`
-	CPUTime  int64   `json:"cpu_time"`
-	WallTime int64   `json:"wall_time"`
-	Memory   int64   `json:"memory"`
+	Stdout, Stderr []byte
+	// Output is stdout and stderr interleaved, in parts written as one.
+	Output   [][]byte
+	Code     *int
+	Signal   *string
+	Message  *string
+	Status   *string
+	CPUTime  int64
+	WallTime int64
+	Memory   int64
+}
+
+// EncodeJSON writes the stage in Piston's shape.
+func (st *PistonStage) EncodeJSON(w *jsonstream.Writer) {
+	w.BeginObject()
+	w.Key("stdout")
+	w.Bytes(st.Stdout)
+	w.Key("stderr")
+	w.Bytes(st.Stderr)
+	w.Key("output")
+	w.BeginString()
+	for _, p := range st.Output {
+		w.StringPart(p)
+	}
+	w.EndString()
+	for _, f := range []struct {
+		name string
+		v    any
+	}{
+		{"code", st.Code}, {"signal", st.Signal}, {"message", st.Message}, {"status", st.Status},
+		{"cpu_time", st.CPUTime}, {"wall_time", st.WallTime}, {"memory", st.Memory},
+	} {
+		w.Key(f.name)
+		w.Value(f.v)
+	}
+	w.EndObject()
 }
 
 // PistonResponse is Piston's execute response.
 type PistonResponse struct {
-	Language string       `json:"language"`
-	Version  string       `json:"version"`
-	Run      PistonStage  `json:"run"`
-	Compile  *PistonStage `json:"compile,omitempty"`
+	Language string
+	Version  string
+	Run      PistonStage
+	Compile  *PistonStage
+}
+
+// EncodeJSON writes {"language", "version", "run", "compile"}, compile
+// only when there was a compile step.
+func (r *PistonResponse) EncodeJSON(w *jsonstream.Writer) {
+	w.BeginObject()
+	w.Key("language")
+	w.String(r.Language)
+	w.Key("version")
+	w.String(r.Version)
+	w.Key("run")
+	r.Run.EncodeJSON(w)
+	if r.Compile != nil {
+		w.Key("compile")
+		r.Compile.EncodeJSON(w)
+	}
+	w.EndObject()
 }
 
 // PistonRuntime is one entry of Piston's runtimes list.
@@ -100,13 +147,12 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	// Piston's clients send no Content-Type (node-fetch says text/plain);
 	// the body is JSON either way.
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			s.reject(w, fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit))
-			return
+		if err := bodyError(err); classOf(err) == errdefs.ErrTooLarge {
+			s.reject(w, err)
+		} else {
+			s.metrics.Rejected("invalid")
+			pistonFail(w, err)
 		}
-		s.metrics.Rejected("invalid")
-		pistonFail(w, fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, run.ClipError(err, run.MaxMessage)))
 		return
 	}
 	p, rt, version, err := s.pistonPlan(r, &req)
@@ -134,7 +180,8 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 		// Piston answers a failed compile with an empty run stage.
 		resp.Run = PistonStage{}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, &resp)
+	s.answered(resultBytes(res) + int64(len(combined.bytes())))
 }
 
 // pistonPlan checks a Piston request as Piston does, maps it onto a spec
@@ -251,13 +298,11 @@ func versionMatches(want, have string) bool {
 // XX (internal error), and a message that names our limit.
 func pistonStage(res *run.Result, output []byte) PistonStage {
 	st := PistonStage{
-		Stdout: string(res.Stdout), Stderr: string(res.Stderr),
+		Stdout: res.Stdout, Stderr: res.Stderr, Output: [][]byte{output},
 		CPUTime: res.CPUTime.Milliseconds(), WallTime: res.WallTime.Milliseconds(), Memory: res.PeakMemory,
 	}
-	if output != nil {
-		st.Output = string(output)
-	} else {
-		st.Output = st.Stdout + st.Stderr
+	if output == nil {
+		st.Output = [][]byte{res.Stdout, res.Stderr}
 	}
 	str := func(s string) *string { return &s }
 	if res.Signal != 0 {
@@ -304,8 +349,10 @@ func (c *interleaved) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// bytes is what was kept, not copied: it is called once the run is over
+// and its drains have stopped writing.
 func (c *interleaved) bytes() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]byte{}, c.buf.Bytes()...)
+	return c.buf.Bytes()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
@@ -41,12 +42,7 @@ func decodeStrict(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit)
-		}
-		// json's messages quote the input (an unknown field's name).
-		return fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, run.ClipError(err, run.MaxMessage))
+		return bodyError(err)
 	}
 	// Anything after the one JSON value (another value, or a stray ']'
 	// that More does not report) is an error, not ignored.
@@ -54,6 +50,22 @@ func decodeStrict(r io.Reader, v any) error {
 		return fmt.Errorf("%w: request body: data after the JSON object", errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+// bodyError says why a request body could not be decoded: it is larger
+// than the limit (413), it did not all come within the read timeout, or it
+// is not what was asked for (400).
+func bodyError(err error) error {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return fmt.Errorf("%w: the request body is larger than %d bytes", errdefs.ErrTooLarge, maxErr.Limit)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return fmt.Errorf("%w: the request body did not all arrive within the daemon's read timeout (sandboxd serve --read-timeout)", errdefs.ErrInvalidArgument)
+	}
+	// json's messages quote the input (an unknown field's name).
+	return fmt.Errorf("%w: request body: %w", errdefs.ErrInvalidArgument, run.ClipError(err, run.MaxMessage))
 }
 
 // SpecOf turns the request into a run spec, resolving the short form in
@@ -111,6 +123,28 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+	s.answered(resultBytes(res))
+}
+
+// answered tells Config.AnswerDone that an answer holding held bytes of
+// output has been sent or cut.
+func (s *Server) answered(held int64) {
+	if s.cfg.AnswerDone != nil {
+		s.cfg.AnswerDone(held)
+	}
+}
+
+// resultBytes is the output and file contents res holds, its compile
+// step's included.
+func resultBytes(res *run.Result) int64 {
+	var n int64
+	for ; res != nil; res = res.Compile {
+		n += int64(len(res.Stdout) + len(res.Stderr))
+		for _, f := range res.Files {
+			n += int64(len(f.Content))
+		}
+	}
+	return n
 }
 
 // reject answers a request refused before it ran.
@@ -142,4 +176,5 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, p *run.Plan) 
 		last = Event{Type: "result", Result: res}
 	}
 	ew.finish(last, err, func(err error) { writeError(w, err) })
+	s.answered(resultBytes(res))
 }

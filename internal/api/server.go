@@ -51,8 +51,12 @@ type Config struct {
 	MaxBodyMemory int64
 	// Ready, if set, is consulted by /readyz besides the gate (e.g. "the
 	// host can still confine").
-	Ready  func() error
-	Logger *slog.Logger
+	Ready func() error
+	// AnswerDone, if set, hears the bytes of output (and files) each
+	// answer with a result held, once the answer is sent or cut: the
+	// daemon gives the heap's memory back to the host after large ones.
+	AnswerDone func(held int64)
+	Logger     *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 }

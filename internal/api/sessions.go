@@ -23,8 +23,10 @@ import (
 
 // The session endpoints: a session is one long-lived kernel in its own
 // sandbox, which runs cell after cell (POST .../exec) and whose workspace
-// files can be written, read, listed and removed while it lives, also once
-// its kernel is dead. Sessions belong to the token that created them
+// files can be written, read, listed and removed while its kernel lives.
+// When the kernel dies its workspace goes with it, at once, and every
+// request but GET and DELETE of the session is a 409 saying why it died.
+// Sessions belong to the token that created them
 // (session.Owner): another token's session is "not found", as a missing
 // one is.
 
@@ -145,6 +147,15 @@ func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+	s.answered(cellBytes(res))
+}
+
+// cellBytes is the output a cell's result holds.
+func cellBytes(res *run.CellResult) int64 {
+	if res == nil {
+		return 0
+	}
+	return int64(len(res.Stdout) + len(res.Stderr))
 }
 
 // cellEvents are the lines of a streamed cell.
@@ -169,6 +180,7 @@ func (s *Server) streamCell(w http.ResponseWriter, r *http.Request, sess *sessio
 		last = wire.CellEvent{Type: "result", Result: res}
 	}
 	ew.finish(last, err, func(err error) { writeError(w, err) })
+	s.answered(cellBytes(res))
 }
 
 // cell runs one cell of sess, and logs and counts it. A client that goes
@@ -177,6 +189,11 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRe
 	start := s.cfg.Now()
 	res, err := sess.Exec(ctx, req, live)
 	if err != nil {
+		if classOf(err) == errdefs.ErrExhausted {
+			// The session's queue or the cells' gate: a 429, counted
+			// as a run's is.
+			s.metrics.Rejected("queue_full")
+		}
 		return nil, err
 	}
 	took := s.cfg.Now().Sub(start)
@@ -187,7 +204,7 @@ func (s *Server) cell(ctx context.Context, sess *session.Session, req run.CellRe
 		level = slog.LevelError
 	}
 	// run= is the session's sandbox (its run directory and cgroups).
-	s.log.Log(ctx, level, "cell", "session", res.Session, "run", sess.Workspace().ID(), "cell", res.Cell,
+	s.log.Log(ctx, level, "cell", "session", res.Session, "run", sess.RunID(), "cell", res.Cell,
 		"status", res.Status, "state", res.State, "wall", res.WallTime.Round(time.Microsecond),
 		"cpu", res.CPUTime.Round(time.Microsecond), "took", took.Round(time.Microsecond), "reason", run.Clip(res.Reason, run.MaxMessage))
 	return res, nil
@@ -217,7 +234,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	}
 	// Touched before as well: a long upload is a use of the session.
 	sess.Touch()
-	n, err := sess.Workspace().PutFile(r.PathValue("path"), r.Body, mode, limit)
+	n, err := sess.PutFile(r.PathValue("path"), clientBody{r.Body}, mode, limit)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -226,6 +243,19 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	name, _ := workspace.CleanName(r.PathValue("path")) // PutFile took it
 	w.Header().Set("Location", fileURL(sess.ID(), name))
 	writeJSON(w, http.StatusCreated, workspace.FileInfo{Name: name, Type: "file", Size: n, Mode: uint32(mode.Perm()), ModTime: s.cfg.Now()})
+}
+
+// clientBody is a request body whose read errors are the client's: one
+// cut short, too slow for the read timeout or too large is a 4xx that says
+// so (bodyError), not an internal error of the workspace it was going to.
+type clientBody struct{ io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		err = bodyError(err)
+	}
+	return n, err
 }
 
 // fileMode parses ?mode: octal permission bits, 0644 when absent.
@@ -255,7 +285,7 @@ func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	f, info, err := sess.Workspace().OpenFile(r.PathValue("path"))
+	f, info, err := sess.OpenFile(r.PathValue("path"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -289,7 +319,7 @@ func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	if err := sess.Workspace().RemoveFile(r.PathValue("path")); err != nil {
+	if err := sess.RemoveFile(r.PathValue("path")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -304,7 +334,7 @@ func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
-	files, truncated, err := sess.Workspace().ListFiles(r.URL.Query().Get("dir"), maxListEntries)
+	files, truncated, err := sess.ListFiles(r.URL.Query().Get("dir"), maxListEntries)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -1,12 +1,12 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"sync"
 
+	"github.com/sandboxd/sandboxd/internal/jsonstream"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
@@ -35,13 +35,12 @@ type eventWriter struct {
 	mu      sync.Mutex
 	w       http.ResponseWriter
 	rc      *http.ResponseController
-	enc     *json.Encoder
 	err     error
 	started bool
 }
 
 func newEventWriter(w http.ResponseWriter, kind events) *eventWriter {
-	return &eventWriter{kind: kind, w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
+	return &eventWriter{kind: kind, w: w, rc: http.NewResponseController(w)}
 }
 
 func (e *eventWriter) emit(ev any) error {
@@ -56,7 +55,9 @@ func (e *eventWriter) emit(ev any) error {
 		e.w.Header().Set("X-Content-Type-Options", "nosniff")
 		e.w.WriteHeader(http.StatusOK)
 	}
-	if e.err = e.enc.Encode(ev); e.err == nil {
+	// The last event holds the whole result: it is streamed as it is
+	// encoded (writeJSON).
+	if e.err = jsonstream.Encode(e.w, ev); e.err == nil {
 		e.err = e.rc.Flush()
 	}
 	return e.err

@@ -55,7 +55,9 @@ func sandboxedRun(cmd *cobra.Command) isolate.Check {
 		return c
 	}
 	defer x.Close()
-	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte("echo ok\n")}}}
+	// The host's boot command line stands for every masked /proc file.
+	script := "if [ -s /proc/cmdline ]; then echo 'the host /proc/cmdline is readable'; else echo ok; fi\n"
+	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte(script)}}}
 	res, err := run.Do(cmd.Context(), x, spec, run.Stream{})
 	if err != nil {
 		c.Detail = err.Error()
@@ -63,8 +65,8 @@ func sandboxedRun(cmd *cobra.Command) isolate.Check {
 	}
 	c.OK = res.Status == run.StatusOK && string(res.Stdout) == "ok\n"
 	iso := res.Isolation
-	c.Detail = fmt.Sprintf("status %s in %s: namespaces %s, cgroup %s, seccomp %v, no_new_privs %v, uid %d",
-		res.Status, res.WallTime.Round(1e5), strings.Join(iso.Namespaces, ","), iso.Cgroup, iso.Seccomp, iso.NoNewPrivs, iso.UID)
+	c.Detail = fmt.Sprintf("status %s in %s: namespaces %s, cgroup %s, seccomp %v, no_new_privs %v, uid %d, host /proc masked %v",
+		res.Status, res.WallTime.Round(1e5), strings.Join(iso.Namespaces, ","), iso.Cgroup, iso.Seccomp, iso.NoNewPrivs, iso.UID, string(res.Stdout) == "ok\n")
 	return c
 }
 

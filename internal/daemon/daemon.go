@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/api"
 	"github.com/sandboxd/sandboxd/internal/e2b"
 	"github.com/sandboxd/sandboxd/internal/executor"
+	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -37,7 +39,19 @@ type Config struct {
 	// Concurrency and Queue size the admission gate: runs at once, and
 	// runs waiting for a slot before requests get 429 (defaults: 2, 64).
 	Concurrency, Queue int
-	Executor           executor.Options
+	// CellConcurrency and CellQueue size the session cells' gate, which
+	// is not the runs' (RATIONALE.md): cells running at once across the
+	// sessions, and cells waiting for a slot before 429 (defaults:
+	// Concurrency's, 64). A session's other cells wait for its turn, in
+	// its own queue, before this one.
+	CellConcurrency, CellQueue int
+	// MemoryBudget is the memory the daemon may promise to its runs and
+	// sessions together: each holds its memory limit from it while it
+	// lives, and past it requests get 429. Zero is what the host and the
+	// daemon's cgroup can give, less a reserve (resolveBudget); more than
+	// that overcommits the host, on purpose.
+	MemoryBudget limits.Bytes
+	Executor     executor.Options
 	// Sessions configures the session manager; its runner, runtimes and
 	// limits are the executor's.
 	Sessions session.Config
@@ -77,6 +91,13 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The listener and the budget count their refusals in m, and m shows
+	// their figures: m is set before Serve below makes ln accept.
+	var m *metrics.Metrics
+	budget, err := newBudget(&cfg, log, func() { m.Rejected("memory_budget") })
+	if err != nil {
+		return err
+	}
 	cfg.Executor.Logger = log
 	x, err := executor.New(cfg.Executor)
 	if err != nil {
@@ -92,27 +113,26 @@ func Serve(ctx context.Context, cfg Config) error {
 			log.Error("close warm pools", "err", err)
 		}
 	}()
-	sessions := newSessions(ctx, x, cfg.Sessions, log)
+	gate, cellGate := newGate(cfg), newCellGate(cfg)
+	sessions := newSessions(ctx, x, cellGate, cfg.Sessions, budget, log)
 	defer func() {
 		if err := sessions.Close(); err != nil {
 			log.Error("close sessions", "err", err)
 		}
 	}()
-	gate := newGate(cfg)
-	// The listener counts its refusals in m, and m shows its open
-	// connections: m is set before Serve below makes ln accept.
-	var m *metrics.Metrics
 	ln, err := conns.listen(cfg.Listen, func(reason string) { m.ConnRefused(reason) })
 	if err != nil {
 		return err
 	}
-	m = metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats, Conns: ln.Open})
-	runner := frontRunner(x, gate, m, log)
+	m = metrics.New(metrics.Sources{Running: gate.Running, Waiting: gate.Waiting, Sessions: sessions.Count, Pools: x.PoolStats, Conns: ln.Open,
+		CellsRunning: cellGate.Running, CellsWaiting: cellGate.Waiting, MemoryBudget: budget.Limit, MemoryPromised: budget.Promised})
+	runner := frontRunner(x, gate, budget, m, log)
 	cfg.API.Logger = log
 	cfg.API.Runtimes = x.Runtimes()
 	cfg.API.Gate = gate
 	cfg.API.Metrics = m
 	cfg.API.Sessions = sessions
+	cfg.API.AnswerDone = newMemoryReturn().answerDone
 	// A token-less daemon on a loopback address serves loopback Host
 	// names and the address it bound (DNS rebinding); on another address
 	// the operator chose --insecure-no-token and something else guards it.
@@ -202,37 +222,48 @@ func ServeMCP(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	m := metrics.New(metrics.Sources{})
+	budget, err := newBudget(&cfg, log, func() { m.Rejected("memory_budget") })
+	if err != nil {
+		return err
+	}
 	cfg.Executor.Logger = log
 	x, err := executor.New(cfg.Executor)
 	if err != nil {
 		return err
 	}
 	defer x.Close()
-	sessions := newSessions(ctx, x, cfg.Sessions, log)
+	sessions := newSessions(ctx, x, newCellGate(cfg), cfg.Sessions, budget, log)
 	defer sessions.Close()
-	runner := frontRunner(x, newGate(cfg), metrics.New(metrics.Sources{}), log)
+	runner := frontRunner(x, newGate(cfg), budget, m, log)
 	return mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions).Run(ctx, &mcp.StdioTransport{})
 }
 
-// newSessions is the session manager on x's process backend. Sessions are
-// closed by its Close at shutdown, not by ctx's end: SIGTERM ends ctx
-// before the grace period.
-// newGate is the admission gate of cfg's size.
+// newGate is the runs' admission gate, of cfg's size.
 func newGate(cfg Config) *admission.Gate {
-	c, q := cfg.Concurrency, cfg.Queue
-	if c == 0 {
-		c = 2
+	return admission.New(cmp.Or(cfg.Concurrency, 2), cmp.Or(cfg.Queue, 64))
+}
+
+// newCellGate is the session cells' admission gate, of cfg's size.
+func newCellGate(cfg Config) *admission.Gate {
+	return admission.New(cmp.Or(cfg.CellConcurrency, cfg.Concurrency, 2), cmp.Or(cfg.CellQueue, 64))
+}
+
+// newBudget is the daemon's memory budget (resolveBudget); onReject
+// counts its refusals.
+func newBudget(cfg *Config, log *slog.Logger, onReject func()) (*admission.Budget, error) {
+	limit, err := resolveBudget(cfg, log)
+	if err != nil {
+		return nil, err
 	}
-	if q == 0 {
-		q = 64
-	}
-	return admission.New(c, q)
+	return admission.NewBudget(limit, onReject), nil
 }
 
 // frontRunner is the runner every front end takes: the executor, admitted
-// through gate, counted in m and logged, each a decorator of the next.
-func frontRunner(x *executor.Executor, gate *admission.Gate, m *metrics.Metrics, log *slog.Logger) run.Runner {
-	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Next: x}, Metrics: m, Log: log}
+// through gate and budget, counted in m and logged, each a decorator of
+// the next.
+func frontRunner(x *executor.Executor, gate *admission.Gate, budget *admission.Budget, m *metrics.Metrics, log *slog.Logger) run.Runner {
+	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Budget: budget, Next: x}, Metrics: m, Log: log}
 }
 
 // newE2B is the E2B API over sessions: cells and commands may run up to
@@ -246,8 +277,14 @@ func newE2B(cfg Config, x *executor.Executor, sessions *session.Manager, m *metr
 	})
 }
 
-func newSessions(ctx context.Context, x *executor.Executor, cfg session.Config, log *slog.Logger) *session.Manager {
+// newSessions is the session manager on x's process backend: its cells
+// are admitted through gate, and each session holds its memory limit from
+// budget. Sessions are closed by its Close at shutdown, not by ctx's end:
+// SIGTERM ends ctx before the grace period.
+func newSessions(ctx context.Context, x *executor.Executor, gate *admission.Gate, cfg session.Config, budget *admission.Budget, log *slog.Logger) *session.Manager {
 	cfg.Runner, cfg.RunnerErr = x.Process(), x.ProcessErr()
+	cfg.Gate = gate
+	cfg.Memory = budget
 	cfg.Runtimes = x.Runtimes()
 	cfg.Defaults, cfg.Ceiling = x.Limits()
 	cfg.Logger = log

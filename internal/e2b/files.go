@@ -88,7 +88,7 @@ func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	f, info, err := sess.Workspace().OpenFile(name)
+	f, info, err := sess.OpenFile(name)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -124,7 +124,7 @@ func (s *Server) handleFilePost(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return writtenEntry{}, err
 		}
-		if _, err := sess.Workspace().PutFile(name, body, 0o644, int64(sess.Info().Limits.Tmpfs)); err != nil {
+		if _, err := sess.PutFile(name, body, 0o644, int64(sess.Info().Limits.Tmpfs)); err != nil {
 			return writtenEntry{}, err
 		}
 		return writtenEntry{Name: path.Base(name), Type: "file", Path: e2bPath(name)}, nil
@@ -213,7 +213,7 @@ func stat(sess *session.Session, name string) (*filesystem.EntryInfo, error) {
 		return &filesystem.EntryInfo{Name: "user", Type: filesystem.FileType_FILE_TYPE_DIRECTORY, Path: homeDir, Mode: 0o755, Permissions: "drwxr-xr-x", Owner: "user", Group: "user"}, nil
 	}
 	dir := path.Dir(name)
-	files, _, err := sess.Workspace().ListFiles(dir, maxList)
+	files, _, err := sess.ListFiles(dir, maxList)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +234,7 @@ func (f *filesystemService) ListDir(ctx context.Context, req *connect.Request[fi
 		return nil, err
 	}
 	depth := max(int(req.Msg.GetDepth()), 1)
-	files, _, err := sess.Workspace().ListFiles(name, maxList)
+	files, _, err := sess.ListFiles(name, maxList)
 	if err != nil {
 		return nil, connectError(err)
 	}
@@ -256,7 +256,7 @@ func (f *filesystemService) MakeDir(ctx context.Context, req *connect.Request[fi
 	if err != nil {
 		return nil, err
 	}
-	created, err := sess.Workspace().MakeDir(name)
+	created, err := sess.MakeDir(name)
 	if err != nil {
 		return nil, connectError(err)
 	}
@@ -281,16 +281,15 @@ func (f *filesystemService) Remove(ctx context.Context, req *connect.Request[fil
 	if name == "." {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s is the sandbox's workspace and cannot be removed", homeDir))
 	}
-	ws := sess.Workspace()
-	err = ws.RemoveFile(name)
+	err = sess.RemoveFile(name)
 	if errors.Is(err, workspace.ErrDirNotEmpty) {
 		var files []workspace.FileInfo
-		if files, _, err = ws.ListFiles(name, maxList); err == nil {
+		if files, _, err = sess.ListFiles(name, maxList); err == nil {
 			for i := len(files) - 1; i >= 0 && err == nil; i-- {
-				err = ws.RemoveFile(files[i].Name)
+				err = sess.RemoveFile(files[i].Name)
 			}
 			if err == nil {
-				err = ws.RemoveFile(name)
+				err = sess.RemoveFile(name)
 			}
 		}
 	}

@@ -21,6 +21,10 @@ type runCgroup interface {
 	fd() int
 	// add moves pid into the cgroup (cgroup v1).
 	add(pid int) error
+	// addMemory moves pid into the cgroup's memory controller alone
+	// (cgroup v1): its memory is charged to the cgroup, while its threads
+	// count against no pids limit of the cgroup's.
+	addMemory(pid int) error
 	// cpu is the CPU time used so far; it is polled for the CPU limit.
 	cpu() (time.Duration, error)
 	stats() (cgroupStats, error)
@@ -46,6 +50,10 @@ type cgroupDriver interface {
 	list() ([]string, error)
 	// remove kills and removes a leftover cgroup by name.
 	remove(name string) error
+	// limitParent caps the memory of the parent, and so of every run
+	// under it together, at limit bytes (no swap): the second line behind
+	// the daemon's memory budget.
+	limitParent(limit int64) error
 }
 
 // cpuQuota maps a CPU bandwidth in cores onto a CFS quota per period.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,9 @@ import (
 // is the only one (unified), else v1 (legacy, or hybrid with the controllers
 // on v1, as on this project's own machines).
 func detectCgroups(parent string) (cgroupDriver, error) {
+	if noSocketAccounting() {
+		return nil, fmt.Errorf("%w: the kernel was booted with cgroup.memory=nosocket: a run's socket buffers would be charged to no cgroup and could grow to the host's tcp_mem; boot without it", ErrUnsupported)
+	}
 	switch cgroups.Mode() {
 	case cgroups.Unified:
 		return &v2Driver{mountpoint: "/sys/fs/cgroup", parent: "/" + parent}, nil
@@ -32,6 +36,21 @@ func detectCgroups(parent string) (cgroupDriver, error) {
 		return newV1Driver(parent)
 	}
 	return nil, fmt.Errorf("%w: no cgroup hierarchy is mounted", ErrUnsupported)
+}
+
+// noSocketAccounting reports whether the kernel charges socket memory to no
+// cgroup, on v1 or v2 (the boot option cgroup.memory=nosocket).
+func noSocketAccounting() bool {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return false
+	}
+	for _, arg := range strings.Fields(string(b)) {
+		if opts, ok := strings.CutPrefix(arg, "cgroup.memory="); ok && slices.Contains(strings.Split(opts, ","), "nosocket") {
+			return true
+		}
+	}
+	return false
 }
 
 // v1Subsystems are the controllers a run needs on cgroup v1.
@@ -61,8 +80,15 @@ func newV1Driver(parent string) (*v1Driver, error) {
 			return nil, fmt.Errorf("%w: cgroup v1 controller %q is not mounted", ErrUnsupported, n)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(d.roots[cgroup1.Memory], v1TCPLimitFile)); err != nil {
+		return nil, fmt.Errorf("%w: the cgroup v1 memory controller has no %s (%v): a run's TCP socket buffers could not be charged to it and would grow outside its memory limit; use a kernel with it, or cgroup v2", ErrUnsupported, v1TCPLimitFile, err)
+	}
 	return d, nil
 }
+
+// v1TCPLimitFile is the v1 control that turns on, and bounds, the charging
+// of a cgroup's TCP socket buffers.
+const v1TCPLimitFile = "memory.kmem.tcp.limit_in_bytes"
 
 func (d *v1Driver) version() string { return "v1" }
 
@@ -96,6 +122,12 @@ func (d *v1Driver) resources(l limits.Limits) *specs.LinuxResources {
 	if _, err := os.Stat(filepath.Join(d.roots[cgroup1.Memory], "memory.memsw.limit_in_bytes")); err == nil {
 		res.Memory.Swap = &mem
 	}
+	// v1 charges TCP socket buffers to a cgroup only once its
+	// memory.kmem.tcp.limit_in_bytes is set, and then to a counter of
+	// their own: without it, a run's unread loopback buffers grow to the
+	// host's tcp_mem, outside any limit. The run's memory limit bounds
+	// them as it bounds its memory (newV1Driver checks the file exists).
+	res.Memory.KernelTCP = &mem
 	return res
 }
 
@@ -124,6 +156,59 @@ func (d *v1Driver) remove(name string) error {
 	return c.destroy()
 }
 
+func (d *v1Driver) limitParent(limit int64) error {
+	dir := d.dir(cgroup1.Memory, d.parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cgroup v1 %s: %w", d.parent, err)
+	}
+	if err := v1Hierarchical(dir); err != nil {
+		return err
+	}
+	return v1SetMemory(dir, limit)
+}
+
+// v1Hierarchical turns on memory.use_hierarchy in dir, without which a
+// v1 limit covers only the cgroup's own processes and none of its
+// children's (kernels since 5.16 always have it on).
+func v1Hierarchical(dir string) error {
+	p := filepath.Join(dir, "memory.use_hierarchy")
+	if n, err := readUint(p); err != nil || n == 1 {
+		return err
+	}
+	// The kernel takes it only while dir has no children, and its parent
+	// does not have it on.
+	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		return fmt.Errorf("turn on %s: a limit on it would not cover the runs under it: %w", p, err)
+	}
+	return nil
+}
+
+// v1SetMemory sets dir's memory limit and, when the kernel accounts swap,
+// its memory+swap limit to the same (no swap). memsw may never be below
+// memory, at any step: raising, memsw goes first; lowering, memory does.
+func v1SetMemory(dir string, limit int64) error {
+	mem := filepath.Join(dir, "memory.limit_in_bytes")
+	memsw := filepath.Join(dir, "memory.memsw.limit_in_bytes")
+	files := []string{mem}
+	if _, err := os.Stat(memsw); err == nil {
+		cur, err := readUint(mem)
+		if err != nil {
+			return err
+		}
+		if uint64(limit) > cur {
+			files = []string{memsw, mem}
+		} else {
+			files = []string{mem, memsw}
+		}
+	}
+	for _, f := range files {
+		if err := os.WriteFile(f, []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+			return fmt.Errorf("set %s to %d: %w", f, limit, err)
+		}
+	}
+	return nil
+}
+
 type v1Cgroup struct {
 	d    *v1Driver
 	path string
@@ -134,12 +219,20 @@ func (c *v1Cgroup) fd() int { return -1 }
 
 func (c *v1Cgroup) update(l limits.Limits) error {
 	// memsw must stay >= memory at every step: lowering, memory goes
-	// first; raising, memsw does. containerd writes memsw first, so on a
-	// decrease it is written twice.
-	if err := c.cg.Update(c.d.resources(l)); err != nil {
-		return c.cg.Update(c.d.resources(l))
+	// first; raising, memsw does. containerd writes memory first (its
+	// swap for a raise exchanges memory with the soft limit, not with
+	// memsw), so a raise fails at memory: then memsw is raised here and
+	// the update made again.
+	res := c.d.resources(l)
+	err := c.cg.Update(res)
+	if err == nil || res.Memory.Swap == nil {
+		return err
 	}
-	return nil
+	memsw := filepath.Join(c.d.dir(cgroup1.Memory, c.path), "memory.memsw.limit_in_bytes")
+	if werr := os.WriteFile(memsw, []byte(strconv.FormatInt(*res.Memory.Swap, 10)), 0); werr != nil {
+		return fmt.Errorf("%w; raising memsw first: %w", err, werr)
+	}
+	return c.cg.Update(res)
 }
 
 func (c *v1Cgroup) background(on bool) error {
@@ -163,6 +256,14 @@ func (c *v1Cgroup) add(pid int) error {
 		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
 			return fmt.Errorf("move pid %d into %s: %w", pid, p, err)
 		}
+	}
+	return nil
+}
+
+func (c *v1Cgroup) addMemory(pid int) error {
+	p := filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs")
+	if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move pid %d into %s: %w", pid, p, err)
 	}
 	return nil
 }
@@ -252,6 +353,15 @@ func (d *v2Driver) remove(name string) error {
 	return c.destroy()
 }
 
+func (d *v2Driver) limitParent(limit int64) error {
+	// NewManager creates the group and enables the memory controller on
+	// the way to it, so its memory.max exists.
+	if _, err := cgroup2.NewManager(d.mountpoint, d.parent, &cgroup2.Resources{Memory: &cgroup2.Memory{Max: &limit}}); err != nil {
+		return fmt.Errorf("set the memory.max of cgroup v2 %s: %w", d.parent, err)
+	}
+	return nil
+}
+
 type v2Cgroup struct {
 	dir   string
 	m     *cgroup2.Manager
@@ -261,6 +371,10 @@ type v2Cgroup struct {
 func (c *v2Cgroup) fd() int { return c.dirfd }
 
 func (c *v2Cgroup) add(int) error { return nil }
+
+// addMemory: on v2 a process is cloned into the whole cgroup (fd) or not
+// at all; there is no memory-only placement.
+func (c *v2Cgroup) addMemory(int) error { return nil }
 
 func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources(l)) }
 

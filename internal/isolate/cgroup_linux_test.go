@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // writeFiles lays out fake cgroup files under dir.
@@ -108,20 +110,7 @@ func TestV2DriverFakeFiles(t *testing.T) {
 // v2 hierarchy. On a hybrid host that hierarchy has no controllers, which
 // is enough for placement, cpu.stat and cgroup.kill.
 func TestV2ClonePlacementReal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root to create cgroups")
-	}
-	mnt := "/sys/fs/cgroup/unified"
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		mnt = "/sys/fs/cgroup"
-	} else if err := unix.Statfs(mnt, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		t.Skip("requires a cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-	}
-	dir := filepath.Join(mnt, "sandboxd-test-"+newRunID())
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("requires a writable cgroup v2 hierarchy: %v", err)
-	}
+	dir := realV2Dir(t)
 	c := &v2Cgroup{dir: dir, dirfd: -1}
 	defer func() {
 		if err := c.destroy(); err != nil {
@@ -154,6 +143,28 @@ func TestV2ClonePlacementReal(t *testing.T) {
 	}
 }
 
+// realV2Dir makes an empty cgroup on the host's real v2 hierarchy (at
+// /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host) for the
+// test to use and destroy, or skips saying what it requires.
+func realV2Dir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root to create cgroups")
+	}
+	mnt := "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		mnt = "/sys/fs/cgroup"
+	} else if err := unix.Statfs(mnt, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("requires a cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	}
+	dir := filepath.Join(mnt, "sandboxd-test-"+newRunID())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("requires a writable cgroup v2 hierarchy: %v", err)
+	}
+	return dir
+}
+
 // TestV1StatsFakeFiles reads v1 figures from fake files.
 func TestV1StatsFakeFiles(t *testing.T) {
 	root := t.TempDir()
@@ -173,5 +184,44 @@ func TestV1StatsFakeFiles(t *testing.T) {
 	}
 	if st.CPU != 2500*time.Millisecond || st.PeakMemory != 1<<20 || st.OOMKills != 3 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestV1TCPBufferLimitReal: a v1 run cgroup charges its TCP socket
+// buffers (memory.kmem.tcp.limit_in_bytes set, to the memory limit), and a
+// warm sandbox's update moves that bound with the memory limit.
+func TestV1TCPBufferLimitReal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("requires root to create cgroups")
+	}
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("requires cgroup v1 (v2 charges socket buffers to memory.max without a setting)")
+	}
+	_, parent := testenv.StateDir(t, "tcp")
+	d, err := newV1Driver(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limits.Defaults()
+	l.Memory = 64 * limits.MiB
+	cg, err := d.create("tcp-0", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cg.destroy(); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+	}()
+	file := filepath.Join(d.dir(cgroup1.Memory, filepath.Join(d.parent, "tcp-0")), v1TCPLimitFile)
+	if got := readFile(t, file); got != strconv.Itoa(64<<20) {
+		t.Errorf("%s = %s, want the memory limit %d", v1TCPLimitFile, got, 64<<20)
+	}
+	l.Memory = 96 * limits.MiB
+	if err := cg.update(l); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, file); got != strconv.Itoa(96<<20) {
+		t.Errorf("after update, %s = %s, want %d", v1TCPLimitFile, got, 96<<20)
 	}
 }

@@ -45,6 +45,11 @@ func classify(res *run.Result, reason killReason, exit *nsinit.ExitStatus, e Exe
 	if res.OOMKills > 0 && failed {
 		res.Status = run.StatusMemoryLimit
 		res.Reason = fmt.Sprintf("stopped: memory limit of %s reached (peak %d bytes, %d OOM kill(s))", l.Memory, res.PeakMemory, res.OOMKills)
+		if res.PeakMemory < int64(l.Memory-l.Memory/16) {
+			// Far below its own limit: the limit of all sandboxes
+			// together (Config.MemoryLimit) was reached.
+			res.Reason = fmt.Sprintf("stopped: the memory of all sandboxes together reached this host's limit (the run's own limit of %s was not reached: peak %d bytes, %d OOM kill(s))", l.Memory, res.PeakMemory, res.OOMKills)
+		}
 		return
 	}
 	if exit == nil {

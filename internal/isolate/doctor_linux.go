@@ -19,8 +19,10 @@ func Doctor() []Check {
 	return []Check{
 		checkRoot(),
 		checkUserNS(),
+		checkTimeNS(),
 		checkCgroups(),
 		checkSwap(),
+		checkSocketMemory(),
 		checkDynMods(),
 		checkCorePattern(),
 		checkSeccomp(),
@@ -59,6 +61,19 @@ func checkUserNS() Check {
 		c.OK = true
 		c.Detail = fmt.Sprintf("user.max_user_namespaces=%d", n)
 	}
+	return c
+}
+
+// checkTimeNS: each run's clocks count from its own start (nsinit's
+// enterTimeNamespace), not from the host's boot.
+func checkTimeNS() Check {
+	c := Check{Name: "time namespaces", Required: true}
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		c.Detail = "kernel without time namespaces (" + err.Error() + "): a run's clocks would tell the host's uptime"
+		c.Fix = "use a kernel (5.6 or later) built with CONFIG_TIME_NS=y"
+		return c
+	}
+	c.OK, c.Detail = true, "a run's CLOCK_MONOTONIC and CLOCK_BOOTTIME start at its start"
 	return c
 }
 
@@ -132,6 +147,29 @@ func checkSwap() Check {
 	return c
 }
 
+// checkSocketMemory: a run's TCP socket buffers count against its memory
+// limit (cgroup_linux.go).
+func checkSocketMemory() Check {
+	c := Check{Name: "socket memory", Required: true}
+	switch {
+	case noSocketAccounting():
+		c.Detail = "the kernel was booted with cgroup.memory=nosocket: socket buffers are charged to no cgroup"
+		c.Fix = "boot without cgroup.memory=nosocket"
+	case cgroups.Mode() == cgroups.Unified:
+		c.OK, c.Detail = true, "cgroup v2 charges a run's socket buffers to its memory.max"
+	default:
+		d, err := newV1Driver("sandboxd")
+		if err != nil {
+			c.Detail = err.Error()
+			c.Fix = "use a kernel whose v1 memory controller has " + v1TCPLimitFile + ", or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+			return c
+		}
+		c.OK = true
+		c.Detail = "cgroup v1: each run's TCP socket buffers are bounded by its memory limit (" + v1TCPLimitFile + " at " + d.roots["memory"] + ")"
+	}
+	return c
+}
+
 func checkSeccomp() Check {
 	c := Check{Name: "seccomp", Required: true}
 	_, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
@@ -140,7 +178,7 @@ func checkSeccomp() Check {
 		c.Fix = "use a kernel built with CONFIG_SECCOMP_FILTER=y"
 		return c
 	}
-	c.OK, c.Detail = true, "seccomp filters available (deny list with a reason per rule)"
+	c.OK, c.Detail = true, "seccomp filters available (deny list with a reason per rule; argument rules compare the 32 bits the kernel reads)"
 	return c
 }
 

@@ -25,6 +25,7 @@ var namespaces = []struct {
 	{"ipc", unix.CLONE_NEWIPC},
 	{"uts", unix.CLONE_NEWUTS},
 	{"cgroup", unix.CLONE_NEWCGROUP},
+	{"time", unix.CLONE_NEWTIME},
 }
 
 // drainGrace bounds how long the output may take to reach EOF after the
@@ -53,7 +54,15 @@ const (
 func (r *Runner) Run(ctx context.Context, ws *Workspace, e Exec) (*run.Result, error) {
 	s, err := r.start(ctx, ws, e, startOpts{})
 	if err != nil {
-		return failed(r.isolation(), ws.id, err), err
+		res := failed(r.isolation(), ws.id, err)
+		if cause := ctx.Err(); cause != nil {
+			// The caller went (or its deadline passed) while the
+			// sandbox was being built: the same result as a cancel
+			// once the program runs, not a failure of the sandbox.
+			res.SetCanceled(cause)
+			return res, nil
+		}
+		return res, err
 	}
 	// The output is live already: the captures were made with e's writers.
 	cpu, _ := s.cg.cpu()

@@ -110,6 +110,9 @@ func (h *HeldProcess) limit(l limits.Limits) error {
 	if err := h.cg.background(false); err != nil {
 		return fmt.Errorf("restore CPU weight: %w", err)
 	}
+	if err := h.updateMeminfo(l); err != nil {
+		return err
+	}
 	for _, rl := range rlimits(l) {
 		lim := unix.Rlimit{Cur: rl.Value, Max: rl.Value}
 		if err := unix.Prlimit(h.progPid, rl.Resource, &lim, nil); err != nil {

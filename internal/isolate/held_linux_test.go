@@ -2,6 +2,7 @@ package isolate
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,22 @@ func TestHeldProcess(t *testing.T) {
 		res, _ := p.Wait()
 		if res.Status != run.StatusMemoryLimit || res.PeakMemory > 72<<20 {
 			t.Fatalf("status %s peak %d: the 64MiB limit given at activation did not hold", res.Status, res.PeakMemory)
+		}
+	})
+	t.Run("meminfo from activation", func(t *testing.T) {
+		p, ws := startHeld(t, r, start)
+		l := limits.Defaults()
+		l.Memory = 80 * limits.MiB
+		code := "print([l for l in open('/proc/meminfo') if l.startswith('MemTotal:')][0].split()[1])"
+		if err := p.Activate(t.Context(), Activation{Limits: l, Control: []byte(code)}); err != nil {
+			t.Fatal(err)
+		}
+		res, _ := p.Wait()
+		if got := strings.TrimSpace(string(res.Stdout)); got != "81920" {
+			t.Errorf("MemTotal inside is %q kB, want the run's 80 MiB (81920 kB), not the pool's 512 MiB; stderr %s", got, res.Stderr)
+		}
+		if ents, err := os.ReadDir(ws.gen); err != nil || len(ents) != 1 || ents[0].Name() != genDevDir {
+			t.Errorf("the sandbox's /proc files are left after it ended: %v %v", ents, err)
 		}
 	})
 	t.Run("rlimits from activation", func(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 // requireRunner returns a Runner, or skips without root; as root, a host
 // without user namespaces or cgroups fails (testenv.MissingSandbox). CI is
 // root.
-func requireRunner(t *testing.T) *Runner {
+func requireRunner(t testing.TB) *Runner {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("requires root: the process backend creates cgroups and maps uids")

@@ -1,7 +1,10 @@
 package isolate
 
 import (
+	"fmt"
 	"log/slog"
+	"path"
+	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -19,6 +22,12 @@ type Config struct {
 	// CgroupParent is the cgroup under which runs get theirs
 	// (default "sandboxd").
 	CgroupParent string
+	// MemoryLimit caps the memory of every sandbox under CgroupParent
+	// together: the parent's limit, set by New (no swap). A daemon sets it
+	// to its memory budget, as a second line behind the admission of runs
+	// and sessions against that budget. Zero leaves the parent's limit as
+	// it is.
+	MemoryLimit limits.Bytes
 	// HostUID and HostGID are the host ids that uid/gid 0 of a sandbox map
 	// to; uid SandboxUID maps to HostUID+SandboxUID. They must not be used
 	// by anything else on the host (default 1000000, as rootless container
@@ -33,6 +42,16 @@ type Config struct {
 	// Seccomp can be turned off only for diagnosis; results then say so.
 	NoSeccomp bool
 	Logger    *slog.Logger
+}
+
+// CheckCgroupParent refuses a cgroup parent (Config.CgroupParent) that is
+// not a clean relative path, which could lead out of the hierarchies:
+// "sandboxd" and "system.slice/sandboxd" are fine, "../x" and "/x" not.
+func CheckCgroupParent(p string) error {
+	if p != path.Clean(p) || path.IsAbs(p) || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+		return fmt.Errorf("%w: cgroup parent %q: want a clean relative path such as \"sandboxd\"", ErrInvalidConfig, p)
+	}
+	return nil
 }
 
 // DefaultBinds are the host directories the runtimes need: the system

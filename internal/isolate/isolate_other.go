@@ -23,6 +23,11 @@ func New(Config) (*Runner, error) {
 	return nil, fmt.Errorf("%w: it needs Linux namespaces and cgroups (this is %s)", ErrUnsupported, runtime.GOOS)
 }
 
+// HostMemory returns ErrUnsupported: it reads Linux's /proc and cgroups.
+func HostMemory() (limits.Bytes, string, error) {
+	return 0, "", fmt.Errorf("%w: finding the host's memory needs Linux (this is %s)", ErrUnsupported, runtime.GOOS)
+}
+
 func (r *Runner) CgroupVersion() string                         { return "" }
 func (r *Runner) CollectLimits() workspace.CollectLimits        { return workspace.CollectLimits{} }
 func (r *Runner) Sweep() error                                  { return ErrUnsupported }

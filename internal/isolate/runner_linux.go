@@ -43,6 +43,9 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if err := CheckCgroupParent(cfg.CgroupParent); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: it needs root to create cgroups and map the sandbox's uids (running as uid %d)", ErrUnsupported, os.Geteuid())
 	}
@@ -71,6 +74,13 @@ func New(cfg Config) (*Runner, error) {
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
 	}
+	// After the sweep, so that no leftover holds memory the new limit
+	// must reclaim.
+	if cfg.MemoryLimit > 0 {
+		if err := cg.limitParent(int64(cfg.MemoryLimit)); err != nil {
+			return nil, fmt.Errorf("limit the memory of every sandbox together to %s: %w", cfg.MemoryLimit, err)
+		}
+	}
 	return r, nil
 }
 
@@ -92,6 +102,7 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 		TmpSize:      int64(e.Limits.Tmpfs),
 		TmpInodes:    workspace.Inodes(int64(e.Limits.Tmpfs)),
 		Binds:        r.cfg.Binds,
+		DevDir:       filepath.Join(ws.gen, genDevDir),
 		Files:        etcFiles(),
 		Rlimits:      rlimits(e.Limits),
 		Seccomp:      !r.cfg.NoSeccomp,

@@ -177,6 +177,32 @@ func TestCanceledRunDies(t *testing.T) {
 	}
 }
 
+// TestCanceledDuringSetup: a caller that goes while the sandbox is being
+// built gets the result of a canceled run, as it would a moment later, not
+// a sandbox failure; a passed deadline is a timeout.
+func TestCanceledDuringSetup(t *testing.T) {
+	r := requireRunner(t)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for _, c := range []struct {
+		name   string
+		ctx    context.Context
+		status run.Status
+	}{{"canceled", canceled, run.StatusInternalError}, {"deadline", expired, run.StatusTimeout}} {
+		ws, err := r.NewWorkspace(limits.MiB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.Run(c.ctx, ws, Exec{Argv: []string{"/bin/true"}, Limits: limits.Defaults()})
+		ws.Close()
+		if err != nil || res.Status != c.status || !strings.HasPrefix(res.Reason, "stopped:") {
+			t.Errorf("%s before setup: err %v, status %s, reason %q; want %s, stopped", c.name, err, res.Status, res.Reason, c.status)
+		}
+	}
+}
+
 // TestSweepSparesOtherRunners: a second runner (another state dir, the same
 // cgroup parent) starting up while a run is live must not touch that run.
 func TestSweepSparesOtherRunners(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,11 +32,19 @@ type sandbox struct {
 	ws   *Workspace
 	name string
 	cg   runCgroup
-	cmd  *exec.Cmd
-	p    *pipes
-	ph   phases
+	// cgMu is held shared while a process is put into cg from outside
+	// (startInCgroup), exclusively while cg is destroyed: nothing enters a
+	// removed cgroup, and nothing enters a cgroup through an fd that
+	// destroy closed (its number may name another cgroup by then).
+	cgMu   sync.RWMutex
+	cgGone bool
+	cmd    *exec.Cmd
+	p      *pipes
+	ph     phases
 	// initPid is init's host pid.
 	initPid int
+	// procDir holds the sandbox's generated /proc files (genfiles_linux.go).
+	procDir string
 
 	stdout, stderr *output.Capture
 	// marks cut the output into a session's executions; nothing arms them
@@ -92,6 +101,7 @@ func (r *Runner) start(ctx context.Context, ws *Workspace, e Exec, o startOpts) 
 		return nil, errors.New("empty argv")
 	}
 	s := &sandbox{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1)}
+	s.procDir = filepath.Join(ws.gen, "proc-"+strconv.Itoa(ws.seq))
 	ws.seq++
 	s.ph.mark("begin")
 	// Building the sandbox has its own bound: the run's deadline starts
@@ -121,6 +131,11 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 		}
 	}
 	s.ph.mark("cgroup_create")
+	procFiles, err := s.writeProcFiles(e.Limits)
+	cu.Add(s.removeProcFiles)
+	if err != nil {
+		return err
+	}
 
 	pp, err := newPipes(o.control)
 	if err != nil {
@@ -143,7 +158,7 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 	// From here on init exists: a failure must kill and reap it.
 	cu.Add(s.killAndReap)
 
-	if err := s.configure(e, len(extra)); err != nil {
+	if err := s.configure(e, len(extra), procFiles); err != nil {
 		return err
 	}
 	s.startOutput(e)
@@ -186,14 +201,20 @@ func (s *sandbox) clone(extra []*os.File) error {
 }
 
 // initAttr is how init is cloned: in every namespace of the run but the
-// cgroup namespace, as root of its user namespace, which maps only the
-// setup identity and the sandbox's uid.
+// cgroup and time namespaces, as root of its user namespace, which maps
+// only the setup identity and the sandbox's uid.
 func (r *Runner) initAttr() *syscall.SysProcAttr {
 	var cloneflags uintptr
 	for _, ns := range namespaces {
-		if ns.flag != unix.CLONE_NEWCGROUP {
+		switch ns.flag {
+		case unix.CLONE_NEWCGROUP:
 			// The cgroup namespace is entered by init once it is in its
 			// cgroup, so that the cgroup is the namespace's root.
+		case unix.CLONE_NEWTIME:
+			// init makes the time namespace for its children: clone
+			// cannot take it (0x80 is its exit signal's bits), and the
+			// offsets are set before the program enters it.
+		default:
 			cloneflags |= ns.flag
 		}
 	}
@@ -226,9 +247,10 @@ func (r *Runner) initAttr() *syscall.SysProcAttr {
 // and closes the config pipe: the "go" init waits for before starting the
 // program. Config first, so init builds the sandbox while the cgroup v1
 // move (which can wait out an RCU grace period) runs here.
-func (s *sandbox) configure(e Exec, extraFiles int) error {
+func (s *sandbox) configure(e Exec, extraFiles int, procFiles []nsinit.ProcFile) error {
 	cfg := s.r.initConfig(s.ws, e)
 	cfg.ExtraFiles = extraFiles
+	cfg.ProcFiles = procFiles
 	if err := json.NewEncoder(s.p.cfgW).Encode(&cfg); err != nil {
 		return fmt.Errorf("send config to init: %w", err)
 	}
@@ -388,6 +410,9 @@ func (s *sandbox) closeMarkWriters() {
 }
 
 func (s *sandbox) destroyCgroup() {
+	s.cgMu.Lock()
+	defer s.cgMu.Unlock()
+	s.cgGone = true
 	if err := s.cg.destroy(); err != nil {
 		s.r.log.Error("remove run cgroup", "run", s.ws.id, "err", err)
 	}

@@ -5,6 +5,7 @@ package isolate
 import (
 	"context"
 	"io"
+	"os"
 	"syscall"
 	"time"
 
@@ -27,3 +28,7 @@ func (sp *SessionProcess) CPUTime() (time.Duration, error)               { retur
 func (sp *SessionProcess) Wait() (*run.Result, error)                    { return nil, ErrUnsupported }
 func (sp *SessionProcess) Kill()                                         {}
 func (sp *SessionProcess) Done() <-chan struct{}                         { return nil }
+func (sp *SessionProcess) PutFile(string, io.Reader, os.FileMode, int64) (int64, error) {
+	return 0, ErrUnsupported
+}
+func (sp *SessionProcess) WriteFiles(context.Context, []run.File) error { return ErrUnsupported }

@@ -98,9 +98,11 @@ func (d *runDir) remove() error {
 }
 
 func removeRunDir(path string) error {
-	work := filepath.Join(path, "work")
-	if err := unix.Unmount(work, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return &os.PathError{Op: "unmount", Path: work, Err: err}
+	for _, m := range []string{"work", genDir} {
+		dir := filepath.Join(path, m)
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "unmount", Path: dir, Err: err}
+		}
 	}
 	return os.RemoveAll(path)
 }

@@ -163,6 +163,7 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 	s.finalCPU = st.CPU
 	s.ph.mark("stats")
 	s.destroyCgroup()
+	s.removeProcFiles()
 	r.log.Debug("run phases", "run", s.name, "phases", s.ph.String())
 	if setupErr != nil {
 		err := s.setupError(setupErr)

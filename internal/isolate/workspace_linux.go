@@ -27,6 +27,9 @@ type Workspace struct {
 	id   string
 	dir  *runDir
 	work string
+	// gen is the small tmpfs of the files generated for its sandboxes:
+	// device nodes and /proc files (genfiles_linux.go).
+	gen string
 	// dev is the workspace tmpfs's device: openRoot checks it.
 	dev    uint64
 	inputs map[string]workspace.FileStamp
@@ -59,7 +62,12 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("stat workspace: %w", &os.PathError{Op: "stat", Path: work, Err: err})
 	}
-	return &Workspace{r: r, id: id, dir: d, work: work, dev: st.Dev, inputs: map[string]workspace.FileStamp{}}, nil
+	gen, err := mountGenFiles(d.path)
+	if err != nil {
+		d.remove()
+		return nil, err
+	}
+	return &Workspace{r: r, id: id, dir: d, work: work, gen: gen, dev: st.Dev, inputs: map[string]workspace.FileStamp{}}, nil
 }
 
 // ID is the run's id, also the prefix of its cgroups' names.

@@ -41,86 +41,127 @@ const maxListDepth = workspace.MaxDepth
 // a final entry that is not a regular file, is workspace.ErrNotRegular and left as it
 // is.
 func (w *Workspace) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes int64) (int64, error) {
-	name, err := workspace.CleanName(name)
-	if err != nil {
-		return 0, err
-	}
-	maxBytes = max(maxBytes, 0)
-	rootfd, err := w.openRoot()
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(rootfd)
-	dirfd, err := w.mkdirAllAt(rootfd, path.Dir(name))
-	if err != nil {
-		return 0, fileError("put", name, err)
-	}
-	defer unix.Close(dirfd)
-	base := path.Base(name)
-	// O_NONBLOCK: opening a fifo for writing fails (ENXIO) instead of
-	// waiting for a reader.
-	fd, err := openSub(dirfd, base, name, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_NONBLOCK)
-	if err != nil {
-		return 0, fileError("put", name, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return 0, fileError("put", name, &os.PathError{Op: "fstat", Path: name, Err: err})
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return 0, typeError("put", name, st.Mode)
-	}
-	n, err := w.fill(fd, name, r, mode, maxBytes)
-	if err != nil {
-		removeIfSame(dirfd, base, &st)
-		return 0, err
-	}
-	return n, nil
+	return w.putFile(name, r, mode, maxBytes, copyInto)
 }
 
-// fill gives the new regular file at fd to the sandbox user and writes r
-// into it; it closes fd.
-func (w *Workspace) fill(fd int, name string, r io.Reader, mode os.FileMode, maxBytes int64) (int64, error) {
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return 0, fileError("put", name, &os.PathError{Op: "fcntl", Path: name, Err: err})
+// writer copies r into the open file f and says how many bytes it wrote:
+// copyInto does it in this process, SessionProcess.fillCharged in a
+// sandbox's memory cgroup.
+type writer func(f *os.File, r io.Reader) (int64, error)
+
+func copyInto(f *os.File, r io.Reader) (int64, error) { return io.Copy(f, r) }
+
+// putFile is PutFile with the bytes written by write.
+func (w *Workspace) putFile(name string, r io.Reader, mode os.FileMode, maxBytes int64, write writer) (int64, error) {
+	nf, err := w.createFile(name, mode)
+	if err != nil {
+		return 0, err
 	}
-	f := os.NewFile(uintptr(fd), name)
-	perm := mode.Perm()
-	if perm == 0 {
-		perm = 0o644
-	}
-	uid, gid := w.owner()
-	err := f.Chown(uid, gid)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	var n int64
-	if err == nil {
-		n, err = io.Copy(f, io.LimitReader(r, maxBytes))
-	}
+	defer nf.release()
+	n, err := write(nf.File, io.LimitReader(r, max(maxBytes, 0)))
 	if err == nil && n == maxBytes {
 		// The cap is reached: one more byte makes the upload too large.
 		var b [1]byte
 		switch _, rerr := io.ReadFull(r, b[:]); {
 		case rerr == nil:
-			err = fmt.Errorf("put %q: %w: longer than %d bytes", name, workspace.ErrFileTooLarge, maxBytes)
+			err = fmt.Errorf("put %q: %w: longer than %d bytes", nf.name, workspace.ErrFileTooLarge, maxBytes)
 		case rerr != io.EOF:
 			err = rerr
 		}
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := nf.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil {
+		nf.remove()
 	}
 	switch {
 	case errors.Is(err, workspace.ErrFileTooLarge):
 		return 0, err
 	case err != nil:
-		return 0, fileError("put", name, err)
+		return 0, fileError("put", nf.name, err)
 	}
 	return n, nil
+}
+
+// newFile is a regular file createFile made, open for writing.
+type newFile struct {
+	*os.File
+	name  string
+	dirfd int
+	base  string
+	st    unix.Stat_t
+}
+
+// remove removes the file if the name is still it: after a failed write,
+// the program may have put its own entry under that name.
+func (nf *newFile) remove() { removeIfSame(nf.dirfd, nf.base, &nf.st) }
+
+// release closes what createFile opened besides the file.
+func (nf *newFile) release() { unix.Close(nf.dirfd) }
+
+// createFile creates (or truncates) the regular file name, with its
+// missing parent directories, and gives it to the sandbox user with
+// mode's permission bits (0 means 0644). A symlink anywhere in name, or a
+// final entry that is not a regular file, is workspace.ErrNotRegular.
+// The caller closes the file and releases the newFile.
+func (w *Workspace) createFile(name string, mode os.FileMode) (*newFile, error) {
+	name, err := workspace.CleanName(name)
+	if err != nil {
+		return nil, err
+	}
+	rootfd, err := w.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rootfd)
+	dirfd, err := w.mkdirAllAt(rootfd, path.Dir(name))
+	if err != nil {
+		return nil, fileError("put", name, err)
+	}
+	nf := &newFile{name: name, dirfd: dirfd, base: path.Base(name)}
+	// O_NONBLOCK: opening a fifo for writing fails (ENXIO) instead of
+	// waiting for a reader.
+	fd, err := openSub(dirfd, nf.base, name, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_NONBLOCK)
+	if err != nil {
+		unix.Close(dirfd)
+		return nil, fileError("put", name, err)
+	}
+	if err := w.ownNew(fd, nf, mode); err != nil {
+		unix.Close(fd)
+		unix.Close(dirfd)
+		return nil, err
+	}
+	nf.File = os.NewFile(uintptr(fd), name)
+	return nf, nil
+}
+
+// ownNew checks that fd, just opened for nf, is a regular file, makes it
+// blocking and gives it to the sandbox user with mode's permission bits.
+func (w *Workspace) ownNew(fd int, nf *newFile, mode os.FileMode) error {
+	if err := unix.Fstat(fd, &nf.st); err != nil {
+		return fileError("put", nf.name, &os.PathError{Op: "fstat", Path: nf.name, Err: err})
+	}
+	if nf.st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return typeError("put", nf.name, nf.st.Mode)
+	}
+	perm := uint32(mode.Perm())
+	if perm == 0 {
+		perm = 0o644
+	}
+	uid, gid := w.owner()
+	op, err := "fcntl", unix.SetNonblock(fd, false)
+	if err == nil {
+		op, err = "fchown", unix.Fchown(fd, uid, gid)
+	}
+	if err == nil {
+		op, err = "fchmod", unix.Fchmod(fd, perm)
+	}
+	if err != nil {
+		nf.remove()
+		return fileError("put", nf.name, &os.PathError{Op: op, Path: nf.name, Err: err})
+	}
+	return nil
 }
 
 // OpenFile opens the regular file name for reading. A symlink anywhere in

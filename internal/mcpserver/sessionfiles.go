@@ -74,7 +74,7 @@ func (t *sessionTools) upload(ctx context.Context, req *mcp.CallToolRequest, in 
 		return nil, UploadFileOutput{}, err
 	}
 	s.Touch()
-	n, err := s.Workspace().PutFile(in.Path, bytes.NewReader(data), 0, MaxFileBytes)
+	n, err := s.PutFile(in.Path, bytes.NewReader(data), 0, MaxFileBytes)
 	if err != nil {
 		return nil, UploadFileOutput{}, hint(err)
 	}
@@ -106,7 +106,7 @@ func (t *sessionTools) download(ctx context.Context, req *mcp.CallToolRequest, i
 		return nil, DownloadFileOutput{}, err
 	}
 	s.Touch()
-	f, info, err := s.Workspace().OpenFile(in.Path)
+	f, info, err := s.OpenFile(in.Path)
 	if err != nil {
 		return nil, DownloadFileOutput{}, hint(err)
 	}
@@ -206,7 +206,7 @@ func (t *sessionTools) listFiles(ctx context.Context, req *mcp.CallToolRequest, 
 		return nil, ListSessionFilesOutput{}, err
 	}
 	s.Touch()
-	files, truncated, err := s.Workspace().ListFiles(dir, maxListEntries)
+	files, truncated, err := s.ListFiles(dir, maxListEntries)
 	if err != nil {
 		return nil, ListSessionFilesOutput{}, hint(err)
 	}

@@ -71,7 +71,7 @@ func addSessionTools(s *mcp.Server, m *session.Manager, reg *runtimes.Registry) 
 		Description: "Read a file from a session's working directory (" + workspace.Dir + "), such as one its code wrote. " +
 			"A text file comes back as text, a PNG, JPEG, GIF or WebP file as an image, anything else as an embedded binary resource. " +
 			"At most 8MiB. Paths are relative, such as out/result.csv: absolute paths, '..' and symlinks are refused. " +
-			"Files of a dead session can still be read until it is closed.",
+			"A session whose kernel died has lost its files: download what you need while it lives.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)},
 	}), t.download)
 	mcp.AddTool(s, described("list_session_files", &mcp.Tool{
@@ -119,7 +119,7 @@ func hint(err error) error {
 	case errors.Is(err, session.ErrNotFound):
 		return fmt.Errorf("%w; list_sessions shows yours, create_session starts a new one", err)
 	case errors.Is(err, session.ErrDead):
-		return fmt.Errorf("%w; its variables are lost but download_file can still read its files: close_session it and create_session a new one", err)
+		return fmt.Errorf("%w; its variables and files are lost: close_session it and create_session a new one", err)
 	case errors.Is(err, session.ErrTooMany):
 		return fmt.Errorf("%w (close_session one you are done with; list_sessions shows them)", err)
 	case errors.Is(err, workspace.ErrBadFileName):

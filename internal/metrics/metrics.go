@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/pool"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
@@ -26,6 +27,12 @@ type Sources struct {
 	Pools func() map[string]pool.Stats
 	// Conns is the number of HTTP connections open.
 	Conns func() int
+	// CellsRunning and CellsWaiting are the session cells' gate's cells
+	// in a slot and in its queue.
+	CellsRunning, CellsWaiting func() int
+	// MemoryBudget is the memory the daemon may promise to runs and
+	// sessions; MemoryPromised what it has promised now.
+	MemoryBudget, MemoryPromised func() limits.Bytes
 }
 
 // Metrics is one daemon's registry. Create it with New.
@@ -40,7 +47,7 @@ type Metrics struct {
 
 // Rejection reasons: every one exists from the start, so rate() works
 // before the first rejection.
-var rejectReasons = []string{"queue_full", "invalid", "too_large", "unauthorized"}
+var rejectReasons = []string{"queue_full", "memory_budget", "invalid", "too_large", "unauthorized"}
 
 // Reasons a connection is refused: its client's cap, or the daemon's.
 var refuseReasons = []string{"per_ip", "total"}
@@ -61,7 +68,7 @@ func New(src Sources) *Metrics {
 		}, []string{"runtime"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_requests_rejected_total",
-			Help: "Requests refused before running, by reason (queue_full, invalid, too_large, unauthorized).",
+			Help: "Requests refused before running, by reason (queue_full, memory_budget, invalid, too_large, unauthorized, forbidden, unsupported_media_type).",
 		}, []string{"reason"}),
 		cells: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_session_cells_total",
@@ -78,20 +85,16 @@ func New(src Sources) *Metrics {
 	for _, reason := range refuseReasons {
 		m.refused.WithLabelValues(reason)
 	}
-	gauge := func(name, help string, f func() int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
-			if f == nil {
-				return 0
-			}
-			return float64(f())
-		})
-	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.runs, m.duration, m.rejected, m.cells, m.refused,
 		gauge("sandboxd_runs_active", "Runs admitted and not yet finished.", src.Running),
 		gauge("sandboxd_queue_depth", "Runs waiting for a slot.", src.Waiting),
 		gauge("sandboxd_sessions_active", "Live sessions (idle, busy or dead but not yet deleted).", src.Sessions),
 		gauge("sandboxd_connections_open", "HTTP connections accepted and not yet closed.", src.Conns),
+		gauge("sandboxd_session_cells_active", "Session cells admitted and not yet finished.", src.CellsRunning),
+		gauge("sandboxd_session_cell_queue_depth", "Session cells, each holding its session's turn, waiting for a slot.", src.CellsWaiting),
+		gauge("sandboxd_memory_budget_bytes", "Memory the daemon may promise to runs and sessions together (the sum of their memory limits); its sandboxes' cgroup parent is limited to it.", src.MemoryBudget),
+		gauge("sandboxd_memory_promised_bytes", "Memory promised now: the memory limits of the running runs and the live sessions.", src.MemoryPromised),
 	)
 	if src.Pools != nil {
 		m.reg.MustRegister(newPoolCollector(src.Pools))
@@ -99,11 +102,21 @@ func New(src Sources) *Metrics {
 	return m
 }
 
+// gauge is a gauge read from f at scrape time; 0 when f is nil.
+func gauge[T ~int | ~int64](name, help string, f func() T) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+		if f == nil {
+			return 0
+		}
+		return float64(f())
+	})
+}
+
 // Handler serves the registry (GET /metrics).
 func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
 // Rejected counts a request refused before it ran, by reason (one of
-// queue_full, invalid, too_large, unauthorized, forbidden,
+// queue_full, memory_budget, invalid, too_large, unauthorized, forbidden,
 // unsupported_media_type).
 func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
 

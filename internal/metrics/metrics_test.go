@@ -1,34 +1,79 @@
 package metrics
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // TestConnectionMetrics: the connection gauge reads its source, and both
 // refusal reasons exist before the first refusal (so rate() works).
 func TestConnectionMetrics(t *testing.T) {
 	m := New(Sources{Conns: func() int { return 7 }})
-	scrape := func() string {
-		rec := httptest.NewRecorder()
-		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		b, _ := io.ReadAll(rec.Body)
-		return string(b)
-	}
 	for _, want := range []string{
 		"sandboxd_connections_open 7\n",
 		`sandboxd_connections_refused_total{reason="per_ip"} 0` + "\n",
 		`sandboxd_connections_refused_total{reason="total"} 0` + "\n",
 	} {
-		if got := scrape(); !strings.Contains(got, want) {
+		if got := scrape(m); !strings.Contains(got, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 	m.ConnRefused("per_ip")
 	m.ConnRefused("per_ip")
-	if got := scrape(); !strings.Contains(got, `sandboxd_connections_refused_total{reason="per_ip"} 2`+"\n") {
+	if got := scrape(m); !strings.Contains(got, `sandboxd_connections_refused_total{reason="per_ip"} 2`+"\n") {
 		t.Errorf("two per-IP refusals not counted")
+	}
+}
+
+// scrape is the registry's text exposition now.
+func scrape(m *Metrics) string {
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
+
+// budgetRunner refuses every run as over the memory budget.
+type budgetRunner struct{ b *admission.Budget }
+
+func (r budgetRunner) Plan(*run.Spec) (*run.Plan, error) { return &run.Plan{}, nil }
+func (r budgetRunner) Run(context.Context, *run.Plan, run.Stream) (*run.Result, error) {
+	_, err := r.b.Reserve(r.b.Limit()+1, "this run")
+	return nil, err
+}
+
+// TestMemoryMetrics: the budget and the promise are gauges, and a run
+// refused by the budget counts once, as memory_budget, not queue_full.
+func TestMemoryMetrics(t *testing.T) {
+	var m *Metrics
+	b := admission.NewBudget(2*limits.GiB, func() { m.Rejected("memory_budget") })
+	m = New(Sources{MemoryBudget: b.Limit, MemoryPromised: b.Promised})
+	rel, err := b.Reserve(512*limits.MiB, "this session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rel()
+	r := &Runner{Next: budgetRunner{b}, Metrics: m}
+	if _, err := r.Run(context.Background(), &run.Plan{}, run.Stream{}); !errors.Is(err, admission.ErrOverBudget) {
+		t.Fatalf("run = %v", err)
+	}
+	got := scrape(m)
+	for _, want := range []string{
+		"sandboxd_memory_budget_bytes 2.147483648e+09\n",
+		"sandboxd_memory_promised_bytes 5.36870912e+08\n",
+		`sandboxd_requests_rejected_total{reason="memory_budget"} 1` + "\n",
+		`sandboxd_requests_rejected_total{reason="queue_full"} 0` + "\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
 	}
 }

@@ -2,15 +2,18 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // Runner counts and logs the runs of next: the run counters, the duration
-// histogram, queue_full rejections, and one log line per run. It wraps the
+// histogram, queue_full rejections (memory_budget ones are counted by the
+// budget itself), and one log line per run. It wraps the
 // admitted runner (admission.Runner), so it sees the wait for a slot in
 // the plan.
 type Runner struct {
@@ -33,7 +36,8 @@ func (r *Runner) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Resul
 	start := now()
 	res, err := r.Next.Run(ctx, p, s)
 	if res == nil {
-		if errdefs.Is(err, errdefs.ErrExhausted) {
+		// The memory budget counts its own refusals (sessions' too).
+		if errdefs.Is(err, errdefs.ErrExhausted) && !errors.Is(err, admission.ErrOverBudget) {
 			r.Metrics.Rejected("queue_full")
 		}
 		return nil, err

@@ -5,7 +5,6 @@
 package output
 
 import (
-	"bytes"
 	"io"
 	"sync"
 )
@@ -16,12 +15,16 @@ import (
 type Capture struct {
 	// liveMu is held across a write to live, so that once SetLive or
 	// Reset returns, no write to the writer they replaced is under way.
-	liveMu    sync.Mutex
-	mu        sync.Mutex
-	max       int64
-	live      io.Writer
-	over      func()
-	buf       bytes.Buffer
+	liveMu sync.Mutex
+	mu     sync.Mutex
+	max    int64
+	live   io.Writer
+	over   func()
+	// buf is what is kept. It grows as bytes.Buffer would, doubling, but
+	// never past max, and Result hands it over rather than copying it: a
+	// run's 64 MiB of output costs 64 MiB, not up to 128 for a doubled
+	// buffer and 64 more for the copy.
+	buf       []byte
 	truncated bool
 }
 
@@ -52,8 +55,8 @@ func (c *Capture) SetLive(w io.Writer, max int64) {
 	defer c.liveMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if w != nil && c.live == nil && c.buf.Len() > 0 {
-		_, _ = w.Write(c.buf.Bytes())
+	if w != nil && c.live == nil && len(c.buf) > 0 {
+		_, _ = w.Write(c.buf)
 	}
 	c.live, c.max = w, max
 }
@@ -62,7 +65,7 @@ func (c *Capture) SetLive(w io.Writer, max int64) {
 func (c *Capture) Write(p []byte) (int, error) {
 	c.liveMu.Lock()
 	c.mu.Lock()
-	room := c.max - int64(c.buf.Len())
+	room := c.max - int64(len(c.buf))
 	keep := p
 	overflow := false
 	if int64(len(p)) > room {
@@ -70,7 +73,7 @@ func (c *Capture) Write(p []byte) (int, error) {
 		overflow = !c.truncated
 		c.truncated = true
 	}
-	c.buf.Write(keep)
+	c.keep(keep)
 	live, over := c.live, c.over
 	c.mu.Unlock()
 	if live != nil && len(keep) > 0 {
@@ -85,6 +88,18 @@ func (c *Capture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// keep appends p to buf (it fits under max), growing buf by doubling up
+// to max.
+func (c *Capture) keep(p []byte) {
+	need := len(c.buf) + len(p)
+	if need > cap(c.buf) {
+		grown := make([]byte, len(c.buf), min(max(2*cap(c.buf), need, 512), int(max(c.max, int64(need)))))
+		copy(grown, c.buf)
+		c.buf = grown
+	}
+	c.buf = append(c.buf, p...)
+}
+
 // Reset returns what Result would and starts the Capture afresh, for the
 // next execution of a session: nothing kept, not truncated, no live writer
 // and no overflow callback. The cap stays.
@@ -93,24 +108,32 @@ func (c *Capture) Reset() ([]byte, bool) {
 	defer c.liveMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := bytes.Clone(c.buf.Bytes())
-	if b == nil {
-		b = []byte{}
-	}
-	truncated := c.truncated
-	c.buf.Reset()
-	c.truncated, c.live, c.over = false, nil, nil
+	b, truncated := c.take()
+	c.live, c.over = nil, nil
 	return b, truncated
 }
 
-// Result returns a copy of the kept bytes (never nil) and whether the
-// stream went past the cap.
+// Result returns the kept bytes (never nil), not a copy, and whether the
+// stream went past the cap. The Capture keeps them too (a session's cell
+// takes them with Reset after its kernel's sandbox has ended); the slice
+// is capped at its length, so neither holder's append can reach the
+// other's bytes, and neither writes into them.
 func (c *Capture) Result() ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := bytes.Clone(c.buf.Bytes())
-	if b == nil {
-		b = []byte{}
+	return c.kept(), c.truncated
+}
+
+// take returns what is kept and starts afresh.
+func (c *Capture) take() ([]byte, bool) {
+	b, truncated := c.kept(), c.truncated
+	c.buf, c.truncated = nil, false
+	return b, truncated
+}
+
+func (c *Capture) kept() []byte {
+	if c.buf == nil {
+		return []byte{}
 	}
-	return b, c.truncated
+	return c.buf[:len(c.buf):len(c.buf)]
 }

@@ -28,3 +28,26 @@ func TestCapture(t *testing.T) {
 		t.Error("an empty result is nil")
 	}
 }
+
+// TestCaptureHandsOver: the kept bytes are handed over, not copied, in a
+// buffer no larger than the cap however they came (one byte at a time
+// doubles it); Reset after Result still has them (a session's dead
+// kernel), and then starts afresh.
+func TestCaptureHandsOver(t *testing.T) {
+	const max = 1000
+	c := New(max, nil, nil)
+	for range 3 * max {
+		c.Write([]byte("<"))
+	}
+	got, truncated := c.Result()
+	if len(got) != max || !truncated || cap(got) != max {
+		t.Fatalf("kept %d bytes in a buffer of %d, truncated %v; want %d in %d, true", len(got), cap(got), truncated, max, max)
+	}
+	if again, truncated := c.Reset(); &again[0] != &got[0] || len(again) != max || !truncated {
+		t.Errorf("Reset after Result: %d bytes, truncated %v, the same array: %v", len(again), truncated, &again[0] == &got[0])
+	}
+	c.Write([]byte("ab"))
+	if b, truncated := c.Result(); string(b) != "ab" || truncated || string(got) != strings.Repeat("<", max) {
+		t.Errorf("after Reset: kept %q, truncated %v; the first result now %.10q", b, truncated, got)
+	}
+}

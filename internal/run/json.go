@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sandboxd/sandboxd/internal/jsonstream"
 )
 
 // The JSON form of a Result is the one every front end prints: output and
@@ -52,13 +54,6 @@ type outputJSON struct {
 	StderrEncoding string `json:"stderr_encoding,omitempty"`
 }
 
-func outputOf(stdout, stderr []byte) outputJSON {
-	var o outputJSON
-	o.Stdout, o.StdoutEncoding = EncodeBytes(stdout)
-	o.Stderr, o.StderrEncoding = EncodeBytes(stderr)
-	return o
-}
-
 func (o outputJSON) bytes() (stdout, stderr []byte, err error) {
 	if stdout, err = DecodeBytes(o.Stdout, o.StdoutEncoding); err != nil {
 		return nil, nil, fmt.Errorf("stdout: %w", err)
@@ -96,19 +91,95 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func fromMS(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
 
-// MarshalJSON writes the Result's wire form.
-func (r Result) MarshalJSON() ([]byte, error) {
-	j := resultJSON{
-		ID: r.ID, Status: r.Status, Reason: r.Reason, ExitCode: r.ExitCode,
-		Signal: r.Signal, SignalName: r.SignalName,
-		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
-		WallTimeMS: ms(r.WallTime), CPUTimeMS: ms(r.CPUTime),
-		PeakMemory: r.PeakMemory, OOMKills: r.OOMKills,
-		Files: r.Files, FilesTruncated: r.FilesTruncated, Compile: r.Compile,
-		Runtime: r.Runtime, Version: r.Version, Isolation: r.Isolation, Error: r.Error,
+// MarshalJSON writes the Result's wire form (EncodeJSON's bytes).
+func (r Result) MarshalJSON() ([]byte, error) { return jsonstream.Marshal(&r) }
+
+// EncodeJSON writes the Result's wire form, the fields of resultJSON in
+// order, streaming its output and files' contents: a response of 64 MiB
+// of output is never held encoded.
+func (r *Result) EncodeJSON(w *jsonstream.Writer) {
+	w.BeginObject()
+	w.Key("id")
+	w.String(r.ID)
+	w.Key("status")
+	w.String(string(r.Status))
+	stringField(w, "reason", r.Reason)
+	w.Key("exit_code")
+	w.Value(r.ExitCode)
+	intField(w, "signal", r.Signal)
+	stringField(w, "signal_name", r.SignalName)
+	encodeOutput(w, r.Stdout, r.Stderr)
+	boolField(w, "stdout_truncated", r.StdoutTruncated)
+	boolField(w, "stderr_truncated", r.StderrTruncated)
+	w.Key("wall_time_ms")
+	w.Value(ms(r.WallTime))
+	w.Key("cpu_time_ms")
+	w.Value(ms(r.CPUTime))
+	w.Key("peak_memory_bytes")
+	w.Value(r.PeakMemory)
+	intField(w, "oom_kills", r.OOMKills)
+	if len(r.Files) > 0 {
+		w.Key("files")
+		w.BeginArray()
+		for i := range r.Files {
+			r.Files[i].EncodeJSON(w)
+		}
+		w.EndArray()
 	}
-	j.outputJSON = outputOf(r.Stdout, r.Stderr)
-	return json.Marshal(j)
+	boolField(w, "files_truncated", r.FilesTruncated)
+	if r.Compile != nil {
+		w.Key("compile")
+		r.Compile.EncodeJSON(w)
+	}
+	stringField(w, "runtime", r.Runtime)
+	stringField(w, "version", r.Version)
+	w.Key("isolation")
+	w.Value(r.Isolation)
+	stringField(w, "error", r.Error)
+	w.EndObject()
+}
+
+// encodeOutput writes outputJSON's fields: each stream as text when it is
+// UTF-8, else as base64 with its "_encoding" field.
+func encodeOutput(w *jsonstream.Writer, stdout, stderr []byte) {
+	bytesField(w, "stdout", "stdout_encoding", stdout)
+	bytesField(w, "stderr", "stderr_encoding", stderr)
+}
+
+// bytesField writes b under name as EncodeBytes gives it, and the
+// encoding under encName when it is base64.
+func bytesField(w *jsonstream.Writer, name, encName string, b []byte) {
+	w.Key(name)
+	if utf8.Valid(b) {
+		w.Bytes(b)
+		return
+	}
+	w.Base64(b)
+	w.Key(encName)
+	w.String(EncodingBase64)
+}
+
+// The fields with omitempty: written only when not zero.
+
+func stringField(w *jsonstream.Writer, name, v string) {
+	if v != "" {
+		w.Key(name)
+		w.String(v)
+	}
+}
+
+func intField(w *jsonstream.Writer, name string, v int) {
+	if v != 0 {
+		w.Key(name)
+		w.Value(v)
+	}
+}
+
+func boolField(w *jsonstream.Writer, name string, v bool) {
+	if v {
+		w.Key(name)
+		w.Value(true)
+	}
 }
 
 // UnmarshalJSON reads the Result's wire form (sandboxctl --server does).
@@ -144,10 +215,21 @@ type outputFileJSON struct {
 }
 
 // MarshalJSON writes the file's content as text or base64.
-func (f OutputFile) MarshalJSON() ([]byte, error) {
-	j := outputFileJSON{Name: f.Name, Size: f.Size, Mode: f.Mode, Omitted: f.Content == nil && f.Size > 0}
-	j.Content, j.Encoding = EncodeBytes(f.Content)
-	return json.Marshal(j)
+func (f OutputFile) MarshalJSON() ([]byte, error) { return jsonstream.Marshal(&f) }
+
+// EncodeJSON writes outputFileJSON's fields, streaming the content.
+func (f *OutputFile) EncodeJSON(w *jsonstream.Writer) {
+	w.BeginObject()
+	w.Key("name")
+	w.String(f.Name)
+	w.Key("size")
+	w.Value(f.Size)
+	w.Key("mode")
+	w.Value(f.Mode)
+	bytesField(w, "content", "encoding", f.Content)
+	// Omitted: the file was too large to return.
+	boolField(w, "omitted", f.Content == nil && f.Size > 0)
+	w.EndObject()
 }
 
 // UnmarshalJSON reads the file's wire form.

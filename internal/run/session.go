@@ -3,8 +3,11 @@ package run
 import (
 	"encoding/json"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/jsonstream"
 	"github.com/sandboxd/sandboxd/internal/limits"
 )
 
@@ -84,16 +87,74 @@ type cellResultJSON struct {
 	State           SessionState `json:"state"`
 }
 
-// MarshalJSON writes the cell result's wire form.
-func (c CellResult) MarshalJSON() ([]byte, error) {
-	j := cellResultJSON{
-		Session: c.Session, Cell: c.Cell, Status: c.Status, Reason: c.Reason,
-		StdoutTruncated: c.StdoutTruncated, StderrTruncated: c.StderrTruncated,
-		Result: c.Result, Error: c.Error, Display: c.Display,
-		WallTimeMS: ms(c.WallTime), CPUTimeMS: ms(c.CPUTime), State: c.State,
+// MarshalJSON writes the cell result's wire form (EncodeJSON's bytes).
+func (c CellResult) MarshalJSON() ([]byte, error) { return jsonstream.Marshal(&c) }
+
+// EncodeJSON writes cellResultJSON's fields in order, streaming the
+// output, the displays and the error: a cell's result is never held
+// encoded.
+func (c *CellResult) EncodeJSON(w *jsonstream.Writer) {
+	w.BeginObject()
+	w.Key("session_id")
+	w.String(c.Session)
+	w.Key("cell")
+	w.Value(c.Cell)
+	w.Key("status")
+	w.String(string(c.Status))
+	stringField(w, "reason", c.Reason)
+	encodeOutput(w, c.Stdout, c.Stderr)
+	boolField(w, "stdout_truncated", c.StdoutTruncated)
+	boolField(w, "stderr_truncated", c.StderrTruncated)
+	if len(c.Result) > 0 {
+		w.Key("result")
+		c.Result.EncodeJSON(w)
 	}
-	j.outputJSON = outputOf(c.Stdout, c.Stderr)
-	return json.Marshal(j)
+	if c.Error != nil {
+		w.Key("error")
+		c.Error.EncodeJSON(w)
+	}
+	if len(c.Display) > 0 {
+		w.Key("display")
+		w.BeginArray()
+		for _, b := range c.Display {
+			b.EncodeJSON(w)
+		}
+		w.EndArray()
+	}
+	w.Key("wall_time_ms")
+	w.Value(ms(c.WallTime))
+	w.Key("cpu_time_ms")
+	w.Value(ms(c.CPUTime))
+	w.Key("state")
+	w.String(string(c.State))
+	w.EndObject()
+}
+
+// EncodeJSON writes the bundle as json.Marshal writes a map (keys
+// sorted; nil is null), streaming the values: an image is megabytes.
+func (b MIMEBundle) EncodeJSON(w *jsonstream.Writer) {
+	if b == nil {
+		w.Value(nil)
+		return
+	}
+	w.BeginObject()
+	for _, k := range slices.Sorted(maps.Keys(b)) {
+		w.Key(k)
+		w.String(b[k])
+	}
+	w.EndObject()
+}
+
+// EncodeJSON writes the exception, streaming its traceback.
+func (e *CellError) EncodeJSON(w *jsonstream.Writer) {
+	w.BeginObject()
+	w.Key("name")
+	w.String(e.Name)
+	w.Key("value")
+	w.String(e.Value)
+	w.Key("traceback")
+	w.String(e.Traceback)
+	w.EndObject()
 }
 
 // UnmarshalJSON reads the wire form (the CLI against a daemon does).

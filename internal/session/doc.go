@@ -8,5 +8,8 @@
 // A session's sandbox is a run's: the same namespaces, cgroup, rlimits,
 // seccomp and workspace. Each cell has a deadline and a CPU budget: past
 // either, the kernel is interrupted (KeyboardInterrupt) and, if it does not
-// stop, killed, and the session is then dead. Idle sessions expire.
+// stop, killed, and the session is then dead: its workspace is removed at
+// once (its memory would otherwise be held by no cgroup), and it stays
+// only to say why it died until it is deleted or expires. Idle sessions
+// expire.
 package session

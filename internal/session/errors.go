@@ -14,8 +14,8 @@ var (
 	ErrCellQueueFull = errdefs.New(errdefs.ErrExhausted, "too many cells waiting")
 	// ErrTooMany: the daemon's or the caller's session quota is used up.
 	ErrTooMany = errdefs.New(errdefs.ErrExhausted, "too many sessions")
-	// ErrDead: the session's kernel is gone (killed at a limit, or ended);
-	// its files can still be read until it is deleted or expires.
+	// ErrDead: the session's kernel is gone (killed at a limit, or ended),
+	// and its workspace files with it; the message says why it died.
 	ErrDead = errdefs.New(errdefs.ErrConflict, "session is dead")
 	// ErrUnavailable: sessions cannot run on this host.
 	ErrUnavailable = errdefs.New(errdefs.ErrUnavailable, "sessions unavailable")

@@ -221,7 +221,7 @@ func TestListingHasUserFilesOnly(t *testing.T) {
 	if res.Status != run.StatusOK || len(res.Display) != 1 {
 		t.Fatalf("status %s displays %d stderr %s error %+v", res.Status, len(res.Display), res.Stderr, res.Error)
 	}
-	files, _, err := s.Workspace().ListFiles(".", 100)
+	files, _, err := s.ListFiles(".", 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -53,12 +54,21 @@ type Config struct {
 	// it (see limits.Limits.ValidateFor): empty for a daemon, or the
 	// program that holds its sessions itself ("sandboxctl").
 	CeilingOwner string
+	// Memory, if set, is the daemon's memory budget: a session reserves
+	// its memory limit from it for its whole life, and is refused at once
+	// past it.
+	Memory Reserver
 	// MaxSessions caps the live sessions of the daemon (default 16),
 	// MaxPerOwner those of one owner (one token; default 8).
 	MaxSessions, MaxPerOwner int
 	// IdleTimeout is a session's default idle timeout (10 minutes);
 	// MaxIdleTimeout the longest a client may ask for (1 hour).
 	IdleTimeout, MaxIdleTimeout time.Duration
+	// Gate, if set, admits every cell, as a daemon's runs are admitted by
+	// theirs: a cell takes a slot of it while it runs, and past its queue
+	// a cell is refused (admission.ErrQueueFull). nil admits every cell at
+	// once (sandboxctl, which holds its sessions itself).
+	Gate *admission.Gate
 	// Prime has each kernel's prime (runtimes.Prime: matplotlib's font
 	// list for Python) built once, in a sandbox, and given to every
 	// session of it (its first plot is ~0.6 s faster).
@@ -69,6 +79,15 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+}
+
+// Reserver promises memory; admission.Budget is one. Reserve grants n
+// bytes to what ("this session") at once or fails saying why (an error of
+// class exhausted); release gives them back, and calls after the first do
+// nothing. Sessions take it as an interface, so that they stay testable
+// without a daemon.
+type Reserver interface {
+	Reserve(n limits.Bytes, what string) (release func(), err error)
 }
 
 // Manager holds a daemon's sessions: it creates them, finds them by id
@@ -232,10 +251,15 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		return nil, err
 	}
 	defer m.release(owner)
+	unreserve, err := m.reserveMemory(p.limits.Memory)
+	if err != nil {
+		return nil, err
+	}
 	now := m.cfg.Now()
 	s := &Session{
 		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle,
-		created: now, lastUsed: now, now: m.cfg.Now, state: run.SessionIdle, turn: make(chan struct{}, 1),
+		created: now, lastUsed: now, now: m.cfg.Now, log: m.log, gate: m.cfg.Gate, state: run.SessionIdle, turn: make(chan struct{}, 1),
+		unreserve: unreserve,
 	}
 	internal := []run.File{p.kernel.file}
 	if pr := rt.Kernel.Prime; pr != nil && m.cfg.Prime && spec.Env[pr.DirEnv] == "" {
@@ -245,6 +269,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		}
 	}
 	if err := start(ctx, m.life, m.cfg.Runner, p.kernel, s, env, spec.Files, internal); err != nil {
+		s.unreserve()
 		return nil, err
 	}
 	m.mu.Lock()
@@ -286,6 +311,19 @@ func (m *Manager) reserve(owner string) error {
 	}
 	m.starting[owner]++
 	return nil
+}
+
+// reserveMemory reserves a session's memory limit from the budget, if
+// there is one, and returns its release (safe to call more than once).
+func (m *Manager) reserveMemory(n limits.Bytes) (func(), error) {
+	if m.cfg.Memory == nil {
+		return func() {}, nil
+	}
+	release, err := m.cfg.Memory.Reserve(n, "this session")
+	if err != nil {
+		return nil, err
+	}
+	return sync.OnceFunc(release), nil
 }
 
 func (m *Manager) release(owner string) {

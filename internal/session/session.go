@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -33,12 +35,24 @@ type Session struct {
 	idle       time.Duration
 	created    time.Time
 	now        func() time.Time
+	log        *slog.Logger
+	// gate admits the cells (see Config.Gate); nil admits every one.
+	gate *admission.Gate
 
-	ws      *isolate.Workspace
+	ws *isolate.Workspace
+	// freeOnce frees the workspace once: when the kernel dies (watch) or
+	// the session is closed, whichever is first.
+	freeOnce sync.Once
+	freeErr  error
+
 	proc    *isolate.SessionProcess
 	answers chan answer
 	ansErr  error // set by readAnswers before it closes answers
 	cancel  context.CancelFunc
+	// unreserve gives the session's memory back to the daemon's budget:
+	// at the kernel's death or at close, whichever comes first (nil
+	// without a budget; it runs once however often it is called).
+	unreserve func()
 
 	// turn is held by the running cell.
 	turn chan struct{}
@@ -68,14 +82,6 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 			}
 		}
 	}()
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("place the input files: %w", err)
-		}
-		if err := ws.WriteFile(f); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-	}
 	for _, f := range internal {
 		if err := ws.WriteInternal(f); err != nil {
 			return err
@@ -117,8 +123,28 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		_, _ = p.Wait()
 		return fmt.Errorf("start the %s kernel: %w", s.runtime, ctx.Err())
 	}
+	if err := placeFiles(ctx, p, files); err != nil {
+		s.kill()
+		_, _ = p.Wait()
+		return err
+	}
 	go s.watch()
 	return nil
+}
+
+// placeFiles writes the spec's files into the workspace of a kernel that
+// is ready: from inside its cgroup, so they are charged to the session as
+// its uploads are (isolate.SessionProcess.WriteFiles). The kernel reads
+// none of them before its first cell.
+func placeFiles(ctx context.Context, p *isolate.SessionProcess, files []run.File) error {
+	err := p.WriteFiles(ctx, files)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("place the input files: %w", ctx.Err())
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }
 
 // stderrTail is the end of a failed start-up's stderr, for its error.
@@ -134,17 +160,33 @@ func stderrTail(res *run.Result) string {
 }
 
 // watch marks the session dead when its kernel ends between cells (a
-// background thread's allocation can hit the memory limit while idle).
+// background thread's allocation can hit the memory limit while idle),
+// and frees its workspace as soon as the kernel is gone, whenever that is.
 func (s *Session) watch() {
 	<-s.proc.Done()
 	res, _ := s.proc.Wait()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// A death during a cell is the cell's to explain (a limit it hit, a
 	// kill that followed): Exec sets the reason then.
 	if s.state == run.SessionIdle {
 		s.state, s.reason = run.SessionDead, run.Clip(deathReason(res, s.limits), run.MaxMessage)
 	}
+	s.mu.Unlock()
+	if err := s.free(); err != nil {
+		s.log.Error("free a dead session's workspace", "session", s.id, "run", s.ws.ID(), "err", err)
+	}
+	// Only now is the memory free to promise again.
+	s.releaseMemory()
+}
+
+// free removes the workspace (its tmpfs and the run directory) once. A
+// dead kernel's workspace would otherwise stay in memory until the
+// session is deleted or expires: its cgroup is gone with the kernel, so
+// its pages count against no limit and no OOM kill can reclaim them.
+// Requests that come after get ErrDead (see files.go).
+func (s *Session) free() error {
+	s.freeOnce.Do(func() { s.freeErr = s.ws.Close() })
+	return s.freeErr
 }
 
 // deathReason says why a kernel ended.
@@ -169,8 +211,9 @@ func deathReason(res *run.Result, l limits.Limits) string {
 // ID is the session's id.
 func (s *Session) ID() string { return s.id }
 
-// Workspace is the session's workspace, for the file API.
-func (s *Session) Workspace() *isolate.Workspace { return s.ws }
+// RunID is the id of the session's sandbox: its run directory and the
+// prefix of its cgroups' names, for logs.
+func (s *Session) RunID() string { return s.ws.ID() }
 
 // Info describes the session.
 func (s *Session) Info() run.SessionInfo {
@@ -194,15 +237,22 @@ func (s *Session) Touch() {
 func (s *Session) expired(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state != run.SessionBusy && now.Sub(s.lastUsed) >= s.idle
+	// A cell holding the turn may be waiting for a slot, the session
+	// still idle: it is in use all the same.
+	return s.state != run.SessionBusy && len(s.turn) == 0 && now.Sub(s.lastUsed) >= s.idle
 }
 
 // Exec runs one cell and returns what it did. It waits for an earlier
 // cell to finish first. A cell past its deadline or CPU budget, or whose
 // output passes its cap, is interrupted; a kernel that does not stop is
 // killed and the session is dead (run.SessionState in the result). The error is
-// ErrDead for a dead session, ctx's error when ctx ended before the cell
+// ErrDead for a dead session, ErrCellQueueFull or admission.ErrQueueFull
+// when it may not wait, ctx's error when ctx ended before the cell
 // started, or a failure of the session itself.
+//
+// A cell waits twice: for its session's turn (queue), then, holding the
+// turn, for a slot of the daemon's gate. In that order, one session's
+// waiting cells take one place in the gate's queue, never all of them.
 func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellStream) (*run.CellResult, error) {
 	if err := s.checkTimeout(req.Timeout); err != nil {
 		return nil, err
@@ -222,11 +272,19 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 		}
 	}
 	defer func() { <-s.turn }()
+	// A dead session says so at once, not after a wait for a slot.
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
+	release, err := s.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	s.mu.Lock()
-	if s.state == run.SessionDead || s.closed {
-		reason := s.reason
+	if err := s.deadLocked(); err != nil {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", ErrDead, reason)
+		return nil, err
 	}
 	s.cells++
 	cell := s.cells
@@ -245,6 +303,35 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	res.State = s.state
 	s.mu.Unlock()
 	return res, nil
+}
+
+// alive is ErrDead, with the reason, for a dead or closed session.
+func (s *Session) alive() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadLocked()
+}
+
+// deadLocked is alive with s.mu held.
+func (s *Session) deadLocked() error {
+	if s.state == run.SessionDead || s.closed {
+		return fmt.Errorf("%w: %s", ErrDead, s.reason)
+	}
+	return nil
+}
+
+// admit waits for a slot of the gate, if there is one, and returns its
+// release. Past the gate's queue it fails at once, naming it.
+func (s *Session) admit(ctx context.Context) (func(), error) {
+	if s.gate == nil {
+		return func() {}, nil
+	}
+	release, err := s.gate.Acquire(ctx)
+	if errors.Is(err, admission.ErrQueueFull) {
+		return nil, fmt.Errorf("%w: all %d of the daemon's slots for cells are taken and as many cells wait as its queue holds; send the cell again later",
+			err, s.gate.Capacity())
+	}
+	return release, err
 }
 
 // The cells waiting for a session's running one are bounded in number
@@ -531,5 +618,14 @@ func (s *Session) close() error {
 	s.mu.Unlock()
 	s.kill()
 	_, _ = s.proc.Wait()
-	return s.ws.Close()
+	err := s.free()
+	s.releaseMemory()
+	return err
+}
+
+// releaseMemory gives the session's memory back to the budget, once.
+func (s *Session) releaseMemory() {
+	if s.unreserve != nil {
+		s.unreserve()
+	}
 }

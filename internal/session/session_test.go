@@ -304,7 +304,7 @@ func TestWaitingCellsBounded(t *testing.T) {
 	}
 	waitFor(MaxWaitingCells)
 	refused("a small cell past the count", "1+1")
-	if err := s.Workspace().WriteFile(run.File{Name: "go"}); err != nil {
+	if err := s.ws.WriteFile(run.File{Name: "go"}); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

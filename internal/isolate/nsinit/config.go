@@ -43,8 +43,14 @@ type Config struct {
 	TmpInodes int64 `json:"tmp_inodes"`
 	// Binds are host paths made visible read-only at the same path.
 	Binds []Bind `json:"binds"`
+	// DevDir is the host directory of the device nodes (Devices) bound
+	// into the sandbox's /dev and over masked /proc files; "" is /dev.
+	DevDir string `json:"dev_dir,omitempty"`
 	// Files are small files written into the new root (e.g. /etc/passwd).
 	Files []RootFile `json:"files"`
+	// ProcFiles are files the parent generated, shown read-only over the
+	// host's in the run's /proc (a meminfo of the run's memory limit).
+	ProcFiles []ProcFile `json:"proc_files,omitempty"`
 
 	// Rlimits applied to init and so inherited by the program.
 	Rlimits []Rlimit `json:"rlimits"`
@@ -62,6 +68,14 @@ type Bind struct {
 	Path string `json:"path"`
 	// Optional binds whose host path does not exist are skipped.
 	Optional bool `json:"optional,omitempty"`
+}
+
+// ProcFile shows the host file Source, read-only, at /proc/Path in the
+// sandbox. The parent may rewrite Source in place (a warm sandbox taking a
+// run's limits); the program sees the new content.
+type ProcFile struct {
+	Source string `json:"source"`
+	Path   string `json:"path"`
 }
 
 // RootFile is a file created in the new root before it is made read-only.

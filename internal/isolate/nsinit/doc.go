@@ -20,9 +20,10 @@
 //
 //	parent                                     init (PID 1, new namespaces)
 //	  Start() ----- clone + execve ---------->   blocks reading fd 3
-//	  Config JSON ---------------------------->  mounts, pivot_root, hostname,
-//	  [cgroup v1: write pid to cgroup.procs,     loopback, rlimits, caps,
-//	   in parallel with init's setup]            no_new_privs
+//	  Config JSON ---------------------------->  mounts (/proc masked),
+//	  [cgroup v1: write pid to cgroup.procs,     pivot_root, hostname,
+//	   in parallel with init's setup]            loopback, time namespace,
+//	                                             rlimits, caps, no_new_privs
 //	  close fd 3 ("go") ---------------------->  unshare cgroup ns, seccomp,
 //	                                             fork+exec the program (PID 2)
 //	  <--------------- {"pid":2}                 (or {"error":...}, exit 125)

@@ -12,11 +12,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaybeRun runs the init stage and never returns when this process was
-// started as one (argv[0] is Arg0); otherwise it returns at once. Call it
-// first thing in main, before anything else starts goroutines or opens files.
+// MaybeRun runs the init stage, or the filler (fill.go), and never
+// returns when this process was started as one (argv[0] is Arg0 or
+// FillArg0); otherwise it returns at once. Call it first thing in main,
+// before anything else starts goroutines or opens files.
 func MaybeRun() {
-	if len(os.Args) == 0 || os.Args[0] != Arg0 {
+	if len(os.Args) == 0 {
+		return
+	}
+	switch os.Args[0] {
+	case Arg0:
+	case FillArg0:
+		runtime.GOMAXPROCS(1)
+		syscall.Exit(fill())
+	default:
 		return
 	}
 	// One OS thread does all the setup, as runc's init does; the Go runtime
@@ -135,6 +144,9 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		return 0, err
 	}
 	if err := step("bring up loopback", loopbackUp()); err != nil {
+		return 0, err
+	}
+	if err := enterTimeNamespace(); err != nil {
 		return 0, err
 	}
 	if err := setRlimits(cfg.Rlimits); err != nil {

@@ -16,14 +16,16 @@ const (
 	rwAttr = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 )
 
-// devices are bind-mounted from the host's /dev: a user namespace cannot
-// mknod, and these are the ones programs expect.
-var devices = []string{"null", "zero", "full", "random", "urandom"}
+// Devices are the device nodes of the sandbox's /dev, bound from
+// Config.DevDir: a user namespace cannot mknod, and these are the ones
+// programs expect.
+var Devices = []string{"null", "zero", "full", "random", "urandom"}
 
 // buildRoot makes the run's file system: a small tmpfs as the new root,
-// read-only binds of the host's system directories, a fresh /proc, a minimal
-// /dev, size-capped tmpfs /tmp and /dev/shm, the workspace, then pivot_root
-// and the old root detached. Nothing else of the host stays reachable.
+// read-only binds of the host's system directories, a fresh /proc with the
+// host's facts masked, a minimal /dev, size-capped tmpfs /tmp and /dev/shm,
+// the workspace, then pivot_root and the old root detached. Nothing else of
+// the host stays reachable.
 func buildRoot(cfg *Config) error {
 	// Our copy of the mount tree must not propagate anything back to the
 	// host (or receive the host's later mounts).
@@ -39,10 +41,10 @@ func buildRoot(cfg *Config) error {
 			return err
 		}
 	}
-	if err := mountProc(root); err != nil {
+	if err := mountProc(root, devDir(cfg), cfg.ProcFiles); err != nil {
 		return err
 	}
-	if err := mountDev(root, cfg.TmpSize, cfg.TmpInodes); err != nil {
+	if err := mountDev(root, devDir(cfg), cfg.TmpSize, cfg.TmpInodes); err != nil {
 		return err
 	}
 	if err := mountTmpfs(filepath.Join(root, "tmp"), cfg.TmpSize, cfg.TmpInodes, "1777"); err != nil {
@@ -142,16 +144,6 @@ func setAttr(path string, attr uint64, recursive bool) error {
 	return unix.Mount("", path, "", mflags, "")
 }
 
-func mountProc(root string) error {
-	dir := filepath.Join(root, "proc")
-	if err := step("mkdir /proc", os.Mkdir(dir, 0o555)); err != nil {
-		return err
-	}
-	// A fresh procfs of the run's own pid namespace: the host's processes,
-	// and init's environment, are not in it.
-	return step("mount /proc", unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""))
-}
-
 // mountTmpfs mounts a size-capped tmpfs on dir. Its pages are charged to
 // the memory cgroup of whoever writes them: the run.
 func mountTmpfs(dir string, size, inodes int64, mode string) error {
@@ -162,7 +154,7 @@ func mountTmpfs(dir string, size, inodes int64, mode string) error {
 	return step("mount tmpfs "+dir, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts))
 }
 
-func mountDev(root string, shmSize, shmInodes int64) error {
+func mountDev(root, devDir string, shmSize, shmInodes int64) error {
 	dev := filepath.Join(root, "dev")
 	if err := step("mkdir /dev", os.Mkdir(dev, 0o755)); err != nil {
 		return err
@@ -170,14 +162,14 @@ func mountDev(root string, shmSize, shmInodes int64) error {
 	if err := step("mount /dev", unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755")); err != nil {
 		return err
 	}
-	for _, d := range devices {
+	for _, d := range Devices {
 		target := filepath.Join(dev, d)
 		f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o666)
 		if err != nil {
 			return step("create /dev/"+d, err)
 		}
 		f.Close()
-		if err := step("bind /dev/"+d, unix.Mount("/dev/"+d, target, "", unix.MS_BIND, "")); err != nil {
+		if err := step("bind /dev/"+d, unix.Mount(filepath.Join(devDir, d), target, "", unix.MS_BIND, "")); err != nil {
 			return err
 		}
 		if err := step("set /dev/"+d+" attributes", setAttr(target, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, false)); err != nil {
@@ -199,6 +191,14 @@ func mountDev(root string, shmSize, shmInodes int64) error {
 		return err
 	}
 	return step("make /dev read-only", setAttr(dev, roAttr|unix.MOUNT_ATTR_NOEXEC, false))
+}
+
+// devDir is where the device nodes are bound from.
+func devDir(cfg *Config) string {
+	if cfg.DevDir == "" {
+		return "/dev"
+	}
+	return cfg.DevDir
 }
 
 func writeRootFile(root string, f RootFile) error {

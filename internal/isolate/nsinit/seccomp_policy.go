@@ -17,12 +17,20 @@ type Rule struct {
 	Reason string
 }
 
-// ArgCond matches one syscall argument.
+// ArgCond matches the low 32 bits of one syscall argument. Every argument
+// the policy conditions on is an int or unsigned int to the kernel (socket's
+// domain, ioctl's cmd, personality's persona), or an unsigned long of which
+// it reads the lower 32 bits (clone's flags, through lower_32_bits): the
+// kernel ignores the upper half of the register, so the filter must too, or
+// a denied value with a high bit set would pass an exact 64-bit compare and
+// still be the denied value to the kernel. A rule on a true 64-bit argument
+// would need a wider ArgCond; none is needed today.
 type ArgCond struct {
+	// Index is the argument's position, 0 to 5.
 	Index int
 	// Op is "bits_set" (arg & Value != 0), "eq" or "ne".
 	Op    string
-	Value uint64
+	Value uint32
 }
 
 // Namespace clone flags: creating namespaces is how a process gets a fresh
@@ -70,13 +78,13 @@ var Policy = []Rule{
 		Reason: "host clock and raw I/O ports"},
 	{Names: []string{"fanotify_init"},
 		Reason: "watching file access across the system"},
-	{Names: []string{"socket"}, Errno: unix.EAFNOSUPPORT,
+	{Names: []string{"socket", "socketpair"}, Errno: unix.EAFNOSUPPORT,
 		Args: []ArgCond{
 			{Index: 0, Op: "ne", Value: unix.AF_UNIX},
 			{Index: 0, Op: "ne", Value: unix.AF_INET},
 			{Index: 0, Op: "ne", Value: unix.AF_INET6},
 		},
-		Reason: "only unix and IP sockets: netlink reaches nf_tables and routing, AF_VSOCK reaches the hypervisor host (a net namespace does not stop it), AF_PACKET and the rest are attack surface"},
+		Reason: "only unix and IP sockets: netlink reaches nf_tables and routing, AF_VSOCK reaches the hypervisor host (a net namespace does not stop it), AF_PACKET and the rest are attack surface; socketpair creates its sockets (and loads a family's module) before it fails for most families"},
 	{Names: []string{"ioctl"}, Args: []ArgCond{{Index: 1, Op: "eq", Value: unix.TIOCSTI}},
 		Reason: "TIOCSTI pushes keystrokes into a terminal the run may share"},
 	{Names: []string{"ioctl"}, Args: []ArgCond{{Index: 1, Op: "eq", Value: unix.TIOCLINUX}},

@@ -55,9 +55,112 @@ func TestProgramGolden(t *testing.T) {
 	}
 }
 
+// Values seccomp returns, as the filter writes them.
+const (
+	auditX8664 = 0xc000003e
+	auditI386  = 0x40000003
+	retAllow   = 0x7fff0000
+	retKill    = 0x80000000
+	retErrno   = 0x00050000
+	retEPERM   = retErrno | 1
+	retENOSYS  = retErrno | 38
+	retNoAF    = retErrno | 97 // EAFNOSUPPORT
+)
+
+// filterCase is one syscall shown to the filter and what it must return.
+type filterCase struct {
+	name    string
+	syscall string
+	arch    uint32
+	nr      uint32 // used when syscall is empty
+	args    [6]uint64
+	want    uint32
+}
+
+// hi sets bits in the upper half of a 64-bit argument register, which the
+// kernel does not read for any argument the policy conditions on.
+const hi = 1 << 32
+
+// highBitCases holds, for every argument-conditioned rule, calls with bits
+// set above the 32 the kernel reads: a denied value stays denied and an
+// allowed one stays allowed, as the kernel sees the same value either way.
+// TestHighBitCasesCoverPolicy keeps it complete.
+var highBitCases = []filterCase{
+	{name: "clone NEWUSER|hi EPERM", syscall: "clone", args: [6]uint64{hi | 0x10000000 | 17}, want: retEPERM},
+	{name: "clone NEWNET|all hi EPERM", syscall: "clone", args: [6]uint64{0xffffffff<<32 | 0x40000000}, want: retEPERM},
+	{name: "clone thread|hi allowed", syscall: "clone", args: [6]uint64{hi | 0x3d0f00}, want: retAllow},
+	{name: "clone NEWUSER<<32 allowed (kernel reads 0)", syscall: "clone", args: [6]uint64{0x10000000 << 32}, want: retAllow},
+	{name: "socket netlink|hi EAFNOSUPPORT", syscall: "socket", args: [6]uint64{hi | 16, 3}, want: retNoAF},
+	{name: "socket vsock|all hi EAFNOSUPPORT", syscall: "socket", args: [6]uint64{0xffffffff<<32 | 40, 1}, want: retNoAF},
+	{name: "socket inet|hi allowed", syscall: "socket", args: [6]uint64{hi | 2, 1}, want: retAllow},
+	{name: "socket unix|hi allowed", syscall: "socket", args: [6]uint64{hi | 1, 1}, want: retAllow},
+	{name: "socketpair netlink|hi EAFNOSUPPORT", syscall: "socketpair", args: [6]uint64{hi | 16, 3}, want: retNoAF},
+	{name: "socketpair unix|hi allowed", syscall: "socketpair", args: [6]uint64{hi | 1, 1}, want: retAllow},
+	{name: "ioctl TIOCSTI|hi EPERM", syscall: "ioctl", args: [6]uint64{0, hi | 0x5412}, want: retEPERM},
+	{name: "ioctl TIOCSTI|all hi EPERM", syscall: "ioctl", args: [6]uint64{0, 0xffffffff<<32 | 0x5412}, want: retEPERM},
+	{name: "ioctl TIOCLINUX|hi EPERM", syscall: "ioctl", args: [6]uint64{0, hi | 0x541c}, want: retEPERM},
+	{name: "ioctl FIONREAD|hi allowed", syscall: "ioctl", args: [6]uint64{0, hi | 0x541b}, want: retAllow},
+	{name: "ioctl fd|hi, TIOCSTI EPERM", syscall: "ioctl", args: [6]uint64{hi, 0x5412}, want: retEPERM},
+	{name: "personality ADDR_NO_RANDOMIZE|hi EPERM", syscall: "personality", args: [6]uint64{hi | 0x0040000}, want: retEPERM},
+	{name: "personality READ_IMPLIES_EXEC|hi EPERM", syscall: "personality", args: [6]uint64{hi | 0x0400000}, want: retEPERM},
+	{name: "personality PER_LINUX|hi allowed", syscall: "personality", args: [6]uint64{hi}, want: retAllow},
+	{name: "personality query|hi allowed", syscall: "personality", args: [6]uint64{hi | 0xffffffff}, want: retAllow},
+	{name: "personality UNAME26|hi allowed", syscall: "personality", args: [6]uint64{hi | 0x20000}, want: retAllow},
+}
+
 // TestProgramBehaviour runs the filter in the BPF VM against syscalls that
 // must be denied and ones that must pass.
 func TestProgramBehaviour(t *testing.T) {
+	cases := []filterCase{
+		{name: "read allowed", syscall: "read", want: retAllow},
+		{name: "mount EPERM", syscall: "mount", want: retEPERM},
+		{name: "clone3 ENOSYS", syscall: "clone3", want: retENOSYS},
+		{name: "io_uring_setup ENOSYS", syscall: "io_uring_setup", want: retENOSYS},
+		{name: "clone thread allowed", syscall: "clone", args: [6]uint64{0x3d0f00}, want: retAllow},
+		{name: "clone newuser EPERM", syscall: "clone", args: [6]uint64{0x10000000}, want: retEPERM},
+		{name: "socket inet allowed", syscall: "socket", args: [6]uint64{2}, want: retAllow},
+		{name: "socket inet6 allowed", syscall: "socket", args: [6]uint64{10}, want: retAllow},
+		{name: "socket unix allowed", syscall: "socket", args: [6]uint64{1}, want: retAllow},
+		{name: "socket netlink EAFNOSUPPORT", syscall: "socket", args: [6]uint64{16}, want: retNoAF},
+		{name: "socket vsock EAFNOSUPPORT", syscall: "socket", args: [6]uint64{40}, want: retNoAF},
+		{name: "socketpair unix allowed", syscall: "socketpair", args: [6]uint64{1}, want: retAllow},
+		{name: "socketpair netlink EAFNOSUPPORT", syscall: "socketpair", args: [6]uint64{16}, want: retNoAF},
+		{name: "ioctl TIOCSTI EPERM", syscall: "ioctl", args: [6]uint64{0, 0x5412}, want: retEPERM},
+		{name: "ioctl TIOCLINUX EPERM", syscall: "ioctl", args: [6]uint64{0, 0x541c}, want: retEPERM},
+		{name: "ioctl FIONREAD allowed", syscall: "ioctl", args: [6]uint64{0, 0x541b}, want: retAllow},
+		{name: "personality query allowed", syscall: "personality", args: [6]uint64{0xffffffff}, want: retAllow},
+		{name: "personality ADDR_NO_RANDOMIZE EPERM", syscall: "personality", args: [6]uint64{0x0040000}, want: retEPERM},
+		{name: "x32 ABI ENOSYS", nr: 0x40000000, want: retENOSYS},
+		{name: "i386 killed", arch: auditI386, nr: 26, want: retKill},
+	}
+	runFilterCases(t, append(cases, highBitCases...))
+}
+
+// TestHighBitCasesCoverPolicy fails when a rule with argument conditions
+// has no high-bit case for one of its syscalls in highBitCases, for each
+// argument it conditions on.
+func TestHighBitCasesCoverPolicy(t *testing.T) {
+	covered := map[string]bool{}
+	for _, c := range highBitCases {
+		for i, a := range c.args {
+			if a>>32 != 0 {
+				covered[fmt.Sprintf("%s/%d", c.syscall, i)] = true
+			}
+		}
+	}
+	for _, r := range Policy {
+		for _, name := range r.Names {
+			for _, c := range r.Args {
+				if key := fmt.Sprintf("%s/%d", name, c.Index); !covered[key] {
+					t.Errorf("rule %v conditions argument %d of %s: add a case with high bits set in it to highBitCases", r.Names, c.Index, name)
+				}
+			}
+		}
+	}
+}
+
+func runFilterCases(t *testing.T, cases []filterCase) {
+	t.Helper()
 	prog, _, err := Program(arch.X86_64)
 	if err != nil {
 		t.Fatal(err)
@@ -66,47 +169,21 @@ func TestProgramBehaviour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const (
-		auditX8664 = 0xc000003e
-		auditI386  = 0x40000003
-		retAllow   = 0x7fff0000
-		retKill    = 0x80000000
-		retErrno   = 0x00050000
-	)
-	nr := func(name string) uint32 {
-		n, ok := arch.X86_64.SyscallNames[name]
-		if !ok {
-			t.Fatalf("no syscall %s", name)
-		}
-		return uint32(n)
-	}
-	cases := []struct {
-		name string
-		arch uint32
-		nr   uint32
-		args [6]uint64
-		want uint32
-	}{
-		{"read allowed", auditX8664, nr("read"), [6]uint64{}, retAllow},
-		{"mount EPERM", auditX8664, nr("mount"), [6]uint64{}, retErrno | 1},
-		{"clone3 ENOSYS", auditX8664, nr("clone3"), [6]uint64{}, retErrno | 38},
-		{"io_uring_setup ENOSYS", auditX8664, nr("io_uring_setup"), [6]uint64{}, retErrno | 38},
-		{"clone thread allowed", auditX8664, nr("clone"), [6]uint64{0x3d0f00}, retAllow},
-		{"clone newuser EPERM", auditX8664, nr("clone"), [6]uint64{0x10000000}, retErrno | 1},
-		{"socket inet allowed", auditX8664, nr("socket"), [6]uint64{2}, retAllow},
-		{"socket unix allowed", auditX8664, nr("socket"), [6]uint64{1}, retAllow},
-		{"socket netlink EAFNOSUPPORT", auditX8664, nr("socket"), [6]uint64{16}, retErrno | 97},
-		{"socket vsock EAFNOSUPPORT", auditX8664, nr("socket"), [6]uint64{40}, retErrno | 97},
-		{"ioctl TIOCSTI EPERM", auditX8664, nr("ioctl"), [6]uint64{0, 0x5412}, retErrno | 1},
-		{"ioctl FIONREAD allowed", auditX8664, nr("ioctl"), [6]uint64{0, 0x541b}, retAllow},
-		{"personality query allowed", auditX8664, nr("personality"), [6]uint64{0xffffffff}, retAllow},
-		{"personality ADDR_NO_RANDOMIZE EPERM", auditX8664, nr("personality"), [6]uint64{0x0040000}, retErrno | 1},
-		{"x32 ABI ENOSYS", auditX8664, 0x40000000 | nr("read"), [6]uint64{}, retErrno | 38},
-		{"i386 killed", auditI386, 26, [6]uint64{}, retKill},
-	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := vm.Run(seccompData(c.nr, c.arch, c.args))
+			nr := c.nr
+			if c.syscall != "" {
+				n, ok := arch.X86_64.SyscallNames[c.syscall]
+				if !ok {
+					t.Fatalf("no syscall %s", c.syscall)
+				}
+				nr |= uint32(n)
+			}
+			a := c.arch
+			if a == 0 {
+				a = auditX8664
+			}
+			got, err := vm.Run(seccompData(nr, a, c.args))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,192 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// procView is what the program of TestAttackHostFactsHidden reports.
+type procView struct {
+	Files     map[string]string   `json:"files"`
+	Dirs      map[string][]string `json:"dirs"`
+	Mountinfo string              `json:"mountinfo"`
+	Errors    map[string]string   `json:"errors"`
+	CPUCount  int                 `json:"cpu_count"`
+	PoolSum   int                 `json:"pool_sum"`
+	Free      string              `json:"free"`
+	Uptime    string              `json:"uptime"`
+	Numpy     string              `json:"numpy"`
+	Clocks    [2]float64          `json:"clocks"`
+}
+
+// procViewProgram reads the files of /proc that tell a tenant about the
+// host, then runs ordinary programs that read /proc (os.cpu_count, a
+// multiprocessing pool, free(1), uptime(1), numpy if the host has it).
+const procViewProgram = `import json, os, subprocess, multiprocessing, time
+files, dirs, errors = {}, {}, {}
+for p in ["cmdline", "config.gz", "meminfo", "loadavg", "uptime", "sys/kernel/random/boot_id",
+          "partitions", "diskstats", "swaps", "interrupts", "keys", "timer_list", "sched_debug", "kcore"]:
+    try:
+        with open("/proc/" + p, "rb") as f:
+            files[p] = f.read(1 << 16).decode("latin-1")
+    except FileNotFoundError:
+        pass
+    except OSError as ex:
+        errors[p] = repr(ex)
+for d in ["acpi", "asound", "scsi", "pressure"]:
+    if os.path.isdir("/proc/" + d):
+        dirs[d] = os.listdir("/proc/" + d)
+try:
+    open("/proc/sys/kernel/hostname", "w").write("host")
+    errors["write /proc/sys"] = "succeeded"
+except OSError as ex:
+    pass
+with multiprocessing.Pool(2) as pool:
+    pool_sum = sum(pool.map(abs, range(-10, 10)))
+try:
+    import numpy
+    np = "numpy %s: %s" % (numpy.__version__, numpy.arange(4).sum())
+except ImportError:
+    np = "not installed"
+print(json.dumps({
+    "files": files, "dirs": dirs, "errors": errors,
+    "mountinfo": open("/proc/self/mountinfo").read(),
+    "cpu_count": os.cpu_count(), "pool_sum": pool_sum,
+    "free": subprocess.run(["free", "-k"], capture_output=True, text=True).stdout,
+    "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout,
+    "numpy": np,
+    "clocks": [time.clock_gettime(time.CLOCK_MONOTONIC), time.clock_gettime(time.CLOCK_BOOTTIME)],
+}))
+`
+
+// TestAttackHostFactsHidden: the host's boot command line, kernel config,
+// boot id, memory, load, uptime (in /proc and in the clocks) and block
+// devices are not readable inside;
+// meminfo shows the run's memory limit; ordinary programs that read /proc
+// still work. Each value is compared with the host's own, read here.
+func TestAttackHostFactsHidden(t *testing.T) {
+	requireSandbox(t)
+	r, exit := runJSON(t, runSpec{code: procViewProgram, flags: []string{"--memory", "96MiB", "--timeout", "30s"}})
+	if r.Status != "ok" || exit != 0 {
+		t.Fatalf("the program failed (status %s, exit %d)\n%s", r.Status, exit, r)
+	}
+	var v procView
+	if err := json.Unmarshal(r.Stdout, &v); err != nil {
+		t.Fatalf("decode the program's report: %v\n%s", err, r)
+	}
+	for p, e := range v.Errors {
+		t.Errorf("/proc/%s: %s (a masked file reads as empty, it does not fail)", p, e)
+	}
+	for _, p := range []string{"cmdline", "config.gz", "partitions", "diskstats", "swaps", "interrupts", "keys", "timer_list", "sched_debug", "kcore"} {
+		host, err := os.ReadFile("/proc/" + p)
+		if err != nil || len(host) == 0 {
+			continue // not on this kernel, or nothing to hide
+		}
+		if got, ok := v.Files[p]; !ok || got != "" {
+			t.Errorf("/proc/%s inside is %q, want it masked (empty); the host's has %d bytes", p, clip(got), len(host))
+		}
+	}
+	for d, ents := range v.Dirs {
+		if len(ents) > 0 {
+			t.Errorf("/proc/%s inside lists %v, want an empty mask", d, ents)
+		}
+	}
+	hostBoot := strings.TrimSpace(readHost(t, "/proc/sys/kernel/random/boot_id"))
+	boot := strings.TrimSpace(v.Files["sys/kernel/random/boot_id"])
+	if boot == hostBoot || len(boot) != 36 || strings.Count(boot, "-") != 4 {
+		t.Errorf("boot_id inside is %q, want a UUID of the sandbox's own (host's is %s)", boot, hostBoot)
+	}
+	if got, want := meminfoKB(v.Files["meminfo"], "MemTotal"), int64(96*1024); got != want {
+		t.Errorf("MemTotal inside is %d kB, want the run's limit %d kB (host's is %d kB)", got, want, meminfoKB(readHost(t, "/proc/meminfo"), "MemTotal"))
+	}
+	if host := readHost(t, "/proc/loadavg"); v.Files["loadavg"] == host || !strings.HasPrefix(v.Files["loadavg"], "0.00 0.00 0.00 ") {
+		t.Errorf("loadavg inside is %q, want the sandbox's zero load, not the host's %q", v.Files["loadavg"], host)
+	}
+	up, _ := strconv.ParseFloat(strings.Fields(v.Files["uptime"] + " x")[0], 64)
+	hostUp, _ := strconv.ParseFloat(strings.Fields(readHost(t, "/proc/uptime"))[0], 64)
+	if up >= 1 || hostUp < 1 {
+		t.Errorf("uptime inside is %q, want none of the host's %.0f s", v.Files["uptime"], hostUp)
+	}
+	// The clocks count from the sandbox's start (a time namespace), not
+	// from the host's boot.
+	if hostUp > 120 && (v.Clocks[0] > 60 || v.Clocks[1] > 60) {
+		t.Errorf("CLOCK_MONOTONIC %.0f s and CLOCK_BOOTTIME %.0f s inside, want the sandbox's own few seconds, not the host's uptime %.0f s", v.Clocks[0], v.Clocks[1], hostUp)
+	}
+	checkMountinfo(t, v.Mountinfo)
+
+	// Ordinary programs still work, and see the sandbox's figures.
+	if want := hostCPUs(t); v.CPUCount != want || v.PoolSum != 100 {
+		t.Errorf("os.cpu_count() = %d (host %d), pool sum %d (want 100)", v.CPUCount, want, v.PoolSum)
+	}
+	if !strings.Contains(v.Free, strconv.Itoa(96*1024)) {
+		t.Errorf("free -k does not show the run's limit:\n%s", v.Free)
+	}
+	if !strings.Contains(v.Uptime, "load average: 0.00, 0.00, 0.00") {
+		t.Errorf("uptime(1) output %q, want the sandbox's zero load", v.Uptime)
+	}
+	t.Logf("numpy: %s; free:\n%s", v.Numpy, v.Free)
+}
+
+// checkMountinfo: the run's mountinfo names neither the daemon's state
+// directory nor the host's devtmpfs (whose size is half the host's RAM).
+// The source device of the read-only system binds (the host's root disk)
+// is still there: see README, "What a run can see".
+func checkMountinfo(t *testing.T, mi string) {
+	t.Helper()
+	for _, bad := range []string{"/run/sandboxd", "/var/lib/sandboxd", "runs/", "devtmpfs"} {
+		if strings.Contains(mi, bad) {
+			t.Errorf("mountinfo inside names %q:\n%s", bad, mi)
+		}
+	}
+}
+
+func readHost(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read the host's %s: %v", path, err)
+	}
+	return string(b)
+}
+
+// meminfoKB returns a meminfo field in kB, or -1.
+func meminfoKB(meminfo, key string) int64 {
+	for _, line := range strings.Split(meminfo, "\n") {
+		k, rest, ok := strings.Cut(line, ":")
+		if ok && k == key {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// hostCPUs is the host's online CPU count, as the sandbox should see it.
+func hostCPUs(t *testing.T) int {
+	t.Helper()
+	b := bytes.TrimSpace([]byte(readHost(t, "/sys/devices/system/cpu/online")))
+	n := 0
+	for _, r := range strings.Split(string(b), ",") {
+		lo, hi, ok := strings.Cut(r, "-")
+		a, _ := strconv.Atoi(lo)
+		z := a
+		if ok {
+			z, _ = strconv.Atoi(hi)
+		}
+		n += z - a + 1
+	}
+	return n
+}
+
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}
