@@ -204,3 +204,28 @@ func pyQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestE2BDeadKernel: a cell that ends its kernel gets an error event
+// saying so; the sandbox is then not running for the SDK (health 502,
+// isRunning() false), and kill() still removes it (true). A second
+// sandbox of the same key, the bystander, runs on.
+func TestE2BDeadKernel(t *testing.T) {
+	requireDaemon(t)
+	d, key, _ := e2bDaemon(t)
+	sb := newE2BSandbox(t, d, key)
+	other := newE2BSandbox(t, d, key)
+	resp, body := sb.do(t, "POST", "/execute", []byte(`{"code":"import os\nos._exit(3)"}`), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"type":"error"`) || !strings.Contains(string(body), "exited with code 3") {
+		t.Errorf("execute os._exit(3): %d %s; want an error event naming the exit", resp.StatusCode, body)
+	}
+	if resp, body := sb.do(t, "GET", "/health", nil, nil); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("health of a dead kernel's sandbox: %d %s; want 502", resp.StatusCode, body)
+	}
+	if resp, _ := other.do(t, "GET", "/health", nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("the bystander sandbox's health: %d; want 204", resp.StatusCode)
+	}
+	other.execute(t, "1+1")
+	if resp, body := d.request(t, "DELETE", "/e2b/sandboxes/"+sb.id, nil, http.Header{"X-API-KEY": {key}}); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("kill of the dead sandbox: %d %s; want 204", resp.StatusCode, body)
+	}
+}

@@ -68,8 +68,18 @@ func (s *Server) mainSession(sb *sandbox) (*session.Session, error) {
 	return sess, nil
 }
 
+// handleHealth is envd's health: 204 while the sandbox's kernel lives.
+// Once it is dead (killed at its memory limit) nothing more runs in the
+// sandbox, so it is E2B's 502 and isRunning() is false, though the
+// sandbox stays listed until it is killed or times out.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.mainSession(sandboxFrom(r.Context())); err != nil {
+	sess, err := s.mainSession(sandboxFrom(r.Context()))
+	if err == nil {
+		if info := sess.Info(); info.State == run.SessionDead {
+			err = fmt.Errorf("%w: its kernel is dead: %s", errGone, info.Reason)
+		}
+	}
+	if err != nil {
 		writeError(w, err)
 		return
 	}
