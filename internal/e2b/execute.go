@@ -182,10 +182,6 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: the request body: %w", errdefs.ErrInvalidArgument, err))
 		return
 	}
-	if len(req.EnvVars) > 0 {
-		writeError(w, fmt.Errorf("%w: env_vars: variables for one execution are not offered; give them when the sandbox is created (envs)", errNotOffered))
-		return
-	}
 	sess, err := s.contextSession(r, sb, req.ContextID, req.Language)
 	if err != nil {
 		writeError(w, err)
@@ -199,7 +195,9 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 		Stderr:  stderr,
 		Display: func(b run.MIMEBundle) { out.emit(resultEvent(b, false)) },
 	}
-	res, err := sess.Exec(r.Context(), run.CellRequest{Code: req.Code}, live)
+	res, err := withEnv(r.Context(), sess, req.EnvVars, func() (*run.CellResult, error) {
+		return sess.Exec(r.Context(), run.CellRequest{Code: req.Code}, live)
+	})
 	stdout.flush()
 	stderr.flush()
 	if err != nil {
