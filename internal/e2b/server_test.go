@@ -215,3 +215,21 @@ func TestHostRouter(t *testing.T) {
 		t.Error("no handler without a domain")
 	}
 }
+
+// TestEnvCells: the variables reach a kernel's cell as base64 only, so
+// no value is code; a runtime without the cells says so.
+func TestEnvCells(t *testing.T) {
+	evil := map[string]string{"A": "\"); __import__('os').system('id') #\n`${process.exit()}`"}
+	for _, rt := range []string{"python", "javascript"} {
+		set, restore, ok := envCells(rt, evil)
+		if !ok || restore == "" {
+			t.Fatalf("%s: no env cells", rt)
+		}
+		if strings.Contains(set, "system") || strings.Contains(set, "process.exit") {
+			t.Errorf("%s: a value appears as code: %s", rt, set)
+		}
+	}
+	if _, _, ok := envCells("ruby", evil); ok {
+		t.Error("ruby has env cells")
+	}
+}
