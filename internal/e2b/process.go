@@ -18,7 +18,6 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
-	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // Commands (envd's Process.Start) run inside the sandbox as a cell of its
@@ -94,17 +93,23 @@ func (o outputWriter) Write(b []byte) (int, error) {
 type procTable struct {
 	mu      sync.Mutex
 	next    uint32
-	running map[uint32]*session.Session
+	running map[uint32]runningProc
 }
 
-func (t *procTable) start(sess *session.Session) uint32 {
+// runningProc is a command: its sandbox, and how to stop it.
+type runningProc struct {
+	sandbox string
+	stop    context.CancelFunc
+}
+
+func (t *procTable) start(sandbox string, stop context.CancelFunc) uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.running == nil {
-		t.running = map[uint32]*session.Session{}
+		t.running = map[uint32]runningProc{}
 	}
 	t.next++
-	t.running[t.next] = sess
+	t.running[t.next] = runningProc{sandbox: sandbox, stop: stop}
 	return t.next
 }
 
@@ -114,10 +119,11 @@ func (t *procTable) end(pid uint32) {
 	t.mu.Unlock()
 }
 
-func (t *procTable) get(pid uint32) *session.Session {
+func (t *procTable) get(pid uint32) (runningProc, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.running[pid]
+	p, ok := t.running[pid]
+	return p, ok
 }
 
 func (p *processService) Start(ctx context.Context, req *connect.Request[process.StartRequest], stream *connect.ServerStream[process.StartResponse]) error {
@@ -154,7 +160,11 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 	}
 	ps := &procStream{stream: stream}
 	defer ps.close()
-	pid := p.procs.start(sess)
+	// SendSignal cancels ctx: a waiting command leaves the queue, a
+	// running one's cell is interrupted, which kills the program.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	pid := p.procs.start(sandboxFrom(ctx).id, stop)
 	defer p.procs.end(pid)
 	ps.send(&process.ProcessEvent{Event: &process.ProcessEvent_Start{Start: &process.ProcessEvent_StartEvent{Pid: pid}}})
 	res, err := sess.Exec(ctx, run.CellRequest{Code: commandCell(argv, cwd, env), Timeout: limits.Duration(timeout)},
@@ -192,17 +202,14 @@ func endEvent(res *run.CellResult) *process.ProcessEvent_EndEvent {
 	return &process.ProcessEvent_EndEvent{ExitCode: -1, Status: string(res.Status), Error: &why}
 }
 
-// SendSignal stops a running command: its cell is interrupted, which
-// kills the program.
+// SendSignal stops a command, whatever the signal: one waiting for its
+// turn is dropped, a running one's cell interrupted, which kills it.
 func (p *processService) SendSignal(ctx context.Context, req *connect.Request[process.SendSignalRequest]) (*connect.Response[process.SendSignalResponse], error) {
 	pid := req.Msg.GetProcess().GetPid()
-	sess := p.procs.get(pid)
-	sb := sandboxFrom(ctx)
-	if sess == nil || sess.ID() != sb.id {
+	proc, ok := p.procs.get(pid)
+	if !ok || proc.sandbox != sandboxFrom(ctx).id {
 		return nil, connectError(fmt.Errorf("%w: no running process %d", errdefs.ErrNotFound, pid))
 	}
-	if _, err := sess.Interrupt(); err != nil {
-		return nil, connectError(err)
-	}
+	proc.stop()
 	return connect.NewResponse(&process.SendSignalResponse{}), nil
 }
