@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // The API tests (api_test.go, piston_test.go) start the real sandboxd
@@ -856,4 +858,23 @@ func waitRunProcs(t *testing.T, token string) string {
 		t.Fatalf("cannot tell the run id from the program's cgroup %q", procs[0].cgroup)
 	}
 	return id
+}
+
+// requireNPMClient stops the test (testenv.MissingNPMClient) unless node
+// and the npm package pkg installed in tests/dir (by `npm ci --prefix
+// tests/dir`) are at hand; it returns node's path and dir's absolute path.
+func requireNPMClient(t *testing.T, dir, pkg string) (node, abs string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.MissingNPMClient(t, "tests/"+dir, "no node on PATH")
+	}
+	abs, err = filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
+		testenv.MissingNPMClient(t, "tests/"+dir, "tests/"+dir+"/node_modules/"+pkg+" is missing")
+	}
+	return node, abs
 }

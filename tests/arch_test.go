@@ -22,7 +22,7 @@ var (
 	}
 	// frontEnds speak to people, programs and agents.
 	frontEnds = []string{
-		"internal/api", "internal/mcpserver", "internal/cli", "internal/client",
+		"internal/api", "internal/mcpserver", "internal/e2b", "internal/cli", "internal/client",
 		"internal/daemon", "internal/wire", "internal/metrics",
 	}
 	// contract is the floor both backends and every front end stand on.

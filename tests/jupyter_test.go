@@ -32,7 +32,8 @@ import (
 // script's.
 func requireJupyterClient(t *testing.T) (node, script string) {
 	t.Helper()
-	return requireNPMClient(t, "jupyter", "@jupyterlab/services", "kernel.mjs")
+	node, dir := requireNPMClient(t, "jupyter", "@jupyterlab/services")
+	return node, filepath.Join(dir, "kernel.mjs")
 }
 
 // TestJupyterServicesClient: JupyterLab's client starts a kernel on the

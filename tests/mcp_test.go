@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // The MCP interoperability tests drive sandboxd's MCP server with the real
@@ -29,26 +27,8 @@ import (
 // client are at hand, and returns node's path and the script's.
 func requireMCPClient(t *testing.T) (node, script string) {
 	t.Helper()
-	return requireNPMClient(t, "mcp", "@modelcontextprotocol/sdk", "client.mjs")
-}
-
-// requireNPMClient stops the test (testenv.MissingNPMClient) unless node
-// and the npm package pkg, installed in tests/dir, are at hand, and
-// returns node's path and that of the script of dir.
-func requireNPMClient(t *testing.T, dir, pkg, script string) (node, path string) {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.MissingNPMClient(t, "tests/"+dir, "no node on PATH")
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/"+dir, "tests/"+dir+"/node_modules/"+pkg+" is missing")
-	}
-	return node, filepath.Join(abs, script)
+	node, dir := requireNPMClient(t, "mcp", "@modelcontextprotocol/sdk")
+	return node, filepath.Join(dir, "client.mjs")
 }
 
 // mcpStateDir makes a state directory under /run for one MCP test. Its

@@ -2,13 +2,10 @@ package tests
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestPistonClient drives the daemon's Piston v2 endpoints with the real
@@ -18,17 +15,8 @@ import (
 // so the daemon has none.
 func TestPistonClient(t *testing.T) {
 	requireDaemon(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.MissingNPMClient(t, "tests/piston", "no node on PATH")
-	}
-	script, err := filepath.Abs(filepath.Join("piston", "piston.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "piston-client", "package.json")); err != nil {
-		testenv.MissingNPMClient(t, "tests/piston", "tests/piston/node_modules/piston-client is missing")
-	}
+	node, dir := requireNPMClient(t, "piston", "piston-client")
+	script := filepath.Join(dir, "piston.mjs")
 	d := startDaemon(t, daemonConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

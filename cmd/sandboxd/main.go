@@ -242,6 +242,7 @@ rest.`,
 	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "keep N warm sandboxes ready for RUNTIME, as `RUNTIME=N`: python=2 (0 disables)")
 	showDefault(fl, "warm", "")
 	sessionFlags(fl, &cfg.Sessions)
+	fl.StringVar(&cfg.E2BDomain, "e2b-domain", "", "also serve E2B SDKs before 2.7.0, which name sandboxes by host: `DOMAIN` of <port>-<sandbox id>.DOMAIN (wildcard DNS and TLS in front)")
 	lf.add(fl)
 	return cmd
 }

@@ -135,6 +135,14 @@ func (s *Server) routes() []route {
 	}
 }
 
+// Mount serves h under prefix ("/e2b": every path below it, with the
+// prefix stripped), behind the checks against web pages and the body
+// limits but not the bearer token: h speaks another API, which checks
+// its own credentials (the E2B API's keys and access tokens).
+func (s *Server) Mount(prefix string, h http.Handler) {
+	s.mux.Handle(prefix+"/", http.StripPrefix(prefix, h))
+}
+
 // Handle adds an authenticated route (used for /mcp).
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, s.authenticate(h))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/api"
+	"github.com/sandboxd/sandboxd/internal/e2b"
 	"github.com/sandboxd/sandboxd/internal/executor"
 	"github.com/sandboxd/sandboxd/internal/jupyter"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -62,6 +63,9 @@ type Config struct {
 	Version string
 	// Conns bounds the HTTP connections: caps and timeouts.
 	Conns Conns
+	// E2BDomain, if set, routes E2B sandbox host names
+	// ("<port>-<id>.<E2BDomain>") to the E2B API, for SDKs before 2.7.0.
+	E2BDomain string
 }
 
 // ErrInsecure: a non-loopback listen address without a token.
@@ -139,6 +143,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	// MCP over streamable HTTP, behind the same token and admission gate.
 	tools := mcpserver.New(runner, x.Runtimes(), cfg.Version, sessions)
 	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
+	// E2B's API over the same sessions, for E2B's SDKs (E2B_API_URL and
+	// E2B_SANDBOX_URL at <daemon>/e2b); its keys are the daemon's tokens.
+	e2bSrv := newE2B(cfg, x, sessions, m, log)
+	defer e2bSrv.Close()
+	srv.Mount("/e2b", e2bSrv)
 	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
 	// period, then its cancellation kills every run still going.
 	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
@@ -156,7 +165,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		srv.Handle(r.Pattern, r.Handler)
 	}
 	hs := &http.Server{
-		Handler:     srv,
+		Handler:     e2bSrv.HostRouter("/e2b", srv),
 		BaseContext: func(net.Listener) context.Context { return runCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -268,6 +277,17 @@ func newBudget(cfg *Config, log *slog.Logger, onReject func()) (*admission.Budge
 // the next.
 func frontRunner(x *executor.Executor, gate *admission.Gate, budget *admission.Budget, m *metrics.Metrics, log *slog.Logger) run.Runner {
 	return &metrics.Runner{Next: &admission.Runner{Gate: gate, Budget: budget, Next: x}, Metrics: m, Log: log}
+}
+
+// newE2B is the E2B API over sessions: cells and commands may run up to
+// the executor's timeout ceiling, sandboxes live up to the sessions'
+// longest idle timeout.
+func newE2B(cfg Config, x *executor.Executor, sessions *session.Manager, m *metrics.Metrics, log *slog.Logger) *e2b.Server {
+	_, ceiling := x.Limits()
+	return e2b.New(e2b.Config{
+		Sessions: sessions, Tokens: cfg.API.Tokens, CellTimeout: ceiling.Timeout.Std(),
+		MaxTimeout: cfg.Sessions.MaxIdleTimeout, Domain: cfg.E2BDomain, Metrics: m, Logger: log,
+	})
 }
 
 // newSessions is the session manager on x's process backend: its cells

@@ -231,6 +231,32 @@ func (w *Workspace) RemoveFile(name string) error {
 	return nil
 }
 
+// MakeDir creates the directory name and its missing parents, owned by
+// the sandbox user; created is false when it was already a directory. An
+// element that exists as anything else, or a symlink among them, is an
+// error, and nothing is followed.
+func (w *Workspace) MakeDir(name string) (created bool, err error) {
+	name, err = workspace.CleanName(name)
+	if err != nil {
+		return false, err
+	}
+	rootfd, err := w.openRoot()
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(rootfd)
+	if fd, err := openIn(rootfd, name, unix.O_PATH|unix.O_DIRECTORY); err == nil {
+		unix.Close(fd)
+		return false, nil
+	}
+	fd, err := w.mkdirAllAt(rootfd, name)
+	if err != nil {
+		return false, fileError("mkdir", name, err)
+	}
+	unix.Close(fd)
+	return true, nil
+}
+
 // ListFiles lists the tree under dir ("" or "." for the whole workspace),
 // at most maxEntries entries, in path order (a directory right before its
 // entries) down to maxListDepth levels. truncated says that entries were

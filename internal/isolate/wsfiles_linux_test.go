@@ -446,3 +446,38 @@ func TestFilesAfterClose(t *testing.T) {
 		t.Errorf("list after close: %v", err)
 	}
 }
+
+// TestMakeDir: directories and their parents are made, an existing one
+// is reported as such, and a symlink planted on the way is not followed.
+func TestMakeDir(t *testing.T) {
+	ws := newFilesWorkspace(t, 0)
+	created, err := ws.MakeDir("a/b/c")
+	if err != nil || !created {
+		t.Fatalf("MakeDir a/b/c = %v, %v; want created", created, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(ws.work, "a/b/c")); err != nil || !fi.IsDir() {
+		t.Fatalf("a/b/c not a directory: %v", err)
+	}
+	if created, err := ws.MakeDir("a/b"); err != nil || created {
+		t.Errorf("MakeDir of an existing directory = %v, %v; want false, nil", created, err)
+	}
+	if err := put(ws, "f", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.MakeDir("f/sub"); err == nil {
+		t.Error("MakeDir under a regular file succeeded")
+	}
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(ws.work, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.MakeDir("link/evil"); err == nil {
+		t.Error("MakeDir through a symlink succeeded")
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "evil")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("MakeDir wrote outside the workspace: %v", err)
+	}
+	if _, err := ws.MakeDir("../x"); !errors.Is(err, workspace.ErrBadFileName) {
+		t.Error("MakeDir of ../x succeeded")
+	}
+}

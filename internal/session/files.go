@@ -50,6 +50,16 @@ func (s *Session) ListFiles(dir string, maxEntries int) (files []workspace.FileI
 	return files, truncated, err
 }
 
+// MakeDir creates the workspace directory name and its missing parents;
+// created is false when it was a directory already.
+func (s *Session) MakeDir(name string) (created bool, err error) {
+	err = s.withFiles(func(ws *isolate.Workspace) error {
+		created, err = ws.MakeDir(name)
+		return err
+	})
+	return created, err
+}
+
 // withFiles runs op on the workspace of a live session. On a dead one, or
 // when op failed because the session died meanwhile, it is ErrDead.
 func (s *Session) withFiles(op func(ws *isolate.Workspace) error) error {
