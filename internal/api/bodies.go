@@ -8,6 +8,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // bodyBudget bounds the request bytes the daemon reads and decodes at
@@ -89,6 +90,21 @@ func (b *bodyBudget) give(client string, n int64) {
 	if b.by[client] -= n; b.by[client] == 0 {
 		delete(b.by, client)
 	}
+}
+
+// bodyClient is whose share of the budget r's body takes: its token's; an
+// E2B request's API key or sandbox access token (the /e2b mount sends no
+// Authorization); else the anonymous share.
+func bodyClient(r *http.Request) string {
+	if _, ok := Credential(r); ok {
+		return Owner(r)
+	}
+	for _, h := range []string{"X-API-KEY", "X-Access-Token"} {
+		if v := r.Header.Get(h); v != "" {
+			return h + ":" + session.TokenOwner(v)
+		}
+	}
+	return Owner(r)
 }
 
 // releasingBody releases its reservation as soon as the body is read to

@@ -104,3 +104,30 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestBodyClient: E2B's keys and access tokens each get a share of their
+// own, as bearer tokens do; requests without any share the anonymous one.
+func TestBodyClient(t *testing.T) {
+	req := func(h ...string) *http.Request {
+		r := httptest.NewRequest("POST", "/e2b/execute", nil)
+		for i := 0; i+1 < len(h); i += 2 {
+			r.Header.Set(h[i], h[i+1])
+		}
+		return r
+	}
+	keys := map[string]string{
+		"bearer a": bodyClient(req("Authorization", "Bearer a")),
+		"bearer b": bodyClient(req("Authorization", "Bearer b")),
+		"key a":    bodyClient(req("X-API-KEY", "a")),
+		"key b":    bodyClient(req("X-API-KEY", "b")),
+		"access a": bodyClient(req("X-Access-Token", "a")),
+		"none":     bodyClient(req()),
+	}
+	seen := map[string]string{}
+	for name, k := range keys {
+		if other, dup := seen[k]; dup {
+			t.Errorf("%s and %s share the body budget key %q", name, other, k)
+		}
+		seen[k] = name
+	}
+}

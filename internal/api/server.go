@@ -163,7 +163,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", errdefs.ErrInvalidArgument, r.URL.EscapedPath(), why))
 		return
 	}
-	release, err := s.bodies.reserve(r, owner(r))
+	release, err := s.bodies.reserve(r, bodyClient(r))
 	if err != nil {
 		s.metrics.Rejected("body_memory")
 		writeError(w, err)
