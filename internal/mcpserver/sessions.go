@@ -229,7 +229,7 @@ type RunInSessionInput struct {
 type CellOutput struct {
 	SessionID string `json:"session_id"`
 	Cell      int    `json:"cell" jsonschema:"the cell's number in the session, from 1"`
-	Status    string `json:"status" jsonschema:"ok; error (an exception, see error); timeout, cpu_limit, output_limit or memory_limit (a limit stopped the cell); exited, signaled or internal_error (the kernel ended)"`
+	Status    string `json:"status" jsonschema:"ok; error (an exception, see error); timeout, cpu_limit, output_limit or memory_limit (a limit stopped the cell); exited, signaled or internal_error (the kernel ended); canceled (the call was cancelled; the session goes on)"`
 	Reason    string `json:"reason,omitempty" jsonschema:"why a limit or the sandbox stopped the cell, and whether the session goes on"`
 	Stdout    string `json:"stdout"`
 	Stderr    string `json:"stderr"`

@@ -594,7 +594,7 @@ func (s *Session) exec(ctx context.Context, cell int, req run.CellRequest, live 
 			interrupt(stop{run.StatusOutputLimit, fmt.Sprintf("the cell's output passed the limit of %s per stream and it was interrupted", s.limits.Output)})
 		case <-done:
 			done = nil
-			interrupt(stop{run.StatusInternalError, "the client went away and the cell was interrupted"})
+			interrupt(stop{run.StatusCanceled, "the client went away and the cell was interrupted"})
 		case <-resend:
 			_ = s.proc.Interrupt(syscall.SIGINT)
 		case <-grace:
