@@ -62,7 +62,7 @@ func (r *Runner) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Resul
 // admitted: canceled, as it would be a moment later in the sandbox, so
 // that a client's going is one status whatever phase it came in.
 func canceled(ctx context.Context, p *run.Plan, while string) *run.Result {
-	res := run.Canceled(ctx.Err(), while)
+	res := run.Canceled(context.Cause(ctx), while)
 	res.Runtime = p.Runtime
 	return res
 }

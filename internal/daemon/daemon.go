@@ -140,8 +140,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	srv.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return tools }, nil))
 	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
 	// period, then its cancellation kills every run still going.
-	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
-	defer killRuns()
+	runCtx, killRuns := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer killRuns(nil)
 	hs := &http.Server{
 		Handler:     srv,
 		BaseContext: func(net.Listener) context.Context { return runCtx },
@@ -165,7 +165,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	defer cancel()
 	if err := hs.Shutdown(graceCtx); err != nil {
 		log.Warn("grace period over: killing the runs still going")
-		killRuns()
+		// The cause is the killed runs' reason (status canceled).
+		killRuns(fmt.Errorf("the daemon shut down and its grace period of %s passed", cfg.Grace))
 		// Handlers return promptly once their runs are killed.
 		finalCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

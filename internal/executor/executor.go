@@ -411,8 +411,8 @@ func placeFiles(ctx context.Context, ws *isolate.Workspace, files []run.File) er
 // canceled when its caller went (the run's, whatever its phase), else
 // the client's error.
 func placeFailed(ctx context.Context, err error) (*run.Result, error) {
-	if cause := ctx.Err(); cause != nil {
-		return run.Canceled(cause, "its files were placed"), nil
+	if ctx.Err() != nil {
+		return run.Canceled(context.Cause(ctx), "its files were placed"), nil
 	}
 	return nil, err
 }

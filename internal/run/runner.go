@@ -68,8 +68,10 @@ func InternalError(err error) *Result {
 }
 
 // SetCanceled marks res as stopped by its caller, for the cause its
-// context gave: a passed deadline is a timeout, anything else canceled.
-// Either way it is not an internal error: Error is cleared.
+// context gave (context.Cause): a passed deadline is a timeout, anything
+// else canceled. A cause of the canceler's own (context.WithCancelCause:
+// the daemon's shutdown) is the reason; a plain cancel is the caller's
+// going. Either way it is not an internal error: Error is cleared.
 func (r *Result) SetCanceled(cause error) {
 	r.Error = ""
 	if errors.Is(cause, context.DeadlineExceeded) {
@@ -79,6 +81,9 @@ func (r *Result) SetCanceled(cause error) {
 	}
 	r.Status = StatusCanceled
 	r.Reason = "stopped: the run was canceled by its caller"
+	if cause != nil && !errors.Is(cause, context.Canceled) {
+		r.Reason = "stopped: " + Clip(cause.Error(), MaxMessage)
+	}
 }
 
 // Canceled is the result of a run whose caller went away before its

@@ -34,7 +34,7 @@ func (r *Runner) Run(ctx context.Context, e Exec) (*run.Result, error) {
 		// The caller gave up before the guest started (waiting for a
 		// compilation or a worker): as classify says it once it started,
 		// and not the sandbox's failure.
-		res.SetCanceled(ctx.Err())
+		res.SetCanceled(context.Cause(ctx))
 		err = nil
 	case err != nil:
 		// As run.InternalError: the error can carry what the guest or
