@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -340,4 +342,39 @@ func TestCallerCancel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCloseAfterCanceledCompile: a run whose caller went while its module
+// was first compiling leaves the compilation going (it is shared); Close
+// right after waits for it instead of closing wazero under it, which
+// panicked.
+func TestCloseAfterCanceledCompile(t *testing.T) {
+	requireRuntime(t, "python")
+	r, err := New(context.Background(), Config{Mode: ModeInProcess, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	res, err := r.Run(ctx, script("python", "main.py", "print(1)"))
+	cancel()
+	if err != nil || res.Status != run.StatusCanceled {
+		t.Errorf("canceled during the compilation: %v, %s", err, summary(res))
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: every compilation is over (without the wait, the one left
+	// going ends now, into a closed runtime, and panics).
+	r.mu.Lock()
+	entries := slices.Collect(maps.Values(r.modules))
+	r.mu.Unlock()
+	for _, e := range entries {
+		select {
+		case <-e.done:
+		default:
+			t.Error("a compilation outlived Close")
+			<-e.done
+		}
+	}
 }
