@@ -2,13 +2,11 @@ package executor
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/run"
-	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestCanceledEveryPhase: a caller that goes before its program starts
@@ -16,14 +14,7 @@ import (
 // the same result on either backend: status canceled, no error, not an
 // internal error.
 func TestCanceledEveryPhase(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root for the process backend")
-	}
-	x, err := New(Options{})
-	if err != nil {
-		testenv.MissingSandbox(t, err)
-	}
-	defer x.Close()
+	x := processExecutor(t)
 	for _, backend := range []run.Backend{run.BackendProcess, run.BackendWasm} {
 		for _, after := range []time.Duration{0, 500 * time.Millisecond} {
 			spec := &run.Spec{Runtime: "python", Backend: backend,
