@@ -330,6 +330,7 @@ func TestAPIClientDisconnectKillsRun(t *testing.T) {
 	requireDaemon(t)
 	d := startDaemon(t, daemonConfig{})
 	sleeper := "import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n"
+	canceled := 0.0
 	for _, streamed := range []bool{true, false} {
 		name := map[bool]string{true: "streamed", false: "plain"}[streamed]
 		t.Run(name, func(t *testing.T) {
@@ -382,6 +383,9 @@ func TestAPIClientDisconnectKillsRun(t *testing.T) {
 			if r := d.run(t, pyRun("print('still serving')\n", nil)); r.Status != "ok" || string(r.Stdout) != "still serving\n" {
 				t.Errorf("the next run: %s", r)
 			}
+			// The gone client's run is counted canceled, not failed.
+			canceled++
+			waitRuns(t, d, "canceled", canceled)
 		})
 	}
 }

@@ -182,11 +182,9 @@ func TestClientGoneDuringPlacement(t *testing.T) {
 	}
 	// The gone client's run is one result, canceled: before its
 	// program, not a failure of the sandbox.
+	waitRuns(t, d, "canceled", 1)
 	if n := runsTotal(t, d); n != before+1 {
-		t.Errorf("sandboxd_runs_total went from %v to %v, want one more run", before, n)
-	}
-	if n := runsByStatus(t, d, "canceled"); n != 1 {
-		t.Errorf("%v canceled runs, want the gone client's", n)
+		t.Errorf("sandboxd_runs_total went from %v to %v, want one more run, the canceled one", before, n)
 	}
 	if line := d.waitLog(regexp.MustCompile(`msg=run .*status=canceled`), 5*time.Second); line == "" || d.waitLog(regexp.MustCompile(`level=ERROR msg=run `), 0) != "" {
 		t.Errorf("the canceled run's log line: %q; an error logged: %v", line, d.waitLog(regexp.MustCompile(`level=ERROR msg=run `), 0) != "")
@@ -198,6 +196,17 @@ func runsByStatus(t *testing.T, d *daemon, status string) float64 {
 	t.Helper()
 	v, _ := metric(parseMetrics(t, d.metricsText(t)), "sandboxd_runs_total", "status", status)
 	return v
+}
+
+// waitRuns waits (10s at most) until the daemon has counted n runs of
+// status: a run is counted once its slot is given back, a moment after.
+func waitRuns(t *testing.T, d *daemon, status string, n float64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); runsByStatus(t, d, status) != n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v %s runs after 10s, want %v", runsByStatus(t, d, status), status, n)
+		}
+	}
 }
 
 // TestCanceledStatusQueuedAndRunning: a client that goes away while its
@@ -230,21 +239,13 @@ func TestCanceledStatusQueuedAndRunning(t *testing.T) {
 	}
 	leaveQueue()
 	<-queued
-	waitCanceled := func(n float64) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); runsByStatus(t, d, "canceled") != n; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%v canceled runs after 10s, want %v", runsByStatus(t, d, "canceled"), n)
-			}
-		}
-	}
-	waitCanceled(1)
+	waitRuns(t, d, "canceled", 1)
 	if v := d.gauge(t, "sandboxd_runs_active"); v != 1 || d.gauge(t, "sandboxd_queue_depth") != 0 {
 		t.Errorf("after the queued client went: %v active (the bystander), %v queued", v, d.gauge(t, "sandboxd_queue_depth"))
 	}
 	leaveRun()
 	<-ran
-	waitCanceled(2)
+	waitRuns(t, d, "canceled", 2)
 	if n := runsByStatus(t, d, "internal_error"); n != 0 {
 		t.Errorf("%v internal errors for two clients that went away", n)
 	}
