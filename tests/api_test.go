@@ -330,6 +330,7 @@ func TestAPIClientDisconnectKillsRun(t *testing.T) {
 	requireDaemon(t)
 	d := startDaemon(t, daemonConfig{})
 	sleeper := "import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n"
+	canceled := 0.0
 	for _, streamed := range []bool{true, false} {
 		name := map[bool]string{true: "streamed", false: "plain"}[streamed]
 		t.Run(name, func(t *testing.T) {
@@ -382,6 +383,9 @@ func TestAPIClientDisconnectKillsRun(t *testing.T) {
 			if r := d.run(t, pyRun("print('still serving')\n", nil)); r.Status != "ok" || string(r.Stdout) != "still serving\n" {
 				t.Errorf("the next run: %s", r)
 			}
+			// The gone client's run is counted canceled, not failed.
+			canceled++
+			waitRuns(t, d, "canceled", canceled)
 		})
 	}
 }
@@ -1209,8 +1213,10 @@ func TestAPIGracefulShutdown(t *testing.T) {
 		case a := <-answered:
 			t.Logf("the client of the killed run got %d %v after %s: %s", a.status, a.err, a.at.Sub(termed).Round(time.Millisecond), tail(a.body))
 			if a.err == nil && a.status == 200 {
-				if r := decodeAPIResult(t, a.body); r.Status == "ok" {
-					t.Errorf("the killed run is reported ok")
+				// Canceled by the daemon, which says why: not the
+				// client's going, not a sandbox failure.
+				if r := decodeAPIResult(t, a.body); r.Status != "canceled" || !strings.Contains(r.Reason, "grace period of 1s passed") {
+					t.Errorf("the killed run: status %s, reason %q; want canceled by the shutdown", r.Status, r.Reason)
 				}
 			}
 		case <-time.After(5 * time.Second):

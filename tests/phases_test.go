@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +180,76 @@ func TestClientGoneDuringPlacement(t *testing.T) {
 	if stopped > whole/2 {
 		t.Errorf("the run of a gone client took %s to stop; a whole one takes %s", stopped, whole)
 	}
-	if n := runsTotal(t, d); n != before {
-		t.Errorf("sandboxd_runs_total went from %v to %v: the gone client's run reached its program", before, n)
+	// The gone client's run is one result, canceled: before its
+	// program, not a failure of the sandbox.
+	waitRuns(t, d, "canceled", 1)
+	if n := runsTotal(t, d); n != before+1 {
+		t.Errorf("sandboxd_runs_total went from %v to %v, want one more run, the canceled one", before, n)
+	}
+	if line := d.waitLog(regexp.MustCompile(`msg=run .*status=canceled`), 5*time.Second); line == "" || d.waitLog(regexp.MustCompile(`level=ERROR msg=run `), 0) != "" {
+		t.Errorf("the canceled run's log line: %q; an error logged: %v", line, d.waitLog(regexp.MustCompile(`level=ERROR msg=run `), 0) != "")
+	}
+}
+
+// runsByStatus is how many runs the daemon finished with status.
+func runsByStatus(t *testing.T, d *daemon, status string) float64 {
+	t.Helper()
+	v, _ := metric(parseMetrics(t, d.metricsText(t)), "sandboxd_runs_total", "status", status)
+	return v
+}
+
+// waitRuns waits (10s at most) until the daemon has counted n runs of
+// status: a run is counted once its slot is given back, a moment after.
+func waitRuns(t *testing.T, d *daemon, status string, n float64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); runsByStatus(t, d, status) != n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v %s runs after 10s, want %v", runsByStatus(t, d, status), status, n)
+		}
+	}
+}
+
+// TestCanceledStatusQueuedAndRunning: a client that goes away while its
+// run waits for a slot, and one that goes while its run runs, each get
+// one canceled run (sandboxd_runs_total{status="canceled"}, logged at
+// info), never an internal_error; the queued run's going leaves the
+// running one, a bystander, running.
+func TestCanceledStatusQueuedAndRunning(t *testing.T) {
+	requireDaemon(t)
+	d := startDaemon(t, daemonConfig{args: []string{"--max-concurrent", "1"}})
+	sleeper := mustJSON(t, pyRun("import time\ntime.sleep(100)\n", map[string]any{"timeout": "60s"}))
+	send := func(ctx context.Context) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := d.do(ctx, "POST", "/v1/runs", sleeper, nil)
+			done <- err
+		}()
+		return done
+	}
+	runCtx, leaveRun := context.WithTimeout(context.Background(), 60*time.Second)
+	defer leaveRun()
+	ran := send(runCtx)
+	if _, ok := d.waitGauge(t, 30*time.Second, "sandboxd_runs_active", func(v float64) bool { return v == 1 }); !ok {
+		t.Fatal("the first run was not admitted")
+	}
+	queueCtx, leaveQueue := context.WithCancel(context.Background())
+	queued := send(queueCtx)
+	if _, ok := d.waitGauge(t, 30*time.Second, "sandboxd_queue_depth", func(v float64) bool { return v == 1 }); !ok {
+		t.Fatal("the second run did not queue")
+	}
+	leaveQueue()
+	<-queued
+	waitRuns(t, d, "canceled", 1)
+	if v := d.gauge(t, "sandboxd_runs_active"); v != 1 || d.gauge(t, "sandboxd_queue_depth") != 0 {
+		t.Errorf("after the queued client went: %v active (the bystander), %v queued", v, d.gauge(t, "sandboxd_queue_depth"))
+	}
+	leaveRun()
+	<-ran
+	waitRuns(t, d, "canceled", 2)
+	if n := runsByStatus(t, d, "internal_error"); n != 0 {
+		t.Errorf("%v internal errors for two clients that went away", n)
+	}
+	if d.waitLog(regexp.MustCompile(`level=ERROR msg=run `), 0) != "" {
+		t.Errorf("a canceled run was logged as an error:\n%s", d.log.String())
 	}
 }

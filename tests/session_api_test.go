@@ -38,6 +38,8 @@ type sessionInfo struct {
 	LastUsed    time.Time       `json:"last_used_at"`
 	ExpiresAt   time.Time       `json:"expires_at"`
 	IdleTimeout string          `json:"idle_timeout"`
+	CPUBudget   string          `json:"cpu_budget"`
+	CPUUsed     string          `json:"cpu_used"`
 	Limits      json.RawMessage `json:"limits"`
 }
 
@@ -557,8 +559,8 @@ func TestSessionDisconnect(t *testing.T) {
 			t.Errorf("the next cell took %s: the abandoned one was not interrupted", took)
 		}
 	}
-	if d.waitLog(regexp.MustCompile(`msg=cell session=`+regexp.QuoteMeta(s.ID)+` .*reason="the client went away`), 5*time.Second) == "" {
-		t.Errorf("no cell was logged as interrupted by the client going away")
+	if d.waitLog(regexp.MustCompile(`msg=cell session=`+regexp.QuoteMeta(s.ID)+` .*status=canceled .*reason="the client went away`), 5*time.Second) == "" {
+		t.Errorf("no cell was logged canceled, interrupted by the client going away")
 	}
 }
 
@@ -622,6 +624,47 @@ func TestSessionTimeouts(t *testing.T) {
 		t.Fatalf("DELETE a dead session: %s\n%s", resp.Status, body)
 	}
 	requireSessionGone(t, d, token, runID)
+}
+
+// TestSessionCPUBudget: a cell past its own CPU budget ends cpu_limit and
+// the session lives, however many heavy cells it runs; a process a cell
+// leaves spinning uses up the session's budget between cells, and the
+// session dies with a reason naming it, which the next request gets as a
+// 409. A bystander session of the same daemon goes on.
+func TestSessionCPUBudget(t *testing.T) {
+	requireDaemon(t)
+	d := startDaemon(t, daemonConfig{})
+	s := d.createSession(t, map[string]any{"cpu_budget": "3s", "limits": map[string]any{"cpu_time": "500ms", "timeout": "30s"}})
+	bystander := d.createSession(t, map[string]any{})
+	if s.CPUBudget != "3s" || bystander.CPUBudget != "10m0s" {
+		t.Errorf("cpu_budget: %q asked 3s; %q by default", s.CPUBudget, bystander.CPUBudget)
+	}
+	for i := range 3 {
+		if c := d.execCell(t, s.ID, "while True: pass"); c.Status != "cpu_limit" || c.State != "idle" {
+			t.Fatalf("heavy cell %d: %s", i, c)
+		}
+	}
+	d.okCell(t, s.ID, "import subprocess\np = subprocess.Popen(['/usr/bin/python3', '-c', 'while True: pass'])")
+	var info sessionInfo
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if info = d.sessionGet(t, s.ID); info.State == "dead" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if info.State != "dead" || !strings.Contains(info.Reason, "CPU budget of 3s") {
+		t.Fatalf("after the spinner: %+v", info)
+	}
+	resp, body := d.request(t, "POST", "/v1/sessions/"+s.ID+"/exec", []byte(`{"code":"1"}`), nil)
+	if msg := wantAPIError(t, resp, body, http.StatusConflict, "conflict"); !strings.Contains(msg, info.Reason) {
+		t.Errorf("a cell after the budget: %q; want %q", msg, info.Reason)
+	}
+	if c := d.okCell(t, bystander.ID, "sum(range(10))"); c.Result["text/plain"] != "45" || c.State != "idle" {
+		t.Errorf("the bystander: %s", c)
+	}
+	resp, body = d.request(t, "POST", "/v1/sessions", []byte(`{"cpu_budget":"2h"}`), nil)
+	if msg := wantAPIError(t, resp, body, http.StatusBadRequest, "invalid_argument"); !strings.Contains(msg, "cpu_budget 2h") {
+		t.Errorf("a budget above the maximum: %q", msg)
+	}
 }
 
 // rawRequest sends target exactly as given (no client cleans or escapes

@@ -278,5 +278,7 @@ func sessionFlags(fl *pflag.FlagSet, c *session.Config) {
 	fl.IntVar(&c.MaxPerOwner, "max-sessions-per-token", 8, "live sessions one token holds at most")
 	fl.DurationVar(&c.IdleTimeout, "session-idle", 10*time.Minute, "a session's default idle timeout")
 	fl.DurationVar(&c.MaxIdleTimeout, "session-max-idle", time.Hour, "the longest idle timeout a client may ask for")
+	fl.DurationVar(&c.CPUBudget, "session-cpu", 10*time.Minute, "a session's default CPU budget for its whole life, background processes included")
+	fl.DurationVar(&c.MaxCPUBudget, "session-max-cpu", time.Hour, "the largest CPU budget a client may ask for a session")
 	fl.StringVar(&c.Replica, "replica", "", "this daemon's `NAME` in session ids, for a router (default: the host name)")
 }

@@ -61,7 +61,7 @@ func (f *fakeExec) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Res
 		select {
 		case <-f.block:
 		case <-ctx.Done():
-			return &run.Result{Status: run.StatusInternalError, Error: "run canceled", Stdout: []byte{}, Stderr: []byte{}}, nil
+			return run.Canceled(ctx.Err(), "it was faked"), nil
 		}
 	}
 	out := spec.Files[0].Content
@@ -306,6 +306,13 @@ func TestPistonStage(t *testing.T) {
 	st = pistonStage(exited, []byte("x"))
 	if st.Code == nil || *st.Code != 2 || st.Signal != nil || *st.Status != "RE" || string(bytes.Join(st.Output, nil)) != "x" {
 		t.Errorf("exited stage %+v", st)
+	}
+	// Piston has no status for a run its caller ended: XX, no exit
+	// code, the reason as the message.
+	canceled := run.Canceled(context.Canceled, "it waited for a slot")
+	st = pistonStage(canceled, nil)
+	if st.Status == nil || *st.Status != "XX" || st.Code != nil || st.Signal != nil || st.Message == nil || *st.Message != canceled.Reason {
+		t.Errorf("canceled stage %+v", st)
 	}
 }
 

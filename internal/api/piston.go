@@ -295,7 +295,9 @@ func versionMatches(want, have string) bool {
 
 // pistonStage maps a result onto Piston's stage, with Piston's status
 // codes: RE (runtime error), SG (signal), TO (timeout), OL (output limit),
-// XX (internal error), and a message that names our limit.
+// XX (internal error, and a canceled run: Piston has no status for a run
+// its caller ended, and XX is its "did not complete"), and a message that
+// names our limit or says the run was canceled.
 func pistonStage(res *run.Result, output []byte) PistonStage {
 	st := PistonStage{
 		Stdout: res.Stdout, Stderr: res.Stderr, Output: [][]byte{output},
@@ -307,7 +309,7 @@ func pistonStage(res *run.Result, output []byte) PistonStage {
 	str := func(s string) *string { return &s }
 	if res.Signal != 0 {
 		st.Signal = str(res.SignalName)
-	} else if res.Status != run.StatusInternalError {
+	} else if res.Status != run.StatusInternalError && res.Status != run.StatusCanceled {
 		code := res.ExitCode
 		st.Code = &code
 	}
@@ -320,7 +322,7 @@ func pistonStage(res *run.Result, output []byte) PistonStage {
 		st.Status = str("TO")
 	case run.StatusOutputLimit:
 		st.Status = str("OL")
-	case run.StatusInternalError:
+	case run.StatusInternalError, run.StatusCanceled:
 		st.Status = str("XX")
 	}
 	if res.Reason != "" {

@@ -201,8 +201,9 @@ func (s *Server) Cell(ctx context.Context, sess *session.Session, req run.CellRe
 	took := s.cfg.Now().Sub(start)
 	s.metrics.Cell(res.Status)
 	level := slog.LevelInfo
-	if res.Status == run.StatusInternalError && ctx.Err() == nil {
-		// A cell its client gave up on is not the sandbox's failure.
+	if res.Status == run.StatusInternalError {
+		// Only the sandbox's failure: a cell its client gave up on is
+		// canceled.
 		level = slog.LevelError
 	}
 	// run= is the session's sandbox (its run directory and cgroups).

@@ -19,6 +19,11 @@ const (
 	ExitMemoryLimit = 122
 	// ExitOutputLimit: the output limit stopped the run.
 	ExitOutputLimit = 121
+	// ExitCanceled: the run was canceled before it ended (status
+	// canceled): the daemon shut down past its grace period, or the
+	// request was cut. An interrupted sandboxctl exits 128+signal
+	// instead, as the program would have.
+	ExitCanceled = 120
 )
 
 // ExitCode maps a result onto sandboxctl's exit code.
@@ -34,8 +39,8 @@ func ExitCode(res *run.Result) int {
 	return limitExitCode(res.Status)
 }
 
-// limitExitCode is the exit code of a limit's status, else
-// ExitSandboxError.
+// limitExitCode is the exit code of a limit's status or of a canceled
+// run, else ExitSandboxError.
 func limitExitCode(s run.Status) int {
 	switch s {
 	case run.StatusTimeout:
@@ -46,13 +51,15 @@ func limitExitCode(s run.Status) int {
 		return ExitMemoryLimit
 	case run.StatusOutputLimit:
 		return ExitOutputLimit
+	case run.StatusCanceled:
+		return ExitCanceled
 	}
 	return ExitSandboxError
 }
 
 // CellExitCode maps a session cell's result onto sandboxctl's exit code:
-// 0 ok, 1 an exception, the codes of `sandboxctl run` for the limits, and
-// ExitSandboxError when the kernel itself ended (the session is dead) or
+// 0 ok, 1 an exception, the codes of `sandboxctl run` for the limits and
+// a canceled cell, and ExitSandboxError when the kernel itself ended (the session is dead) or
 // failed.
 func CellExitCode(res *run.CellResult) int {
 	switch res.Status {

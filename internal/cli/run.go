@@ -136,7 +136,7 @@ func runFile(cmd *cobra.Command, f *runFlags, args []string, stdin io.Reader, st
 		if err := enc.Encode(res); err != nil {
 			return nil, err
 		}
-	} else if res.Status.LimitHit() || res.Status == run.StatusInternalError || res.Compile != nil && res.Compile.Status != run.StatusOK {
+	} else if res.Status.LimitHit() || res.Status == run.StatusInternalError || res.Status == run.StatusCanceled || res.Compile != nil && res.Compile.Status != run.StatusOK {
 		fmt.Fprintln(stderr, "sandboxctl:", res.Reason)
 	}
 	return res, nil

@@ -75,6 +75,7 @@ type sessionSpecFlags struct {
 	l       limits.Limits
 	runtime string
 	idle    limits.Duration
+	cpu     limits.Duration
 	env     []string
 	files   []string
 }
@@ -85,13 +86,15 @@ func (f *sessionSpecFlags) add(cmd *cobra.Command, idleHelp string) {
 	fl.StringVar(&f.runtime, "runtime", "python", "the session kernel's runtime, by `NAME`: "+kernels())
 	fl.Var(&f.idle, "idle", idleHelp)
 	showDefault(fl, "idle", "")
+	fl.Var(&f.cpu, "cpu-budget", "CPU time the session may use in its whole life, background processes included; past it the session dies")
+	showDefault(fl, "cpu-budget", "10m, or the daemon's --session-cpu")
 	fl.StringArrayVar(&f.env, "env", nil, "add `KEY=VALUE` to the kernel's environment (repeatable)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy `LOCAL[:REMOTE]` into the workspace: file LOCAL, named REMOTE there if given (repeatable)")
 }
 
 // spec builds the session's spec, reading the --file files.
 func (f *sessionSpecFlags) spec() (*run.SessionSpec, error) {
-	spec := &run.SessionSpec{Runtime: f.runtime, Limits: f.l, IdleTimeout: f.idle}
+	spec := &run.SessionSpec{Runtime: f.runtime, Limits: f.l, IdleTimeout: f.idle, CPUBudget: f.cpu}
 	env, err := parseEnv(f.env)
 	if err != nil {
 		return nil, err

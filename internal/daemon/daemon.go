@@ -150,8 +150,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	srv.Mount("/e2b", e2bSrv)
 	// Requests (and so runs) live in runCtx: it outlives ctx by the grace
 	// period, then its cancellation kills every run still going.
-	runCtx, killRuns := context.WithCancel(context.WithoutCancel(ctx))
-	defer killRuns()
+	runCtx, killRuns := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer killRuns(nil)
 	// The Jupyter kernel gateway, behind the same token and browser
 	// checks; its cells end with runCtx as the API's runs do.
 	gw := jupyter.New(runCtx, jupyter.Config{
@@ -187,7 +187,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	defer cancel()
 	if err := hs.Shutdown(graceCtx); err != nil {
 		log.Warn("grace period over: killing the runs still going")
-		killRuns()
+		// The cause is the killed runs' reason (status canceled).
+		killRuns(fmt.Errorf("the daemon shut down and its grace period of %s passed", cfg.Grace))
 		// Handlers return promptly once their runs are killed.
 		finalCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

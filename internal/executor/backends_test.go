@@ -17,14 +17,7 @@ import (
 // TestBothBackends runs the same specs on the process and the wasm
 // backend: one contract, the same statuses and results.
 func TestBothBackends(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root for the process backend")
-	}
-	x, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
+	x := processExecutor(t)
 	py := func(code string) []run.File { return []run.File{{Name: "main.py", Content: []byte(code)}} }
 	cases := []struct {
 		name   string

@@ -354,7 +354,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 	}
 	defer x.cleanup("remove workspace", ws.ID(), ws.Close)
 	if err := placeFiles(ctx, ws, spec.Files); err != nil {
-		return nil, err
+		return placeFailed(ctx, err)
 	}
 	var compiled *run.Result
 	if argv := p.rt.CompileArgv(p.entry); argv != nil {
@@ -407,6 +407,16 @@ func placeFiles(ctx context.Context, ws *isolate.Workspace, files []run.File) er
 	return nil
 }
 
+// placeFailed is the answer of a run whose files could not be placed:
+// canceled when its caller went (the run's, whatever its phase), else
+// the client's error.
+func placeFailed(ctx context.Context, err error) (*run.Result, error) {
+	if ctx.Err() != nil {
+		return run.Canceled(context.Cause(ctx), "its files were placed"), nil
+	}
+	return nil, err
+}
+
 // withStdin is stream with the spec's stdin when the stream brings none.
 func withStdin(spec *run.Spec, stream run.Stream) run.Stream {
 	if stream.Stdin == nil && spec.Stdin != nil {
@@ -443,7 +453,7 @@ var errNotTaken = errors.New("warm sandbox did not take the run")
 func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool.Entry, stream run.Stream) (*run.Result, error) {
 	defer x.cleanup("remove warm sandbox", e.Workspace.ID(), e.Close)
 	if err := placeFiles(ctx, e.Workspace, spec.Files); err != nil {
-		return nil, err
+		return placeFailed(ctx, err)
 	}
 	// The pool's sandbox started without the run's thread sizing; the
 	// runner sets it with the user's variables, which win.

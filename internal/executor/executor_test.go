@@ -79,18 +79,26 @@ func TestPlanResolves(t *testing.T) {
 
 // TestRunCompiled runs a C program end to end: compile step, run step and
 // the compile result attached.
-func TestRunCompiled(t *testing.T) {
+// processExecutor is an Executor with both backends, closed at the end
+// of the test; the test skips without root.
+func processExecutor(t *testing.T) *Executor {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("requires root for the process backend")
-	}
-	if _, err := os.Stat("/usr/bin/gcc"); err != nil {
-		testenv.MissingFile(t, "/usr/bin/gcc")
 	}
 	x, err := New(Options{})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}
-	defer x.Close()
+	t.Cleanup(func() { x.Close() })
+	return x
+}
+
+func TestRunCompiled(t *testing.T) {
+	x := processExecutor(t)
+	if _, err := os.Stat("/usr/bin/gcc"); err != nil {
+		testenv.MissingFile(t, "/usr/bin/gcc")
+	}
 	res, err := run.Do(t.Context(), x, &run.Spec{Files: []run.File{{Name: "main.c", Content: []byte("#include <stdio.h>\nint main(int c, char**v){printf(\"%s\\n\", v[1]); return 4;}\n")}}, Args: []string{"a b"}}, run.Stream{})
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func TestClassify(t *testing.T) {
 		{"rlimit cpu backstop SIGKILL", killNone, signaled(9), 0, 0, 12 * time.Second, nil, run.StatusCPULimit, -1},
 		{"plain SIGKILL is signaled", killNone, signaled(9), 0, 0, time.Second, nil, run.StatusSignaled, -1},
 		{"file size", killNone, signaled(25), 0, 0, 0, nil, run.StatusSignaled, -1},
-		{"caller canceled", killCanceled, signaled(9), 0, 0, 0, context.Canceled, run.StatusInternalError, -1},
+		{"caller canceled", killCanceled, signaled(9), 0, 0, 0, context.Canceled, run.StatusCanceled, -1},
 		{"caller deadline", killCanceled, signaled(9), 0, 0, 0, context.DeadlineExceeded, run.StatusTimeout, -1},
 		{"init died silently", killNone, nil, 0, 0, 0, nil, run.StatusInternalError, -1},
 	}

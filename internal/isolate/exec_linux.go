@@ -55,11 +55,11 @@ func (r *Runner) Run(ctx context.Context, ws *Workspace, e Exec) (*run.Result, e
 	s, err := r.start(ctx, ws, e, startOpts{})
 	if err != nil {
 		res := failed(r.isolation(), ws.id, err)
-		if cause := ctx.Err(); cause != nil {
+		if ctx.Err() != nil {
 			// The caller went (or its deadline passed) while the
 			// sandbox was being built: the same result as a cancel
 			// once the program runs, not a failure of the sandbox.
-			res.SetCanceled(cause)
+			res.SetCanceled(context.Cause(ctx))
 			return res, nil
 		}
 		return res, err

@@ -172,7 +172,7 @@ func TestCanceledRunDies(t *testing.T) {
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
 	res, _ := r.Run(ctx, ws, Exec{Argv: []string{"/bin/sleep", "100"}, Limits: limits.Defaults()})
-	if res.Status != run.StatusInternalError || res.Error != "run canceled" || time.Since(start) > 5*time.Second {
+	if res.Status != run.StatusCanceled || res.Error != "" || time.Since(start) > 5*time.Second {
 		t.Fatalf("status %s error %q after %v", res.Status, res.Error, time.Since(start))
 	}
 }
@@ -190,7 +190,7 @@ func TestCanceledDuringSetup(t *testing.T) {
 		name   string
 		ctx    context.Context
 		status run.Status
-	}{{"canceled", canceled, run.StatusInternalError}, {"deadline", expired, run.StatusTimeout}} {
+	}{{"canceled", canceled, run.StatusCanceled}, {"deadline", expired, run.StatusTimeout}} {
 		ws, err := r.NewWorkspace(limits.MiB)
 		if err != nil {
 			t.Fatal(err)

@@ -169,6 +169,6 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 		err := s.setupError(setupErr)
 		return failed(res.Isolation, s.ws.id, err), err
 	}
-	classify(res, reason, exit, Exec{Limits: act.limits}, act.ctx.Err())
+	classify(res, reason, exit, Exec{Limits: act.limits}, context.Cause(act.ctx))
 	return res, nil
 }

@@ -88,7 +88,7 @@ type InputFile struct {
 
 // RunCodeOutput is run_code's structured result.
 type RunCodeOutput struct {
-	Status          string       `json:"status" jsonschema:"ok, exited, signaled, timeout, cpu_limit, memory_limit, output_limit or internal_error"`
+	Status          string       `json:"status" jsonschema:"ok, exited, signaled, timeout, cpu_limit, memory_limit, output_limit, internal_error or canceled (the call was cancelled before the run ended)"`
 	Reason          string       `json:"reason,omitempty" jsonschema:"why a limit or the sandbox stopped the run"`
 	ExitCode        int          `json:"exit_code" jsonschema:"the program's exit code; -1 when a signal killed it"`
 	Signal          string       `json:"signal,omitempty" jsonschema:"the signal that killed the program, e.g. SIGSEGV"`

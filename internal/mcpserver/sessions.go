@@ -136,6 +136,7 @@ type CreateSessionInput struct {
 	Timeout     limitArg    `json:"timeout,omitempty" jsonschema:"each cell's wall-clock and CPU time limit, such as 30s or 2m, or a number of seconds (default 10s)"`
 	Memory      limitArg    `json:"memory,omitempty" jsonschema:"memory limit of the whole session, such as 512MiB or 1GiB, or a number of bytes (default 256MiB); past it the session dies"`
 	IdleTimeout limitArg    `json:"idle_timeout,omitempty" jsonschema:"the session closes after this long without a call, such as 30m, or a number of seconds (default 10m, at most 1h)"`
+	CPUBudget   limitArg    `json:"cpu_budget,omitempty" jsonschema:"CPU time the whole session may use, background processes included, such as 20m (default 10m); past it the session dies"`
 	Files       []InputFile `json:"files,omitempty" jsonschema:"text files written into the working directory before the session starts"`
 }
 
@@ -152,6 +153,8 @@ type SessionOutput struct {
 	Memory      string `json:"memory" jsonschema:"the whole session's memory limit"`
 	Disk        string `json:"disk" jsonschema:"the size of the working directory"`
 	IdleTimeout string `json:"idle_timeout" jsonschema:"it closes after this long without a call"`
+	CPUBudget   string `json:"cpu_budget" jsonschema:"the CPU time the whole session may use; past it the session dies"`
+	CPUUsed     string `json:"cpu_used" jsonschema:"the CPU time it has used so far"`
 	ExpiresAt   string `json:"expires_at" jsonschema:"when it closes unless used again (RFC 3339)"`
 	WorkDir     string `json:"work_dir" jsonschema:"the working directory of its code, where uploads go"`
 }
@@ -160,7 +163,7 @@ func sessionOutput(i run.SessionInfo) SessionOutput {
 	return SessionOutput{
 		SessionID: i.ID, Language: i.Runtime, Version: i.Version, State: string(i.State), Reason: i.Reason, Cells: i.Cells,
 		Timeout: i.Limits.Timeout.String(), CPUTime: i.Limits.CPUTime.String(), Memory: i.Limits.Memory.String(), Disk: i.Limits.Tmpfs.String(),
-		IdleTimeout: i.IdleTimeout.String(), ExpiresAt: i.ExpiresAt.UTC().Format(time.RFC3339), WorkDir: workspace.Dir,
+		IdleTimeout: i.IdleTimeout.String(), CPUBudget: i.CPUBudget.String(), CPUUsed: i.CPUUsed.String(), ExpiresAt: i.ExpiresAt.UTC().Format(time.RFC3339), WorkDir: workspace.Dir,
 	}
 }
 
@@ -182,12 +185,19 @@ func (t *sessionTools) create(ctx context.Context, req *mcp.CallToolRequest, in 
 		}
 		spec.Limits.Memory = b
 	}
-	if in.IdleTimeout != "" {
-		d, err := limits.ParseDuration(string(in.IdleTimeout))
-		if err != nil {
-			return nil, SessionOutput{}, fmt.Errorf("idle_timeout: %w", err)
+	for _, f := range []struct {
+		name string
+		in   limitArg
+		to   *limits.Duration
+	}{{"idle_timeout", in.IdleTimeout, &spec.IdleTimeout}, {"cpu_budget", in.CPUBudget, &spec.CPUBudget}} {
+		if f.in == "" {
+			continue
 		}
-		spec.IdleTimeout = d
+		d, err := limits.ParseDuration(string(f.in))
+		if err != nil {
+			return nil, SessionOutput{}, fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.to = d
 	}
 	for _, f := range in.Files {
 		if len(f.Content) > MaxCodeBytes {
@@ -219,7 +229,7 @@ type RunInSessionInput struct {
 type CellOutput struct {
 	SessionID string `json:"session_id"`
 	Cell      int    `json:"cell" jsonschema:"the cell's number in the session, from 1"`
-	Status    string `json:"status" jsonschema:"ok; error (an exception, see error); timeout, cpu_limit, output_limit or memory_limit (a limit stopped the cell); exited, signaled or internal_error (the kernel ended)"`
+	Status    string `json:"status" jsonschema:"ok; error (an exception, see error); timeout, cpu_limit, output_limit or memory_limit (a limit stopped the cell); exited, signaled or internal_error (the kernel ended); canceled (the call was cancelled; the session goes on)"`
 	Reason    string `json:"reason,omitempty" jsonschema:"why a limit or the sandbox stopped the cell, and whether the session goes on"`
 	Stdout    string `json:"stdout"`
 	Stderr    string `json:"stderr"`

@@ -47,8 +47,9 @@ func (r *Runner) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.Resul
 	r.Metrics.duration.WithLabelValues(res.Runtime).Observe(took.Seconds())
 	if r.Log != nil {
 		level := slog.LevelInfo
-		if res.Status == run.StatusInternalError && ctx.Err() == nil {
-			// A run its client gave up on is not the sandbox's failure.
+		if res.Status == run.StatusInternalError {
+			// Only the sandbox's failure: a run its client gave up on
+			// is canceled.
 			level = slog.LevelError
 		}
 		r.Log.Log(ctx, level, "run", "id", res.ID, "runtime", res.Runtime, "status", res.Status,

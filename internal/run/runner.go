@@ -51,7 +51,11 @@ type Runner interface {
 	Plan(spec *Spec) (*Plan, error)
 	// Run runs a plan made by this Runner's Plan. A nil result means the
 	// run never started (err says why); otherwise err is set too when the
-	// sandbox itself failed (Status internal_error).
+	// sandbox itself failed (Status internal_error). A run whose ctx ends
+	// before its result is in, in whatever phase (waiting for a slot,
+	// placing its files, building its sandbox, running), has a result
+	// and no error: Status canceled, or timeout for a passed deadline
+	// (see SetCanceled).
 	Run(ctx context.Context, p *Plan, s Stream) (*Result, error)
 }
 
@@ -64,17 +68,32 @@ func InternalError(err error) *Result {
 }
 
 // SetCanceled marks res as stopped by its caller, for the cause its
-// context gave: a passed deadline is a timeout, anything else an
-// internal_error that says the caller went away.
+// context gave (context.Cause): a passed deadline is a timeout, anything
+// else canceled. A cause of the canceler's own (context.WithCancelCause:
+// the daemon's shutdown) is the reason; a plain cancel is the caller's
+// going. Either way it is not an internal error: Error is cleared.
 func (r *Result) SetCanceled(cause error) {
+	r.Error = ""
 	if errors.Is(cause, context.DeadlineExceeded) {
 		r.Status = StatusTimeout
 		r.Reason = "stopped: the caller's deadline passed"
 		return
 	}
-	r.Status = StatusInternalError
-	r.Error = "run canceled"
+	r.Status = StatusCanceled
 	r.Reason = "stopped: the run was canceled by its caller"
+	if cause != nil && !errors.Is(cause, context.Canceled) {
+		r.Reason = "stopped: " + Clip(cause.Error(), MaxMessage)
+	}
+}
+
+// Canceled is the result of a run whose caller went away before its
+// program started, while it was doing what (waiting for a slot, placing
+// its files): as SetCanceled says, with the phase in its reason.
+func Canceled(cause error, while string) *Result {
+	r := &Result{ExitCode: -1, Stdout: []byte{}, Stderr: []byte{}}
+	r.SetCanceled(cause)
+	r.Reason += " while " + while
+	return r
 }
 
 // Do plans spec on r and runs it: for callers that have nothing to do

@@ -191,7 +191,12 @@ type SessionInfo struct {
 	LastUsed    time.Time       `json:"last_used_at"`
 	ExpiresAt   time.Time       `json:"expires_at"`
 	IdleTimeout limits.Duration `json:"idle_timeout"`
-	Limits      limits.Limits   `json:"limits"`
+	// CPUBudget is the CPU time the session may use in its whole life;
+	// CPUUsed what it has used so far (to the millisecond). Both count
+	// every process of the session, between cells too.
+	CPUBudget limits.Duration `json:"cpu_budget"`
+	CPUUsed   limits.Duration `json:"cpu_used"`
+	Limits    limits.Limits   `json:"limits"`
 }
 
 // SessionSpec is what a client asks of a new session.
@@ -200,8 +205,13 @@ type SessionSpec struct {
 	// Limits of the session; Timeout, CPUTime and Output are per cell.
 	Limits limits.Limits `json:"limits"`
 	// IdleTimeout: the session expires after this long without use.
-	IdleTimeout limits.Duration   `json:"idle_timeout,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
+	IdleTimeout limits.Duration `json:"idle_timeout,omitempty"`
+	// CPUBudget is the CPU time the session may use in its whole life,
+	// every process of it counted, between cells too (a background
+	// thread or process spends it as a cell does). Past it the kernel is
+	// killed and the session is dead, its reason naming the budget.
+	CPUBudget limits.Duration   `json:"cpu_budget,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
 	// Files are written to the workspace before the kernel starts.
 	Files []File `json:"files,omitempty"`
 }

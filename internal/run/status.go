@@ -29,6 +29,13 @@ const (
 	// StatusInternalError: the sandbox itself failed; the program may not
 	// have run at all. Result.Error says what failed.
 	StatusInternalError Status = "internal_error"
+	// StatusCanceled: the run's caller went away (a client that
+	// disconnected, an interrupted sandboxctl, a daemon shutting down past
+	// its grace period) before it ended, whatever phase it was in: waiting
+	// for a slot, having its files placed, its sandbox built, or running.
+	// The program may not have run at all; whatever of it ran was killed.
+	// Not a failure of the sandbox, nor a limit of the run.
+	StatusCanceled Status = "canceled"
 	// StatusError: a session's cell raised an exception (a run never has
 	// it); the error and its traceback are in the cell's result, and the
 	// session goes on.
@@ -38,7 +45,7 @@ const (
 // Statuses lists every Status, in a stable order for documentation and tests.
 var Statuses = []Status{
 	StatusOK, StatusExited, StatusSignaled, StatusTimeout, StatusCPULimit,
-	StatusMemoryLimit, StatusOutputLimit, StatusInternalError, StatusError,
+	StatusMemoryLimit, StatusOutputLimit, StatusInternalError, StatusCanceled, StatusError,
 }
 
 // Valid reports whether s is one of Statuses.

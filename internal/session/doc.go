@@ -10,6 +10,9 @@
 // either, the kernel is interrupted (KeyboardInterrupt) and, if it does not
 // stop, killed, and the session is then dead: its workspace is removed at
 // once (its memory would otherwise be held by no cgroup), and it stays
-// only to say why it died until it is deleted or expires. Idle sessions
-// expire.
+// only to say why it died until it is deleted or expires. A cell's CPU
+// budget is read from the session's cgroup while the cell runs; the
+// session has its own for its whole life (SessionSpec.CPUBudget), counted
+// between cells too, past which the kernel is killed and the session is
+// dead. Idle sessions expire.
 package session

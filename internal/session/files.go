@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -89,12 +90,12 @@ func (s *Session) deadErr() error {
 		}
 	}
 	s.mu.Lock()
-	reason := s.reason
+	reason := cmp.Or(s.reason, s.spent)
 	s.mu.Unlock()
 	if reason == "" {
 		// A cell's death whose cell has not yet said why.
 		res, _ := s.proc.Wait()
-		reason = deathReason(res, s.limits)
+		reason = s.deathReason(res)
 	}
 	return fmt.Errorf("%w: %s; its workspace files were removed with it", ErrDead, run.Clip(reason, run.MaxMessage))
 }

@@ -64,6 +64,12 @@ type Config struct {
 	// IdleTimeout is a session's default idle timeout (10 minutes);
 	// MaxIdleTimeout the longest a client may ask for (1 hour).
 	IdleTimeout, MaxIdleTimeout time.Duration
+	// CPUBudget is a session's default CPU budget for its whole life (10
+	// minutes), MaxCPUBudget the most a client may ask for (1 hour): the
+	// CPU every process of it uses, between cells too, past which it is
+	// killed. Without it a background process spins for the session's
+	// whole life for free.
+	CPUBudget, MaxCPUBudget time.Duration
 	// Gate, if set, admits every cell, as a daemon's runs are admitted by
 	// theirs: a cell takes a slot of it while it runs, and past its queue
 	// a cell is refused (admission.ErrQueueFull). nil admits every cell at
@@ -131,6 +137,12 @@ func NewManager(ctx context.Context, cfg Config) *Manager {
 	if cfg.MaxIdleTimeout == 0 {
 		cfg.MaxIdleTimeout = time.Hour
 	}
+	if cfg.CPUBudget == 0 {
+		cfg.CPUBudget = 10 * time.Minute
+	}
+	if cfg.MaxCPUBudget == 0 {
+		cfg.MaxCPUBudget = time.Hour
+	}
 	if cfg.Replica == "" {
 		h, _ := os.Hostname()
 		cfg.Replica = h
@@ -179,13 +191,35 @@ func (m *Manager) newID() string {
 func (m *Manager) Replica() string { return m.cfg.Replica }
 
 // plan is a checked session spec: its runtime, kernel, complete limits,
-// environment and idle timeout.
+// environment, idle timeout and CPU budget.
 type plan struct {
 	rt     *runtimes.Runtime
 	kernel kernel
 	limits limits.Limits
 	env    []string
 	idle   time.Duration
+	cpu    time.Duration
+}
+
+// span is one of a session's durations for its whole life: its JSON
+// name, the spec's value, the server's default and the range allowed.
+type span struct {
+	name          string
+	v             limits.Duration
+	def, min, max time.Duration
+}
+
+// resolve is the span's value (the default when unset) or an error
+// naming the field and the range.
+func (d span) resolve() (time.Duration, error) {
+	v := d.v.Std()
+	switch {
+	case v == 0:
+		return min(d.def, d.max), nil
+	case v < d.min || v > d.max:
+		return 0, fmt.Errorf("%w: %s %s: must be between %s and %s", ErrInvalid, d.name, d.v, limits.Duration(d.min), limits.Duration(d.max))
+	}
+	return v, nil
 }
 
 // check validates spec and resolves what it leaves open.
@@ -206,12 +240,11 @@ func (m *Manager) check(spec *run.SessionSpec) (*plan, error) {
 	if err := p.limits.ValidateFor(m.cfg.Ceiling, m.cfg.CeilingOwner); err != nil {
 		return nil, err
 	}
-	p.idle = spec.IdleTimeout.Std()
-	switch {
-	case p.idle == 0:
-		p.idle = m.cfg.IdleTimeout
-	case p.idle < time.Second || p.idle > m.cfg.MaxIdleTimeout:
-		return nil, fmt.Errorf("%w: idle_timeout %s: must be between 1s and %s", ErrInvalid, spec.IdleTimeout, limits.Duration(m.cfg.MaxIdleTimeout))
+	if p.idle, err = (span{"idle_timeout", spec.IdleTimeout, m.cfg.IdleTimeout, time.Second, m.cfg.MaxIdleTimeout}).resolve(); err != nil {
+		return nil, err
+	}
+	if p.cpu, err = (span{"cpu_budget", spec.CPUBudget, m.cfg.CPUBudget, time.Second, m.cfg.MaxCPUBudget}).resolve(); err != nil {
+		return nil, err
 	}
 	if err := workspace.CheckFiles(spec.Files); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -257,7 +290,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 	}
 	now := m.cfg.Now()
 	s := &Session{
-		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle,
+		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle, cpuBudget: p.cpu,
 		created: now, lastUsed: now, now: m.cfg.Now, log: m.log, gate: m.cfg.Gate, state: run.SessionIdle, turn: make(chan struct{}, 1),
 		unreserve: unreserve,
 	}

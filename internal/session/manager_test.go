@@ -90,6 +90,8 @@ func TestBadSpecs(t *testing.T) {
 		{"limit above ceiling", run.SessionSpec{Limits: limits.Limits{Memory: 1 << 50}}, limits.ErrInvalid},
 		{"idle too long", run.SessionSpec{IdleTimeout: limits.Duration(48 * time.Hour)}, ErrInvalid},
 		{"idle too short", run.SessionSpec{IdleTimeout: limits.Duration(time.Millisecond)}, ErrInvalid},
+		{"cpu budget too large", run.SessionSpec{CPUBudget: limits.Duration(48 * time.Hour)}, ErrInvalid},
+		{"cpu budget too small", run.SessionSpec{CPUBudget: limits.Duration(time.Millisecond)}, ErrInvalid},
 		{"bad file", run.SessionSpec{Files: []run.File{{Name: "../x"}}}, ErrInvalid},
 		{"bad env", run.SessionSpec{Env: map[string]string{"A=B": "c"}}, ErrInvalid},
 	}

@@ -33,9 +33,13 @@ type Session struct {
 	// maxTimeout is the longest timeout a cell may ask for (the ceiling).
 	maxTimeout time.Duration
 	idle       time.Duration
-	created    time.Time
-	now        func() time.Time
-	log        *slog.Logger
+	// cpuBudget is the CPU time the session may use in its whole life,
+	// counted from cpuStart, its cgroup's CPU time once it was ready
+	// (the kernel's start-up is the daemon's, not the session's).
+	cpuBudget, cpuStart time.Duration
+	created             time.Time
+	now                 func() time.Time
+	log                 *slog.Logger
 	// gate admits the cells (see Config.Gate); nil admits every one.
 	gate *admission.Gate
 
@@ -59,9 +63,12 @@ type Session struct {
 	// queue counts the cells waiting for the turn and the code they hold.
 	queue queue
 
-	mu       sync.Mutex
-	state    run.SessionState
-	reason   string
+	mu     sync.Mutex
+	state  run.SessionState
+	reason string
+	// spent says the CPU budget was used up and the kernel killed for it
+	// (the death's reason), or is empty.
+	spent    string
 	cells    int
 	lastUsed time.Time
 	closed   bool
@@ -89,7 +96,7 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	p, err := r.StartSession(ctx, ws, isolate.Exec{Argv: k.argv, Env: env, Limits: s.limits})
+	p, err := r.StartSession(ctx, ws, isolate.Exec{Argv: k.argv, Env: env, Limits: kernelLimits(s.limits, s.cpuBudget)})
 	if err != nil {
 		return err
 	}
@@ -128,8 +135,20 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 		_, _ = p.Wait()
 		return err
 	}
+	s.cpuStart, _ = p.CPUTime()
 	go s.watch()
 	return nil
+}
+
+// kernelLimits are the limits the kernel's sandbox is built with: the
+// session's, but for the CPU time, which is the session's budget. The
+// per-process RLIMIT_CPU is made from it (a backstop past the budget), and
+// a kernel's process lives the session's life: a cell's budget there would
+// kill the kernel after a few heavy cells, however far apart. A cell's own
+// budget is enforced from the cgroup by Exec.
+func kernelLimits(l limits.Limits, budget time.Duration) limits.Limits {
+	l.CPUTime = limits.Duration(budget)
+	return l
 }
 
 // placeFiles writes the spec's files into the workspace of a kernel that
@@ -159,17 +178,18 @@ func stderrTail(res *run.Result) string {
 	return ": " + string(b)
 }
 
-// watch marks the session dead when its kernel ends between cells (a
-// background thread's allocation can hit the memory limit while idle),
-// and frees its workspace as soon as the kernel is gone, whenever that is.
+// watch enforces the session's CPU budget while the kernel lives, marks
+// the session dead when its kernel ends between cells (a background
+// thread's allocation can hit the memory limit while idle), and frees its
+// workspace as soon as the kernel is gone, whenever that is.
 func (s *Session) watch() {
-	<-s.proc.Done()
+	s.enforceBudget()
 	res, _ := s.proc.Wait()
 	s.mu.Lock()
 	// A death during a cell is the cell's to explain (a limit it hit, a
 	// kill that followed): Exec sets the reason then.
 	if s.state == run.SessionIdle {
-		s.state, s.reason = run.SessionDead, run.Clip(deathReason(res, s.limits), run.MaxMessage)
+		s.state, s.reason = run.SessionDead, run.Clip(s.deathReason(res), run.MaxMessage)
 	}
 	s.mu.Unlock()
 	if err := s.free(); err != nil {
@@ -189,14 +209,74 @@ func (s *Session) free() error {
 	return s.freeErr
 }
 
+// enforceBudget polls the session's CPU time until the kernel ends, and
+// kills the kernel once the session's CPU budget is used up. It runs
+// between cells as during them: the cgroup counts every process of the
+// session, so a background process that spins after its cell ended is
+// caught as the cell would have been.
+func (s *Session) enforceBudget() {
+	t := time.NewTicker(budgetPoll(s.cpuBudget))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.proc.Done():
+			return
+		case <-t.C:
+			if used, err := s.cpuUsed(); err == nil && used >= s.cpuBudget {
+				s.spend(used)
+			}
+		}
+	}
+}
+
+// budgetPoll is how often the session's CPU time is read: a fiftieth of
+// the budget, from 50ms to 500ms. The budget is passed by at most the
+// interval times the session's CPUs.
+func budgetPoll(budget time.Duration) time.Duration {
+	return min(max(budget/50, 50*time.Millisecond), 500*time.Millisecond)
+}
+
+// cpuUsed is the CPU time the session has used since it was ready.
+func (s *Session) cpuUsed() (time.Duration, error) {
+	cpu, err := s.proc.CPUTime()
+	return max(cpu-s.cpuStart, 0), err
+}
+
+// spend ends a session whose CPU budget is used up: the reason first, so
+// that whoever sees the kernel's death (a running cell, watch) gives it,
+// and an idle session is dead at once (the next request gets ErrDead with
+// it, not a cell sent to a kernel being killed).
+func (s *Session) spend(used time.Duration) {
+	s.mu.Lock()
+	if s.spent == "" {
+		s.spent = fmt.Sprintf("the session's CPU budget of %s was used up (%s used, background processes included) and the kernel was killed",
+			limits.Duration(s.cpuBudget), used.Round(time.Millisecond))
+		if s.state == run.SessionIdle {
+			s.state, s.reason = run.SessionDead, s.spent
+		}
+	}
+	s.mu.Unlock()
+	s.kill()
+}
+
+// spentReason is the reason of a death by the CPU budget, or "".
+func (s *Session) spentReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spent
+}
+
 // deathReason says why a kernel ended.
-func deathReason(res *run.Result, l limits.Limits) string {
+func (s *Session) deathReason(res *run.Result) string {
 	if res == nil {
 		return "the kernel ended"
 	}
 	switch res.Status {
 	case run.StatusMemoryLimit:
-		return fmt.Sprintf("the session's memory limit of %s was reached and the kernel was killed", l.Memory)
+		return fmt.Sprintf("the session's memory limit of %s was reached and the kernel was killed", s.limits.Memory)
+	case run.StatusCPULimit:
+		// RLIMIT_CPU's backstop, past the budget (kernelLimits).
+		return fmt.Sprintf("the session's CPU budget of %s was used up and the kernel was killed", limits.Duration(s.cpuBudget))
 	case run.StatusExited, run.StatusOK:
 		return fmt.Sprintf("the kernel exited with code %d", res.ExitCode)
 	case run.StatusSignaled:
@@ -217,12 +297,14 @@ func (s *Session) RunID() string { return s.ws.ID() }
 
 // Info describes the session.
 func (s *Session) Info() run.SessionInfo {
+	used, _ := s.cpuUsed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return run.SessionInfo{
 		ID: s.id, Runtime: s.runtime, Version: s.version, State: s.state, Reason: s.reason,
 		Cells: s.cells, Created: s.created, LastUsed: s.lastUsed, ExpiresAt: s.lastUsed.Add(s.idle),
-		IdleTimeout: limits.Duration(s.idle), Limits: s.limits,
+		IdleTimeout: limits.Duration(s.idle), CPUBudget: limits.Duration(s.cpuBudget), CPUUsed: limits.Duration(used.Round(time.Millisecond)),
+		Limits: s.limits,
 	}
 }
 
@@ -512,7 +594,7 @@ func (s *Session) exec(ctx context.Context, cell int, req run.CellRequest, live 
 			interrupt(stop{run.StatusOutputLimit, fmt.Sprintf("the cell's output passed the limit of %s per stream and it was interrupted", s.limits.Output)})
 		case <-done:
 			done = nil
-			interrupt(stop{run.StatusInternalError, "the client went away and the cell was interrupted"})
+			interrupt(stop{run.StatusCanceled, "the client went away and the cell was interrupted"})
 		case <-resend:
 			_ = s.proc.Interrupt(syscall.SIGINT)
 		case <-grace:
@@ -570,15 +652,18 @@ func (s *Session) died(ctx context.Context, res *run.CellResult, start time.Time
 	kres, _ := s.proc.Wait()
 	s.collect(ctx, res, start, cpu0)
 	res.State = run.SessionDead
-	switch {
+	switch spent := s.spentReason(); {
+	case spent != "":
+		// The daemon killed the kernel for it: nothing else is the cause.
+		res.Status, res.Reason = run.StatusCPULimit, spent
 	case kres != nil && kres.Status == run.StatusMemoryLimit:
 		// The memory limit is the cause even when a deadline was also
 		// being enforced.
-		res.Status, res.Reason = run.StatusMemoryLimit, deathReason(kres, s.limits)
+		res.Status, res.Reason = run.StatusMemoryLimit, s.deathReason(kres)
 	case why != nil:
 		res.Status, res.Reason = why.status, why.reason
 	case kres != nil:
-		res.Status, res.Reason = kres.Status, deathReason(kres, s.limits)
+		res.Status, res.Reason = kres.Status, s.deathReason(kres)
 	default:
 		res.Status, res.Reason = run.StatusInternalError, "the kernel ended"
 	}

@@ -324,3 +324,23 @@ func TestWaitingCellsBounded(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestCellClientGone: a cell whose client goes away is interrupted and
+// ends canceled, not as an internal error, and the session goes on.
+func TestCellClientGone(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "me", &run.SessionSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, "kept = 'yes'")
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	res, err := s.Exec(ctx, run.CellRequest{Code: "import time\ntime.sleep(30)"}, run.CellStream{})
+	if err != nil || res.Status != run.StatusCanceled || res.State != run.SessionIdle || !strings.Contains(res.Reason, "client went away") {
+		t.Fatalf("%v, %+v", err, res)
+	}
+	if r := exec(t, s, "kept"); r.Result["text/plain"] != "'yes'" {
+		t.Errorf("after a canceled cell: %+v", r)
+	}
+}

@@ -261,6 +261,7 @@ func (r *Runner) compiled(ctx context.Context, path string) (e *moduleEntry, rel
 		r.evictLocked(ctx)
 		// The compilation is shared: a caller that gives up must not fail
 		// it for the others, so it runs without the caller's cancellation.
+		r.compiles.Add(1)
 		go r.compile(context.WithoutCancel(ctx), path, e)
 	}
 	e.refs++
@@ -285,6 +286,7 @@ func (r *Runner) compiled(ctx context.Context, path string) (e *moduleEntry, rel
 }
 
 func (r *Runner) compile(ctx context.Context, path string, e *moduleEntry) {
+	defer r.compiles.Done()
 	defer close(e.done)
 	t := time.Now()
 	b, err := os.ReadFile(path)

@@ -20,8 +20,9 @@ var (
 )
 
 // Run executes e in a fresh module instance and returns once the instance
-// is gone and its workspace collected and removed. The result is never nil;
-// when the run could not happen (a module that is not built or does not
+// is gone and its workspace collected and removed. The result is never nil.
+// A caller that goes, whenever it does, gets status canceled and no error
+// (timeout for a passed deadline). When the run could not happen (a module that is not built or does not
 // compile, a workspace that cannot be made) its Status is internal_error
 // and the error is returned too: errors.Is(err, ErrNotBuilt) or ErrInvalid
 // say that it is the caller's to fix.
@@ -31,8 +32,10 @@ func (r *Runner) Run(ctx context.Context, e Exec) (*run.Result, error) {
 	switch {
 	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		// The caller gave up before the guest started (waiting for a
-		// compilation or a worker): as classify says it once it started.
-		res.SetCanceled(ctx.Err())
+		// compilation or a worker): as classify says it once it started,
+		// and not the sandbox's failure.
+		res.SetCanceled(context.Cause(ctx))
+		err = nil
 	case err != nil:
 		// As run.InternalError: the error can carry what the guest or
 		// its module said (a worker's message, wazero's stack trace).

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -320,17 +322,59 @@ func TestStdinStreamTimeout(t *testing.T) {
 	})
 }
 
-// TestCallerCancel: a run whose caller goes away ends at once, as an
-// internal error that says so.
+// TestCallerCancel: a run whose caller goes away ends at once, canceled
+// and with no error, whether the guest had started or not.
 func TestCallerCancel(t *testing.T) {
 	t.Parallel()
 	requireRuntime(t, "python")
 	eachMode(t, func(t *testing.T, r *Runner) {
-		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(300*time.Millisecond, cancel)
-		res, _ := r.Run(ctx, script("python", "main.py", "while True: pass"))
-		if res.Status != run.StatusInternalError || res.Error != "run canceled" {
-			t.Fatalf("%s", summary(res))
+		for _, after := range []time.Duration{0, 300 * time.Millisecond} {
+			ctx, cancel := context.WithCancel(context.Background())
+			if after == 0 {
+				cancel()
+			} else {
+				time.AfterFunc(after, cancel)
+			}
+			res, err := r.Run(ctx, script("python", "main.py", "while True: pass"))
+			cancel()
+			if err != nil || res.Status != run.StatusCanceled || res.Error != "" {
+				t.Fatalf("canceled after %s: %v, %s", after, err, summary(res))
+			}
 		}
 	})
+}
+
+// TestCloseAfterCanceledCompile: a run whose caller went while its module
+// was first compiling leaves the compilation going (it is shared); Close
+// right after waits for it instead of closing wazero under it, which
+// panicked.
+func TestCloseAfterCanceledCompile(t *testing.T) {
+	requireRuntime(t, "python")
+	r, err := New(context.Background(), Config{Mode: ModeInProcess, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	res, err := r.Run(ctx, script("python", "main.py", "print(1)"))
+	cancel()
+	if err != nil || res.Status != run.StatusCanceled {
+		t.Errorf("canceled during the compilation: %v, %s", err, summary(res))
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: every compilation is over (without the wait, the one left
+	// going ends now, into a closed runtime, and panics).
+	r.mu.Lock()
+	entries := slices.Collect(maps.Values(r.modules))
+	r.mu.Unlock()
+	for _, e := range entries {
+		select {
+		case <-e.done:
+		default:
+			t.Error("a compilation outlived Close")
+			<-e.done
+		}
+	}
 }

@@ -132,6 +132,10 @@ type Runner struct {
 	closed  bool
 	// runs counts the runs in progress; Close waits for them.
 	runs sync.WaitGroup
+	// compiles counts the compilations in progress, which outlive a run
+	// that gave up waiting for one (its caller went); Close waits for
+	// them too: wazero's runtime closed under a compilation panics.
+	compiles sync.WaitGroup
 }
 
 // New prepares the wazero runtime: its compilation cache (on disk unless
@@ -261,6 +265,7 @@ func (r *Runner) Close(ctx context.Context) error {
 	r.closed = true
 	r.mu.Unlock()
 	r.runs.Wait()
+	r.compiles.Wait()
 	err := errors.Join(r.exec.close(ctx), r.rt.Close(ctx), r.cache.Close(ctx))
 	r.removeTmpCache()
 	r.mu.Lock()
