@@ -182,6 +182,11 @@ func resolveIn(dir, module string) (string, []Mount, error) {
 func (r *Runner) storeUpload(b []byte) (string, error) {
 	r.uploadsOnce.Do(func() {
 		dir, err := os.MkdirTemp(r.cfg.TempDir, "sandboxd-wasm-uploads-")
+		if err == nil {
+			// Workers (other uids) open uploads by name, a hash; nobody
+			// can list them.
+			err = os.Chmod(dir, 0o711)
+		}
 		// Under mu: evictLocked reads it without going through the Once.
 		r.mu.Lock()
 		r.uploads, r.uploadsErr = dir, err
@@ -202,6 +207,9 @@ func (r *Runner) storeUpload(b []byte) (string, error) {
 		return "", fmt.Errorf("store the module: %w", err)
 	}
 	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -311,6 +319,13 @@ func (r *Runner) compile(ctx context.Context, path string, e *moduleEntry) {
 		e.minPages = max(e.minPages, m.Min())
 	}
 	r.log.Debug("wasm module compiled", "module", path, "bytes", len(b), "took", time.Since(t))
+	if !r.cfg.NoDiskCache {
+		if n, err := tidyCache(r.cfg.CacheDir, r.cfg.CacheMaxBytes, t); err != nil {
+			r.log.Warn("tidy the wasm compilation cache", "err", err)
+		} else if n > 0 {
+			r.log.Debug("wasm compilation cache evicted", "files", n)
+		}
+	}
 	if r.mode == ModeWorker {
 		// The compilation filled the disk cache the workers load from; the
 		// runner itself never runs the code, so it does not keep it.

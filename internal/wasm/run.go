@@ -17,6 +17,8 @@ var (
 	errTimeout = errors.New("wall-clock limit reached")
 	errCPU     = errors.New("CPU time limit reached")
 	errOutput  = errors.New("output limit reached")
+	// errMemory: the kernel killed the worker at its cgroup's limit.
+	errMemory = errors.New("memory limit reached")
 )
 
 // Run executes e in a fresh module instance and returns once the instance

@@ -103,6 +103,12 @@ type fromWorker struct {
 
 // workerMain serves runs until fd 3 is closed.
 func workerMain() int {
+	// First, before any input is read: nothing a module can make this
+	// process do happens outside the filter.
+	if err := confine(); err != nil {
+		fmt.Fprintln(os.Stderr, "wasm worker:", err)
+		return 2
+	}
 	in, out := os.NewFile(3, "wasm-worker-in"), os.NewFile(4, "wasm-worker-out")
 	if in == nil || out == nil {
 		fmt.Fprintln(os.Stderr, "wasm worker: fds 3 and 4 are not open")
