@@ -27,11 +27,6 @@ import (
 // directory the runner passes as its fd 5.
 const workerCacheDir = "/proc/self/fd/5"
 
-// loadGrace bounds how long a worker may take to load a module before its
-// guest starts: a cold compilation of python.wasm takes seconds, and the
-// runner compiled it already, so this only catches a stuck worker.
-const loadGrace = 2 * time.Minute
-
 // workerSlack is what a run may make its worker allocate beyond its
 // memory limit before the kernel kills it: the host's side of an instance
 // (wazero's structures for its functions and globals, WASI's file table,
@@ -70,6 +65,8 @@ type workerPool struct {
 	idle  chan *worker
 	// spawned numbers the workers this pool started: their cgroups' names.
 	spawned atomic.Uint64
+	// compiling has a token per compile worker running (compileWorkers).
+	compiling chan struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -77,9 +74,17 @@ type workerPool struct {
 }
 
 func newWorkerPool(cfg poolConfig, log *slog.Logger) (*workerPool, error) {
-	p := &workerPool{cacheDir: cfg.cacheDir, uid: cfg.uid, log: log, slots: make(chan int, cfg.max), idle: make(chan *worker, cfg.max)}
+	p := &workerPool{cacheDir: cfg.cacheDir, uid: cfg.uid, log: log, slots: make(chan int, cfg.max), idle: make(chan *worker, cfg.max),
+		compiling: make(chan struct{}, compileWorkers)}
 	for i := range cfg.max {
 		p.slots <- i
+	}
+	if uid := p.compilerUID(); uid >= 0 {
+		// Only the compile workers write the cache; the run workers,
+		// other uids, read what tidyCache made readable.
+		if err := chownTree(cfg.cacheDir, uid); err != nil {
+			return nil, fmt.Errorf("give the compilation cache to the compile workers: %w", err)
+		}
 	}
 	if cfg.cgroupParent != "" {
 		var err error
@@ -154,7 +159,7 @@ func (p *workerPool) get(ctx context.Context) (*worker, error) {
 				return w, nil
 			}
 		case slot := <-p.slots:
-			w, err := p.spawn(ctx, slot)
+			w, err := p.spawn(ctx, slot, p.slotUID(slot))
 			if err != nil {
 				p.slots <- slot
 				return nil, err
@@ -205,7 +210,7 @@ func (p *workerPool) discard(w *worker) {
 // ours, as the slot's uid with no capabilities, in a memory cgroup of its
 // own. It confines itself further (seccomp, no_new_privs) before it reads
 // its first message.
-func (p *workerPool) spawn(ctx context.Context, slot int) (*worker, error) {
+func (p *workerPool) spawn(ctx context.Context, slot, uid int) (*worker, error) {
 	if !maybeRunCalled.Load() {
 		return nil, errors.New("wasm workers need wasm.MaybeRun() at the start of main (or Config.Mode = ModeInProcess)")
 	}
@@ -253,10 +258,10 @@ func (p *workerPool) spawn(ctx context.Context, slot int) (*worker, error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
-	if p.uid >= 0 {
+	if uid >= 0 {
 		// setgroups, setgid, setuid before exec: a non-root uid after
 		// exec has no capabilities, permitted or effective.
-		w.uid = p.uid + slot
+		w.uid = uid
 		w.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(w.uid), Gid: uint32(w.uid), Groups: []uint32{}}
 	}
 	err = w.cmd.Start()
@@ -431,17 +436,39 @@ type runMemory struct {
 	ooms uint64
 }
 
+// slotUID is the uid of the worker in slot (-1: this process's).
+func (p *workerPool) slotUID(slot int) int {
+	if p.uid < 0 {
+		return -1
+	}
+	return p.uid + slot
+}
+
+// compilerUID is the uid of the compile workers, the one uid that may
+// write the compilation cache (-1: this process's).
+func (p *workerPool) compilerUID() int {
+	if p.uid < 0 {
+		return -1
+	}
+	return p.uid - 1
+}
+
 // prepare gives the worker the run: its workspace (made by this process)
-// becomes the worker's uid's, and its cgroup's limit becomes the worker's
-// usage now plus the run's memory limit and workerSlack, with the peak
-// reset, so that what the guest makes the worker allocate, of any kind,
-// is what the cgroup counts above base.
+// becomes the worker's uid's, and its memory is limited (see limit).
 func (w *worker) prepare(job *guestJob) (runMemory, error) {
 	if w.uid >= 0 {
 		if err := chownTree(job.Dir, w.uid); err != nil {
 			return runMemory{}, err
 		}
 	}
+	return w.limit(job.Memory)
+}
+
+// limit sets the worker's cgroup's limit to its usage now plus memory and
+// workerSlack, with the peak reset, so that what the guest (or the module
+// being compiled) makes the worker allocate, of any kind, is what the
+// cgroup counts above base.
+func (w *worker) limit(memory uint64) (runMemory, error) {
 	if w.cg == nil {
 		return runMemory{}, nil
 	}
@@ -453,7 +480,7 @@ func (w *worker) prepare(job *guestJob) (runMemory, error) {
 	if m.ooms, err = w.cg.oomKills(); err != nil {
 		return runMemory{}, err
 	}
-	if err := w.cg.setLimit(m.base + job.Memory + workerSlack); err != nil {
+	if err := w.cg.setLimit(m.base + memory + workerSlack); err != nil {
 		return runMemory{}, err
 	}
 	if err := w.cg.resetPeak(); err != nil {
@@ -495,7 +522,7 @@ func chownTree(dir string, uid int) error {
 		return os.Lchown(path, uid, uid)
 	})
 	if err != nil {
-		return fmt.Errorf("give the workspace to the worker's uid %d: %w", uid, err)
+		return fmt.Errorf("give %s to uid %d: %w", dir, uid, err)
 	}
 	return nil
 }
@@ -655,4 +682,56 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.buf))
+}
+
+// compileWorkers bounds the compile workers running at once: each may use
+// a run's memory limit, and compiling is CPU-bound.
+const compileWorkers = 2
+
+// compile has a compile worker, a one-shot worker process of the compiler
+// uid, compile the module at path into the cache and check it, under lim:
+// its cgroup allows lim.memory (and workerSlack) above the fresh worker's
+// own, and it is killed at lim.timeout. A module that takes more is
+// reported as a *compileLimitError; this process never holds the module's
+// code, nor the compiler's memory.
+func (p *workerPool) compile(ctx context.Context, path string, lim compileLimits) (compiledInfo, error) {
+	select {
+	case p.compiling <- struct{}{}:
+	case <-ctx.Done():
+		return compiledInfo{}, ctx.Err()
+	}
+	defer func() { <-p.compiling }()
+	w, err := p.spawn(ctx, -1, p.compilerUID())
+	if err != nil {
+		return compiledInfo{}, fmt.Errorf("start a compile worker: %w", err)
+	}
+	defer func() {
+		w.kill()
+		w.removeCgroup(p.log)
+	}()
+	mem, err := w.limit(lim.memory)
+	if err != nil {
+		return compiledInfo{}, err
+	}
+	if err := w.send(&toWorker{Compile: path}); err != nil {
+		return compiledInfo{}, fmt.Errorf("send a module to its compile worker: %w", err)
+	}
+	t := time.NewTimer(lim.timeout)
+	defer t.Stop()
+	select {
+	case m, ok := <-w.msgs:
+		if ok && m.Compiled != nil {
+			return *m.Compiled, nil
+		}
+		w.kill()
+		if mem.oomKilled() {
+			return compiledInfo{}, &compileLimitError{cause: errMemory, peak: mem.peak()}
+		}
+		return compiledInfo{}, fmt.Errorf("the compile worker died: %v: %s", w.err, w.stderr.String())
+	case <-t.C:
+		w.kill()
+		return compiledInfo{}, &compileLimitError{cause: errTimeout, peak: mem.peak()}
+	case <-ctx.Done():
+		return compiledInfo{}, ctx.Err()
+	}
 }

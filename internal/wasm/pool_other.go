@@ -32,3 +32,7 @@ func (p *workerPool) execute(context.Context, *execution) (guestEnd, error, time
 }
 
 func (p *workerPool) warm(context.Context, []string) error { return errNoWorkers }
+
+func (p *workerPool) compile(context.Context, string, compileLimits) (compiledInfo, error) {
+	return compiledInfo{}, errNoWorkers
+}

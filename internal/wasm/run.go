@@ -72,7 +72,12 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 	if err != nil {
 		return err
 	}
-	mod, release, err := r.compiled(ctx, path)
+	mod, release, err := r.compiled(ctx, path, compileLimits{memory: uint64(l.Memory), timeout: l.Timeout.Std()})
+	var cle *compileLimitError
+	if errors.As(err, &cle) {
+		cle.report(res, l)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
