@@ -204,3 +204,78 @@ func rss(t *testing.T) int64 {
 	kb, _ := strconv.ParseInt(strings.TrimSuffix(st["VmRSS"], " kB"), 10, 64)
 	return kb << 10
 }
+
+// compileBomb is a module of one function of 8 MB of straight-line code:
+// one huge function is what costs a compiler most (its register allocator
+// works on the whole function at once).
+func compileBomb() []byte {
+	op := []byte{0x20, 0, 0x41, 1, 0x6a, 0x21, 0} // local.get 0; i32.const 1; i32.add; local.set 0
+	body := []byte{1, 1, 0x7f}                    // one i32 local
+	for len(body) < 8<<20 {
+		body = append(body, op...)
+	}
+	body = append(body, 0x0b)
+	const n = 1
+	funcs, code := uleb(n), uleb(n)
+	for range n {
+		funcs = append(funcs, 0)
+		code = append(code, uleb(len(body))...)
+		code = append(code, body...)
+	}
+	return wasmModule(section(3, funcs), exportSection("_start"), section(10, code))
+}
+
+// TestCompileBomb: an 8 MB module run with 16 MiB and one second is
+// compiled in a compile worker and stopped there (memory_limit or
+// timeout, not started), while this process stays within 256 MiB of where
+// it started and the cache within its bound; then a module of another run
+// compiles and runs from the same cache.
+func TestCompileBomb(t *testing.T) {
+	t.Parallel()
+	const bound = 8 << 20
+	cache := t.TempDir()
+	r := confinedRunner(t, Config{Workers: 1, CacheDir: cache, CacheMaxBytes: bound})
+	l := testLimits()
+	l.Memory = 16 << 20
+	l.Timeout = limits.Duration(time.Second)
+	before := rss(t)
+	start := time.Now()
+	res, err := r.Run(context.Background(), Exec{ModuleBytes: compileBomb(), Argv: []string{"bomb"}, Limits: l})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("bomb: %s in %s, peak %d bytes: %s", res.Status, time.Since(start).Round(time.Millisecond), res.PeakMemory, res.Reason)
+	if res.Status != run.StatusMemoryLimit && res.Status != run.StatusTimeout {
+		t.Errorf("bomb: %s; want memory_limit or timeout", summary(res))
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the bomb took %s, past its 1 s limit by far", took)
+	}
+	if grew := rss(t) - before; grew > 256<<20 {
+		t.Errorf("the runner's process grew by %d MiB compiling the bomb", grew>>20)
+	}
+	if size := dirSize(t, cache); size > bound {
+		t.Errorf("the cache holds %d bytes, over its bound of %d", size, bound)
+	}
+	ok := mustRun(t, r, Exec{Module: testdata("hello.wasm"), Argv: []string{"hello"}, Limits: testLimits()})
+	if ok.Status != run.StatusOK || string(ok.Stdout) == "" {
+		t.Errorf("a module after the bomb: %s", summary(ok))
+	}
+}
+
+func dirSize(t *testing.T, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
