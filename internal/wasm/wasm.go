@@ -141,6 +141,8 @@ type Runner struct {
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
 	exec  executor
+	// confined: guests run in workers under seccomp and no_new_privs.
+	confined bool
 	// tmpCache is a cache directory of this runner's own, removed by Close.
 	tmpCache string
 	// uploads holds Exec.ModuleBytes as files named by their hash, made on
@@ -224,6 +226,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 			return nil, err
 		}
 		r.exec = pool
+		r.confined = r.poolConfig().uid >= 0
 	} else {
 		r.exec = &inProcess{rt: r.rt}
 	}
@@ -347,11 +350,11 @@ func (r *Runner) begin() error {
 func (r *Runner) isolation() run.Isolation {
 	return run.Isolation{
 		Backend: run.BackendWasm,
-		// No syscall reaches the host kernel from the guest: WASI calls are
-		// Go functions. There is no seccomp filter because there is nothing
-		// for one to filter.
-		Seccomp:    false,
-		NoNewPrivs: false,
+		// No syscall of the guest's reaches the host kernel: WASI calls are
+		// Go functions of the worker, which a root runner confines with
+		// no_new_privs and a seccomp allowlist (confine_linux.go).
+		Seccomp:    r.confined,
+		NoNewPrivs: r.confined,
 		Rootfs:     "wasi-preopens",
 		// WASI has no users; the host process's uid does the file I/O.
 		UID:     -1,
