@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
 )
 
 // A worker lives in a memory cgroup of its own, so that everything the
@@ -73,7 +74,30 @@ func newCgroupRootAt(mount, parent string, v2 bool) (*cgroupRoot, error) {
 			return nil, fmt.Errorf("turn on memory.use_hierarchy in %s: %w", r.dir, err)
 		}
 	}
+	r.removeStale()
 	return r, nil
+}
+
+// removeStale removes the cgroups of runners that are gone: a worker's
+// cgroup is named "<runner pid>-<n>", and a runner that died left them
+// empty (its workers died with it, Pdeathsig). Those of live runners,
+// other daemons or test binaries on the host, are left alone.
+func (r *cgroupRoot) removeStale() {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		pidStr, _, ok := strings.Cut(e.Name(), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !e.IsDir() || !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			// Fails, harmlessly, if something still lives in it.
+			_ = os.Remove(filepath.Join(r.dir, e.Name()))
+		}
+	}
 }
 
 func (r *cgroupRoot) files() cgroupFiles {
