@@ -33,8 +33,8 @@ const workerCacheDir = "/proc/self/fd/5"
 // buffers) and the garbage the Go heap holds until its next collection.
 // A guest's own memory (linear memory, tables) cannot hide in it for
 // long: linear memory is refused past the limit itself, and a table's
-// elements cost 8 bytes each.
-const workerSlack = 32 << 20
+// elements cost 8 bytes each. A -race build needs more (raceSlack).
+const workerSlack = 32<<20 + raceSlack
 
 // poolConfig says how workers are started and confined.
 type poolConfig struct {
