@@ -25,9 +25,15 @@
 // (cgroup_linux.go); modules are compiled by one-shot compile workers (uid
 // WorkerUID-1, the only writer of the cache) under the run's memory and
 // wall-clock limits, never by the runner, and the cache is bounded
-// (Config.CacheMaxBytes, least recently written evicted). In ModeInProcess they run on goroutines of this
-// process, under a runtime made WithCloseOnContextDone. RATIONALE.md, "The
-// wasm backend", has the measurements behind the choice.
+// (Config.CacheMaxBytes, least recently written evicted). In
+// ModeInProcess they run on goroutines of this process, under a runtime
+// made WithCloseOnContextDone, and this process compiles. RATIONALE.md,
+// "The wasm backend", has the measurements behind the choice.
+//
+// A compilation in a compile worker is bounded by its run's timeout and
+// memory limit (plus the slack); past either the run ends timeout or
+// memory_limit, not started, and the next run of the module compiles it
+// again under its own limits.
 //
 // # How each limit is enforced
 //
