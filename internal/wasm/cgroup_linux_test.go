@@ -68,4 +68,3 @@ func TestCgroupFiles(t *testing.T) {
 		}
 	}
 }
-
