@@ -182,6 +182,11 @@ func TestWorkerMemoryAttacks(t *testing.T) {
 		if res.Status != run.StatusMemoryLimit {
 			t.Errorf("%s: %s; want memory_limit", m, summary(res))
 		}
+		// The CPU time is sampled every 100 ms: the kernel's kill leaves
+		// no thread to read it from afterwards.
+		if res.WallTime > 300*time.Millisecond && res.CPUTime <= 0 {
+			t.Errorf("%s: ran %s and reports no CPU time", m, res.WallTime)
+		}
 		if res.PeakMemory <= 0 || res.PeakMemory > bound {
 			t.Errorf("%s: peak %d bytes, want within (0, %d]", m, res.PeakMemory, bound)
 		}

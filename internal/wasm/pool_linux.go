@@ -565,10 +565,18 @@ func (s *supervision) run(ctx context.Context) (guestEnd, error, time.Duration, 
 		tick     <-chan time.Time
 		sched    string // the guest thread's schedstat file
 		peak     uint64
+		// lastCPU is the guest's CPU time at the last tick: what is
+		// reported when the kernel killed the worker, whose schedstat is
+		// gone by then.
+		lastCPU time.Duration
 	)
 	load := time.NewTimer(loadGrace)
 	defer load.Stop()
-	cpuUsed := func() time.Duration { return readSchedstat(sched) }
+	limited := ex.cpu > 0 && ex.cpu < ex.timeout
+	cpuUsed := func() time.Duration {
+		lastCPU = max(lastCPU, readSchedstat(sched))
+		return lastCPU
+	}
 	kill := func(cause error) (guestEnd, error, time.Duration, error) {
 		wall := time.Duration(0)
 		if !start.IsZero() {
@@ -600,11 +608,15 @@ func (s *supervision) run(ctx context.Context) (guestEnd, error, time.Duration, 
 				t := time.NewTimer(ex.timeout)
 				defer t.Stop()
 				deadline = t.C
-				if ex.cpu > 0 && ex.cpu < ex.timeout {
-					tk := time.NewTicker(cpuPoll(ex.cpu))
-					defer tk.Stop()
-					tick = tk.C
+				// Without a CPU budget to watch, the tick only samples the
+				// CPU time (see lastCPU).
+				every := 100 * time.Millisecond
+				if limited {
+					every = cpuPoll(ex.cpu)
 				}
+				tk := time.NewTicker(every)
+				defer tk.Stop()
+				tick = tk.C
 			case m.Out != nil:
 				c := ex.stdout
 				if m.Fd == 2 {
@@ -628,7 +640,7 @@ func (s *supervision) run(ctx context.Context) (guestEnd, error, time.Duration, 
 		case <-deadline:
 			return kill(errTimeout)
 		case <-tick:
-			if cpuUsed() >= ex.cpu {
+			if used := cpuUsed(); limited && used >= ex.cpu {
 				return kill(errCPU)
 			}
 		case <-load.C:
