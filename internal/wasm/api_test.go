@@ -119,7 +119,7 @@ func TestTrapTexts(t *testing.T) {
 func mustCompile(t *testing.T, module string) wazero.CompiledModule {
 	t.Helper()
 	r := runnerFor(t, ModeInProcess)
-	e, release, err := r.compiled(context.Background(), testdata(module))
+	e, release, err := r.compiled(context.Background(), testdata(module), warmLimits)
 	if err != nil {
 		t.Fatal(err)
 	}

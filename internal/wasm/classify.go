@@ -72,6 +72,10 @@ func classify(res *run.Result, end guestEnd, cause error, l limits.Limits) error
 		res.Status = run.StatusOutputLimit
 		res.Reason = fmt.Sprintf("stopped: output limit of %s per stream reached", l.Output)
 		return nil
+	case errors.Is(cause, errMemory):
+		res.Status = run.StatusMemoryLimit
+		res.Reason = fmt.Sprintf("stopped: memory limit of %s reached: the worker's memory (linear memory, tables, the runtime's structures for the instance) grew past it (peak %d bytes)", l.Memory, res.PeakMemory)
+		return nil
 	case errors.Is(cause, errTimeout):
 		res.Status = run.StatusTimeout
 		res.Reason = fmt.Sprintf("stopped: wall-clock limit of %s reached", l.Timeout)

@@ -19,9 +19,21 @@
 // In ModeWorker (the default on Linux when main calls MaybeRun) guests run
 // in worker processes, this binary re-executed, which load the compiled
 // code from the disk cache and serve one run at a time; the runner kills a
-// worker at a limit. In ModeInProcess they run on goroutines of this
-// process, under a runtime made WithCloseOnContextDone. RATIONALE.md, "The
-// wasm backend", has the measurements behind the choice.
+// worker at a limit. When the runner is root, worker slot i runs as host
+// uid Config.WorkerUID+i with no capabilities, no_new_privs and a seccomp
+// allowlist (confine_linux.go), in a memory cgroup of its own
+// (cgroup_linux.go); modules are compiled by one-shot compile workers (uid
+// WorkerUID-1, the only writer of the cache) under the run's memory and
+// wall-clock limits, never by the runner, and the cache is bounded
+// (Config.CacheMaxBytes, least recently written evicted). In
+// ModeInProcess they run on goroutines of this process, under a runtime
+// made WithCloseOnContextDone, and this process compiles. RATIONALE.md,
+// "The wasm backend", has the measurements behind the choice.
+//
+// A compilation in a compile worker is bounded by its run's timeout and
+// memory limit (plus the slack); past either the run ends timeout or
+// memory_limit, not started, and the next run of the module compiles it
+// again under its own limits.
 //
 // # How each limit is enforced
 //
@@ -34,12 +46,13 @@
 //	            budget/20 (10-100 ms); the guest is one thread, so a
 //	            budget at or above the timeout needs no polling
 //	memory      the guest's linear memory cannot grow past it (a          memory_limit when the run
-//	            per-instance allocator; the initial memory counts too).   then fails; a module whose
-//	            Not counted: the host's own structures for the instance   initial memory is over it
-//	            (compiled code is shared, output is capped separately)    does not start
-//	            and wazero's native call stack, which deep recursion
-//	            grows up to wazero's 400 MB ceiling (the interpreters
-//	            stop recursion far below: see RATIONALE.md)
+//	            per-instance allocator; the initial memory counts too).   then fails, or when the
+//	            In a root runner's workers, everything else the guest     kernel kills the worker; a
+//	            makes the worker allocate (tables, the host's side of     module whose initial memory
+//	            the instance, wazero's native stack, Go's heap) counts    is over it does not start;
+//	            too: the worker's cgroup allows its own usage plus the    compiling past it: not
+//	            limit plus 32 MiB of slack. In process, or unprivileged   started, memory_limit
+//	            without cgroups, only linear memory counts
 //	output      stdout and stderr each; the first bytes are kept          output_limit, truncated flags
 //	tmpfs       the workspace: total bytes of its files and, as the       the write or create fails
 //	            tmpfs's inode count, max(tmpfs/8KiB, 1024) files and      with EIO (wazero's WASI has
@@ -62,14 +75,16 @@
 // of the guest's thread (host functions included): at most WallTime, as
 // the guest is single-threaded; off Linux in ModeInProcess it is the wall
 // time. PeakMemory is the largest size of the guest's linear memory (which
-// never shrinks). A wasm trap is reported as signaled, with the signal the
+// never shrinks), or, in a root runner's worker, the cgroup's peak above
+// the worker's own usage when that is larger. A wasm trap is reported as signaled, with the signal the
 // same fault raises natively (unreachable, which abort() compiles to:
 // SIGABRT; out-of-bounds access: SIGSEGV; division by zero: SIGFPE) and
 // the trap in Reason. Exit codes are the low 8 bits of proc_exit's, as
 // POSIX's. Produced files follow the process backend's rules (regular
 // files only, symlinks never followed, unchanged inputs left out, caps of
 // 64 files, 8 MiB each and 32 MiB in all). Isolation says backend "wasm",
-// no seccomp (no guest syscall reaches the kernel: WASI calls are Go
-// functions of the host), rootfs "wasi-preopens", uid -1 (WASI has no
-// users), network "none".
+// seccomp and no_new_privs when the workers are confined (a guest's own
+// calls never reach the kernel: WASI calls are Go functions of the worker,
+// which is what the filter confines), rootfs "wasi-preopens", uid -1 (WASI
+// has no users), network "none".
 package wasm

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 var (
@@ -41,6 +43,32 @@ func (e *NotBuiltError) Error() string {
 func (e *NotBuiltError) Is(target error) bool { return errors.Is(ErrNotBuilt, target) }
 
 func (e *NotBuiltError) Unwrap() error { return e.Err }
+
+// compileLimitError: compiling a module (in ModeWorker, in a compile
+// worker) took more memory or time than the run that asked for it has.
+type compileLimitError struct {
+	cause error // errMemory or errTimeout
+	peak  uint64
+}
+
+func (e *compileLimitError) Error() string {
+	return fmt.Sprintf("compiling the module: %v (peak %d bytes)", e.cause, e.peak)
+}
+
+func (e *compileLimitError) Unwrap() error { return e.cause }
+
+// report makes res the result of a run whose module could not be
+// compiled within its limits l: memory_limit or timeout, never started.
+func (e *compileLimitError) report(res *run.Result, l limits.Limits) {
+	res.PeakMemory = int64(e.peak)
+	if errors.Is(e.cause, errMemory) {
+		res.Status = run.StatusMemoryLimit
+		res.Reason = fmt.Sprintf("not started: compiling the module took more than the memory limit of %s", l.Memory)
+		return
+	}
+	res.Status = run.StatusTimeout
+	res.Reason = fmt.Sprintf("not started: compiling the module took longer than the wall-clock limit of %s", l.Timeout)
+}
 
 // LimitError names a limit the wasm backend refuses, and why.
 type LimitError struct {

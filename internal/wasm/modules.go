@@ -82,7 +82,7 @@ func (r *Runner) Warm(ctx context.Context, modules ...string) error {
 		if err != nil {
 			return err
 		}
-		_, release, err := r.compiled(ctx, path)
+		_, release, err := r.compiled(ctx, path, warmLimits)
 		if err != nil {
 			return err
 		}
@@ -182,6 +182,11 @@ func resolveIn(dir, module string) (string, []Mount, error) {
 func (r *Runner) storeUpload(b []byte) (string, error) {
 	r.uploadsOnce.Do(func() {
 		dir, err := os.MkdirTemp(r.cfg.TempDir, "sandboxd-wasm-uploads-")
+		if err == nil {
+			// Workers (other uids) open uploads by name, a hash; nobody
+			// can list them.
+			err = os.Chmod(dir, 0o711)
+		}
 		// Under mu: evictLocked reads it without going through the Once.
 		r.mu.Lock()
 		r.uploads, r.uploadsErr = dir, err
@@ -202,6 +207,9 @@ func (r *Runner) storeUpload(b []byte) (string, error) {
 		return "", fmt.Errorf("store the module: %w", err)
 	}
 	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -242,9 +250,22 @@ type moduleEntry struct {
 // cache.
 const maxModules = 32
 
+// compileLimits bound a compilation in ModeWorker: the memory it may use
+// (above the compile worker's own) and the time it may take. A run's
+// compilation gets the run's memory and wall-clock limits.
+type compileLimits struct {
+	memory  uint64
+	timeout time.Duration
+}
+
+// warmLimits bound the compilation of the modules an operator names to
+// Warm (the interpreters): python.wasm takes seconds and hundreds of MB.
+var warmLimits = compileLimits{memory: 4 << 30, timeout: loadGrace}
+
 // compiled returns the compiled module at path, compiling it once for all
-// concurrent callers. release must be called when the run is done with it.
-func (r *Runner) compiled(ctx context.Context, path string) (e *moduleEntry, release func(), err error) {
+// concurrent callers, under the first caller's limits. release must be
+// called when the run is done with it.
+func (r *Runner) compiled(ctx context.Context, path string, lim compileLimits) (e *moduleEntry, release func(), err error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: module: %w", ErrInvalid, err)
@@ -262,7 +283,7 @@ func (r *Runner) compiled(ctx context.Context, path string) (e *moduleEntry, rel
 		// The compilation is shared: a caller that gives up must not fail
 		// it for the others, so it runs without the caller's cancellation.
 		r.compiles.Add(1)
-		go r.compile(context.WithoutCancel(ctx), path, e)
+		go r.compile(context.WithoutCancel(ctx), key, e, lim)
 	}
 	e.refs++
 	e.lastUse = time.Now()
@@ -285,9 +306,16 @@ func (r *Runner) compiled(ctx context.Context, path string) (e *moduleEntry, rel
 	return e, release, nil
 }
 
-func (r *Runner) compile(ctx context.Context, path string, e *moduleEntry) {
+// compile compiles the module for e: in a compile worker in ModeWorker,
+// here otherwise. Close waits for it (r.compiles).
+func (r *Runner) compile(ctx context.Context, key moduleKey, e *moduleEntry, lim compileLimits) {
 	defer r.compiles.Done()
 	defer close(e.done)
+	if pool, ok := r.exec.(*workerPool); ok {
+		r.compileInWorker(ctx, pool, key, e, lim)
+		return
+	}
+	path := key.path
 	t := time.Now()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -306,20 +334,66 @@ func (r *Runner) compile(ctx context.Context, path string, e *moduleEntry) {
 		e.err = fmt.Errorf("%w: %s: %w", ErrInvalid, filepath.Base(path), err)
 		return
 	}
-	for _, m := range cm.ExportedMemories() {
-		e.minPages = max(e.minPages, m.Min())
-	}
-	for _, m := range cm.ImportedMemories() {
-		e.minPages = max(e.minPages, m.Min())
-	}
+	e.minPages = minPages(cm)
 	r.log.Debug("wasm module compiled", "module", path, "bytes", len(b), "took", time.Since(t))
-	if r.mode == ModeWorker {
-		// The compilation filled the disk cache the workers load from; the
-		// runner itself never runs the code, so it does not keep it.
-		_ = cm.Close(ctx)
+	r.tidyCache(t)
+	e.compiled = cm
+}
+
+// compileInWorker has a compile worker compile the module into the disk
+// cache, under lim. A compilation stopped at a limit is the caller's run's
+// result, not the module's: the entry is dropped, so that a run with
+// limits of its own tries again.
+func (r *Runner) compileInWorker(ctx context.Context, pool *workerPool, key moduleKey, e *moduleEntry, lim compileLimits) {
+	t := time.Now()
+	info, err := pool.compile(ctx, key.path, lim)
+	var cle *compileLimitError
+	switch {
+	case errors.As(err, &cle):
+		e.err = err
+		r.mu.Lock()
+		if r.modules[key] == e {
+			delete(r.modules, key)
+		}
+		r.mu.Unlock()
+		return
+	case err != nil:
+		e.err = fmt.Errorf("compile %s: %w", filepath.Base(key.path), err)
+		return
+	case info.Err != "":
+		// wazero's messages can name what the module declares: text the
+		// module chose, clipped again after crossing the pipe.
+		e.err = fmt.Errorf("%w: %s: %s", ErrInvalid, filepath.Base(key.path), run.Clip(info.Err, run.MaxMessage))
 		return
 	}
-	e.compiled = cm
+	e.minPages = info.MinPages
+	r.log.Debug("wasm module compiled by a worker", "module", key.path, "took", time.Since(t))
+	r.tidyCache(t)
+}
+
+// tidyCache bounds the disk cache and makes it readable to the workers
+// after a compilation that started at t.
+func (r *Runner) tidyCache(t time.Time) {
+	if r.cfg.NoDiskCache {
+		return
+	}
+	if n, err := tidyCache(r.cfg.CacheDir, r.cfg.CacheMaxBytes, t); err != nil {
+		r.log.Warn("tidy the wasm compilation cache", "err", err)
+	} else if n > 0 {
+		r.log.Debug("wasm compilation cache evicted", "files", n)
+	}
+}
+
+// minPages is the initial size of the module's memory, in pages.
+func minPages(cm wazero.CompiledModule) uint32 {
+	var n uint32
+	for _, m := range cm.ExportedMemories() {
+		n = max(n, m.Min())
+	}
+	for _, m := range cm.ImportedMemories() {
+		n = max(n, m.Min())
+	}
+	return n
 }
 
 // checkModule refuses what the sandbox cannot run: a module that imports

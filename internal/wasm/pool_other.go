@@ -15,7 +15,15 @@ type workerPool struct{}
 
 var errNoWorkers = errors.New("wasm workers are implemented on Linux only: use ModeInProcess")
 
-func newWorkerPool(string, int, *slog.Logger) *workerPool { return &workerPool{} }
+// poolConfig is unused off Linux.
+type poolConfig struct {
+	cacheDir     string
+	max          int
+	uid          int
+	cgroupParent string
+}
+
+func newWorkerPool(poolConfig, *slog.Logger) (*workerPool, error) { return &workerPool{}, nil }
 
 func (p *workerPool) close(context.Context) error { return nil }
 
@@ -24,3 +32,7 @@ func (p *workerPool) execute(context.Context, *execution) (guestEnd, error, time
 }
 
 func (p *workerPool) warm(context.Context, []string) error { return errNoWorkers }
+
+func (p *workerPool) compile(context.Context, string, compileLimits) (compiledInfo, error) {
+	return compiledInfo{}, errNoWorkers
+}

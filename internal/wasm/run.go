@@ -17,6 +17,8 @@ var (
 	errTimeout = errors.New("wall-clock limit reached")
 	errCPU     = errors.New("CPU time limit reached")
 	errOutput  = errors.New("output limit reached")
+	// errMemory: the kernel killed the worker at its cgroup's limit.
+	errMemory = errors.New("memory limit reached")
 )
 
 // Run executes e in a fresh module instance and returns once the instance
@@ -73,7 +75,12 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 	if err != nil {
 		return err
 	}
-	mod, release, err := r.compiled(ctx, path)
+	mod, release, err := r.compiled(ctx, path, compileLimits{memory: uint64(l.Memory), timeout: l.Timeout.Std()})
+	var cle *compileLimitError
+	if errors.As(err, &cle) {
+		cle.report(res, l)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -157,7 +157,10 @@ var interpreterCases = []interpreterCase{
 		js:     `const a = []; for (;;) a.push(new Uint8Array(1 << 20))`,
 		limits: func(l *limits.Limits) { l.Memory = 64 * limits.MiB },
 		check: all(wantStatus(run.StatusMemoryLimit, 1), func(t *testing.T, res *run.Result) {
-			if res.PeakMemory < 48<<20 || res.PeakMemory > 64<<20 {
+			// In a worker the peak is the worker's memory above its own,
+			// which the guest may take past the limit by the host's side
+			// of the instance (workerSlack at most).
+			if res.PeakMemory < 48<<20 || res.PeakMemory > 64<<20+workerSlack {
 				t.Errorf("peak memory %d, want close to the 64 MiB limit", res.PeakMemory)
 			}
 		}),

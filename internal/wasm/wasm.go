@@ -62,6 +62,9 @@ type Config struct {
 	// memory only and CacheDir is ignored.
 	CacheDir    string
 	NoDiskCache bool
+	// CacheMaxBytes bounds the disk cache (default DefaultCacheMaxBytes):
+	// past it, the least recently written compiled modules are removed.
+	CacheMaxBytes int64
 	// RuntimesDir is where scripts/build-wasm-runtimes.sh installed python/
 	// and quickjs/ (default $SANDBOXD_WASM_DIR, else DefaultRuntimesDir).
 	RuntimesDir string
@@ -71,8 +74,27 @@ type Config struct {
 	// Collect caps the produced files returned (defaults: 64 files, 8 MiB
 	// each, 32 MiB in all, as the process backend).
 	Collect workspace.CollectLimits
-	Logger  *slog.Logger
+	// WorkerUID is the host uid (and gid) of the first worker in
+	// ModeWorker; worker i of Workers runs as WorkerUID+i, so no two
+	// workers can touch each other's files or processes. Default
+	// DefaultWorkerUID when this process is root; a process that is not
+	// root runs its workers as itself.
+	WorkerUID int
+	// CgroupParent is the cgroup (relative to the memory controller's
+	// root) under which each worker gets a memory cgroup of its own
+	// (default DefaultCgroupParent). A root process that cannot create it
+	// fails New; one that is not root runs its workers without.
+	CgroupParent string
+	Logger       *slog.Logger
 }
+
+// DefaultWorkerUID is the first host uid of the workers: below the
+// process backend's (from 1000000), above every distribution's regular
+// users.
+const DefaultWorkerUID = 900000
+
+// DefaultCgroupParent is the parent of the workers' cgroups.
+const DefaultCgroupParent = "sandboxd-wasm"
 
 // Exec is one run. Module names what to run; the rest mirrors
 // isolate.Exec, plus the input files, since a wasm run's workspace lives
@@ -119,6 +141,8 @@ type Runner struct {
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
 	exec  executor
+	// confined: guests run in workers under seccomp and no_new_privs.
+	confined bool
 	// tmpCache is a cache directory of this runner's own, removed by Close.
 	tmpCache string
 	// uploads holds Exec.ModuleBytes as files named by their hash, made on
@@ -150,6 +174,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	}
 	if cfg.Collect == (workspace.CollectLimits{}) {
 		cfg.Collect = workspace.DefaultCollectLimits
+	}
+	if cfg.CacheMaxBytes <= 0 {
+		cfg.CacheMaxBytes = DefaultCacheMaxBytes
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = max(4, 2*runtime.NumCPU())
@@ -195,12 +222,38 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	if mode == ModeWorker {
-		r.exec = newWorkerPool(r.cfg.CacheDir, cfg.Workers, cfg.Logger)
+		pool, err := newWorkerPool(r.poolConfig(), cfg.Logger)
+		if err != nil {
+			_ = r.rt.Close(ctx)
+			_ = r.cache.Close(ctx)
+			r.removeTmpCache()
+			return nil, err
+		}
+		r.exec = pool
+		r.confined = r.poolConfig().uid >= 0
 	} else {
 		r.exec = &inProcess{rt: r.rt}
 	}
 	r.log.Debug("wasm runner ready", "mode", mode, "runtimes", cfg.RuntimesDir, "cache", r.cfg.CacheDir)
 	return r, nil
+}
+
+// poolConfig is how the workers are started: as unprivileged uids in
+// memory cgroups when this process is root, as this process otherwise.
+func (r *Runner) poolConfig() poolConfig {
+	pc := poolConfig{cacheDir: r.cfg.CacheDir, max: r.cfg.Workers, uid: -1}
+	if os.Geteuid() != 0 {
+		return pc
+	}
+	pc.uid = r.cfg.WorkerUID
+	if pc.uid <= 0 {
+		pc.uid = DefaultWorkerUID
+	}
+	pc.cgroupParent = r.cfg.CgroupParent
+	if pc.cgroupParent == "" {
+		pc.cgroupParent = DefaultCgroupParent
+	}
+	return pc
 }
 
 // pickMode resolves ModeAuto and checks that the mode can work here.
@@ -244,7 +297,12 @@ func newCache(cfg Config) (wazero.CompilationCache, error) {
 		}
 		dir = filepath.Join(base, "sandboxd", "wazero")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Readable by the workers, which are other uids; only this process
+	// writes it.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create the compilation cache: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create the compilation cache: %w", err)
 	}
 	cache, err := wazero.NewCompilationCacheWithDir(dir)
@@ -297,11 +355,11 @@ func (r *Runner) begin() error {
 func (r *Runner) isolation() run.Isolation {
 	return run.Isolation{
 		Backend: run.BackendWasm,
-		// No syscall reaches the host kernel from the guest: WASI calls are
-		// Go functions. There is no seccomp filter because there is nothing
-		// for one to filter.
-		Seccomp:    false,
-		NoNewPrivs: false,
+		// No syscall of the guest's reaches the host kernel: WASI calls are
+		// Go functions of the worker, which a root runner confines with
+		// no_new_privs and a seccomp allowlist (confine_linux.go).
+		Seccomp:    r.confined,
+		NoNewPrivs: r.confined,
 		Rootfs:     "wasi-preopens",
 		// WASI has no users; the host process's uid does the file I/O.
 		UID:     -1,

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // A worker is this same binary started again as a wasm worker process: it
@@ -36,6 +38,11 @@ import (
 //
 // Closing fd 3 makes an idle worker exit. The runner never waits for a
 // worker that has a guest running: it kills it.
+
+// loadGrace bounds how long a worker may take to load a module before its
+// guest starts: a cold compilation of python.wasm takes seconds, and the
+// runner compiled it already, so this only catches a stuck worker.
+const loadGrace = 2 * time.Minute
 
 // workerArg0 is argv[0] of a worker process.
 const workerArg0 = "sandboxd-wasm-worker"
@@ -64,6 +71,9 @@ type toWorker struct {
 	// Load asks the worker to load these modules now (Runner.Warm); it
 	// answers Ready, or Err.
 	Load []string
+	// Compile asks a compile worker to compile the module at this path
+	// into the cache and check it; it answers Compiled.
+	Compile string
 	// Stdin carries streamed stdin for run Seq.
 	Seq      uint64
 	Stdin    []byte
@@ -91,18 +101,33 @@ type fromWorker struct {
 	Ready   bool
 	Started bool
 	// Tid is the thread the guest runs on (with Started).
-	Tid  int
-	Fd   int
-	Out  []byte
-	Peak uint64
-	End  *guestEnd
+	Tid      int
+	Fd       int
+	Out      []byte
+	Peak     uint64
+	End      *guestEnd
+	Compiled *compiledInfo
 	// Err is a failure of the worker itself (a module that does not
 	// load); the run is an internal error and the worker may serve on.
 	Err string
 }
 
+// compiledInfo is what the runner needs to know of a module a compile
+// worker compiled: the size its memory starts at, or why it cannot run
+// (Err: it does not compile, or is not a WASI command).
+type compiledInfo struct {
+	MinPages uint32
+	Err      string
+}
+
 // workerMain serves runs until fd 3 is closed.
 func workerMain() int {
+	// First, before any input is read: nothing a module can make this
+	// process do happens outside the filter.
+	if err := confine(); err != nil {
+		fmt.Fprintln(os.Stderr, "wasm worker:", err)
+		return 2
+	}
 	in, out := os.NewFile(3, "wasm-worker-in"), os.NewFile(4, "wasm-worker-out")
 	if in == nil || out == nil {
 		fmt.Fprintln(os.Stderr, "wasm worker: fds 3 and 4 are not open")
@@ -167,6 +192,10 @@ func (w *workerSide) serve(ctx context.Context) error {
 				w.warm(ctx, job.load)
 				continue
 			}
+			if job.compile != "" {
+				w.send(fromWorker{Compiled: compileCheck(ctx, w.rt, job.compile)})
+				continue
+			}
 			w.run(ctx, job.job, job.stdin)
 		case err := <-readErr:
 			return err
@@ -177,9 +206,10 @@ func (w *workerSide) serve(ctx context.Context) error {
 // workerRun is a job with its stdin, which the reader set up before the
 // next message (maybe the first stdin chunk) is decoded.
 type workerRun struct {
-	job   *workerJob
-	stdin io.Reader
-	load  []string
+	job     *workerJob
+	stdin   io.Reader
+	load    []string
+	compile string
 }
 
 // read decodes the runner's messages: jobs go to the serving loop, stdin
@@ -193,6 +223,8 @@ func (w *workerSide) read(jobs chan<- workerRun) error {
 		switch {
 		case m.Load != nil:
 			jobs <- workerRun{load: m.Load}
+		case m.Compile != "":
+			jobs <- workerRun{compile: m.Compile}
 		case m.Job != nil:
 			var stdin io.Reader = bytes.NewReader(m.Job.Stdin)
 			if m.Job.StdinStream {
@@ -251,6 +283,24 @@ func (w *workerSide) run(ctx context.Context, job *workerJob, stdin io.Reader) {
 	}
 	end := runGuest(ctx, w.rt, cm, &job.Guest, gio, hooks)
 	w.send(fromWorker{End: &end})
+}
+
+// compileCheck compiles the module at path, which writes its code to the
+// compilation cache, and checks that it can run here.
+func compileCheck(ctx context.Context, rt wazero.Runtime, path string) *compiledInfo {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &compiledInfo{Err: fmt.Sprintf("read module: %v", err)}
+	}
+	cm, err := rt.CompileModule(ctx, b)
+	if err != nil {
+		return &compiledInfo{Err: run.Clip(err.Error(), run.MaxMessage)}
+	}
+	defer cm.Close(ctx)
+	if err := checkModule(cm); err != nil {
+		return &compiledInfo{Err: err.Error()}
+	}
+	return &compiledInfo{MinPages: minPages(cm)}
 }
 
 // warm loads modules ahead of their first run.
