@@ -199,7 +199,12 @@ sessions) or SANDBOXD_TOKEN; every endpoint but /healthz, /readyz and
 /openapi.json then wants it as a bearer token. Without one, sandboxd only
 listens on a loopback address unless --insecure-no-token says so. SIGTERM
 stops new requests, lets running runs finish for --grace, then kills the
-rest.`,
+rest; with --drain it first fails readiness and refuses new sessions until
+its sessions end (or --drain passes), serving everything else.
+
+Several replicas behind one load balancer: each names its sessions with
+--replica, and with --peer-url-template a replica forwards a request for
+another's session to it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if t := os.Getenv("SANDBOXD_TOKEN"); t != "" {
@@ -237,6 +242,8 @@ rest.`,
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.Int64Var(&cfg.API.MaxBodyMemory, "max-body-memory", 64<<20, "request body bytes read at once across all requests (429 past it; never less than --max-body)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
+	fl.DurationVar(&cfg.Drain, "drain", 0, "after SIGTERM, how long to wait for sessions to end before --grace: readiness fails and new sessions get 503 meanwhile (0: no wait)")
+	fl.StringVar(&cfg.PeerURLTemplate, "peer-url-template", "", "forward a request for another replica's session to this `URL`, {replica} replaced by the replica's name: http://{replica}.sandboxd-headless:8080")
 	connFlags(fl, &cfg.Conns)
 	fl.StringVar(&logFormat, "log-format", "json", "log `FORMAT`: json or text")
 	fl.StringToIntVar(&cfg.Executor.Warm, "warm", nil, "keep N warm sandboxes ready for RUNTIME, as `RUNTIME=N`: python=2 (0 disables)")

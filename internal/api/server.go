@@ -44,6 +44,10 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Sessions, if set, serves /v1/sessions; without, those answer 503.
 	Sessions *session.Manager
+	// Forward, if set, proxies a request for a session of another
+	// replica to it (forward.go); without, such a request is a 404
+	// naming the replica (Sandboxd-Replica), for a router in front.
+	Forward *Forwarder
 	// MaxBody caps a request body (default 16 MiB).
 	MaxBody int64
 	// MaxBodyMemory caps the bytes of request bodies being read at once
@@ -163,6 +167,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, fmt.Errorf("%w: path %q is not allowed: it has %s; name sessions and workspace files by clean relative paths", errdefs.ErrInvalidArgument, r.URL.EscapedPath(), why))
 		return
 	}
+	// Before the body budget: a forwarded body streams through, never
+	// held here.
+	if s.forward(w, r) {
+		return
+	}
 	release, err := s.bodies.reserve(r, bodyClient(r))
 	if err != nil {
 		s.metrics.Rejected("body_memory")
@@ -207,20 +216,31 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Each token is compared in constant time, and all of them are.
-		token, sent := Credential(r)
-		got := []byte(token)
-		ok := 0
-		for _, want := range s.cfg.Tokens {
-			ok |= subtle.ConstantTimeCompare(got, []byte(want))
+		if s.authorized(w, r) {
+			h.ServeHTTP(w, r)
 		}
-		if !sent || ok != 1 {
-			s.metrics.Rejected("unauthorized")
-			writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", errdefs.ErrUnauthorized))
-			return
-		}
-		h.ServeHTTP(w, r)
 	})
+}
+
+// authorized reports whether r carries one of the tokens (always, when
+// there are none); if not, it answers 401. Each token is compared in
+// constant time, and all of them are.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if len(s.cfg.Tokens) == 0 {
+		return true
+	}
+	token, sent := Credential(r)
+	got := []byte(token)
+	ok := 0
+	for _, want := range s.cfg.Tokens {
+		ok |= subtle.ConstantTimeCompare(got, []byte(want))
+	}
+	if !sent || ok != 1 {
+		s.metrics.Rejected("unauthorized")
+		writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", errdefs.ErrUnauthorized))
+		return false
+	}
+	return true
 }
 
 // Credential is the token r carries and whether it carries one: in
@@ -254,9 +274,14 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReady fails when a run would be refused (the queue is full) or the
-// host can no longer confine, so a load balancer sends work elsewhere.
+// handleReady fails when a run would be refused (the queue is full), the
+// replica is draining before it stops, or the host can no longer confine,
+// so a load balancer sends work elsewhere.
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if m := s.cfg.Sessions; m != nil && m.Draining() {
+		writeError(w, fmt.Errorf("%w: replica %q is draining before it stops: it takes no new sessions, and serves its own until they end", errdefs.ErrUnavailable, m.Replica()))
+		return
+	}
 	g := s.cfg.Gate
 	if g != nil && g.Full() {
 		writeError(w, fmt.Errorf("%w: all %d run slots are busy and the queue is full", errdefs.ErrUnavailable, g.Capacity()))

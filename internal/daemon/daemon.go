@@ -36,7 +36,17 @@ type Config struct {
 	AllowRemoteWithoutToken bool
 	// Grace is how long running runs may go on after SIGTERM (default 10s).
 	Grace time.Duration
-	API   api.Config
+	// Drain, if positive, is how long a SIGTERMed daemon waits for its
+	// sessions to end (deleted or expired) before the grace period:
+	// meanwhile it fails readiness, refuses new sessions (503) and
+	// serves everything else, its sessions' cells included. Zero: no
+	// wait; sessions end with the daemon.
+	Drain time.Duration
+	// PeerURLTemplate, if set, is where the other replicas are reached
+	// ("http://{replica}.sandboxd-headless:8080"): a request for a
+	// session of another replica is forwarded there (api.Forwarder).
+	PeerURLTemplate string
+	API             api.Config
 	// Concurrency and Queue size the admission gate: runs at once, and
 	// runs waiting for a slot before requests get 429 (defaults: 2, 64).
 	Concurrency, Queue int
@@ -86,6 +96,14 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	if err := checkListen(cfg); err != nil {
 		return err
+	}
+	if cfg.PeerURLTemplate != "" {
+		f, err := api.NewForwarder(cfg.PeerURLTemplate, nil, log)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.API.Forward = f
 	}
 	nfd, known := nofile()
 	conns, err := cfg.Conns.resolve(nfd, known, log)
@@ -182,6 +200,9 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	case <-ctx.Done():
 	}
+	if err := drain(sessions, cfg.Drain, served, log); err != nil {
+		return err
+	}
 	log.Info("shutting down: no new requests; running runs may finish", "grace", cfg.Grace)
 	graceCtx, cancel := context.WithTimeout(runCtx, cfg.Grace)
 	defer cancel()
@@ -198,6 +219,29 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 	}
 	log.Info("sandboxd stopped")
+	return nil
+}
+
+// drain waits, for at most d, for the sessions to end, while the server
+// goes on serving: readiness fails and new sessions are refused
+// (session.Manager.Drain), so a Service sends new work to other replicas
+// while this one's sessions finish. It returns early if the server fails.
+func drain(sessions *session.Manager, d time.Duration, served <-chan error, log *slog.Logger) error {
+	if d <= 0 {
+		return nil
+	}
+	done := sessions.Drain()
+	log.Info("draining: readiness fails, new sessions are refused; waiting for the sessions to end", "sessions", sessions.Count(), "timeout", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		log.Info("drained: no session left")
+	case <-t.C:
+		log.Warn("drain timeout: closing the sessions left", "sessions", sessions.Count())
+	case err := <-served:
+		return err
+	}
 	return nil
 }
 

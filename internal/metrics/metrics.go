@@ -43,6 +43,7 @@ type Metrics struct {
 	rejected *prometheus.CounterVec
 	cells    *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	forward  *prometheus.CounterVec
 }
 
 // Rejection reasons: every one exists from the start, so rate() works
@@ -51,6 +52,10 @@ var rejectReasons = []string{"queue_full", "memory_budget", "invalid", "too_larg
 
 // Reasons a connection is refused: its client's cap, or the daemon's.
 var refuseReasons = []string{"per_ip", "total"}
+
+// Outcomes of a request forwarded to the replica holding its session: the
+// peer answered (whatever it said), is gone, or did not answer.
+var forwardOutcomes = []string{"answered", "gone", "unreachable"}
 
 // New returns a registry with the Go and process collectors and
 // sandboxd's own metrics.
@@ -78,6 +83,13 @@ func New(src Sources) *Metrics {
 			Name: "sandboxd_connections_refused_total",
 			Help: "Connections closed as soon as accepted, by the cap they were over (per_ip, total).",
 		}, []string{"reason"}),
+		forward: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_requests_forwarded_total",
+			Help: "Session requests forwarded to the replica holding the session, by outcome (answered, gone, unreachable).",
+		}, []string{"outcome"}),
+	}
+	for _, o := range forwardOutcomes {
+		m.forward.WithLabelValues(o)
 	}
 	for _, reason := range rejectReasons {
 		m.rejected.WithLabelValues(reason)
@@ -86,7 +98,7 @@ func New(src Sources) *Metrics {
 		m.refused.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.runs, m.duration, m.rejected, m.cells, m.refused,
+		m.runs, m.duration, m.rejected, m.cells, m.refused, m.forward,
 		gauge("sandboxd_runs_active", "Runs admitted and not yet finished.", src.Running),
 		gauge("sandboxd_queue_depth", "Runs waiting for a slot.", src.Waiting),
 		gauge("sandboxd_sessions_active", "Live sessions (idle, busy or dead but not yet deleted).", src.Sessions),
@@ -123,6 +135,10 @@ func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).I
 // ConnRefused counts a connection refused over a cap, by reason (per_ip
 // or total).
 func (m *Metrics) ConnRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
+
+// Forwarded counts a request forwarded to another replica, by outcome
+// (answered, gone, unreachable).
+func (m *Metrics) Forwarded(outcome string) { m.forward.WithLabelValues(outcome).Inc() }
 
 // Cell counts a finished session cell.
 func (m *Metrics) Cell(status run.Status) { m.cells.WithLabelValues(string(status)).Inc() }

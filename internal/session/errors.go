@@ -19,4 +19,7 @@ var (
 	ErrDead = errdefs.New(errdefs.ErrConflict, "session is dead")
 	// ErrUnavailable: sessions cannot run on this host.
 	ErrUnavailable = errdefs.New(errdefs.ErrUnavailable, "sessions unavailable")
+	// ErrDraining: this replica is being removed (Manager.Drain) and
+	// takes no new session; another replica will.
+	ErrDraining = errdefs.New(errdefs.ErrUnavailable, "replica draining")
 )

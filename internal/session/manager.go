@@ -111,6 +111,10 @@ type Manager struct {
 	sessions map[string]*Session
 	// starting counts sessions being created, against the quotas.
 	starting map[string]int
+	// draining refuses new sessions (Drain); drained is closed once
+	// draining and no session is left or starting.
+	draining, drainDone bool
+	drained             chan struct{}
 }
 
 // NewManager returns a Manager and starts its reaper; Close ends both.
@@ -154,7 +158,7 @@ func NewManager(ctx context.Context, cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, starting: map[string]int{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, starting: map[string]int{}, drained: make(chan struct{})}
 	// The sessions' life is the Manager's, not any request's.
 	m.life, m.stop = context.WithCancel(ctx)
 	m.wg.Add(1)
@@ -162,8 +166,13 @@ func NewManager(ctx context.Context, cfg Config) *Manager {
 	return m
 }
 
-// replicaName keeps what an id may carry: lower-case letters, digits and
-// dashes.
+// maxReplica is the longest replica name: a DNS label, so that a peer's
+// address can be made from it (a StatefulSet's pod names are such labels).
+const maxReplica = 63
+
+// replicaName keeps what an id may carry: a DNS label of lower-case
+// letters, digits and dashes, at most maxReplica long, neither starting
+// nor ending with a dash.
 func replicaName(s string) string {
 	var b strings.Builder
 	for _, c := range strings.ToLower(s) {
@@ -174,10 +183,19 @@ func replicaName(s string) string {
 			b.WriteByte('-')
 		}
 	}
-	if b.Len() == 0 {
+	name := strings.Trim(b.String(), "-")
+	if len(name) > maxReplica {
+		name = strings.TrimRight(name[:maxReplica], "-")
+	}
+	if name == "" {
 		return "local"
 	}
-	return strings.Trim(b.String(), "-")
+	return name
+}
+
+// validReplica reports whether s is a name replicaName could have made.
+func validReplica(s string) bool {
+	return s != "" && len(s) <= maxReplica && replicaName(s) == s
 }
 
 // newID is "<replica>-<26 random base32 characters>".
@@ -326,6 +344,9 @@ func (m *Manager) reserve(owner string) error {
 	if m.sessions == nil {
 		return fmt.Errorf("%w: the daemon is shutting down", ErrUnavailable)
 	}
+	if m.draining {
+		return fmt.Errorf("%w: replica %q is draining before it stops and takes no new session; ask again and another replica will take it", ErrDraining, m.cfg.Replica)
+	}
 	total, mine := 0, m.starting[owner]
 	for _, n := range m.starting {
 		total += n
@@ -365,6 +386,38 @@ func (m *Manager) release(owner string) {
 	if m.starting[owner]--; m.starting[owner] <= 0 {
 		delete(m.starting, owner)
 	}
+	m.checkDrainedLocked()
+}
+
+// Drain makes the Manager refuse new sessions (ErrDraining) while those
+// it holds go on serving: a replica being removed stops taking work but
+// lets its sessions end. The channel it returns is closed once no session
+// is left or starting (each deleted, expired, or removed at Close). It
+// may be called more than once.
+func (m *Manager) Drain() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.draining {
+		m.draining = true
+		m.log.Info("draining: no new sessions", "sessions", len(m.sessions))
+	}
+	m.checkDrainedLocked()
+	return m.drained
+}
+
+// Draining reports whether Drain was called (for readiness).
+func (m *Manager) Draining() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.draining
+}
+
+// checkDrainedLocked closes drained once draining and empty. m.mu is held.
+func (m *Manager) checkDrainedLocked() {
+	if m.draining && !m.drainDone && len(m.sessions) == 0 && len(m.starting) == 0 {
+		m.drainDone = true
+		close(m.drained)
+	}
 }
 
 // Get returns owner's session id. Another owner's session is not found,
@@ -374,7 +427,7 @@ func (m *Manager) Get(owner, id string) (*Session, error) {
 	s := m.sessions[id]
 	m.mu.Unlock()
 	if s == nil || s.owner != owner {
-		if r := replicaOf(id); r != "" && r != m.cfg.Replica {
+		if r := ReplicaOf(id); r != "" && r != m.cfg.Replica {
 			return nil, &ElsewhereError{ID: id, Replica: r, Here: m.cfg.Replica}
 		}
 		return nil, fmt.Errorf("%w: no session %s (it may have expired)", ErrNotFound, run.Quote(id, run.MaxName))
@@ -395,11 +448,13 @@ func (e *ElsewhereError) Unwrap() error { return ErrNotFound }
 // idRandom is the length of an id's random part.
 const idRandom = 26
 
-// replicaOf is the replica part of an id, or "" when id is not shaped as
-// one (a made-up id is not found, not "elsewhere").
-func replicaOf(id string) string {
+// ReplicaOf is the replica part of a session id, or "" when id is not
+// shaped as one (a made-up id is not found, not "elsewhere"). The name it
+// returns is a DNS label (validReplica) whatever the client sent: a
+// forwarder builds a peer's address from it.
+func ReplicaOf(id string) string {
 	i := strings.LastIndexByte(id, '-')
-	if i <= 0 || len(id)-i-1 != idRandom {
+	if i <= 0 || len(id)-i-1 != idRandom || !validReplica(id[:i]) {
 		return ""
 	}
 	for _, c := range id[i+1:] {
@@ -426,6 +481,7 @@ func (m *Manager) remove(s *Session, why string) error {
 		return fmt.Errorf("%w: session %q is already gone", ErrNotFound, s.id)
 	}
 	delete(m.sessions, s.id)
+	m.checkDrainedLocked()
 	m.mu.Unlock()
 	err := s.close()
 	m.log.Info("session closed", "session", s.id, "run", s.ws.ID(), "why", why, "cells", s.Info().Cells)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
@@ -211,4 +212,88 @@ func isolatedSession(t *testing.T, m *Manager, i int) error {
 		}
 	}
 	return nil
+}
+
+// TestReplicaOf: only an id of our own shape names a replica, and the
+// name is a DNS label whatever the client sent: a forwarder builds a
+// peer's address from it, so nothing else may pass (no dots, colons,
+// slashes or at signs that would steer it to another host).
+func TestReplicaOf(t *testing.T) {
+	rnd := strings.Repeat("a", idRandom)
+	for _, tc := range []struct{ id, want string }{
+		{"sandboxd-0-" + rnd, "sandboxd-0"},
+		{"a-" + rnd, "a"},
+		{strings.Repeat("r", 63) + "-" + rnd, strings.Repeat("r", 63)},
+		{strings.Repeat("r", 64) + "-" + rnd, ""},
+		{"-" + rnd, ""},
+		{"a--" + rnd, ""},
+		{"Upper-" + rnd, ""},
+		{"evil.example.com-" + rnd, ""},
+		{"evil:80-" + rnd, ""},
+		{"user@host-" + rnd, ""},
+		{"a/b-" + rnd, ""},
+		{"a-" + strings.Repeat("a", idRandom-1), ""},
+		{"a-" + strings.Repeat("1", idRandom), ""},
+		{"my-session", ""},
+	} {
+		if got := ReplicaOf(tc.id); got != tc.want {
+			t.Errorf("ReplicaOf(%q) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	// Every name a Manager makes is one ReplicaOf gives back.
+	for _, host := range []string{"sandboxd-0", "Host.Example_Org", strings.Repeat("x", 80), "--", "a-" + strings.Repeat("-", 70) + "b"} {
+		m := NewManager(t.Context(), Config{Replica: host})
+		id := m.newID()
+		m.Close()
+		if got := ReplicaOf(id); got != m.Replica() || !validReplica(got) {
+			t.Errorf("replica %q: id %q gives back %q", host, id, got)
+		}
+	}
+}
+
+// TestDrain: a draining Manager refuses new sessions with ErrDraining,
+// keeps serving the ones it holds, and says when the last is gone.
+func TestDrain(t *testing.T) {
+	m := newManager(t, Config{})
+	s, err := m.Create(t.Context(), "alice", &run.SessionSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := m.Drain()
+	if !m.Draining() {
+		t.Error("Draining() is false after Drain")
+	}
+	if _, err := m.Create(t.Context(), "bob", &run.SessionSpec{}); !errors.Is(err, ErrDraining) || !errdefs.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), `"test" is draining`) {
+		t.Errorf("a new session while draining: %v", err)
+	}
+	if res, err := s.Exec(t.Context(), run.CellRequest{Code: "6*7"}, run.CellStream{}); err != nil || res.Result["text/plain"] != "42" {
+		t.Errorf("a cell of a held session while draining: %v %+v", err, res)
+	}
+	select {
+	case <-drained:
+		t.Fatal("drained while a session is still held")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := m.Delete("alice", s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not drained after the last session was deleted")
+	}
+	if again := m.Drain(); again != drained {
+		t.Error("a second Drain returns another channel")
+	}
+}
+
+// TestDrainEmpty: a Manager with no session is drained at once.
+func TestDrainEmpty(t *testing.T) {
+	m := NewManager(t.Context(), Config{})
+	defer m.Close()
+	select {
+	case <-m.Drain():
+	default:
+		t.Fatal("an empty Manager is not drained at once")
+	}
 }
