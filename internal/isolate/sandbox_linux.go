@@ -189,7 +189,7 @@ func (s *sandbox) clone(extra []*os.File) error {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	if err := startAsOwner(cmd.Start, s.ws.dir.ids.uid); err != nil {
+	if err := asOwner(cmd.Start, s.ws.dir.ids.uid); err != nil {
 		return fmt.Errorf("start sandbox init (are user namespaces enabled?): %w", err)
 	}
 	s.cmd = cmd

@@ -101,21 +101,26 @@ func (s *idSlot) release() {
 	}
 }
 
-// startAsOwner starts cmd, which creates the run's user namespace, from an
-// OS thread whose effective uid is owner: the kernel makes the creator's
-// euid the namespace's owner and charges the namespace's ucounts to it.
+// asOwner runs fn on an OS thread whose effective uid is owner, the
+// owner of a run's user namespace. The sandbox's start runs so (the kernel
+// makes the creator's euid the new namespace's owner and charges the
+// namespace's ucounts to it), and so does what the daemon does to the
+// run's processes that needs a capability in the run's namespace (prlimit):
+// the owner holds every capability there, whereas host root holds one only
+// if it holds it on the host (a root without CAP_SYS_RESOURCE, as in some
+// containers, could not prlimit a run's program).
 //
 // Credentials are per thread in Linux; the raw syscalls below change only
 // this locked thread's (syscall.Setresuid would change every thread's).
 // The thread keeps its effective capabilities (capset after the euid
-// change, which cleared them) so it can still write the child's id maps,
+// change, which cleared them) so it can still write a child's id maps,
 // and the Go runtime never clones new threads from a locked one. The
-// thread must outlive the start: init's Pdeathsig fires when the thread
+// thread must outlive fn: a started init's Pdeathsig fires when the thread
 // that cloned it exits. So its euid goes back to 0 (which restores its
 // effective capabilities) and it is unlocked, as any other thread; if that
-// fails it stays locked and the runtime ends it with the goroutine, and
-// with it the half-started init.
-func startAsOwner(start func() error, owner int) error {
+// fails it stays locked and the runtime ends it with the goroutine (and
+// with it a half-started init).
+func asOwner(fn func() error, owner int) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -123,9 +128,9 @@ func startAsOwner(start func() error, owner int) error {
 			errc <- err
 			return
 		}
-		err := start()
+		err := fn()
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), 0, ^uintptr(0)); e != 0 {
-			errc <- errors.Join(err, fmt.Errorf("restore the setup thread's euid: %w", e))
+			errc <- errors.Join(err, fmt.Errorf("restore the owner thread's euid: %w", e))
 			return
 		}
 		runtime.UnlockOSThread()
@@ -142,18 +147,18 @@ func startAsOwner(start func() error, owner int) error {
 // capabilities from the permitted set, which an euid change from 0 clears.
 func becomeOwner(owner int) error {
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), uintptr(owner), ^uintptr(0)); e != 0 {
-		return fmt.Errorf("set the setup thread's euid to %d: %w", owner, e)
+		return fmt.Errorf("set the owner thread's euid to %d: %w", owner, e)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read the setup thread's capabilities: %w", err)
+		return fmt.Errorf("read the owner thread's capabilities: %w", err)
 	}
 	for i := range data {
 		data[i].Effective = data[i].Permitted
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("restore the setup thread's capabilities: %w", err)
+		return fmt.Errorf("restore the owner thread's capabilities: %w", err)
 	}
 	return nil
 }
