@@ -63,6 +63,14 @@ print("HOLDING", n, "queued signals,", err(), flush=True)`,
 while mq("/attack%d" % n) >= 0:
     n += 1
 print("HOLDING", n, "message queues,", err(), flush=True)`,
+	"namespaces": `n = 0
+for flag in (0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000, 0x02000000, 0x00000080):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if libc.unshare(flag) == 0 else 1)
+    _, st = os.waitpid(pid, 0)
+    n += st == 0
+print("HOLDING", n, "namespaces", flush=True)`,
 	"pipe_pages": `n = 0
 while True:
     r, w = os.pipe()
@@ -91,6 +99,10 @@ try:
 except OSError as e:
     ctypes.set_errno(e.errno)
     probe("pipe_pages", False)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
+probe("namespaces", os.waitpid(pid, 0)[1] == 0)
 `
 
 func TestAttackQuotas(t *testing.T) {
@@ -108,6 +120,14 @@ func TestAttackQuotas(t *testing.T) {
 				t.Fatalf("host probe: %v\n%s", err, hostOut)
 			}
 			wantProbeOK(t, "host root", string(hostOut), name)
+			if name == "namespaces" {
+				// A sandbox may make none, by design (seccomp and
+				// user.max_*_namespaces=0): host root must still.
+				if !strings.HasPrefix(held, "HOLDING 0 ") {
+					t.Errorf("the attacker made namespaces: %s", held)
+				}
+				return
+			}
 			r, _ := runPy(t, quotaPrelude+quotaProbe)
 			wantProbeOK(t, "a second sandbox", string(r.Stdout), name)
 		})
