@@ -33,16 +33,17 @@ func Missing(t testing.TB, piece, fix string) {
 // debian names the Debian packages that install each file the tests look
 // for (what scripts/test installs).
 var debian = map[string]string{
-	"/usr/bin/python3":                      "python3",
-	"/usr/bin/bash":                         "bash",
-	"/bin/sh":                               "dash",
-	"/usr/bin/sh":                           "dash",
-	"/usr/bin/gcc":                          "gcc libc6-dev",
-	"/usr/bin/g++":                          "g++",
-	"/usr/bin/node":                         "nodejs",
-	"/usr/bin/ruby":                         "ruby",
-	"/usr/lib/python3/dist-packages/numpy":  "python3-numpy",
-	"/usr/lib/python3/dist-packages/pandas": "python3-pandas",
+	"/usr/bin/python3":                          "python3",
+	"/usr/bin/bash":                             "bash",
+	"/bin/sh":                                   "dash",
+	"/usr/bin/sh":                               "dash",
+	"/usr/bin/gcc":                              "gcc libc6-dev",
+	"/usr/bin/g++":                              "g++",
+	"/usr/bin/node":                             "nodejs",
+	"/usr/bin/ruby":                             "ruby",
+	"/usr/lib/python3/dist-packages/numpy":      "python3-numpy",
+	"/usr/lib/python3.11/test/test_os.py":       "libpython3.11-testsuite",
+	"/usr/lib/python3/dist-packages/pandas":     "python3-pandas",
 	"/usr/lib/python3/dist-packages/matplotlib": "python3-matplotlib",
 }
 
