@@ -17,13 +17,13 @@ import (
 // that resource. Each run spends its own host ids' quotas (the isolate
 // package's id slots), so neither is touched.
 
-// quotaPrelude is shared by the attacker and the bystander probes.
-const quotaPrelude = `import ctypes, errno, fcntl, os, signal, sys
-libc = ctypes.CDLL(None, use_errno=True)
+// quotaPrelude is shared by the attacker and the bystander probes; it
+// builds on attackPrelude's libc.
+const quotaPrelude = attackPrelude + `import fcntl, signal
 IN_ACCESS = 1
 F_SETPIPE_SZ = 1031
 def err():
-    return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+    return en(ctypes.get_errno())
 class MqAttr(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long), ("msgsize", ctypes.c_long), ("curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
 libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.POINTER(MqAttr)]
