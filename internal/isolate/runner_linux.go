@@ -49,6 +49,9 @@ func New(cfg Config) (*Runner, error) {
 	if err := CheckCgroupParent(cfg.CgroupParent); err != nil {
 		return nil, err
 	}
+	if err := validIDPool(cfg); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: it needs root to create cgroups and map the sandbox's uids (running as uid %d)", ErrUnsupported, os.Geteuid())
 	}

@@ -48,6 +48,19 @@ type idSlot struct {
 	lock     *os.File
 }
 
+// validIDPool refuses a pool that does not fit in the 32-bit ids below
+// the kernel's invalid id (2^32-1).
+func validIDPool(cfg Config) error {
+	const maxID = 1<<32 - 2
+	for _, first := range []int{cfg.HostUID, cfg.HostGID} {
+		if first <= 0 || cfg.IDSlots <= 0 || first+cfg.IDSlots*IDsPerSandbox-1 > maxID {
+			return fmt.Errorf("%w: host id pool of %d slots from uid %d, gid %d: want positive ids whose %d*%d ids end at or below %d",
+				ErrInvalidConfig, cfg.IDSlots, cfg.HostUID, cfg.HostGID, cfg.IDSlots, IDsPerSandbox, maxID)
+		}
+	}
+	return nil
+}
+
 func (r *Runner) uidsDir() string { return filepath.Join(r.cfg.StateDir, "uids") }
 
 // allocIDs takes a free slot, trying the slots in an order that starts at a

@@ -1,6 +1,7 @@
 package isolate
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,6 +114,27 @@ print("pts", sorted(os.listdir("/dev/pts")))
 	for _, want := range []string{"pty /dev/pts/0 b'hi\\n'", "ptmx ok", "setuid EPERM", "pts ['0', '1', 'ptmx']"} {
 		if !strings.Contains(string(res.Stdout), want) {
 			t.Errorf("output lacks %q:\n%s", want, res.Stdout)
+		}
+	}
+}
+
+// TestIDPoolBounds: a pool past the 32-bit ids is refused with what is wrong.
+func TestIDPoolBounds(t *testing.T) {
+	for _, cfg := range []Config{
+		{HostUID: DefaultHostUID, HostGID: DefaultHostUID, IDSlots: DefaultIDSlots},
+		{HostUID: 1<<32 - IDsPerSandbox - 1, HostGID: 100000, IDSlots: 1},
+	} {
+		if err := validIDPool(cfg); err != nil {
+			t.Errorf("%+v refused: %v", cfg, err)
+		}
+	}
+	for _, cfg := range []Config{
+		{HostUID: 1<<32 - IDsPerSandbox, HostGID: 100000, IDSlots: 1},
+		{HostUID: 100000, HostGID: 100000, IDSlots: 1 << 16},
+		{HostUID: 100000, HostGID: 100000, IDSlots: -1},
+	} {
+		if err := validIDPool(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%+v: %v, want ErrInvalidConfig", cfg, err)
 		}
 	}
 }
