@@ -407,9 +407,12 @@ for p in ["/workspace", "/tmp", "/dev/shm"]:
     st = os.statvfs(p)
     (blocked if st.f_flag & os.ST_NODEV else escaped)("nodev " + p, "flags %#x" % st.f_flag)
 
-allowed_dev = {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"}
+allowed_dev = {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm", "pts", "ptmx"}
 extra = sorted(set(os.listdir("/dev")) - allowed_dev)
 (escaped if extra else blocked)("/dev allowlist", "extra devices %r" % extra if extra else " ".join(sorted(os.listdir("/dev"))))
+# /dev/pts is the run's own devpts instance: none of the host's terminals.
+pts = sorted(os.listdir("/dev/pts"))
+(blocked if pts == ["ptmx"] else escaped)("/dev/pts is private", repr(pts))
 `)
 }
 

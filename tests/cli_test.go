@@ -379,7 +379,7 @@ func TestCLIDoctor(t *testing.T) {
 	if o.code != 0 {
 		t.Fatalf("doctor exited %d on a host that runs sandboxes:\n%s", o.code, stdout)
 	}
-	for _, want := range []string{"user namespaces", "cgroups", "socket memory", "seccomp", "openat2", "wasm backend", "sandboxed run"} {
+	for _, want := range []string{"user namespaces", "cgroups", "socket memory", "seccomp", "openat2", "host id pool", "per-user quotas", "devpts", "wasm backend", "sandboxed run"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("doctor output lacks %q:\n%s", want, stdout)
 		}

@@ -10,11 +10,16 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/isolate"
 )
 
 // What a run leaves on the host while it lives, and must not after:
 //
-//	processes    host uids 1000000 (the sandbox's root) and 1001000 (its uid 1000)
+//	processes    host uids of the run's slot in the id pool: slot s is
+//	             0x60000000 + s*65536 (the sandbox's root, owner of its user
+//	             namespace) to that + 65535; the program is that + 1000
+//	uid slots    /run/sandboxd/uids/<s>.lock, flock(2)ed while the run lives
 //	run dirs     /run/sandboxd/runs/<id>/ (with a flock(2)ed lock file)
 //	cgroups      <controller>/sandboxd/<id>-<n>
 //	mounts       tmpfs "sandboxd-work" on /run/sandboxd/runs/<id>/work and
@@ -29,8 +34,8 @@ import (
 
 const (
 	stateDir     = "/run/sandboxd"
-	hostUIDFirst = 1000000
-	hostUIDCount = 65536
+	hostUIDFirst = isolate.DefaultHostUID
+	hostUIDCount = isolate.DefaultIDSlots * isolate.IDsPerSandbox
 )
 
 var runsDir = filepath.Join(stateDir, "runs")

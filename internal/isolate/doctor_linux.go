@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/containerd/cgroups/v3"
+
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,6 +22,8 @@ func Doctor() []Check {
 		checkRoot(),
 		checkUserNS(),
 		checkTimeNS(),
+		checkIDPool(),
+		checkUserQuotas(),
 		checkCgroups(),
 		checkSwap(),
 		checkSocketMemory(),
@@ -27,6 +31,7 @@ func Doctor() []Check {
 		checkCorePattern(),
 		checkSeccomp(),
 		checkFilesystem("tmpfs", "tmpfs (workspace, /tmp, new root)"),
+		checkFilesystem("devpts", fmt.Sprintf("a private devpts per run (openpty, /dev/ptmx; at most %d terminals)", nsinit.MaxPtys)),
 		checkSyscall("mount_setattr", "read-only bind mounts applied recursively (Linux 5.12+)", func() error {
 			return unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
 		}, false, "without it only the top of each bind is made read-only; upgrade the kernel to 5.12 or later"),

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 )
 
@@ -113,9 +114,15 @@ func (h *HeldProcess) limit(l limits.Limits) error {
 	if err := h.updateMeminfo(l); err != nil {
 		return err
 	}
-	for _, rl := range rlimits(l) {
+	// As the namespace's owner, who holds CAP_SYS_RESOURCE in it (asOwner).
+	return asOwner(func() error { return prlimitAll(h.progPid, rlimits(l)) }, h.ws.dir.ids.uid)
+}
+
+// prlimitAll sets each of rls on pid.
+func prlimitAll(pid int, rls []nsinit.Rlimit) error {
+	for _, rl := range rls {
 		lim := unix.Rlimit{Cur: rl.Value, Max: rl.Value}
-		if err := unix.Prlimit(h.progPid, rl.Resource, &lim, nil); err != nil {
+		if err := unix.Prlimit(pid, rl.Resource, &lim, nil); err != nil {
 			return fmt.Errorf("apply rlimit %s: %w", rl.Name, os.NewSyscallError("prlimit", err))
 		}
 	}

@@ -28,11 +28,13 @@ type Config struct {
 	// and sessions against that budget. Zero leaves the parent's limit as
 	// it is.
 	MemoryLimit limits.Bytes
-	// HostUID and HostGID are the host ids that uid/gid 0 of a sandbox map
-	// to; uid SandboxUID maps to HostUID+SandboxUID. They must not be used
-	// by anything else on the host (default 1000000, as rootless container
-	// tools reserve such ranges).
+	// HostUID and HostGID start the pool of host ids the sandboxes get,
+	// IDSlots slots of IDsPerSandbox ids each (uids_linux.go): a live
+	// sandbox's uid/gid 0 maps to its slot's first id, uid SandboxUID to
+	// that plus SandboxUID. The pool must not be used by anything else on
+	// the host (defaults DefaultHostUID and DefaultIDSlots).
 	HostUID, HostGID int
+	IDSlots          int
 	// Binds are the host paths shown read-only in every sandbox
 	// (default DefaultBinds).
 	Binds []nsinit.Bind

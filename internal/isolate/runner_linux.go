@@ -29,10 +29,13 @@ func New(cfg Config) (*Runner, error) {
 		cfg.CgroupParent = "sandboxd"
 	}
 	if cfg.HostUID == 0 {
-		cfg.HostUID = 1000000
+		cfg.HostUID = DefaultHostUID
 	}
 	if cfg.HostGID == 0 {
-		cfg.HostGID = 1000000
+		cfg.HostGID = DefaultHostUID
+	}
+	if cfg.IDSlots == 0 {
+		cfg.IDSlots = DefaultIDSlots
 	}
 	if cfg.Binds == nil {
 		cfg.Binds = DefaultBinds
@@ -46,6 +49,9 @@ func New(cfg Config) (*Runner, error) {
 	if err := CheckCgroupParent(cfg.CgroupParent); err != nil {
 		return nil, err
 	}
+	if err := validIDPool(cfg); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: it needs root to create cgroups and map the sandbox's uids (running as uid %d)", ErrUnsupported, os.Geteuid())
 	}
@@ -55,7 +61,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, log: cfg.Logger, cg: cg}
 	// The state dir is root's; the sandbox's host uids may only traverse.
-	for _, d := range []string{cfg.StateDir, r.runsDir()} {
+	for _, d := range []string{cfg.StateDir, r.runsDir(), r.uidsDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("create state dir: %w", err)
 		}
@@ -114,7 +120,7 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 func etcFiles() []nsinit.RootFile {
 	return []nsinit.RootFile{
 		{Path: "/etc/passwd", Mode: 0o644, Content: fmt.Sprintf("root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", SandboxUID, SandboxUID, workspace.Dir)},
-		{Path: "/etc/group", Mode: 0o644, Content: fmt.Sprintf("root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n", SandboxUID)},
+		{Path: "/etc/group", Mode: 0o644, Content: fmt.Sprintf("root:x:0:\ntty:x:5:\nsandbox:x:%d:\nnogroup:x:65534:\n", SandboxUID)},
 		{Path: "/etc/hosts", Mode: 0o644, Content: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
 		{Path: "/etc/hostname", Mode: 0o644, Content: "sandbox\n"},
 		{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "passwd: files\ngroup: files\nhosts: files\n"},

@@ -183,13 +183,13 @@ func (s *sandbox) clone(extra []*os.File) error {
 		Stdout:      pp.outW,
 		Stderr:      pp.errW,
 		ExtraFiles:  append([]*os.File{pp.cfgR, pp.statW}, extra...),
-		SysProcAttr: s.r.initAttr(),
+		SysProcAttr: initAttr(s.ws.dir.ids),
 	}
 	if fd := s.cg.fd(); fd >= 0 {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	if err := cmd.Start(); err != nil {
+	if err := asOwner(cmd.Start, s.ws.dir.ids.uid); err != nil {
 		return fmt.Errorf("start sandbox init (are user namespaces enabled?): %w", err)
 	}
 	s.cmd = cmd
@@ -202,8 +202,10 @@ func (s *sandbox) clone(extra []*os.File) error {
 
 // initAttr is how init is cloned: in every namespace of the run but the
 // cgroup and time namespaces, as root of its user namespace, which maps
-// only the setup identity and the sandbox's uid.
-func (r *Runner) initAttr() *syscall.SysProcAttr {
+// the run's slot of host ids (uids_linux.go) and nothing else: a program
+// can drop to nobody as in a container, and every id it can hold is the
+// run's own.
+func initAttr(ids *idSlot) *syscall.SysProcAttr {
 	var cloneflags uintptr
 	for _, ns := range namespaces {
 		switch ns.flag {
@@ -219,15 +221,9 @@ func (r *Runner) initAttr() *syscall.SysProcAttr {
 		}
 	}
 	return &syscall.SysProcAttr{
-		Cloneflags: cloneflags,
-		UidMappings: []syscall.SysProcIDMap{
-			{ContainerID: 0, HostID: r.cfg.HostUID, Size: 1},
-			{ContainerID: SandboxUID, HostID: r.cfg.HostUID + SandboxUID, Size: 1},
-		},
-		GidMappings: []syscall.SysProcIDMap{
-			{ContainerID: 0, HostID: r.cfg.HostGID, Size: 1},
-			{ContainerID: SandboxUID, HostID: r.cfg.HostGID + SandboxUID, Size: 1},
-		},
+		Cloneflags:  cloneflags,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: ids.uid, Size: IDsPerSandbox}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: ids.gid, Size: IDsPerSandbox}},
 		// setgroups must work so init (and then the program) can drop
 		// the host's supplementary groups: those would still count on
 		// host files.

@@ -34,21 +34,29 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// runDir is a live run's directory, with its lock held.
+// runDir is a live run's directory, with its lock held, and the host ids
+// of its sandboxes.
 type runDir struct {
 	path string
 	lock *os.File
+	ids  *idSlot
 }
 
 func (r *Runner) newRunDir(id string) (*runDir, error) {
+	ids, err := r.allocIDs()
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := r.lockRuns(unix.LOCK_SH)
 	if err != nil {
+		ids.release()
 		return nil, err
 	}
 	defer unlock()
 	path := filepath.Join(r.runsDir(), id)
 	// 0711: the sandbox's host uids must traverse to root/, not list runs.
 	if err := os.Mkdir(path, 0o711); err != nil {
+		ids.release()
 		return nil, fmt.Errorf("create run dir: %w", err)
 	}
 	lock, err := os.OpenFile(filepath.Join(path, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -63,9 +71,10 @@ func (r *Runner) newRunDir(id string) (*runDir, error) {
 			lock.Close()
 		}
 		_ = os.RemoveAll(path)
+		ids.release()
 		return nil, fmt.Errorf("set up run dir %s: %w", path, err)
 	}
-	return &runDir{path: path, lock: lock}, nil
+	return &runDir{path: path, lock: lock, ids: ids}, nil
 }
 
 // lockRuns takes the state dir's runs.lock (LOCK_SH to create a run dir,
@@ -90,10 +99,12 @@ func (r *Runner) lockRuns(how int) (func(), error) {
 
 func (r *Runner) runsDir() string { return filepath.Join(r.cfg.StateDir, "runs") }
 
-// remove unmounts and deletes the run dir, then drops the lock.
+// remove unmounts and deletes the run dir, then drops the lock and the
+// host ids, which no process of the run holds any more.
 func (d *runDir) remove() error {
 	err := removeRunDir(d.path)
 	d.lock.Close()
+	d.ids.release()
 	return err
 }
 

@@ -52,7 +52,7 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		d.remove()
 		return nil, fmt.Errorf("create workspace: %w", err)
 	}
-	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", int64(size), workspace.Inodes(int64(size)), r.cfg.HostUID+SandboxUID, r.cfg.HostGID+SandboxUID)
+	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", int64(size), workspace.Inodes(int64(size)), d.ids.uid+SandboxUID, d.ids.gid+SandboxUID)
 	if err := unix.Mount("sandboxd-work", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		d.remove()
 		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
@@ -205,7 +205,7 @@ func (w *Workspace) MkdirInternal(file string) error {
 
 // owner is the host uid and gid of the sandbox user.
 func (w *Workspace) owner() (int, int) {
-	return w.r.cfg.HostUID + SandboxUID, w.r.cfg.HostGID + SandboxUID
+	return w.dir.ids.uid + SandboxUID, w.dir.ids.gid + SandboxUID
 }
 
 // mkdirOwned creates dir and its parents in root, owned by the sandbox

@@ -101,7 +101,7 @@ func TestFilesRoundtrip(t *testing.T) {
 	if info.Name != "a/b/c.txt" || info.Type != "file" || info.Size != 3 || info.Mode != 0o644 || time.Since(info.ModTime) > time.Minute {
 		t.Errorf("info %+v", info)
 	}
-	uid, gid := uint32(ws.r.cfg.HostUID+SandboxUID), uint32(ws.r.cfg.HostGID+SandboxUID)
+	uid, gid := uint32(ws.dir.ids.uid+SandboxUID), uint32(ws.dir.ids.gid+SandboxUID)
 	for _, p := range []string{"a", "a/b", "a/b/c.txt"} {
 		st, err := os.Lstat(filepath.Join(ws.work, p))
 		if err != nil {

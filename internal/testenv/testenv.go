@@ -47,6 +47,7 @@ var debian = map[string]string{
 	"/usr/bin/jupyter-notebook":                     "jupyter-notebook",
 	"/usr/bin/chromium":                             "chromium",
 	"/usr/lib/python3/dist-packages/jupyter_server": "python3-jupyter-server",
+	"/usr/lib/python3.11/test/test_os.py":           "libpython3.11-testsuite",
 }
 
 // MissingFile stops t for want of path, one of the files Debian packages

@@ -137,9 +137,11 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	if err := step("close stray fds", unix.CloseRange(StatusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
 		return 0, err
 	}
-	if err := buildRoot(cfg); err != nil {
+	userLimits, err := buildRoot(cfg)
+	if err != nil {
 		return 0, err
 	}
+	defer closeUserLimits(userLimits)
 	if err := step("sethostname", unix.Sethostname([]byte(cfg.Hostname))); err != nil {
 		return 0, err
 	}
@@ -166,6 +168,11 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	// that cgroup becomes the namespace's root, so the run sees neither the
 	// host's cgroup tree nor its own cgroup's name.
 	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
+		return 0, err
+	}
+	// init's namespaces are made: from here on the run makes none, and
+	// holds what else each uid spends per user under the run's caps.
+	if err := applyUserLimits(userLimits); err != nil {
 		return 0, err
 	}
 	if cfg.Seccomp {

@@ -25,52 +25,59 @@ var Devices = []string{"null", "zero", "full", "random", "urandom"}
 // read-only binds of the host's system directories, a fresh /proc with the
 // host's facts masked, a minimal /dev, size-capped tmpfs /tmp and /dev/shm,
 // the workspace, then pivot_root and the old root detached. Nothing else of
-// the host stays reachable.
-func buildRoot(cfg *Config) error {
+// the host stays reachable. It returns the run's UserLimits files, for
+// setup to write once init has made its own namespaces.
+func buildRoot(cfg *Config) (limits []userLimitFile, err error) {
+	defer func() {
+		if err != nil {
+			closeUserLimits(limits)
+			limits = nil
+		}
+	}()
 	// Our copy of the mount tree must not propagate anything back to the
 	// host (or receive the host's later mounts).
 	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
-		return err
+		return limits, err
 	}
 	root := cfg.Root
 	if err := step("mount root tmpfs", unix.Mount("sandbox", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=4m,mode=0755")); err != nil {
-		return err
+		return limits, err
 	}
 	for _, b := range cfg.Binds {
 		if err := bindReadOnly(root, b); err != nil {
-			return err
+			return limits, err
 		}
 	}
-	if err := mountProc(root, devDir(cfg), cfg.ProcFiles); err != nil {
-		return err
+	if limits, err = mountProc(root, devDir(cfg), cfg.ProcFiles); err != nil {
+		return limits, err
 	}
 	if err := mountDev(root, devDir(cfg), cfg.TmpSize, cfg.TmpInodes); err != nil {
-		return err
+		return limits, err
 	}
 	if err := mountTmpfs(filepath.Join(root, "tmp"), cfg.TmpSize, cfg.TmpInodes, "1777"); err != nil {
-		return err
+		return limits, err
 	}
 	ws := filepath.Join(root, cfg.WorkspaceDir)
 	if err := step("mkdir workspace", os.MkdirAll(ws, 0o755)); err != nil {
-		return err
+		return limits, err
 	}
 	if err := step("bind workspace", unix.Mount(cfg.Workspace, ws, "", unix.MS_BIND, "")); err != nil {
-		return err
+		return limits, err
 	}
 	if err := step("set workspace attributes", setAttr(ws, rwAttr, false)); err != nil {
-		return err
+		return limits, err
 	}
 	for _, f := range cfg.Files {
 		if err := writeRootFile(root, f); err != nil {
-			return err
+			return limits, err
 		}
 	}
 	if err := pivotRoot(root); err != nil {
-		return err
+		return limits, err
 	}
 	// The root tmpfs holds only mount points, symlinks and /etc files:
 	// nothing there is the program's to change.
-	return step("make / read-only", setAttr("/", roAttr, false))
+	return limits, step("make / read-only", setAttr("/", roAttr, false))
 }
 
 // bindReadOnly shows the host path b.Path at the same place under root,
@@ -190,7 +197,32 @@ func mountDev(root, devDir string, shmSize, shmInodes int64) error {
 	if err := mountTmpfs(filepath.Join(dev, "shm"), shmSize, shmInodes, "1777"); err != nil {
 		return err
 	}
+	if err := mountDevpts(dev); err != nil {
+		return err
+	}
 	return step("make /dev read-only", setAttr(dev, roAttr|unix.MOUNT_ATTR_NOEXEC, false))
+}
+
+// MaxPtys caps the pseudo-terminals of one sandbox. The kernel's
+// kernel.pty.max is for the whole host, and all devpts instances but the
+// host's share what kernel.pty.reserve leaves: without a cap one run could
+// take every other run's terminals.
+const MaxPtys = 64
+
+// mountDevpts gives the sandbox a devpts instance of its own at /dev/pts,
+// with /dev/ptmx pointing at its ptmx, as a container has: openpty works,
+// and the sandbox sees and reaches no terminal of the host's or another
+// run's. tty is gid 5 as on Debian; the run's ids map it.
+func mountDevpts(dev string) error {
+	pts := filepath.Join(dev, "pts")
+	if err := step("mkdir /dev/pts", os.Mkdir(pts, 0o755)); err != nil {
+		return err
+	}
+	opts := "newinstance,ptmxmode=0666,mode=0620,gid=5,max=" + strconv.Itoa(MaxPtys)
+	if err := step("mount /dev/pts", unix.Mount("devpts", pts, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, opts)); err != nil {
+		return err
+	}
+	return step("symlink /dev/ptmx", os.Symlink("pts/ptmx", filepath.Join(dev, "ptmx")))
 }
 
 // devDir is where the device nodes are bound from.

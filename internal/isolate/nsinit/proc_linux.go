@@ -29,15 +29,29 @@ var readonlyProc = []string{"bus", "fs", "irq", "sys", "sysrq-trigger"}
 // host's processes, and init's environment, are not in it), then hides what
 // it shows of the host: the parent's generated files over theirs, the
 // masked paths covered, the read-only ones made so. Masks come before the
-// read-only binds, which take them along (MS_REC).
-func mountProc(root, devDir string, files []ProcFile) error {
+// read-only binds, which take them along (MS_REC). It returns the run's
+// UserLimits files, opened while /proc/sys is writable.
+func mountProc(root, devDir string, files []ProcFile) ([]userLimitFile, error) {
 	dir := filepath.Join(root, "proc")
 	if err := step("mkdir /proc", os.Mkdir(dir, 0o555)); err != nil {
-		return err
+		return nil, err
 	}
 	if err := step("mount /proc", unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")); err != nil {
-		return err
+		return nil, err
 	}
+	limits, err := openUserLimits(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := hideHostProc(dir, devDir, files); err != nil {
+		closeUserLimits(limits)
+		return nil, err
+	}
+	return limits, nil
+}
+
+// hideHostProc covers what the run's /proc at dir shows of the host.
+func hideHostProc(dir, devDir string, files []ProcFile) error {
 	for _, f := range files {
 		target := filepath.Join(dir, f.Path)
 		if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
