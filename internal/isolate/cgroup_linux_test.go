@@ -225,3 +225,63 @@ func TestV1TCPBufferLimitReal(t *testing.T) {
 		t.Errorf("after update, %s = %s, want %d", v1TCPLimitFile, got, 96<<20)
 	}
 }
+
+// TestV2SocketMemoryFakeFiles: on cgroup v2 a run's socket buffers are
+// charged by the kernel to the run's memory.max (the "sock" line of
+// memory.stat), with no setting of their own, so the driver sets
+// memory.max, at create and at a warm sandbox's update, and writes no
+// kmem or tcp control: a v2 tree has none, and a write there would be a
+// v1 habit that fails the run on a v2 host.
+func TestV2SocketMemoryFakeFiles(t *testing.T) {
+	mnt := t.TempDir()
+	writeFiles(t, mnt, map[string]string{
+		"cgroup.controllers":              "cpu memory pids",
+		"cgroup.subtree_control":          "",
+		"sandboxd/cgroup.subtree_control": "",
+	})
+	d := &v2Driver{mountpoint: mnt, parent: "/sandboxd"}
+	l := limits.Defaults()
+	l.Memory = 64 * limits.MiB
+	cg, err := d.create("sock-0", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(mnt, "sandboxd", "sock-0")
+	if got := readFile(t, filepath.Join(dir, "memory.max")); got != strconv.Itoa(64<<20) {
+		t.Errorf("memory.max = %s, want the run's limit %d: it is what charges the run's socket buffers", got, 64<<20)
+	}
+	l.Memory = 96 * limits.MiB
+	if err := cg.update(l); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, "memory.max")); got != strconv.Itoa(96<<20) {
+		t.Errorf("after update, memory.max = %s, want %d", got, 96<<20)
+	}
+	// Every file the driver wrote exists now in the fake tree.
+	err = filepath.WalkDir(mnt, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if n := e.Name(); strings.Contains(n, "kmem") || strings.Contains(n, "tcp") {
+			t.Errorf("the v2 driver wrote %s: v2 has no kmem or tcp control, socket memory is charged to memory.max", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestV1SocketMemoryResources: the v1 driver asks for the TCP control
+// (memory.kmem.tcp.limit_in_bytes) set to the run's memory limit, without
+// which v1 charges a run's socket buffers to nothing; the real write is
+// TestV1TCPBufferLimitReal's.
+func TestV1SocketMemoryResources(t *testing.T) {
+	d := &v1Driver{parent: "/sandboxd", roots: map[cgroup1.Name]string{cgroup1.Memory: t.TempDir()}}
+	l := limits.Defaults()
+	l.Memory = 64 * limits.MiB
+	res := d.resources(l)
+	if res.Memory.KernelTCP == nil || *res.Memory.KernelTCP != 64<<20 {
+		t.Errorf("v1 resources KernelTCP = %v, want the memory limit %d", res.Memory.KernelTCP, 64<<20)
+	}
+}
