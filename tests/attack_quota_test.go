@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -33,6 +34,12 @@ signal.pthread_sigmask(signal.SIG_BLOCK, [SIG])
 def mq(name):
     a = MqAttr(0, 10, 8192, 0)
     return libc.mq_open(name.encode(), os.O_CREAT | os.O_RDWR, 0o600, ctypes.byref(a))
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+def lock_mib():
+    p = libc.mmap(None, 1 << 20, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+    return p is not None and p != ctypes.c_void_p(-1).value and libc.mlock(p, 1 << 20) == 0
 `
 
 // quotaAttacks take one resource each until the kernel refuses, print
@@ -63,6 +70,10 @@ print("HOLDING", n, "queued signals,", err(), flush=True)`,
 while mq("/attack%d" % n) >= 0:
     n += 1
 print("HOLDING", n, "message queues,", err(), flush=True)`,
+	"mlock": `n = 0
+while lock_mib():
+    n += 1
+print("HOLDING", n, "MiB locked,", err(), flush=True)`,
 	"namespaces": `n = 0
 for flag in (0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000, 0x02000000, 0x00000080):
     pid = os.fork()
@@ -99,11 +110,28 @@ try:
 except OSError as e:
     ctypes.set_errno(e.errno)
     probe("pipe_pages", False)
+probe("mlock", lock_mib())
 pid = os.fork()
 if pid == 0:
     os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
 probe("namespaces", os.waitpid(pid, 0)[1] == 0)
 `
+
+// quotaBounds are the attacks a run's own rlimits stop (the isolate
+// package's perUserRlimits): the most the attacker may hold, and the
+// error that must stop it. The others are bounded by the run's host uid
+// and its namespace's user.max_* limits.
+var quotaBounds = map[string]struct {
+	max   int
+	errno string
+}{
+	// RLIMIT_SIGPENDING 1024.
+	"sigqueue": {1024, "EAGAIN"},
+	// RLIMIT_MSGQUEUE 819200 bytes: 10 queues of 10 × 8 KiB take more.
+	"mqueue": {9, "EMFILE"},
+	// RLIMIT_MEMLOCK 8 MiB.
+	"mlock": {8, "ENOMEM"},
+}
 
 func TestAttackQuotas(t *testing.T) {
 	requireSandbox(t)
@@ -115,6 +143,12 @@ func TestAttackQuotas(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			held := startQuotaAttack(t, filepath.Join(dir, name+".py"), attack)
 			t.Logf("attacker: %s", held)
+			if b, ok := quotaBounds[name]; ok {
+				var n int
+				if _, err := fmt.Sscanf(held, "HOLDING %d", &n); err != nil || n > b.max || !strings.HasSuffix(held, " "+b.errno) {
+					t.Errorf("the attacker got past its run's limit of %d, or was stopped by something else than %s: %s", b.max, b.errno, held)
+				}
+			}
 			hostOut, err := exec.Command("/usr/bin/python3", "-c", quotaPrelude+quotaProbe).CombinedOutput()
 			if err != nil {
 				t.Fatalf("host probe: %v\n%s", err, hostOut)

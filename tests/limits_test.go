@@ -443,7 +443,7 @@ func TestCPUBandwidth(t *testing.T) {
 func TestRlimitsCannotBeRaised(t *testing.T) {
 	requireSandbox(t)
 	r, code := runPy(t, `import resource
-for name in ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_STACK"]:
+for name in ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_MEMLOCK"]:
     res = getattr(resource, name)
     soft, hard = resource.getrlimit(res)
     try:
@@ -455,7 +455,7 @@ for name in ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIM
 `, "--file-size", "1MiB")
 	wantStatus(t, r, code, "ok", 0)
 	lines := strings.Split(strings.TrimSpace(string(r.Stdout)), "\n")
-	if len(lines) != 5 {
+	if len(lines) != 8 {
 		t.Fatalf("unexpected output:\n%s", r.Stdout)
 	}
 	for _, l := range lines {
@@ -468,5 +468,10 @@ for name in ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIM
 	}
 	if !slices.Contains(lines, fmt.Sprintf("RLIMIT_FSIZE held %d %d", mib, mib)) || !slices.Contains(lines, "RLIMIT_CORE held 0 0") {
 		t.Errorf("RLIMIT_FSIZE is not --file-size 1MiB or RLIMIT_CORE not 0:\n%s", r.Stdout)
+	}
+	for _, want := range []string{"RLIMIT_SIGPENDING held 1024 1024", "RLIMIT_MSGQUEUE held 819200 819200", "RLIMIT_MEMLOCK held 8388608 8388608"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("the run's per-user rlimits are not its own (want %q):\n%s", want, r.Stdout)
+		}
 	}
 }

@@ -59,6 +59,9 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := allowPerUserRlimits(); err != nil {
+		return nil, err
+	}
 	r := &Runner{cfg: cfg, log: cfg.Logger, cg: cg}
 	// The state dir is root's; the sandbox's host uids may only traverse.
 	for _, d := range []string{cfg.StateDir, r.runsDir(), r.uidsDir()} {
