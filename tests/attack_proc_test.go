@@ -132,9 +132,9 @@ func TestAttackHostFactsHidden(t *testing.T) {
 }
 
 // checkMountinfo: the run's mountinfo names neither the daemon's state
-// directory nor the host's devtmpfs (whose size is half the host's RAM).
-// The source device of the read-only system binds (the host's root disk)
-// is still there: see README, "What a run can see".
+// directory nor the host's devtmpfs (whose size is half the host's RAM),
+// nor any block device of the host, by name or by number: the read-only
+// system binds show the source "sandbox" (nsinit's hostView).
 func checkMountinfo(t *testing.T, mi string) {
 	t.Helper()
 	for _, bad := range []string{"/run/sandboxd", "/var/lib/sandboxd", "runs/", "devtmpfs"} {
@@ -142,6 +142,40 @@ func checkMountinfo(t *testing.T, mi string) {
 			t.Errorf("mountinfo inside names %q:\n%s", bad, mi)
 		}
 	}
+	names, numbers := hostDevices(t)
+	if len(names) == 0 {
+		t.Fatalf("the host's mountinfo names no /dev/ source: nothing to look for")
+	}
+	for _, line := range strings.Split(mi, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		if numbers[f[2]] {
+			t.Errorf("mountinfo inside shows the host device number %s: %s", f[2], line)
+		}
+		for name := range names {
+			if strings.Contains(line, name) {
+				t.Errorf("mountinfo inside names the host device %s: %s", name, line)
+			}
+		}
+	}
+}
+
+// hostDevices returns the block devices the host's own mountinfo shows as
+// mount sources (/dev/vda, /dev/mapper/...), and their major:minor.
+func hostDevices(t *testing.T) (names, numbers map[string]bool) {
+	names, numbers = map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(readHost(t, "/proc/self/mountinfo"), "\n") {
+		_, after, ok := strings.Cut(line, " - ")
+		f, af := strings.Fields(line), strings.Fields(after)
+		if !ok || len(af) < 2 || len(f) < 3 || !strings.HasPrefix(af[1], "/dev/") {
+			continue
+		}
+		names[af[1]] = true
+		numbers[f[2]] = true
+	}
+	return names, numbers
 }
 
 func readHost(t *testing.T, path string) string {

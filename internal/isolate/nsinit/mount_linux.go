@@ -43,10 +43,18 @@ func buildRoot(cfg *Config) (limits []userLimitFile, err error) {
 	if err := step("mount root tmpfs", unix.Mount("sandbox", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=4m,mode=0755")); err != nil {
 		return limits, err
 	}
+	view, err := newHostView(root)
+	if err != nil {
+		return limits, err
+	}
 	for _, b := range cfg.Binds {
-		if err := bindReadOnly(root, b); err != nil {
+		if err := bindReadOnly(view, root, b); err != nil {
+			view.done()
 			return limits, err
 		}
+	}
+	if err := view.done(); err != nil {
+		return limits, err
 	}
 	if limits, err = mountProc(root, devDir(cfg), cfg.ProcFiles); err != nil {
 		return limits, err
@@ -81,9 +89,10 @@ func buildRoot(cfg *Config) (limits []userLimitFile, err error) {
 }
 
 // bindReadOnly shows the host path b.Path at the same place under root,
-// read-only, recursively. A symlink is recreated, not followed, so /bin ->
-// usr/bin stays a link into the read-only /usr.
-func bindReadOnly(root string, b Bind) error {
+// read-only, recursively, through view (its mount source hidden). A
+// symlink is recreated, not followed, so /bin -> usr/bin stays a link into
+// the read-only /usr.
+func bindReadOnly(view *hostView, root string, b Bind) error {
 	fi, err := os.Lstat(b.Path)
 	if err != nil {
 		if b.Optional && errors.Is(err, os.ErrNotExist) {
@@ -113,10 +122,7 @@ func bindReadOnly(root string, b Bind) error {
 		}
 		f.Close()
 	}
-	if err := unix.Mount(b.Path, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return step("bind "+b.Path, err)
-	}
-	return step("make "+b.Path+" read-only", setAttr(target, roAttr, true))
+	return view.bind(b.Path, target, fi.IsDir())
 }
 
 // setAttr sets mount attributes with mount_setattr(2) (Linux 5.12), which
