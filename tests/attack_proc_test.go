@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/isolate"
 )
 
 // procView is what the program of TestAttackHostFactsHidden reports.
@@ -142,7 +144,7 @@ func checkMountinfo(t *testing.T, mi string) {
 			t.Errorf("mountinfo inside names %q:\n%s", bad, mi)
 		}
 	}
-	names, numbers := hostDevices(t)
+	names, numbers := isolate.HostDevices(readHost(t, "/proc/self/mountinfo"))
 	if len(names) == 0 {
 		t.Fatalf("the host's mountinfo names no /dev/ source: nothing to look for")
 	}
@@ -160,22 +162,6 @@ func checkMountinfo(t *testing.T, mi string) {
 			}
 		}
 	}
-}
-
-// hostDevices returns the block devices the host's own mountinfo shows as
-// mount sources (/dev/vda, /dev/mapper/...), and their major:minor.
-func hostDevices(t *testing.T) (names, numbers map[string]bool) {
-	names, numbers = map[string]bool{}, map[string]bool{}
-	for _, line := range strings.Split(readHost(t, "/proc/self/mountinfo"), "\n") {
-		_, after, ok := strings.Cut(line, " - ")
-		f, af := strings.Fields(line), strings.Fields(after)
-		if !ok || len(af) < 2 || len(f) < 3 || !strings.HasPrefix(af[1], "/dev/") {
-			continue
-		}
-		names[af[1]] = true
-		numbers[f[2]] = true
-	}
-	return names, numbers
 }
 
 func readHost(t *testing.T, path string) string {

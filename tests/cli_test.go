@@ -387,6 +387,20 @@ func TestCLIDoctor(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^ok +sandboxed run +status ok`).MatchString(stdout) {
 		t.Errorf("doctor's sandboxed run did not pass:\n%s", stdout)
 	}
+	// Issue 13's guarantees, each probed for real on this host (root): a
+	// wasm worker started and read from /proc, a run's own view of its
+	// ids, user limits, rlimits and the host, a probe cgroup's socket
+	// accounting.
+	for _, want := range []string{"wasm workers", "run's host ids", "run's user limits", "run's rlimits", "host facts hidden", "socket memory"} {
+		if !regexp.MustCompile(`(?m)^ok +` + regexp.QuoteMeta(want) + ` +\S`).MatchString(stdout) {
+			t.Errorf("doctor does not say %q holds on this host:\n%s", want, stdout)
+		}
+	}
+	for _, want := range []string{"NoNewPrivs 1, Seccomp 2", "CapEff 0000000000000000", "probed", "sigpending=1024", "max_inotify_instances=128", "mountinfo names none"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, stdout)
+		}
+	}
 }
 
 // TestCLIRuntimes: every built-in runtime is listed with a probed version.

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -25,7 +27,8 @@ required check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			checks := isolate.Doctor()
-			checks = append(checks, wasmCheck(""), sandboxedRun(cmd))
+			checks = append(checks, wasmCheck(""), wasmWorkerCheck(cmd.Context()))
+			checks = append(checks, sandboxedRun(cmd)...)
 			for _, c := range checks {
 				mark := "ok  "
 				switch {
@@ -45,28 +48,54 @@ required check fails.`,
 	}
 }
 
-// sandboxedRun proves the checks above by running a program in a sandbox.
-func sandboxedRun(cmd *cobra.Command) isolate.Check {
+// sandboxedRun proves the checks above by running a program in a sandbox,
+// and reads from what it saw one check per guarantee of a run's quotas
+// and of the host facts hidden from it (isolate.DoctorRunChecks).
+func sandboxedRun(cmd *cobra.Command) []isolate.Check {
 	c := isolate.Check{Name: "sandboxed run", Required: true}
 	x, err := executor.New(executor.Options{Logger: slog.New(slog.DiscardHandler), CeilingOwner: ceilingOwner})
 	if err != nil {
 		c.Detail = err.Error()
 		c.Fix = "fix the failed checks above"
-		return c
+		return []isolate.Check{c}
 	}
 	defer x.Close()
-	// The host's boot command line stands for every masked /proc file.
-	script := "if [ -s /proc/cmdline ]; then echo 'the host /proc/cmdline is readable'; else echo ok; fi\n"
-	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte(script)}}}
+	spec := &run.Spec{Runtime: "sh", Files: []run.File{{Name: "doctor.sh", Content: []byte(isolate.DoctorScript)}}}
 	res, err := run.Do(cmd.Context(), x, spec, run.Stream{})
 	if err != nil {
 		c.Detail = err.Error()
+		return []isolate.Check{c}
+	}
+	c.OK = res.Status == run.StatusOK && !res.StdoutTruncated
+	iso := res.Isolation
+	c.Detail = fmt.Sprintf("status %s in %s: namespaces %s, cgroup %s, seccomp %v, no_new_privs %v, uid %d",
+		res.Status, res.WallTime.Round(1e5), strings.Join(iso.Namespaces, ","), iso.Cgroup, iso.Seccomp, iso.NoNewPrivs, iso.UID)
+	hostMountinfo, _ := os.ReadFile("/proc/self/mountinfo")
+	return append([]isolate.Check{c}, isolate.DoctorRunChecks(string(res.Stdout), string(hostMountinfo))...)
+}
+
+// wasmWorkerCheck starts a real wasm worker and reports what the kernel
+// says of it: it must run as an unprivileged uid with no capabilities,
+// no_new_privs and a seccomp filter on every thread, in a memory cgroup of
+// its own whose limit is the run's.
+func wasmWorkerCheck(ctx context.Context) isolate.Check {
+	c := isolate.Check{Name: "wasm workers"}
+	const memory = 16 << 20
+	st, err := wasm.ProbeWorker(ctx, memory)
+	if err != nil {
+		c.Detail = "could not start a worker: " + err.Error()
+		c.Fix = "run doctor as root, as the daemon runs; without confined workers the wasm backend runs guests as the daemon's uid"
 		return c
 	}
-	c.OK = res.Status == run.StatusOK && string(res.Stdout) == "ok\n"
-	iso := res.Isolation
-	c.Detail = fmt.Sprintf("status %s in %s: namespaces %s, cgroup %s, seccomp %v, no_new_privs %v, uid %d, host /proc masked %v",
-		res.Status, res.WallTime.Round(1e5), strings.Join(iso.Namespaces, ","), iso.Cgroup, iso.Seccomp, iso.NoNewPrivs, iso.UID, string(res.Stdout) == "ok\n")
+	uid, _, _ := strings.Cut(st.Uid, "\t")
+	c.OK = !strings.HasPrefix(st.Uid, "0\t") && !strings.Contains("\t"+st.Uid+"\t", "\t0\t") &&
+		st.CapEff == "0000000000000000" && st.CapPrm == "0000000000000000" && st.NoNewPrivs == "1" && st.Seccomp == "2" &&
+		st.Threads > 0 && st.ThreadsFiltered == st.Threads && st.InCgroup && st.MemoryLimit > 0 && st.MemoryLimit < 1<<30
+	c.Detail = fmt.Sprintf("a worker runs as uid %s, CapEff %s, NoNewPrivs %s, Seccomp %s on %d of %d threads, in cgroup %s limited to %d MiB for a 16 MiB run",
+		uid, st.CapEff, st.NoNewPrivs, st.Seccomp, st.ThreadsFiltered, st.Threads, st.Cgroup, st.MemoryLimit>>20)
+	if !c.OK {
+		c.Fix = "the worker is not confined as internal/wasm/confine_linux.go says: report it"
+	}
 	return c
 }
 

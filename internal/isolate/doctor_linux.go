@@ -10,8 +10,10 @@ import (
 	"strings"
 
 	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/limits"
 	"golang.org/x/sys/unix"
 )
 
@@ -162,6 +164,9 @@ func checkSocketMemory() Check {
 		c.Fix = "boot without cgroup.memory=nosocket"
 	case cgroups.Mode() == cgroups.Unified:
 		c.OK, c.Detail = true, "cgroup v2 charges a run's socket buffers to its memory.max"
+		if os.Geteuid() == 0 {
+			c.OK, c.Detail = probeSocketMemory(&v2Driver{mountpoint: "/sys/fs/cgroup", parent: "/sandboxd"})
+		}
 	default:
 		d, err := newV1Driver("sandboxd")
 		if err != nil {
@@ -171,8 +176,48 @@ func checkSocketMemory() Check {
 		}
 		c.OK = true
 		c.Detail = "cgroup v1: each run's TCP socket buffers are bounded by its memory limit (" + v1TCPLimitFile + " at " + d.roots["memory"] + ")"
+		if os.Geteuid() == 0 {
+			c.OK, c.Detail = probeSocketMemory(d)
+		}
+	}
+	if !c.OK && c.Fix == "" {
+		c.Fix = "a run's socket buffers would grow outside its memory limit: use cgroup v2, or a v1 kernel whose " + v1TCPLimitFile + " takes a limit"
 	}
 	return c
+}
+
+// probeSocketMemory creates a run cgroup with a 64 MiB memory limit, as a
+// run gets one, and reads back what charges its socket buffers: on v1 the
+// TCP limit the driver set, on v2 memory.max and memory.stat's "sock".
+func probeSocketMemory(d cgroupDriver) (bool, string) {
+	const limit = 64 << 20
+	l := limits.Defaults()
+	l.Memory = limit
+	name := "doctor-" + newRunID()
+	cg, err := d.create(name, l)
+	if err != nil {
+		return false, "could not create a probe cgroup: " + err.Error()
+	}
+	defer cg.destroy()
+	want := strconv.Itoa(limit)
+	switch d := d.(type) {
+	case *v1Driver:
+		file := filepath.Join(d.dir(cgroup1.Memory, filepath.Join(d.parent, name)), v1TCPLimitFile)
+		b, err := os.ReadFile(file)
+		if got := strings.TrimSpace(string(b)); err != nil || got != want {
+			return false, fmt.Sprintf("cgroup v1: a run's %s reads %q (%v), want its memory limit %s: its TCP buffers are charged to nothing", v1TCPLimitFile, got, err, want)
+		}
+		return true, "cgroup v1: probed, a run's " + v1TCPLimitFile + " is its memory limit, so its TCP socket buffers are charged and bounded"
+	case *v2Driver:
+		dir := filepath.Join(d.mountpoint, d.parent, name)
+		max, err1 := os.ReadFile(filepath.Join(dir, "memory.max"))
+		stat, err2 := os.ReadFile(filepath.Join(dir, "memory.stat"))
+		if strings.TrimSpace(string(max)) != want || err1 != nil || err2 != nil || !strings.Contains("\n"+string(stat), "\nsock ") {
+			return false, fmt.Sprintf("cgroup v2: a run's memory.max reads %q, memory.stat has no sock line (%v, %v)", strings.TrimSpace(string(max)), err1, err2)
+		}
+		return true, "cgroup v2: probed, a run's memory.max is its limit and memory.stat counts its socket buffers (sock)"
+	}
+	return false, "unknown cgroup driver"
 }
 
 func checkSeccomp() Check {

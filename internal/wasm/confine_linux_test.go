@@ -284,3 +284,29 @@ func dirSize(t *testing.T, dir string) int64 {
 	}
 	return n
 }
+
+// TestProbeWorker: the probe doctor runs reports a worker as
+// TestWorkerUnprivileged finds one, and leaves no worker or cgroup behind.
+func TestProbeWorker(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root (workers change uid and get cgroups)", "sudo go test")
+	}
+	st, err := ProbeWorker(context.Background(), 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := strconv.Itoa(DefaultWorkerUID)
+	if st.Uid != strings.Repeat(uid+"\t", 3)+uid || st.CapEff != "0000000000000000" || st.CapPrm != "0000000000000000" ||
+		st.NoNewPrivs != "1" || st.Seccomp != "2" || st.Threads == 0 || st.ThreadsFiltered != st.Threads || !st.InCgroup {
+		t.Errorf("probe: %+v", st)
+	}
+	if st.MemoryLimit < 16<<20 || st.MemoryLimit > 1<<30 {
+		t.Errorf("the worker's cgroup limit is %d, want its base plus 16 MiB plus %d", st.MemoryLimit, workerSlack)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", st.PID)); err == nil {
+		t.Errorf("the probed worker %d still runs", st.PID)
+	}
+	if _, err := os.Stat(st.Cgroup); err == nil {
+		t.Errorf("the probed worker's cgroup %s is still there", st.Cgroup)
+	}
+}
