@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 )
 
 // What a run leaves on the host while it lives, and must not after:
@@ -310,29 +311,11 @@ func workMounts() []string {
 		if len(pf) < 5 || len(qf) < 2 {
 			continue
 		}
-		if qf[1] == "sandboxd-work" || strings.HasPrefix(unescapeMount(pf[4]), runsDir+"/") {
-			out = append(out, unescapeMount(pf[4]))
+		if qf[1] == "sandboxd-work" || strings.HasPrefix(nsinit.UnescapeMountinfo(pf[4]), runsDir+"/") {
+			out = append(out, nsinit.UnescapeMountinfo(pf[4]))
 		}
 	}
 	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // runIDOfPath is the run id of a path under runsDir.

@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -49,17 +48,9 @@ func confinedRunner(t *testing.T, cfg Config) *Runner {
 // procStatus reads /proc/<pid>/status (or a task's) as key: value.
 func procStatus(t *testing.T, path string) map[string]string {
 	t.Helper()
-	f, err := os.Open(path)
+	m, err := readStatus(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	m := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
-			m[k] = strings.TrimSpace(v)
-		}
 	}
 	return m
 }

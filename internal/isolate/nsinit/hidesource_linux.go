@@ -78,14 +78,15 @@ func mountPoints() ([]string, error) {
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
-			out = append(out, unescapeMountinfo(fields[4]))
+			out = append(out, UnescapeMountinfo(fields[4]))
 		}
 	}
 	return out, step("read mountinfo", sc.Err())
 }
 
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
+// UnescapeMountinfo undoes the kernel's octal escapes in a mountinfo field
+// (\040 for a space).
+func UnescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
