@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 
@@ -96,15 +97,39 @@ func (b *bodyBudget) give(client string, n int64) {
 // E2B request's API key or sandbox access token (the /e2b mount sends no
 // Authorization); else the anonymous share.
 func bodyClient(r *http.Request) string {
+	if owner, ok := credentialOwner(r); ok {
+		return owner
+	}
+	return Owner(r)
+}
+
+// credentialOwner is whose credential r carries, as bodyClient says, and
+// whether it carries one.
+func credentialOwner(r *http.Request) (string, bool) {
 	if _, ok := Credential(r); ok {
-		return Owner(r)
+		return Owner(r), true
 	}
 	for _, h := range []string{"X-API-KEY", "X-Access-Token"} {
 		if v := r.Header.Get(h); v != "" {
-			return h + ":" + session.TokenOwner(v)
+			return h + ":" + session.TokenOwner(v), true
 		}
 	}
-	return Owner(r)
+	return "", false
+}
+
+// tenant is whom r's runs and cells are admitted for (admission.Gate
+// shares its slots and its queue among tenants): its credential's owner,
+// or without one its client's address, so that token-less clients on
+// different hosts are told apart. Behind a proxy they are one tenant.
+func tenant(r *http.Request) string {
+	if owner, ok := credentialOwner(r); ok {
+		return owner
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "address " + host
 }
 
 // releasingBody releases its reservation as soon as the body is read to

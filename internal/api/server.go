@@ -160,6 +160,7 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 // before routing: ServeMux would clean it and redirect elsewhere.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	r = r.WithContext(admission.WithTenant(r.Context(), tenant(r)))
 	if s.refuseBrowser(w, r) {
 		return
 	}
