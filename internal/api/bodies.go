@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -133,14 +134,18 @@ func tenant(r *http.Request) string {
 }
 
 // releasingBody releases its reservation as soon as the body is read to
-// its end or closed.
+// its end or closed, and counts the bytes read.
 type releasingBody struct {
 	io.ReadCloser
 	release func()
+	// read is the bytes read, for Config.AnswerDone once the handler
+	// returns.
+	read atomic.Int64
 }
 
 func (b *releasingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	b.read.Add(int64(n))
 	if err != nil {
 		b.release()
 	}
