@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
@@ -52,13 +53,28 @@ func Tenant(ctx context.Context) string {
 // not usable; call New. Safe for concurrent use.
 type Gate struct {
 	capacity, queue, share int
+	// recent is how long after it last held a slot a tenant holding none
+	// keeps the last free slot from the others (see Acquire).
+	recent time.Duration
+	now    func() time.Time
 
 	mu      sync.Mutex
 	running int
-	held    map[string]int // slots each tenant holds
-	waiters []*waiter      // in arrival order
-	queued  map[string]int // waiters of each tenant
+	held    map[string]int       // slots each tenant holds
+	seen    map[string]time.Time // when each tenant last took or gave back a slot
+	waiters []*waiter            // in arrival order
+	queued  map[string]int       // waiters of each tenant
+	// timer runs dispatch when the last slot's reservation lapses, if
+	// a waiter is kept from it; timerAt is when.
+	timer   *time.Timer
+	timerAt time.Time
 }
+
+// RecentTenant is how long a tenant that held a slot and holds none now
+// keeps the last free slot from tenants that hold some. It covers a
+// client's pause between two requests (a closed loop's think time), so
+// that its next request does not find every slot taken by another.
+const RecentTenant = 5 * time.Second
 
 // waiter is one Acquire in the queue. granted is set, and ready closed,
 // with g.mu held, when a slot is handed to it.
@@ -72,8 +88,8 @@ type waiter struct {
 // which one tenant may hold at most half (at least one).
 func New(concurrency, queue int) *Gate {
 	concurrency, queue = max(concurrency, 1), max(queue, 0)
-	return &Gate{capacity: concurrency, queue: queue, share: max(queue/2, 1),
-		held: map[string]int{}, queued: map[string]int{}}
+	return &Gate{capacity: concurrency, queue: queue, share: max(queue/2, 1), recent: RecentTenant, now: time.Now,
+		held: map[string]int{}, seen: map[string]time.Time{}, queued: map[string]int{}}
 }
 
 // Acquire takes a slot for ctx's Tenant, waiting in the queue if there is
@@ -86,10 +102,10 @@ func New(concurrency, queue int) *Gate {
 //   - a freed slot goes to the waiting tenant that holds the fewest slots
 //     (in arrival order among equals), so a tenant that floods the queue
 //     gets one slot in turn with the others, not all of them;
-//   - the last free slot is kept for a tenant that holds none while some
-//     tenant holds two or more: a tenant with slots already may not take
-//     it, so a newcomer finds a slot at once. A lone tenant on a gate of
-//     two still gets both; on a larger gate it leaves one free;
+//   - the last free slot is kept for a tenant that holds none but held one
+//     within RecentTenant: a tenant with slots already may not take it
+//     then, so the other tenant's next request finds a slot at once
+//     instead of waiting for a whole run. A lone tenant gets every slot;
 //   - one tenant may have at most half the queue waiting.
 func (g *Gate) Acquire(ctx context.Context) (release func(), err error) {
 	tenant := Tenant(ctx)
@@ -111,6 +127,9 @@ func (g *Gate) Acquire(ctx context.Context) (release func(), err error) {
 	w := &waiter{tenant: tenant, ready: make(chan struct{})}
 	g.waiters = append(g.waiters, w)
 	g.queued[tenant]++
+	// Kept from a free slot by a reservation: have it retried when the
+	// reservation lapses.
+	g.dispatch()
 	g.mu.Unlock()
 
 	select {
@@ -141,17 +160,40 @@ func (g *Gate) mayTake(tenant string) bool {
 		return true
 	}
 	// The last free slot, for a tenant that holds some already.
-	for _, n := range g.held {
-		if n >= 2 {
-			return false
+	return g.reservedUntil(tenant).IsZero()
+}
+
+// reservedUntil is when the last free slot stops being kept from tenant
+// (which holds a slot) for another tenant, one that holds none but held
+// one within g.recent; zero if it is not kept. g.mu is held.
+func (g *Gate) reservedUntil(tenant string) time.Time {
+	now := g.now()
+	var until time.Time
+	for t, at := range g.seen {
+		end := at.Add(g.recent)
+		if t != tenant && g.held[t] == 0 && now.Before(end) && end.After(until) {
+			until = end
 		}
 	}
-	return true
+	return until
+}
+
+// forget drops the tenants that hold no slot and are no longer recent,
+// so that g.seen holds only the tenants of the last g.recent. g.mu is
+// held.
+func (g *Gate) forget() {
+	now := g.now()
+	for t, at := range g.seen {
+		if g.held[t] == 0 && !now.Before(at.Add(g.recent)) {
+			delete(g.seen, t)
+		}
+	}
 }
 
 func (g *Gate) take(tenant string) {
 	g.running++
 	g.held[tenant]++
+	g.seen[tenant] = g.now()
 }
 
 func (g *Gate) give(tenant string) {
@@ -159,6 +201,8 @@ func (g *Gate) give(tenant string) {
 	if g.held[tenant]--; g.held[tenant] <= 0 {
 		delete(g.held, tenant)
 	}
+	g.forget()
+	g.seen[tenant] = g.now()
 }
 
 // leave takes w out of the queue; g.mu is held.
@@ -187,6 +231,9 @@ func (g *Gate) dispatch() {
 		// The fewest-holding waiter is the one the rules favour most: if
 		// it may not take a slot, no waiter may.
 		if !g.mayTake(next.tenant) {
+			if g.running < g.capacity {
+				g.retryAt(g.reservedUntil(next.tenant))
+			}
 			return
 		}
 		g.leave(next)
@@ -194,6 +241,27 @@ func (g *Gate) dispatch() {
 		next.granted = true
 		close(next.ready)
 	}
+}
+
+// retryAt has dispatch run again at t, when the reservation that keeps
+// the waiters from the last free slot lapses; g.mu is held.
+func (g *Gate) retryAt(t time.Time) {
+	if t.IsZero() || (g.timer != nil && !g.timerAt.After(t)) {
+		return
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.timerAt = t
+	g.timer = time.AfterFunc(t.Sub(g.now()), g.redispatch)
+}
+
+// redispatch is dispatch on its own, from the retry timer.
+func (g *Gate) redispatch() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.timer, g.timerAt = nil, time.Time{}
+	g.dispatch()
 }
 
 func (g *Gate) releaser(tenant string) func() {

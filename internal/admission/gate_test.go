@@ -184,30 +184,61 @@ func TestGateFewestHeldFirst(t *testing.T) {
 	}
 }
 
-// TestGateKeepsLastSlotForNewcomer: on a gate of three, a tenant holding
-// two may not take the last slot; a tenant holding none takes it at once.
-// With two free the tenant takes one.
-func TestGateKeepsLastSlotForNewcomer(t *testing.T) {
-	g := New(3, 10)
-	a1, a2 := mustAcquire(t, g, "A"), mustAcquire(t, g, "A")
-	a3 := acquireAsync(as("A"), g)
-	waitQueued(t, g, 1)
-	relB := mustAcquire(t, g, "B") // at once, past A's waiter
-	if a3.admitted() {
-		t.Fatal("A took the last slot holding two already")
-	}
-	relB()
-	// The slot B gave back is the last free one again: still kept.
-	if a3.admitted() {
-		t.Fatal("A took the last slot B gave back")
-	}
+// TestGateKeepsLastSlotForRecentTenant: a lone tenant takes every slot;
+// once another tenant has held one, a tenant holding some may not take
+// the last free slot for RecentTenant, and the other takes it at once.
+// When the reservation lapses the waiter gets the slot.
+func TestGateKeepsLastSlotForRecentTenant(t *testing.T) {
+	g := New(2, 10)
+	var mu sync.Mutex
+	clock := time.Unix(1000, 0)
+	g.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+
+	a1, a2 := mustAcquire(t, g, "A"), mustAcquire(t, g, "A") // alone: both
 	a1()
-	// Two free: A, holding one, takes one.
-	relA3 := a3.wait(t, "A's waiter, with two slots free")
 	a2()
-	relA3()
+	mustAcquire(t, g, "B")() // B has held one; holds none now
+	relA := mustAcquire(t, g, "A")
+	a2p := acquireAsync(as("A"), g)
+	waitQueued(t, g, 1)
+	if a2p.admitted() {
+		t.Fatal("A took the last slot while B, recent, held none")
+	}
+	relB := mustAcquire(t, g, "B") // at once, past A's waiter
+	relB()
+	advance(RecentTenant - time.Millisecond)
+	g.redispatch()
+	if a2p.admitted() {
+		t.Fatal("A took the last slot before B's reservation lapsed")
+	}
+	advance(time.Millisecond)
+	g.redispatch()
+	relA2 := a2p.wait(t, "A's waiter, B's reservation lapsed")
+	relA()
+	relA2()
 	if g.Running() != 0 || g.Waiting() != 0 {
 		t.Errorf("running %d waiting %d after all released", g.Running(), g.Waiting())
+	}
+}
+
+// TestGateReservationRetried: a waiter kept from the last slot by a
+// reservation gets it when the reservation lapses, with no release to
+// wake it (real clock, a short window).
+func TestGateReservationRetried(t *testing.T) {
+	g := New(2, 10)
+	g.recent = 50 * time.Millisecond
+	mustAcquire(t, g, "B")()
+	relA := mustAcquire(t, g, "A")
+	defer relA()
+	start := time.Now()
+	rel, err := g.Acquire(as("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel()
+	if took := time.Since(start); took < g.recent/2 {
+		t.Errorf("A took the last slot after %s, within B's reservation", took)
 	}
 }
 
@@ -255,6 +286,7 @@ func TestGateQueueShare(t *testing.T) {
 // never more than the capacity at once, and nothing held at the end.
 func TestGateFairHammer(t *testing.T) {
 	g := New(3, 1000)
+	g.recent = time.Millisecond
 	var now, peak atomic.Int64
 	var wg sync.WaitGroup
 	for i := 0; i < 600; i++ {
