@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -158,4 +159,39 @@ func vmRSS(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// TestBigBodiesMemoryReturned: runs sent with 14 MiB bodies leave the
+// body and its decoded copy as garbage on the daemon's heap once they are
+// answered; the daemon gives that memory back to the host a moment later
+// (internal/daemon, memory.go), so its RSS comes back near its baseline
+// instead of staying at the heap's high-water mark.
+func TestBigBodiesMemoryReturned(t *testing.T) {
+	requireDaemon(t)
+	d := startDaemon(t, daemonConfig{})
+	pid := d.cmd.Process.Pid
+	if res := d.run(t, pyRun("print(1)\n", nil)); res.Status != "ok" {
+		t.Fatalf("warm-up run: %+v", res)
+	}
+	baseline := vmRSS(pid)
+	body := mustJSON(t, pyRun("#"+strings.Repeat("x", 14<<20)+"\nprint(1)\n", nil))
+	peak := watchRSS(pid)
+	for i := range 6 {
+		if res := d.run(t, json.RawMessage(body)); res.Status != "ok" || string(res.Stdout) != "1\n" {
+			t.Fatalf("run %d of a 14 MiB body: %s %q", i, res.Status, res.Stdout)
+		}
+	}
+	top, after := peak(), vmRSS(pid)
+	const near = 24 << 20
+	deadline := time.Now().Add(30 * time.Second)
+	rss := after
+	for rss > baseline+near && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		rss = vmRSS(pid)
+	}
+	t.Logf("daemon RSS: baseline %d MiB, peak %d MiB, %d MiB as the last run was answered, %d MiB %s later",
+		baseline>>20, top>>20, after>>20, rss>>20, (30*time.Second - time.Until(deadline)).Round(100*time.Millisecond))
+	if rss > baseline+near {
+		t.Errorf("the daemon's RSS is %d MiB 30s after the big bodies were answered; baseline %d MiB + %d MiB", rss>>20, baseline>>20, near>>20)
+	}
 }

@@ -14,7 +14,12 @@
 // the daemon's RSS stays under -rss-bound; RSS and fds return to baseline
 // after A stops.
 //
-//	go run ./bench/noisy [-phase 20s] [-only unread,deep]
+// The abusive request bodies are built once, before the first phase, so
+// that the bench does not measure its own allocations; the machine's load
+// average is printed for every phase, since B's latency on a shared host
+// says little without it.
+//
+//	go run ./bench/noisy [-phase 20s] [-only unread,deep] [-daemon-log FILE]
 package main
 
 import (
@@ -50,16 +55,17 @@ func main() {
 	phase := flag.Duration("phase", 20*time.Second, "how long each phase lasts")
 	only := flag.String("only", "", "comma-separated abuses to run (default: all): "+strings.Join(abuseNames(), ","))
 	rssBound := flag.Int("rss-bound", 400, "the daemon RSS target, in MiB")
+	daemonLog := flag.String("daemon-log", "", "write the daemon's log to `FILE` (default: discarded)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench(ctx, *phase, *only, int64(*rssBound)*mib); err != nil {
+	if err := bench(ctx, *phase, *only, int64(*rssBound)*mib, *daemonLog); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/noisy:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(ctx context.Context, phase time.Duration, only string, rssBound int64) error {
+func bench(ctx context.Context, phase time.Duration, only string, rssBound int64, daemonLog string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the sandbox needs it")
 	}
@@ -73,7 +79,7 @@ func bench(ctx context.Context, phase time.Duration, only string, rssBound int64
 	if err := build(ctx, tmp); err != nil {
 		return err
 	}
-	d, err := startDaemon(ctx, tmp)
+	d, err := startDaemon(ctx, tmp, daemonLog)
 	if err != nil {
 		return err
 	}
@@ -99,10 +105,11 @@ func bench(ctx context.Context, phase time.Duration, only string, rssBound int64
 		<-pctx.Done()
 		cancel()
 		rows = append(rows, row{name: name, b: b.snapshot(), rss: samples.maxRSS(), fds: samples.maxFDs(),
-			endRSS: samples.lastRSS(), endFDs: samples.lastFDs(), note: note})
+			endRSS: samples.lastRSS(), endFDs: samples.lastFDs(), note: note, load: loadAvg(),
+			rssSeries: samples.series(func(s *sampler) []int64 { return s.rss }), fdSeries: samples.series(func(s *sampler) []int64 { return s.fds })})
 		fmt.Printf("  %-28s done\n", name)
 	}
-	fmt.Printf("phases of %s; tenant B runs print(1) and session cells throughout\n", phase)
+	fmt.Printf("phases of %s; tenant B runs print(1) and session cells throughout; load average %s\n", phase, loadAvg())
 	measure("B alone", nil)
 	for _, a := range abuses {
 		if only != "" && !contains(strings.Split(only, ","), a.short()) {
@@ -276,10 +283,27 @@ func bigSessions(ctx context.Context, d *daemon) string {
 	return fmt.Sprintf("%d opened; answers %v", len(ids), codes)
 }
 
+// Tenant A's request bodies, built once before the first phase: built per
+// request (60 copies of a 14 MiB cell), they made the bench allocate and
+// copy hundreds of MiB while it measured B.
+var (
+	unreadBody = `{"runtime":"python","code":"import sys\nsys.stdout.write('<' * (64 << 20))","limits":{"output":"64MiB","memory":"512MiB"}}`
+	bigCell    = mustJSON(map[string]string{"code": "#" + strings.Repeat("x", 14*mib)})
+	deepBody   = mustJSON(map[string]any{"runtime": "python", "files": []map[string]string{{"name": strings.Repeat("a/", 2000) + "main.py", "content": "print(1)"}}})
+)
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
 // unreadOutputs starts four runs that print 64 MiB of '<' (six times that
 // as JSON) and never reads the responses.
 func unreadOutputs(ctx context.Context, d *daemon) string {
-	body := `{"runtime":"python","code":"import sys\nsys.stdout.write('<' * (64 << 20))","limits":{"output":"64MiB","memory":"512MiB"}}`
+	body := unreadBody
 	var conns []net.Conn
 	for range 4 {
 		c, err := net.Dial("tcp", d.addr)
@@ -314,7 +338,6 @@ func queuedExecs(ctx context.Context, d *daemon) string {
 	path := "/v1/sessions/" + info.ID + "/exec"
 	go d.do(ctx, tokenA, "POST", path, `{"code":"import time\ntime.sleep(3600)","timeout":"1h"}`, nil)
 	time.Sleep(500 * time.Millisecond)
-	big, _ := json.Marshal(map[string]string{"code": "#" + strings.Repeat("x", 14*mib)})
 	var mu sync.Mutex
 	codes := map[int]int{}
 	var wg sync.WaitGroup
@@ -322,7 +345,7 @@ func queuedExecs(ctx context.Context, d *daemon) string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := d.do(ctx, tokenA, "POST", path, string(big), nil)
+			err := d.do(ctx, tokenA, "POST", path, bigCell, nil)
 			mu.Lock()
 			codes[statusOf(err)]++
 			mu.Unlock()
@@ -335,13 +358,11 @@ func queuedExecs(ctx context.Context, d *daemon) string {
 
 // deepPaths sends runs whose one file lies 2000 directories deep.
 func deepPaths(ctx context.Context, d *daemon) string {
-	name := strings.Repeat("a/", 2000) + "main.py"
-	body, _ := json.Marshal(map[string]any{"runtime": "python", "files": []map[string]string{{"name": name, "content": "print(1)"}}})
 	codes := map[int]int{}
 	var worst time.Duration
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := d.do(ctx, tokenA, "POST", "/v1/runs", string(body), nil)
+		err := d.do(ctx, tokenA, "POST", "/v1/runs", deepBody, nil)
 		if ctx.Err() != nil {
 			break
 		}
@@ -417,7 +438,7 @@ func build(ctx context.Context, dir string) error {
 
 // startDaemon runs `sandboxd serve` as shipped, but for the two tokens, on
 // a free loopback port with a state dir of its own under /run.
-func startDaemon(ctx context.Context, dir string) (*daemon, error) {
+func startDaemon(ctx context.Context, dir, logFile string) (*daemon, error) {
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.WriteFile(tokens, []byte(tokenA+"\n"+tokenB+"\n"), 0o600); err != nil {
 		return nil, err
@@ -436,6 +457,15 @@ func startDaemon(ctx context.Context, dir string) (*daemon, error) {
 	d.cmd = exec.Command(filepath.Join(dir, "sandboxd"), "serve", "--listen", addr, "--state-dir", state,
 		"--token-file", tokens, "--log-format", "text")
 	d.cmd.Stdout, d.cmd.Stderr = io.Discard, io.Discard
+	if logFile != "" {
+		f, err := os.Create(logFile)
+		if err != nil {
+			return nil, err
+		}
+		// The child holds its own copy of the fd.
+		defer f.Close()
+		d.cmd.Stdout, d.cmd.Stderr = f, f
+	}
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
@@ -560,6 +590,13 @@ func (s *sampler) maxFDs() int64  { return s.pick(func() []int64 { return s.fds 
 func (s *sampler) lastRSS() int64 { return s.pick(func() []int64 { return s.rss }, lastOf) }
 func (s *sampler) lastFDs() int64 { return s.pick(func() []int64 { return s.fds }, lastOf) }
 
+// series is a copy of one of s's series.
+func (s *sampler) series(of func(*sampler) []int64) []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int64(nil), of(s)...)
+}
+
 func (s *sampler) pick(series func() []int64, f func([]int64) int64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -617,6 +654,10 @@ type row struct {
 	rss, fds       int64
 	endRSS, endFDs int64
 	note           string
+	// load is the load average at the phase's end; the series are the
+	// daemon's RSS and fds every 250 ms of the phase.
+	load                string
+	rssSeries, fdSeries []int64
 }
 
 func report(rows []row, rssBound int64) {
@@ -643,6 +684,11 @@ func report(rows []row, rssBound int64) {
 		within2x = within2x && x <= 2
 		underRSS = underRSS && r.rss <= rssBound
 	}
+	fmt.Println()
+	fmt.Println("per phase: load average at its end; the daemon's RSS (MiB) and fds each second")
+	for _, r := range rows {
+		fmt.Printf("%-24s load %s\n%24s RSS %s\n%24s fds %s\n", r.name, r.load, "", everySecond(r.rssSeries, mib), "", everySecond(r.fdSeries, 1))
+	}
 	after := rows[len(rows)-1]
 	fmt.Println()
 	verdict := func(ok bool) string {
@@ -657,6 +703,25 @@ func report(rows []row, rssBound int64) {
 	back := after.endRSS <= alone.endRSS*3/2+16*mib && after.endFDs <= alone.endFDs+8
 	fmt.Printf("back to baseline after A stopped:  %s (RSS %d -> %d MiB, fds %d -> %d)\n", verdict(back),
 		alone.endRSS/mib, after.endRSS/mib, alone.endFDs, after.endFDs)
+}
+
+// everySecond is every fourth sample (the sampler's period is 250 ms),
+// the largest of the four, divided by unit.
+func everySecond(v []int64, unit int64) string {
+	var out []string
+	for i := 0; i < len(v); i += 4 {
+		out = append(out, strconv.FormatInt(maxOf(v[i:min(i+4, len(v))])/unit, 10))
+	}
+	return strings.Join(out, " ")
+}
+
+// loadAvg is the machine's 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func contains(list []string, s string) bool {

@@ -3,8 +3,10 @@ package api
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -96,26 +98,54 @@ func (b *bodyBudget) give(client string, n int64) {
 // E2B request's API key or sandbox access token (the /e2b mount sends no
 // Authorization); else the anonymous share.
 func bodyClient(r *http.Request) string {
-	if _, ok := Credential(r); ok {
-		return Owner(r)
-	}
-	for _, h := range []string{"X-API-KEY", "X-Access-Token"} {
-		if v := r.Header.Get(h); v != "" {
-			return h + ":" + session.TokenOwner(v)
-		}
+	if owner, ok := credentialOwner(r); ok {
+		return owner
 	}
 	return Owner(r)
 }
 
+// credentialOwner is whose credential r carries, as bodyClient says, and
+// whether it carries one.
+func credentialOwner(r *http.Request) (string, bool) {
+	if _, ok := Credential(r); ok {
+		return Owner(r), true
+	}
+	for _, h := range []string{"X-API-KEY", "X-Access-Token"} {
+		if v := r.Header.Get(h); v != "" {
+			return h + ":" + session.TokenOwner(v), true
+		}
+	}
+	return "", false
+}
+
+// tenant is whom r's runs and cells are admitted for (admission.Gate
+// shares its slots and its queue among tenants): its credential's owner,
+// or without one its client's address, so that token-less clients on
+// different hosts are told apart. Behind a proxy they are one tenant.
+func tenant(r *http.Request) string {
+	if owner, ok := credentialOwner(r); ok {
+		return owner
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "address " + host
+}
+
 // releasingBody releases its reservation as soon as the body is read to
-// its end or closed.
+// its end or closed, and counts the bytes read.
 type releasingBody struct {
 	io.ReadCloser
 	release func()
+	// read is the bytes read, for Config.AnswerDone once the handler
+	// returns.
+	read atomic.Int64
 }
 
 func (b *releasingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	b.read.Add(int64(n))
 	if err != nil {
 		b.release()
 	}

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/admission"
+	"github.com/sandboxd/sandboxd/internal/session"
 )
 
 // post is a POST of a body of declared length n that the test feeds (or
@@ -129,5 +132,35 @@ func TestBodyClient(t *testing.T) {
 			t.Errorf("%s and %s share the body budget key %q", name, other, k)
 		}
 		seen[k] = name
+	}
+}
+
+// TestTenant: every request reaches its handler with its tenant in the
+// context, for the admission gates: its token's owner, an E2B key's, or
+// without a credential its client's address (two hosts, two tenants).
+func TestTenant(t *testing.T) {
+	s := New(newFake(), Config{Tokens: []string{"tok"}})
+	var got string
+	s.Mount("/probe", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = admission.Tenant(r.Context()) }))
+	for _, tc := range []struct {
+		name, remote string
+		hdr          []string
+		want         string
+	}{
+		{"token", "192.0.2.1:1000", []string{"Authorization", "Bearer tok"}, session.TokenOwner("tok")},
+		{"e2b key", "192.0.2.1:1000", []string{"X-API-KEY", "k"}, "X-API-KEY:" + session.TokenOwner("k")},
+		{"address", "192.0.2.1:1000", nil, "address 192.0.2.1"},
+		{"another address", "[2001:db8::1]:1000", nil, "address 2001:db8::1"},
+	} {
+		got = "unset"
+		req := httptest.NewRequest("GET", "/probe/x", nil)
+		req.Host, req.RemoteAddr = "localhost:8080", tc.remote
+		for i := 0; i+1 < len(tc.hdr); i += 2 {
+			req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+		}
+		s.ServeHTTP(httptest.NewRecorder(), req)
+		if got != tc.want {
+			t.Errorf("%s: tenant %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

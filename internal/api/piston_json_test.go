@@ -87,7 +87,8 @@ func TestPistonResponseJSON(t *testing.T) {
 }
 
 // TestAnswerDone: every answer with a result reports the output it held,
-// once it is written: plain, streamed and Piston.
+// once it is written: plain, streamed and Piston; then every request its
+// body's bytes, once its handler returned, a refused one's included.
 func TestAnswerDone(t *testing.T) {
 	var mu sync.Mutex
 	var held []int64
@@ -97,11 +98,14 @@ func TestAnswerDone(t *testing.T) {
 	do(t, s, "POST", "/v1/runs", body)
 	do(t, s, "POST", "/v1/runs?stream=1", body)
 	// Piston's output interleaves stdout and stderr as well.
-	do(t, s, "POST", "/api/v2/execute", `{"language":"python","version":"*","files":[{"content":"`+code+`"}]}`)
-	do(t, s, "POST", "/v1/runs", `{"runtime":"python"}`) // refused: no result, no report
+	piston := `{"language":"python","version":"*","files":[{"content":"` + code + `"}]}`
+	do(t, s, "POST", "/api/v2/execute", piston)
+	refused := `{"runtime":"python"}`
+	do(t, s, "POST", "/v1/runs", refused) // no result: only its body
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []int64{1003, 1003, 2006}; !slices.Equal(held, want) {
+	b := int64(len(body))
+	if want := []int64{1003, b, 1003, b, 2006, int64(len(piston)), int64(len(refused))}; !slices.Equal(held, want) {
 		t.Errorf("AnswerDone heard %v, want %v", held, want)
 	}
 }

@@ -57,7 +57,8 @@ type Config struct {
 	// host can still confine").
 	Ready func() error
 	// AnswerDone, if set, hears the bytes of output (and files) each
-	// answer with a result held, once the answer is sent or cut: the
+	// answer with a result held, once the answer is sent or cut, and the
+	// bytes of each request body read, once its handler returns: the
 	// daemon gives the heap's memory back to the host after large ones.
 	AnswerDone func(held int64)
 	Logger     *slog.Logger
@@ -160,6 +161,7 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 // before routing: ServeMux would clean it and redirect elsewhere.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	r = r.WithContext(admission.WithTenant(r.Context(), tenant(r)))
 	if s.refuseBrowser(w, r) {
 		return
 	}
@@ -179,6 +181,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if body, ok := r.Body.(*releasingBody); ok {
+		// The body and what was decoded from it are garbage once the
+		// handler returns.
+		defer func() { s.answered(body.read.Load()) }()
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		// ServeMux answers 404 or 405 itself; say it in JSON.

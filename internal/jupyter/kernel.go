@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
@@ -275,7 +276,9 @@ func (k *kernel) execute(j *job) {
 			k.publish(j.msg, "display_data", map[string]any{"data": b, "metadata": map[string]any{}, "transient": map[string]any{}})
 		}
 	}
-	res, err := k.g.cfg.Exec(k.g.life, sess, run.CellRequest{Code: req.Code}, live)
+	// The cell is admitted for the kernel's owner, as a session's cell
+	// sent over HTTP is for its token (admission.WithTenant).
+	res, err := k.g.cfg.Exec(admission.WithTenant(k.g.life, k.owner), sess, run.CellRequest{Code: req.Code}, live)
 	out.flush()
 	errOut.flush()
 	close(j.done)

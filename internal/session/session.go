@@ -409,6 +409,11 @@ func (s *Session) admit(ctx context.Context) (func(), error) {
 		return func() {}, nil
 	}
 	release, err := s.gate.Acquire(ctx)
+	var share *admission.QueueShareError
+	if errors.As(err, &share) {
+		// Its message says it all: the client's share, not the queue.
+		return nil, err
+	}
 	if errors.Is(err, admission.ErrQueueFull) {
 		return nil, fmt.Errorf("%w: all %d of the daemon's slots for cells are taken and as many cells wait as its queue holds; send the cell again later",
 			err, s.gate.Capacity())
