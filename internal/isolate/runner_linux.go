@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/isolate/seccomp"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
@@ -17,6 +18,8 @@ type Runner struct {
 	cfg Config
 	log *slog.Logger
 	cg  cgroupDriver
+	// filter is the compiled seccomp filter every run's init installs.
+	filter []byte
 }
 
 // New checks that this host can run the process backend, creates the state
@@ -60,6 +63,11 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{cfg: cfg, log: cfg.Logger, cg: cg}
+	if !cfg.NoSeccomp {
+		if r.filter, err = seccomp.Compile(); err != nil {
+			return nil, fmt.Errorf("compile the seccomp filter: %w", err)
+		}
+	}
 	// The state dir is root's; the sandbox's host uids may only traverse.
 	for _, d := range []string{cfg.StateDir, r.runsDir(), r.uidsDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -96,22 +104,23 @@ func (r *Runner) CgroupVersion() string { return r.cg.version() }
 // initConfig is the nsinit.Config for one execution.
 func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 	return nsinit.Config{
-		Argv:         e.Argv,
-		Env:          e.Env,
-		Dir:          workspace.Dir,
-		UID:          SandboxUID,
-		GID:          SandboxUID,
-		Hostname:     "sandbox",
-		Root:         filepath.Join(ws.dir.path, "root"),
-		Workspace:    ws.work,
-		WorkspaceDir: workspace.Dir,
-		TmpSize:      int64(e.Limits.Tmpfs),
-		TmpInodes:    workspace.Inodes(int64(e.Limits.Tmpfs)),
-		Binds:        r.cfg.Binds,
-		DevDir:       filepath.Join(ws.gen, genDevDir),
-		Files:        etcFiles(),
-		Rlimits:      rlimits(e.Limits),
-		Seccomp:      !r.cfg.NoSeccomp,
+		Argv:          e.Argv,
+		Env:           e.Env,
+		Dir:           workspace.Dir,
+		UID:           SandboxUID,
+		GID:           SandboxUID,
+		Hostname:      "sandbox",
+		Root:          filepath.Join(ws.dir.path, "root"),
+		Workspace:     ws.work,
+		WorkspaceDir:  workspace.Dir,
+		TmpSize:       int64(e.Limits.Tmpfs),
+		TmpInodes:     workspace.Inodes(int64(e.Limits.Tmpfs)),
+		Binds:         r.cfg.Binds,
+		DevDir:        filepath.Join(ws.gen, genDevDir),
+		Files:         etcFiles(),
+		Rlimits:       rlimits(e.Limits),
+		Seccomp:       !r.cfg.NoSeccomp,
+		SeccompFilter: r.filter,
 	}
 }
 

@@ -54,8 +54,14 @@ type Config struct {
 
 	// Rlimits applied to init and so inherited by the program.
 	Rlimits []Rlimit `json:"rlimits"`
-	// Seccomp installs the syscall filter when set.
+	// Seccomp installs SeccompFilter when set; init refuses to go on
+	// without one.
 	Seccomp bool `json:"seccomp"`
+	// SeccompFilter is the compiled filter, the bytes of a sock_filter
+	// array in the machine's byte order (internal/isolate/seccomp.Compile):
+	// the runner compiles the policy, init only installs it, so the
+	// policy and its assembler are not linked into init.
+	SeccompFilter []byte `json:"seccomp_filter,omitempty"`
 	// ExtraFiles is the number of fds init inherits past StatusFD (from
 	// StatusFD+1 on) that the program gets as fd 3, 4, ...: a warm
 	// sandbox's control pipe.

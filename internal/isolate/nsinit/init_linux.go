@@ -176,7 +176,7 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		return 0, err
 	}
 	if cfg.Seccomp {
-		if err := step("install seccomp filter", installFilter()); err != nil {
+		if err := step("install seccomp filter", installFilter(cfg.SeccompFilter)); err != nil {
 			return 0, err
 		}
 	}
