@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/isolate/seccomp"
@@ -20,6 +21,10 @@ type Runner struct {
 	cg  cgroupDriver
 	// filter is the compiled seccomp filter every run's init installs.
 	filter []byte
+	// init is the init binary runs start, nil to re-execute this one
+	// (initbin_linux.go). Held open for the Runner's life.
+	initMu sync.Mutex
+	init   *initBinary
 }
 
 // New checks that this host can run the process backend, creates the state
@@ -84,6 +89,14 @@ func New(cfg Config) (*Runner, error) {
 	// setup uid: it must be executable by others.
 	if st, err := os.Stat("/proc/self/exe"); err != nil || st.Mode().Perm()&0o001 == 0 {
 		return nil, fmt.Errorf("%w: this binary must be executable by others (chmod o+x): the sandbox re-executes it as an unprivileged uid", ErrUnsupported)
+	}
+	switch ib, err := openInit(cfg.Init); {
+	case err != nil:
+		r.log.Warn("not using the init binary: runs re-execute this binary instead, and start slower", "err", err)
+	case ib == nil:
+		r.log.Debug("no init binary: runs re-execute this binary")
+	default:
+		r.init = ib
 	}
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)

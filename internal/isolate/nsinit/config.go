@@ -100,6 +100,9 @@ type Rlimit struct {
 
 // Message is one line init sends to the parent on StatusFD.
 type Message struct {
+	// Build is init's Build, in the first message (the hello), before it
+	// reads its config.
+	Build string `json:"build,omitempty"`
 	// Pid is the program's pid inside the sandbox, sent once it started.
 	Pid int `json:"pid,omitempty"`
 	// Setup is how long init took from its start to the program's start,

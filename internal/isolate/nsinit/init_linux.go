@@ -25,6 +25,9 @@ func MaybeRun() {
 	case FillArg0:
 		runtime.GOMAXPROCS(1)
 		syscall.Exit(fill())
+	case BuildArg0:
+		_, _ = os.Stdout.WriteString(Build() + "\n")
+		syscall.Exit(0)
 	default:
 		return
 	}
@@ -71,6 +74,11 @@ func run() int {
 		return ExitSetupFailed
 	}
 
+	// The hello: the parent gives the "go" only to an init of its own
+	// build (build.go).
+	if err := enc.Encode(Message{Build: Build()}); err != nil {
+		return ExitSetupFailed
+	}
 	cfgPipe := os.NewFile(ConfigFD, "config")
 	cfg, err := readConfig(cfgPipe)
 	if err != nil {
