@@ -277,11 +277,12 @@ func (s *sandbox) configure(ctx context.Context, e Exec, extraFiles int, procFil
 	if err := s.cg.add(s.initPid); err != nil {
 		return err
 	}
+	s.ph.mark("cgroup_add_config")
 	if err := s.awaitHello(ctx); err != nil {
 		return err
 	}
 	s.p.cfgW.Close()
-	s.ph.mark("cgroup_add_config")
+	s.ph.mark("init_hello")
 	return nil
 }
 
