@@ -8,7 +8,7 @@
 // each, its paired ratio to bare (the median of the per-round ratios),
 // the load average before and after, and the phases of one cold run.
 //
-//	go run ./bench/cold -n 30
+//	go run ./bench/cold -n 30 [-before OLD_SANDBOXCTL]
 //
 // It builds sandboxctl and sandboxd-init into a temporary directory (or
 // takes them from -bin DIR) and must run as root, as sandboxctl does.
@@ -32,8 +32,9 @@ import (
 func main() {
 	n := flag.Int("n", 30, "rounds")
 	bin := flag.String("bin", "", "directory holding sandboxctl and sandboxd-init (default: build them)")
+	before := flag.String("before", "", "another sandboxctl to compare, e.g. one built from an earlier commit")
 	flag.Parse()
-	if err := measure(*n, *bin); err != nil {
+	if err := measure(*n, *bin, *before); err != nil {
 		fmt.Fprintln(os.Stderr, "cold:", err)
 		os.Exit(1)
 	}
@@ -52,7 +53,7 @@ type variant struct {
 	cpu  []time.Duration
 }
 
-func measure(n int, bin string) error {
+func measure(n int, bin, before string) error {
 	dir, err := os.MkdirTemp("", "bench-cold-")
 	if err != nil {
 		return err
@@ -89,6 +90,11 @@ func measure(n int, bin string) error {
 		{name: "sandboxctl sh (init binary)", base: "bare sh", argv: []string{ctl, "run", sh}, want: "1\n"},
 		{name: "sandboxctl sh (reexec)", base: "bare sh", argv: []string{ctl, "run", sh}, env: reexec, want: "1\n"},
 		{name: "sandboxctl --help", argv: []string{ctl, "--help"}},
+	}
+	if before != "" {
+		vs = append(vs,
+			&variant{name: "before: sandboxctl python3", base: "bare python3", argv: []string{before, "run", py}, want: "1\n"},
+			&variant{name: "before: sandboxctl sh", base: "bare sh", argv: []string{before, "run", sh}, want: "1\n"})
 	}
 	if bw, err := exec.LookPath("bwrap"); err == nil {
 		bwrap := []string{bw, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
