@@ -36,6 +36,10 @@ func MaybeRun() {
 	// TSYNC below.
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
+	// Executed as /proc/self/fd/N (the init binary) or /proc/self/exe,
+	// the kernel named this process "N" or "exe": name it for ps, inside
+	// the sandbox and out.
+	_ = os.WriteFile("/proc/self/comm", []byte(Arg0), 0)
 	// syscall.Exit, not os.Exit: nothing of init's runtime may run after
 	// the program's status is out (a race-enabled test binary would sleep
 	// a second in os.Exit's hooks, with the whole run waiting on it).
