@@ -22,11 +22,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sandboxd/sandboxd/bench/latency"
 )
 
 func main() {
@@ -171,8 +172,6 @@ func (v *variant) once() (time.Duration, time.Duration, error) {
 	return wall, cpu, nil
 }
 
-var phaseRE = regexp.MustCompile(`(\w+)=([0-9.]+[µnm]?s)`)
-
 // phases runs v with --verbose and prints the median of each phase the
 // runner logs.
 func phases(v *variant) error {
@@ -186,21 +185,10 @@ func phases(v *variant) error {
 		if err != nil {
 			return fmt.Errorf("%s --verbose: %w\n%s", v.name, err, out)
 		}
-		_, rest, ok := strings.Cut(string(out), "phases=")
-		if !ok {
+		if !strings.Contains(string(out), "phases=") {
 			return fmt.Errorf("%s --verbose: no phases logged\n%s", v.name, out)
 		}
-		rest, _, _ = strings.Cut(rest, "\n")
-		for _, m := range phaseRE.FindAllStringSubmatch(rest, -1) {
-			d, err := time.ParseDuration(m[2])
-			if err != nil {
-				continue
-			}
-			if _, seen := by[m[1]]; !seen {
-				order = append(order, m[1])
-			}
-			by[m[1]] = append(by[m[1]], d)
-		}
+		latency.AddPhases(string(out), by, &order)
 	}
 	fmt.Printf("  %s:", v.name)
 	for _, name := range order {

@@ -308,42 +308,46 @@ func (s *sandbox) startOutput(e Exec) {
 // awaitHello waits for init's first message, its build (nsinit/build.go):
 // an init binary of another build gets no "go" (staleInitError).
 func (s *sandbox) awaitHello(ctx context.Context) error {
-	select {
-	case m, ok := <-s.msgs:
-		switch {
-		case !ok:
-			return s.setupError(nil)
-		case m.Error != "":
-			return s.setupError(&m)
-		case m.Build != nsinit.Build():
-			path := "/proc/self/exe"
-			if s.initBin != nil {
-				path = s.initBin.path
-			}
-			return &staleInitError{path: path, build: run.Clip(m.Build, run.MaxName)}
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("sandbox setup: %w", ctx.Err())
+	m, err := s.nextMessage(ctx)
+	if err != nil {
+		return err
 	}
+	if m.Build != nsinit.Build() {
+		path := "/proc/self/exe"
+		if s.initBin != nil {
+			path = s.initBin.path
+		}
+		return &staleInitError{path: path, build: run.Clip(m.Build, run.MaxName)}
+	}
+	return nil
 }
 
-// awaitProgram waits for init's first message: the program's pid, or why
+// awaitProgram waits for init's next message: the program's pid, or why
 // setup failed.
 func (s *sandbox) awaitProgram(ctx context.Context) error {
+	m, err := s.nextMessage(ctx)
+	if err != nil {
+		return err
+	}
+	s.ph.note("init_setup", m.Setup)
+	s.ph.mark("setup")
+	return nil
+}
+
+// nextMessage is init's next message during setup; init's silence or its
+// report of a failed step is an error.
+func (s *sandbox) nextMessage(ctx context.Context) (nsinit.Message, error) {
 	select {
 	case m, ok := <-s.msgs:
 		switch {
 		case !ok:
-			return s.setupError(nil)
+			return m, s.setupError(nil)
 		case m.Error != "":
-			return s.setupError(&m)
+			return m, s.setupError(&m)
 		}
-		s.ph.note("init_setup", m.Setup)
-		s.ph.mark("setup")
-		return nil
+		return m, nil
 	case <-ctx.Done():
-		return fmt.Errorf("sandbox setup: %w", ctx.Err())
+		return nsinit.Message{}, fmt.Errorf("sandbox setup: %w", ctx.Err())
 	}
 }
 
