@@ -85,8 +85,9 @@ func New(cfg Config) (*Runner, error) {
 	if err := reachable(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	// Init is this binary, executed after the switch to the sandbox's
-	// setup uid: it must be executable by others.
+	// Init is the init binary or, as its fallback, this binary, executed
+	// after the switch to the sandbox's setup uid: both must be executable
+	// by others.
 	if st, err := os.Stat("/proc/self/exe"); err != nil || st.Mode().Perm()&0o001 == 0 {
 		return nil, fmt.Errorf("%w: this binary must be executable by others (chmod o+x): the sandbox re-executes it as an unprivileged uid", ErrUnsupported)
 	}
