@@ -72,6 +72,10 @@ func buildSandboxd(root string) (func(), error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("go build ./cmd/sandboxd: %w\n%s", err, b)
 	}
+	if err := buildInit(ctx, root, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	sandboxd = out
 	return func() { os.RemoveAll(dir) }, nil
 }

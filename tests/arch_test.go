@@ -46,6 +46,10 @@ var archRules = []archRule{
 	{"limits is a leaf: it imports nothing internal", []string{"internal/limits"}, []string{module + "internal/"}},
 	{"jsonstream is a leaf: it imports nothing internal", []string{"internal/jsonstream"}, []string{module + "internal/"}},
 	{"the init stage imports nothing of the daemon", []string{"internal/isolate/nsinit"}, []string{module}},
+	{"the init binary links nsinit alone: every run pays its start-up", []string{"cmd/sandboxd-init"},
+		append(prefixed([]string{"internal/isolate/seccomp", "internal/run", "internal/limits", "internal/workspace"}),
+			"github.com/prometheus", "github.com/spf13/cobra", "github.com/modelcontextprotocol", "github.com/tetratelabs/wazero",
+			"google.golang.org/protobuf", "github.com/containerd", "github.com/elastic/go-seccomp-bpf", "golang.org/x/net")},
 }
 
 func prefixed(pkgs []string) []string {
@@ -72,6 +76,35 @@ func TestArchitecture(t *testing.T) {
 				t.Errorf("%s: %s", rule.why, strings.ReplaceAll(strings.Join(chain, " -> "), module, ""))
 			}
 		}
+	}
+}
+
+// TestInitBinaryDeps: beyond the deny list of archRules, the init binary
+// links the standard library, golang.org/x/sys and nsinit, and nothing
+// else, so that a new dependency of nsinit is a choice made here.
+func TestInitBinaryDeps(t *testing.T) {
+	imports := importGraph(t)
+	allowed := func(p string) bool {
+		first, _, _ := strings.Cut(p, "/")
+		return !strings.Contains(first, ".") || strings.HasPrefix(p, "golang.org/x/sys/") ||
+			p == module+"internal/isolate/nsinit" || p == module+"cmd/sandboxd-init"
+	}
+	seen := map[string]bool{}
+	queue := []string{module + "cmd/sandboxd-init"}
+	if _, ok := imports[queue[0]]; !ok {
+		t.Fatal("cmd/sandboxd-init is not a package of the module")
+	}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if !allowed(p) {
+			t.Errorf("cmd/sandboxd-init links %s: only the standard library, golang.org/x/sys and nsinit belong in the init binary", p)
+		}
+		queue = append(queue, imports[p]...)
 	}
 }
 

@@ -74,6 +74,12 @@ func testMain(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "tests: go build ./cmd/sandboxctl: %v\n%s", err, out)
 			return 1
 		}
+		// The init binary beside it, as go install puts it
+		// (initbin_linux.go); TestInitFallback forces the other path.
+		if err := buildInit(ctx, root, dir); err != nil {
+			fmt.Fprintln(os.Stderr, "tests:", err)
+			return 1
+		}
 	}
 	// The daemon for the API tests, next to sandboxctl (api_helpers_test.go).
 	removeSandboxd, err := buildSandboxd(root)
@@ -112,6 +118,16 @@ func testMain(m *testing.M) int {
 	return code
 }
 
+// buildInit builds cmd/sandboxd-init into dir.
+func buildInit(ctx context.Context, root, dir string) error {
+	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", filepath.Join(dir, "sandboxd-init"), "./cmd/sandboxd-init")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/sandboxd-init: %w\n%s", err, out)
+	}
+	return nil
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -130,6 +146,8 @@ type invocation struct {
 	// timeout is the test side's bound on the whole invocation; the
 	// sandbox's own limits must end the run well before it.
 	timeout time.Duration
+	// env is added to sandboxctl's environment.
+	env []string
 }
 
 // outcome is what sandboxctl did.
@@ -163,6 +181,9 @@ func execSandboxctl(inv invocation) (outcome, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sandboxctl, inv.args...)
 	cmd.WaitDelay = 2 * time.Second
+	if len(inv.env) > 0 {
+		cmd.Env = append(os.Environ(), inv.env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if inv.stdin != nil {
@@ -319,6 +340,7 @@ type isolation struct {
 	UID        int      `json:"uid"`
 	Network    string   `json:"network"`
 	Warm       bool     `json:"warm"`
+	Init       string   `json:"init"`
 }
 
 // file returns the produced file called name, or nil.
@@ -358,6 +380,8 @@ type runSpec struct {
 	stdin []byte
 	// timeout is the test-side bound (default defaultTestTimeout).
 	timeout time.Duration
+	// env is added to sandboxctl's environment.
+	env []string
 }
 
 // runJSON runs s with --json and returns the decoded result and
@@ -388,7 +412,7 @@ func runJSONOutcome(t testing.TB, s runSpec) (*result, outcome) {
 		}
 	}
 	args = append(append(args, path), s.args...)
-	o := sbx(t, invocation{args: args, stdin: s.stdin, timeout: s.timeout})
+	o := sbx(t, invocation{args: args, stdin: s.stdin, timeout: s.timeout, env: s.env})
 	var r result
 	if err := newStrictDecoder(o.stdout).Decode(&r); err != nil {
 		t.Fatalf("sandboxctl %s: exit code %d and no JSON result (%v); stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), o.code, err, tail(o.stdout), tail(o.stderr))

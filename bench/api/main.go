@@ -166,7 +166,7 @@ func build(ctx context.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("find the module root: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/sandboxd", "./cmd/sandboxctl")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/sandboxd", "./cmd/sandboxctl", "./cmd/sandboxd-init")
 	cmd.Dir = strings.TrimSpace(string(out))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, b)

@@ -3,7 +3,9 @@
 package latency
 
 import (
+	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -34,3 +36,26 @@ func Pct(sorted []time.Duration, p int) time.Duration {
 
 // Ms is d in milliseconds, to the microsecond.
 func Ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+var phaseRE = regexp.MustCompile(`(\w+)=([0-9.]+[µnm]?s)`)
+
+// AddPhases appends the durations of the runner's "phases=" log line (if
+// line has one) to by, and each phase name seen for the first time to
+// order.
+func AddPhases(line string, by map[string][]time.Duration, order *[]string) {
+	_, rest, ok := strings.Cut(line, "phases=")
+	if !ok {
+		return
+	}
+	rest, _, _ = strings.Cut(rest, "\n")
+	for _, m := range phaseRE.FindAllStringSubmatch(rest, -1) {
+		d, err := time.ParseDuration(m[2])
+		if err != nil {
+			continue
+		}
+		if _, seen := by[m[1]]; !seen {
+			*order = append(*order, m[1])
+		}
+		by[m[1]] = append(by[m[1]], d)
+	}
+}

@@ -428,7 +428,7 @@ func build(ctx context.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("find the module root: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/sandboxd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/sandboxd", "./cmd/sandboxd-init")
 	cmd.Dir = strings.TrimSpace(string(out))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, b)

@@ -15,11 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/bench/latency"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -112,26 +112,11 @@ func measure(n int) error {
 	return nil
 }
 
-var phaseRE = regexp.MustCompile(`(\w+)=([0-9.]+[µnm]?s)`)
-
 func printPhases(lines []string) {
 	byName := map[string][]time.Duration{}
 	var order []string
 	for _, line := range lines {
-		_, rest, ok := strings.Cut(line, "phases=")
-		if !ok {
-			continue
-		}
-		for _, m := range phaseRE.FindAllStringSubmatch(rest, -1) {
-			d, err := time.ParseDuration(m[2])
-			if err != nil {
-				continue
-			}
-			if _, seen := byName[m[1]]; !seen {
-				order = append(order, m[1])
-			}
-			byName[m[1]] = append(byName[m[1]], d)
-		}
+		latency.AddPhases(line, byName, &order)
 	}
 	for _, name := range order {
 		fmt.Printf("  %-20s %10s\n", name, pct(byName[name], 50))

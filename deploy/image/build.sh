@@ -14,7 +14,8 @@
 #
 # The root file system is Debian bookworm (minbase) with the runtimes
 # sandboxd offers: python3 with numpy, pandas and matplotlib, node, gcc and
-# g++, ruby; sandboxd itself is a static binary at /usr/local/bin. The
+# g++, ruby; sandboxd itself is a static binary at /usr/local/bin, with
+# sandboxd-init, the small init binary each sandbox starts, beside it. The
 # root file system is cached in OUT_DIR and made again only when the
 # package list changes (about 3 to 6 minutes when it is).
 #
@@ -82,7 +83,7 @@ if [ ! -s "$rootfs" ]; then
 fi
 
 echo "build.sh: building sandboxd" >&2
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/sandboxd" ./cmd/sandboxd)
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/sandboxd ./cmd/sandboxd-init)
 
 echo "build.sh: packing the image" >&2
 layout=$work/oci
@@ -92,6 +93,8 @@ umoci new --image "$layout:$tag"
 umoci unpack --image "$layout:$tag" "$bundle"
 tar -xpf "$rootfs" -C "$bundle/rootfs" --numeric-owner
 install -D -m 0755 "$work/sandboxd" "$bundle/rootfs/usr/local/bin/sandboxd"
+# Beside sandboxd, of the same build: each sandbox's init (README, Set up).
+install -D -m 0755 "$work/sandboxd-init" "$bundle/rootfs/usr/local/bin/sandboxd-init"
 umoci repack --image "$layout:$tag" "$bundle"
 umoci config --image "$layout:$tag" \
 	--config.entrypoint /usr/local/bin/sandboxd \

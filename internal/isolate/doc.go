@@ -3,7 +3,10 @@
 // seccomp and a wall deadline, and reports what happened as a run.Result.
 //
 // This package is the parent side. The child side, which runs inside the new
-// namespaces before the program, is the small package nsinit.
+// namespaces before the program, is the small package nsinit, started as
+// the small binary cmd/sandboxd-init when it lies beside this one, or as
+// this binary re-executed (initbin_linux.go). The seccomp program is
+// compiled here (package seccomp) and only installed by init.
 //
 // Every program runs in a sandbox built the same way (sandbox_linux.go) and
 // watched by the same supervisor (supervise_linux.go), in one of three

@@ -88,6 +88,7 @@ func (r *Runner) isolation() run.Isolation {
 		Rootfs:     "pivot_root",
 		UID:        SandboxUID,
 		Network:    "none",
+		Init:       r.InitKind(),
 	}
 	for _, ns := range namespaces {
 		iso.Namespaces = append(iso.Namespaces, ns.name)

@@ -14,13 +14,26 @@ import (
 // requireRunner returns a Runner, or skips without root; as root, a host
 // without user namespaces or cgroups fails (testenv.MissingSandbox). CI is
 // root.
+//
+// Its runs start the init binary TestMain built (testInit);
+// requireRunnerInit chooses another init.
 func requireRunner(t testing.TB) *Runner {
+	t.Helper()
+	r := requireRunnerInit(t, testInit)
+	if want := initKindBinary; r.InitKind() != want {
+		t.Fatalf("the runner starts init as %q, want %q (the init binary TestMain built)", r.InitKind(), want)
+	}
+	return r
+}
+
+// requireRunnerInit is requireRunner with Config.Init set to init.
+func requireRunnerInit(t testing.TB, init string) *Runner {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("requires root: the process backend creates cgroups and maps uids")
 	}
 	state, parent := testenv.StateDir(t, "test")
-	r, err := New(Config{StateDir: state, CgroupParent: parent})
+	r, err := New(Config{StateDir: state, CgroupParent: parent, Init: init})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}

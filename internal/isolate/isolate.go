@@ -43,8 +43,30 @@ type Config struct {
 	Collect workspace.CollectLimits
 	// Seccomp can be turned off only for diagnosis; results then say so.
 	NoSeccomp bool
-	Logger    *slog.Logger
+	// Init is the init stage's binary: InitAuto (the zero value: the
+	// environment's InitEnv if set, else InitBinaryName beside this
+	// executable when it passes the checks of initbin_linux.go, else
+	// this binary re-executed), InitReexec, or the absolute path of an
+	// init binary (checked the same way, with the same fallback).
+	Init   string
+	Logger *slog.Logger
 }
+
+// InitBinaryName is the init binary looked for beside this executable.
+const InitBinaryName = "sandboxd-init"
+
+// Config.Init values other than a path.
+const (
+	// InitAuto (the zero value) uses InitBinaryName beside this
+	// executable when it passes the checks, else re-executes this binary.
+	InitAuto = ""
+	// InitReexec always re-executes this binary.
+	InitReexec = "reexec"
+)
+
+// InitEnv, when Config.Init is InitAuto, overrides it (a diagnosis or a
+// benchmark forcing the fallback: SANDBOXD_INIT=reexec).
+const InitEnv = "SANDBOXD_INIT"
 
 // CheckCgroupParent refuses a cgroup parent (Config.CgroupParent) that is
 // not a clean relative path, which could lead out of the hierarchies:

@@ -29,6 +29,7 @@ func HostMemory() (limits.Bytes, string, error) {
 }
 
 func (r *Runner) CgroupVersion() string                         { return "" }
+func (r *Runner) InitKind() string                              { return "" }
 func (r *Runner) CollectLimits() workspace.CollectLimits        { return workspace.CollectLimits{} }
 func (r *Runner) Sweep() error                                  { return ErrUnsupported }
 func (r *Runner) NewWorkspace(limits.Bytes) (*Workspace, error) { return nil, ErrUnsupported }

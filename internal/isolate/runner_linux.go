@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/isolate/seccomp"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
@@ -17,6 +19,12 @@ type Runner struct {
 	cfg Config
 	log *slog.Logger
 	cg  cgroupDriver
+	// filter is the compiled seccomp filter every run's init installs.
+	filter []byte
+	// init is the init binary runs start, nil to re-execute this one
+	// (initbin_linux.go). Held open for the Runner's life.
+	initMu sync.Mutex
+	init   *initBinary
 }
 
 // New checks that this host can run the process backend, creates the state
@@ -63,6 +71,11 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{cfg: cfg, log: cfg.Logger, cg: cg}
+	if !cfg.NoSeccomp {
+		if r.filter, err = seccomp.Compile(); err != nil {
+			return nil, fmt.Errorf("compile the seccomp filter: %w", err)
+		}
+	}
 	// The state dir is root's; the sandbox's host uids may only traverse.
 	for _, d := range []string{cfg.StateDir, r.runsDir(), r.uidsDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -75,10 +88,19 @@ func New(cfg Config) (*Runner, error) {
 	if err := reachable(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	// Init is this binary, executed after the switch to the sandbox's
-	// setup uid: it must be executable by others.
+	// Init is the init binary or, as its fallback, this binary, executed
+	// after the switch to the sandbox's setup uid: both must be executable
+	// by others.
 	if st, err := os.Stat("/proc/self/exe"); err != nil || st.Mode().Perm()&0o001 == 0 {
 		return nil, fmt.Errorf("%w: this binary must be executable by others (chmod o+x): the sandbox re-executes it as an unprivileged uid", ErrUnsupported)
+	}
+	switch ib, err := openInit(cfg.Init); {
+	case err != nil:
+		r.log.Warn("not using the init binary: runs re-execute this binary instead, and start slower", "err", err)
+	case ib == nil:
+		r.log.Debug("no init binary: runs re-execute this binary")
+	default:
+		r.init = ib
 	}
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
@@ -99,22 +121,23 @@ func (r *Runner) CgroupVersion() string { return r.cg.version() }
 // initConfig is the nsinit.Config for one execution.
 func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 	return nsinit.Config{
-		Argv:         e.Argv,
-		Env:          e.Env,
-		Dir:          workspace.Dir,
-		UID:          SandboxUID,
-		GID:          SandboxUID,
-		Hostname:     "sandbox",
-		Root:         filepath.Join(ws.dir.path, "root"),
-		Workspace:    ws.work,
-		WorkspaceDir: workspace.Dir,
-		TmpSize:      int64(e.Limits.Tmpfs),
-		TmpInodes:    workspace.Inodes(int64(e.Limits.Tmpfs)),
-		Binds:        r.cfg.Binds,
-		DevDir:       filepath.Join(ws.gen, genDevDir),
-		Files:        etcFiles(),
-		Rlimits:      rlimits(e.Limits),
-		Seccomp:      !r.cfg.NoSeccomp,
+		Argv:          e.Argv,
+		Env:           e.Env,
+		Dir:           workspace.Dir,
+		UID:           SandboxUID,
+		GID:           SandboxUID,
+		Hostname:      "sandbox",
+		Root:          filepath.Join(ws.dir.path, "root"),
+		Workspace:     ws.work,
+		WorkspaceDir:  workspace.Dir,
+		TmpSize:       int64(e.Limits.Tmpfs),
+		TmpInodes:     workspace.Inodes(int64(e.Limits.Tmpfs)),
+		Binds:         r.cfg.Binds,
+		DevDir:        filepath.Join(ws.gen, genDevDir),
+		Files:         etcFiles(),
+		Rlimits:       rlimits(e.Limits),
+		Seccomp:       !r.cfg.NoSeccomp,
+		SeccompFilter: r.filter,
 	}
 }
 

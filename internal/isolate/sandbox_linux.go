@@ -40,7 +40,11 @@ type sandbox struct {
 	cgGone bool
 	cmd    *exec.Cmd
 	p      *pipes
-	ph     phases
+	// initKind is the init this sandbox started (run.Isolation.Init), and
+	// initBin the init binary, nil when this binary was re-executed.
+	initKind string
+	initBin  *initBinary
+	ph       phases
 	// initPid is init's host pid.
 	initPid int
 	// procDir holds the sandbox's generated /proc files (genfiles_linux.go).
@@ -100,19 +104,29 @@ func (r *Runner) start(ctx context.Context, ws *Workspace, e Exec, o startOpts) 
 	if len(e.Argv) == 0 {
 		return nil, errors.New("empty argv")
 	}
-	s := &sandbox{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1)}
-	s.procDir = filepath.Join(ws.gen, "proc-"+strconv.Itoa(ws.seq))
-	ws.seq++
-	s.ph.mark("begin")
 	// Building the sandbox has its own bound: the run's deadline starts
 	// when the program does, and no start-up may hang for ever.
 	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	if err := s.build(setupCtx, e, o); err != nil {
-		return nil, err
+	for {
+		s := &sandbox{r: r, ws: ws, name: ws.id + "-" + strconv.Itoa(ws.seq), done: make(chan struct{}), activated: make(chan activation, 1)}
+		s.procDir = filepath.Join(ws.gen, "proc-"+strconv.Itoa(ws.seq))
+		ws.seq++
+		s.ph.mark("begin")
+		err := s.build(setupCtx, e, o)
+		var stale *staleInitError
+		if errors.As(err, &stale) && s.initBin != nil {
+			// Nothing of this sandbox remains (build rolled it back):
+			// build it again on this binary, as every run will now.
+			r.refuseInit(s.initBin, err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		go s.supervise(ctx, e.Limits)
+		return s, nil
 	}
-	go s.supervise(ctx, e.Limits)
-	return s, nil
 }
 
 // build creates the cgroup and the pipes, clones init, sends its config
@@ -157,8 +171,10 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 	pp.closeChild()
 	// From here on init exists: a failure must kill and reap it.
 	cu.Add(s.killAndReap)
+	s.msgs = make(chan nsinit.Message, 4)
+	go readMessages(json.NewDecoder(s.p.statR), s.msgs)
 
-	if err := s.configure(e, len(extra), procFiles); err != nil {
+	if err := s.configure(ctx, e, len(extra), procFiles); err != nil {
 		return err
 	}
 	s.startOutput(e)
@@ -173,8 +189,15 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 // pipes as its fds 3 and 4 and extra after them.
 func (s *sandbox) clone(extra []*os.File) error {
 	pp := s.p
+	path, kind, ib := s.r.initExec()
+	if ib != nil && ib.fd.Fd() <= uintptr(2*(3+len(pp.programFiles())+2)+1) {
+		// Cannot happen with initMinFD; os/exec's child could have
+		// reused the number before execve (initbin_linux.go).
+		return fmt.Errorf("init binary held at fd %d, too low to survive the fork", ib.fd.Fd())
+	}
+	s.initKind, s.initBin = kind, ib
 	cmd := &exec.Cmd{
-		Path: "/proc/self/exe",
+		Path: path,
 		Args: []string{nsinit.Arg0},
 		// Not nil: init starts with an empty environment, so the run's
 		// PID 1 never shows the supervisor's (/proc/1/environ).
@@ -239,11 +262,12 @@ func initAttr(ids *idSlot) *syscall.SysProcAttr {
 	}
 }
 
-// configure sends init its config, moves init into the cgroup (cgroup v1)
-// and closes the config pipe: the "go" init waits for before starting the
-// program. Config first, so init builds the sandbox while the cgroup v1
-// move (which can wait out an RCU grace period) runs here.
-func (s *sandbox) configure(e Exec, extraFiles int, procFiles []nsinit.ProcFile) error {
+// configure sends init its config, moves init into the cgroup (cgroup v1),
+// checks init's hello and closes the config pipe: the "go" init waits for
+// before starting the program. Config first, so init builds the sandbox
+// while the cgroup v1 move (which can wait out an RCU grace period) runs
+// here.
+func (s *sandbox) configure(ctx context.Context, e Exec, extraFiles int, procFiles []nsinit.ProcFile) error {
 	cfg := s.r.initConfig(s.ws, e)
 	cfg.ExtraFiles = extraFiles
 	cfg.ProcFiles = procFiles
@@ -253,8 +277,12 @@ func (s *sandbox) configure(e Exec, extraFiles int, procFiles []nsinit.ProcFile)
 	if err := s.cg.add(s.initPid); err != nil {
 		return err
 	}
-	s.p.cfgW.Close()
 	s.ph.mark("cgroup_add_config")
+	if err := s.awaitHello(ctx); err != nil {
+		return err
+	}
+	s.p.cfgW.Close()
+	s.ph.mark("init_hello")
 	return nil
 }
 
@@ -275,26 +303,51 @@ func (s *sandbox) startOutput(e Exec) {
 	go func() { defer drains.Done(); _ = s.marks[1].Copy(s.stderr, s.p.errR) }()
 	s.drained = make(chan struct{})
 	go func() { drains.Wait(); close(s.drained) }()
-	s.msgs = make(chan nsinit.Message, 4)
-	go readMessages(json.NewDecoder(s.p.statR), s.msgs)
 }
 
-// awaitProgram waits for init's first message: the program's pid, or why
+// awaitHello waits for init's first message, its build (nsinit/build.go):
+// an init binary of another build gets no "go" (staleInitError).
+func (s *sandbox) awaitHello(ctx context.Context) error {
+	m, err := s.nextMessage(ctx)
+	if err != nil {
+		return err
+	}
+	if m.Build != nsinit.Build() {
+		path := "/proc/self/exe"
+		if s.initBin != nil {
+			path = s.initBin.path
+		}
+		return &staleInitError{path: path, build: run.Clip(m.Build, run.MaxName)}
+	}
+	return nil
+}
+
+// awaitProgram waits for init's next message: the program's pid, or why
 // setup failed.
 func (s *sandbox) awaitProgram(ctx context.Context) error {
+	m, err := s.nextMessage(ctx)
+	if err != nil {
+		return err
+	}
+	s.ph.note("init_setup", m.Setup)
+	s.ph.mark("setup")
+	return nil
+}
+
+// nextMessage is init's next message during setup; init's silence or its
+// report of a failed step is an error.
+func (s *sandbox) nextMessage(ctx context.Context) (nsinit.Message, error) {
 	select {
 	case m, ok := <-s.msgs:
 		switch {
 		case !ok:
-			return s.setupError(nil)
+			return m, s.setupError(nil)
 		case m.Error != "":
-			return s.setupError(&m)
+			return m, s.setupError(&m)
 		}
-		s.ph.note("init_setup", m.Setup)
-		s.ph.mark("setup")
-		return nil
+		return m, nil
 	case <-ctx.Done():
-		return fmt.Errorf("sandbox setup: %w", ctx.Err())
+		return nsinit.Message{}, fmt.Errorf("sandbox setup: %w", ctx.Err())
 	}
 }
 

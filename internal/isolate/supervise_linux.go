@@ -128,6 +128,7 @@ loop:
 func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error) {
 	r := s.r
 	res := &run.Result{ID: s.ws.id, ExitCode: -1, Isolation: r.isolation()}
+	res.Isolation.Init = s.initKind
 	res.WallTime = time.Since(act.at)
 	s.ph.mark("program")
 	defer s.p.closeAll()

@@ -80,4 +80,8 @@ type Isolation struct {
 	// Warm is set when the run took a sandbox started ahead of it (same
 	// confinement; the interpreter was already running).
 	Warm bool `json:"warm,omitempty"`
+	// Init is the process backend's init stage: "sandboxd-init" (the
+	// small init binary) or "reexec" (the sandboxd or sandboxctl binary
+	// re-executed). The same code and confinement either way.
+	Init string `json:"init,omitempty"`
 }

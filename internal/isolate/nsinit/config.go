@@ -54,8 +54,14 @@ type Config struct {
 
 	// Rlimits applied to init and so inherited by the program.
 	Rlimits []Rlimit `json:"rlimits"`
-	// Seccomp installs the syscall filter when set.
+	// Seccomp installs SeccompFilter when set; init refuses to go on
+	// without one.
 	Seccomp bool `json:"seccomp"`
+	// SeccompFilter is the compiled filter, the bytes of a sock_filter
+	// array in the machine's byte order (internal/isolate/seccomp.Compile):
+	// the runner compiles the policy, init only installs it, so the
+	// policy and its assembler are not linked into init.
+	SeccompFilter []byte `json:"seccomp_filter,omitempty"`
 	// ExtraFiles is the number of fds init inherits past StatusFD (from
 	// StatusFD+1 on) that the program gets as fd 3, 4, ...: a warm
 	// sandbox's control pipe.
@@ -94,6 +100,9 @@ type Rlimit struct {
 
 // Message is one line init sends to the parent on StatusFD.
 type Message struct {
+	// Build is init's Build, in the first message (the hello), before it
+	// reads its config.
+	Build string `json:"build,omitempty"`
 	// Pid is the program's pid inside the sandbox, sent once it started.
 	Pid int `json:"pid,omitempty"`
 	// Setup is how long init took from its start to the program's start,

@@ -3,9 +3,11 @@
 // execve of the untrusted program.
 //
 // Go cannot run code between fork and exec, so the parent (internal/isolate)
-// starts its own binary with the marker argv[0] "sandboxd-init" in new user,
-// pid, mount, net, ipc, uts and cgroup namespaces. Every binary that can act
-// as a parent calls MaybeRun first thing in main (and tests in TestMain).
+// starts a Go binary with the marker argv[0] "sandboxd-init" in new user,
+// pid, mount, net, ipc, uts and cgroup namespaces: the small
+// cmd/sandboxd-init beside it when that is of the same Build (build.go),
+// otherwise its own binary. Every binary that can act as a parent calls
+// MaybeRun first thing in main (and tests in TestMain).
 // This package imports nothing of the daemon: it gets a Config over an
 // inherited fd and does exactly what it says.
 //
@@ -19,11 +21,14 @@
 // The sync protocol over two pipes (fd 3 parent->init, fd 4 init->parent):
 //
 //	parent                                     init (PID 1, new namespaces)
-//	  Start() ----- clone + execve ---------->   blocks reading fd 3
+//	  Start() ----- clone + execve ---------->   the hello, then blocks
+//	  <--------------- {"build":"..."}           reading fd 3
 //	  Config JSON ---------------------------->  mounts (/proc masked),
 //	  [cgroup v1: write pid to cgroup.procs,     pivot_root, hostname,
 //	   in parallel with init's setup]            loopback, time namespace,
 //	                                             rlimits, caps, no_new_privs
+//	  [the hello's build is the parent's own,
+//	   or init is killed: no "go"]
 //	  close fd 3 ("go") ---------------------->  unshare cgroup ns, seccomp,
 //	                                             fork+exec the program (PID 2)
 //	  <--------------- {"pid":2}                 (or {"error":...}, exit 125)

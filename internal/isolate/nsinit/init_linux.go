@@ -25,6 +25,9 @@ func MaybeRun() {
 	case FillArg0:
 		runtime.GOMAXPROCS(1)
 		syscall.Exit(fill())
+	case BuildArg0:
+		_, _ = os.Stdout.WriteString(Build() + "\n")
+		syscall.Exit(0)
 	default:
 		return
 	}
@@ -33,6 +36,10 @@ func MaybeRun() {
 	// TSYNC below.
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
+	// Executed as /proc/self/fd/N (the init binary) or /proc/self/exe,
+	// the kernel named this process "N" or "exe": name it for ps, inside
+	// the sandbox and out.
+	_ = os.WriteFile("/proc/self/comm", []byte(Arg0), 0)
 	// syscall.Exit, not os.Exit: nothing of init's runtime may run after
 	// the program's status is out (a race-enabled test binary would sleep
 	// a second in os.Exit's hooks, with the whole run waiting on it).
@@ -71,6 +78,11 @@ func run() int {
 		return ExitSetupFailed
 	}
 
+	// The hello: the parent gives the "go" only to an init of its own
+	// build (build.go).
+	if err := enc.Encode(Message{Build: Build()}); err != nil {
+		return ExitSetupFailed
+	}
 	cfgPipe := os.NewFile(ConfigFD, "config")
 	cfg, err := readConfig(cfgPipe)
 	if err != nil {
@@ -176,7 +188,7 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		return 0, err
 	}
 	if cfg.Seccomp {
-		if err := step("install seccomp filter", installFilter()); err != nil {
+		if err := step("install seccomp filter", installFilter(cfg.SeccompFilter)); err != nil {
 			return 0, err
 		}
 	}

@@ -1,32 +1,30 @@
 package nsinit
 
 import (
+	"encoding/binary"
 	"fmt"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// installFilter installs Policy on every thread of this process (TSYNC: the
-// Go runtime runs more than one), so the program forked next inherits it.
-// no_new_privs must already be set.
-func installFilter() error {
-	a, err := arch.GetInfo("")
-	if err != nil {
-		return err
+// installFilter installs the compiled filter (Config.SeccompFilter, the
+// bytes of a sock_filter array made by internal/isolate/seccomp) on every
+// thread of this process (TSYNC: the Go runtime runs more than one), so
+// the program forked next inherits it. no_new_privs must already be set.
+func installFilter(raw []byte) error {
+	const insn = 8 // sizeof(struct sock_filter)
+	if len(raw) == 0 || len(raw)%insn != 0 || len(raw)/insn > unix.BPF_MAXINSNS {
+		return fmt.Errorf("seccomp filter of %d bytes is not a program", len(raw))
 	}
-	prog, _, err := Program(a)
-	if err != nil {
-		return err
-	}
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return fmt.Errorf("assemble bpf: %w", err)
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, ins := range raw {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	filter := make([]unix.SockFilter, len(raw)/insn)
+	for i := range filter {
+		b := raw[i*insn:]
+		filter[i] = unix.SockFilter{
+			Code: binary.NativeEndian.Uint16(b[0:]),
+			Jt:   b[2],
+			Jf:   b[3],
+			K:    binary.NativeEndian.Uint32(b[4:]),
+		}
 	}
 	return seccompSetFilter(filter, unix.SECCOMP_FILTER_FLAG_TSYNC)
 }
