@@ -43,8 +43,22 @@ func runnerFor(t testing.TB, mode Mode) *Runner {
 	if err != nil {
 		t.Fatalf("New(%s): %v", mode, err)
 	}
+	warmInterpreters(t, r)
 	sharedRunners[mode] = r
 	return r
+}
+
+// warmInterpreters compiles the interpreters, when they are built, with
+// Warm's minutes of room: a test's first run would otherwise compile
+// python.wasm (seconds, more on a loaded machine) inside its own limits.
+func warmInterpreters(t testing.TB, r *Runner) {
+	t.Helper()
+	if r.Available("python") != nil || r.Available("quickjs") != nil {
+		return
+	}
+	if err := r.Warm(context.Background(), "python", "quickjs"); err != nil {
+		t.Fatalf("Warm: %v", err)
+	}
 }
 
 // testRunner is the runner of the default mode.

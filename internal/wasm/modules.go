@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
@@ -70,7 +71,8 @@ func (r *Runner) Available(name string) error {
 // Warm compiles the modules (paths, or "python" and "quickjs") and, in
 // ModeWorker, has a worker load them, so that their first run does not wait
 // for a compilation (seconds for python.wasm on a cold cache) or a load
-// (about 100 ms). A daemon calls it at start.
+// (about 100 ms). The tests call it; a run that finds an interpreter not
+// yet compiled starts its compilation, which outlives the run (compiledFor).
 func (r *Runner) Warm(ctx context.Context, modules ...string) error {
 	if err := r.begin(); err != nil {
 		return err
@@ -261,6 +263,28 @@ type compileLimits struct {
 // warmLimits bound the compilation of the modules an operator names to
 // Warm (the interpreters): python.wasm takes seconds and hundreds of MB.
 var warmLimits = compileLimits{memory: 4 << 30, timeout: loadGrace}
+
+// compiledFor returns the compiled module a run of e needs.
+//
+// A module the run brings (a path or uploaded bytes) is the tenant's: it
+// compiles under the run's memory and wall-clock limits, and a compilation
+// stopped at one is dropped. An interpreter is the operator's: it compiles
+// under warmLimits whichever run asks first, and a run waits for it only
+// as long as its own wall-clock limit. The run that gives up reports a
+// timeout, but the compilation goes on into the caches, so a loaded host
+// does not kill the same compilation at every run's deadline, forever.
+func (r *Runner) compiledFor(ctx context.Context, e Exec, path string, l limits.Limits) (*moduleEntry, func(), error) {
+	if _, ok := LookupInterpreter(e.Module); !ok || len(e.ModuleBytes) > 0 {
+		return r.compiled(ctx, path, compileLimits{memory: uint64(l.Memory), timeout: l.Timeout.Std()})
+	}
+	wait, cancel := context.WithTimeoutCause(ctx, l.Timeout.Std(), errTimeout)
+	defer cancel()
+	mod, release, err := r.compiled(wait, path, warmLimits)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(wait), errTimeout) {
+		return nil, nil, &compileLimitError{cause: errTimeout}
+	}
+	return mod, release, err
+}
 
 // compiled returns the compiled module at path, compiling it once for all
 // concurrent callers, under the first caller's limits. release must be

@@ -75,7 +75,7 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 	if err != nil {
 		return err
 	}
-	mod, release, err := r.compiled(ctx, path, compileLimits{memory: uint64(l.Memory), timeout: l.Timeout.Std()})
+	mod, release, err := r.compiledFor(ctx, e, path, l)
 	var cle *compileLimitError
 	if errors.As(err, &cle) {
 		cle.report(res, l)

@@ -381,3 +381,54 @@ func TestCloseAfterCanceledCompile(t *testing.T) {
 		}
 	}
 }
+
+// TestInterpreterCompileOutlivesRunDeadline: an interpreter is the
+// operator's module. A run whose wall-clock limit ends while it waits for
+// the interpreter's first compilation reports a timeout, but the
+// compilation goes on (into the same entry) and the next run uses it.
+// Before, the compilation ran under each run's limit and was thrown away at
+// it: on a loaded host every run timed out compiling python.wasm, forever.
+func TestInterpreterCompileOutlivesRunDeadline(t *testing.T) {
+	requireRuntime(t, "quickjs")
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			interpreterCompileOutlivesRunDeadline(t, mode)
+		})
+	}
+}
+
+func interpreterCompileOutlivesRunDeadline(t *testing.T, mode Mode) {
+	r, err := New(context.Background(), Config{Mode: mode, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	e := script("quickjs", "main.js", "console.log(6*7)")
+	e.Limits.Timeout = limits.Duration(time.Millisecond)
+	res, err := r.Run(context.Background(), e)
+	if err != nil || res.Status != run.StatusTimeout || !strings.Contains(res.Reason, "compiling") {
+		t.Fatalf("a run with 1 ms for a cold interpreter: %v, %s", err, summary(res))
+	}
+	r.mu.Lock()
+	entries := slices.Collect(maps.Values(r.modules))
+	r.mu.Unlock()
+	if len(entries) != 1 {
+		t.Fatalf("%d compilations in the runner after the timed-out run, want the one going on", len(entries))
+	}
+	<-entries[0].done
+	if entries[0].err != nil {
+		t.Fatalf("the compilation the timed-out run started failed: %v", entries[0].err)
+	}
+	e.Limits = testLimits()
+	res = mustRun(t, r, e)
+	if res.Status != run.StatusOK || string(res.Stdout) != "42\n" {
+		t.Fatalf("the run after: %s", summary(res))
+	}
+	r.mu.Lock()
+	same := len(r.modules) == 1 && slices.Contains(slices.Collect(maps.Values(r.modules)), entries[0])
+	r.mu.Unlock()
+	if !same {
+		t.Error("the run after compiled the interpreter again")
+	}
+}
