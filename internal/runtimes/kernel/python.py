@@ -31,8 +31,8 @@ class _Kernel:
     def __init__(self):
         # The pipes move out of the way of the cells' own file descriptors,
         # and are close-on-exec: no process a cell starts inherits them.
-        self.requests = os.fdopen(os.dup2(3, 100, inheritable=False), "rb")
-        self.answers = os.dup2(4, 101, inheritable=False)
+        self.requests = os.fdopen(_high(3, 100), "rb")
+        self.answers = _high(4, 101)
         os.close(3)
         os.close(4)
         self.running = False
@@ -222,6 +222,15 @@ def _figure_of(obj):
     if isinstance(obj, mpl_figure.Figure):
         return obj
     return None
+
+
+def _high(fd, to):
+    """A close-on-exec copy of fd as fd number to, or the lowest free one
+    when the open files limit is below to."""
+    try:
+        return os.dup2(fd, to, inheritable=False)
+    except OSError:
+        return os.dup(fd)
 
 
 def _b64(b):
