@@ -312,6 +312,9 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 	defer m.release(owner)
 	env, internal := m.kernelFiles(p, spec.Env)
 	k := m.ready.take(rt, p.limits, env, len(internal) > 1)
+	if k != nil && !m.relimit(k, p.limits, p.cpu) {
+		k = nil
+	}
 	if k != nil {
 		// The session reserves its own limit in its place.
 		k.unreserve()

@@ -336,8 +336,22 @@ func (m *Manager) startReady(ctx context.Context) (k *readyKernel, err error) {
 	return k, nil
 }
 
-// adopt makes k the session's kernel: the session's limits applied, its
-// clock started, its environment given, its files placed. On error k is
+// relimit gives k a session's limits l and CPU budget, or discards it
+// (a limit below what it already uses) and returns false: the session
+// starts cold.
+func (m *Manager) relimit(k *readyKernel, l limits.Limits, budget time.Duration) bool {
+	err := k.proc.Relimit(kernelLimits(l, budget))
+	if err == nil {
+		return true
+	}
+	m.log.Info("a ready session kernel cannot take the session's limits; it starts cold", "err", err)
+	if err := k.discard(); err != nil {
+		m.log.Error("discard a ready session kernel", "run", k.ws.ID(), "err", err)
+	}
+	return false
+}
+
+// adopt makes k, relimited, the session's kernel: its clock started, its environment given, its files placed. On error k is
 // gone, its workspace too.
 func (s *Session) adopt(ctx, life context.Context, k *readyKernel, env []string, files []run.File) (err error) {
 	s.ws, s.proc, s.answers, s.ansErr, s.version, s.ahead = k.ws, k.proc, k.answers, k.ansErr, k.version, true
@@ -351,9 +365,6 @@ func (s *Session) adopt(ctx, life context.Context, k *readyKernel, env []string,
 	}()
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if err := k.proc.Relimit(kernelLimits(s.limits, s.cpuBudget)); err != nil {
-		return err
-	}
 	if err := k.proc.Activate(life); err != nil {
 		return err
 	}
