@@ -3,7 +3,9 @@
 package latency
 
 import (
+	"os"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -34,3 +36,17 @@ func Pct(sorted []time.Duration, p int) time.Duration {
 
 // Ms is d in milliseconds, to the microsecond.
 func Ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Load is the machine's load average (the first three fields of
+// /proc/loadavg), for a benchmark to print next to its figures.
+func Load() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
