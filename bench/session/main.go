@@ -42,7 +42,7 @@ func main() {
 	case *idle > 0:
 		err = withRunner(func(r *isolate.Runner) error { return idleBench(context.Background(), r, *idle) })
 	default:
-		err = bench(*n, *server)
+		err = withRunner(func(r *isolate.Runner) error { return bench(r, *n, *server) })
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "session:", err)
@@ -66,20 +66,11 @@ func withRunner(f func(*isolate.Runner) error) error {
 	return f(r)
 }
 
-func bench(n int, server string) error {
+func bench(r *isolate.Runner, n int, server string) error {
 	ctx := context.Background()
 	bare, err := bareKernel(n)
 	if err != nil {
 		return fmt.Errorf("bare kernel: %w", err)
-	}
-	state, err := os.MkdirTemp("/run", "sandboxd-bench-session-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(state)
-	r, err := isolate.New(isolate.Config{StateDir: state})
-	if err != nil {
-		return err
 	}
 	m := session.NewManager(ctx, session.Config{Runner: r})
 	defer m.Close()
