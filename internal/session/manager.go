@@ -559,6 +559,9 @@ func (m *Manager) Count() int {
 	return len(m.sessions)
 }
 
+// Ready is the number of kernels kept started ahead now (ready.go).
+func (m *Manager) Ready() int { return m.ready.len() }
+
 // reapEvery is how often idle sessions are looked for.
 const reapEvery = time.Second
 

@@ -304,6 +304,9 @@ func (s *Session) deathReason(res *run.Result) string {
 // ID is the session's id.
 func (s *Session) ID() string { return s.id }
 
+// Ahead reports whether the session's kernel was started ahead of it.
+func (s *Session) Ahead() bool { return s.ahead }
+
 // RunID is the id of the session's sandbox: its run directory and the
 // prefix of its cgroups' names, for logs.
 func (s *Session) RunID() string { return s.ws.ID() }
