@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -106,7 +107,7 @@ func (p *readyPool) fill() {
 		for p.short() {
 			k, err := p.m.startReady(p.m.life)
 			if err != nil {
-				if p.m.life.Err() == nil {
+				if p.m.life.Err() == nil && !errors.Is(err, ErrTooMany) && !errors.Is(err, admission.ErrOverBudget) {
 					p.m.log.Warn("start a ready session kernel", "err", err)
 				}
 				break
@@ -282,6 +283,13 @@ func (p *readyPool) stop() error {
 	return errors.Join(errs...)
 }
 
+// budgetRoom is a Reserver that says what it has promised of its limit
+// (admission.Budget does).
+type budgetRoom interface {
+	Limit() limits.Bytes
+	Promised() limits.Bytes
+}
+
 // startReady starts a kernel for a session of the default spec, its
 // memory reserved from the budget. ctx bounds its life until taken.
 func (m *Manager) startReady(ctx context.Context) (k *readyKernel, err error) {
@@ -293,6 +301,10 @@ func (m *Manager) startReady(ctx context.Context) (k *readyKernel, err error) {
 		return nil, fmt.Errorf("%w: no process backend or no %s", ErrUnavailable, p.rt.Binary)
 	}
 	unreserve := func() {}
+	if r, ok := m.cfg.Memory.(budgetRoom); ok && r.Promised()+p.limits.Memory > r.Limit() {
+		// Not a refusal the metrics should count: nobody asked.
+		return nil, fmt.Errorf("%w: no room in the memory budget for a ready session kernel", ErrTooMany)
+	}
 	if m.cfg.Memory != nil {
 		if unreserve, err = m.cfg.Memory.Reserve(p.limits.Memory, "a ready session kernel"); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,7 +204,8 @@ func TestReadyLeaveNothing(t *testing.T) {
 // the daemon's budget, a session that takes one holds its own in its place,
 // and kernels kept ahead give way to a session the budget has no room for.
 func TestReadyReservesMemory(t *testing.T) {
-	budget := admission.NewBudget(512*limits.MiB, nil)
+	var refused atomic.Int32
+	budget := admission.NewBudget(512*limits.MiB, func() { refused.Add(1) })
 	m := newManager(t, Config{Ready: 2, Memory: budget})
 	waitReady(t, m, 2)
 	if got := budget.Promised(); got != 512*limits.MiB {
@@ -212,6 +214,12 @@ func TestReadyReservesMemory(t *testing.T) {
 	a := create(t, m, &run.SessionSpec{Limits: limits.Limits{Memory: 128 * limits.MiB}}, true)
 	if got := budget.Promised(); got != 384*limits.MiB {
 		t.Errorf("a session of 128MiB and a ready kernel hold %s, want 384MiB", got)
+	}
+	// The filler retries against the full budget: not a refusal of
+	// anybody's work, so not counted as one.
+	time.Sleep(2 * readyRetry)
+	if n := refused.Load(); n != 0 {
+		t.Errorf("the budget counted %d refusals of the filler's", n)
 	}
 	// Cold (another tmpfs size), 384MiB: the ready kernel left (and the
 	// one refilling, if it got there) gives way.
