@@ -37,11 +37,15 @@ func startBench(ctx context.Context, r *isolate.Runner, n int) error {
 	defer ready.Close()
 	// The first kernels started ahead, before the first take.
 	time.Sleep(3 * time.Second)
-	fmt.Printf("%-44s %9s %9s %9s\n", "", "median", "p99", "× bare")
-	row := func(name string, d []time.Duration) {
-		fmt.Printf("%-44s %7.2fms %7.2fms %9.2f\n", name, latency.Ms(latency.Pct(d, 50)), latency.Ms(latency.Pct(d, 99)), float64(latency.Pct(d, 50))/float64(latency.Pct(bare, 50)))
+	fmt.Printf("%-44s %9s %9s %9s %13s\n", "", "median", "p99", "× bare", "Create median")
+	row := func(name string, d, create []time.Duration) {
+		fmt.Printf("%-44s %7.2fms %7.2fms %9.2f", name, latency.Ms(latency.Pct(d, 50)), latency.Ms(latency.Pct(d, 99)), float64(latency.Pct(d, 50))/float64(latency.Pct(bare, 50)))
+		if create != nil {
+			fmt.Printf(" %11.2fms", latency.Ms(latency.Pct(create, 50)))
+		}
+		fmt.Println()
 	}
-	row("bare python3 kernel on the host (no sandbox)", bare)
+	row("bare python3 kernel on the host (no sandbox)", bare, nil)
 	for _, c := range []struct {
 		name string
 		m    *session.Manager
@@ -52,22 +56,24 @@ func startBench(ctx context.Context, r *isolate.Runner, n int) error {
 		{"cold, back to back", cold, 0},
 		{"2 kept ahead, back to back", ready, 0},
 	} {
-		ahead := 0
+		ahead, creates := 0, []time.Duration{}
 		d, err := timeN(n, c.pace, func() (time.Duration, error) {
 			// Paced: the kernels kept ahead are all there.
 			for c.pace > 0 && c.m == ready && ready.Ready() < 2 {
 				time.Sleep(10 * time.Millisecond)
 			}
-			d, a, err := firstAnswer(ctx, c.m)
+			d, create, a, err := firstAnswer(ctx, c.m)
 			if a {
 				ahead++
 			}
+			creates = append(creates, create)
 			return d, err
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		row(fmt.Sprintf("%s, %d ahead", c.name, ahead), d)
+		sort.Slice(creates, func(i, j int) bool { return creates[i] < creates[j] })
+		row(fmt.Sprintf("%s, %d ahead", c.name, ahead), d, creates)
 	}
 	fmt.Printf("\nload after: %s; target: at most 15 ms at the median\n", latency.Load())
 	return nil
@@ -90,13 +96,14 @@ func timeN(n int, pace time.Duration, f func() (time.Duration, error)) ([]time.D
 }
 
 // firstAnswer times a session of m from Create to its first cell's
-// answer, then deletes it (not timed).
-func firstAnswer(ctx context.Context, m *session.Manager) (time.Duration, bool, error) {
+// answer, and Create alone, then deletes it (not timed).
+func firstAnswer(ctx context.Context, m *session.Manager) (total, create time.Duration, ahead bool, err error) {
 	t0 := time.Now()
 	s, err := m.Create(ctx, "bench", &run.SessionSpec{})
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
+	create = time.Since(t0)
 	res, err := s.Exec(ctx, run.CellRequest{Code: cell}, run.CellStream{})
 	d := time.Since(t0)
 	if err == nil && res.Result["text/plain"] != "2" {
@@ -105,7 +112,7 @@ func firstAnswer(ctx context.Context, m *session.Manager) (time.Duration, bool, 
 	if derr := m.Delete("bench", s.ID()); err == nil {
 		err = derr
 	}
-	return d, s.Ahead(), err
+	return d, create, s.Ahead(), err
 }
 
 // bareKernelCmd is the session kernel started on the host, its requests on
