@@ -310,7 +310,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		return nil, err
 	}
 	defer m.release(owner)
-	env, internal := m.kernelFiles(p, spec.Env)
+	env, internal := m.kernelFiles(p, spec.Env, false)
 	k := m.ready.take(rt, p.limits, env, len(internal) > 1)
 	if k != nil && !m.relimit(k, p.limits, p.cpu) {
 		k = nil
@@ -361,11 +361,16 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 
 // kernelFiles are the environment of a session's kernel and the files
 // written to its reserved directory: the kernel, and its runtime's prime
-// unless the spec's own env names the prime's directory.
-func (m *Manager) kernelFiles(p *plan, user map[string]string) ([]string, []run.File) {
+// unless the spec's own env names the prime's directory (if it is built;
+// wait waits for its build).
+func (m *Manager) kernelFiles(p *plan, user map[string]string, wait bool) ([]string, []run.File) {
 	env, internal := slices.Clone(p.env), []run.File{p.kernel.file}
+	get := m.primes.get
+	if wait {
+		get = m.primes.wait
+	}
 	if pr := p.rt.Kernel.Prime; pr != nil && m.cfg.Prime && user[pr.DirEnv] == "" {
-		if f := m.primes.get(m.life, &m.wg, m.cfg.Runner, p.rt); f != nil {
+		if f := get(m.life, &m.wg, m.cfg.Runner, p.rt); f != nil {
 			internal = append(internal, *f)
 			env = append(env, pr.DirEnv+"="+path.Join(workspace.Dir, pr.Dir))
 		}

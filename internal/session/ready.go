@@ -300,6 +300,8 @@ func (m *Manager) startReady(ctx context.Context) (k *readyKernel, err error) {
 	if m.cfg.Runner == nil || !m.cfg.Runtimes.Available(p.rt) {
 		return nil, fmt.Errorf("%w: no process backend or no %s", ErrUnavailable, p.rt.Binary)
 	}
+	// After the prime's build: sessions created from then on have it.
+	env, internal := m.kernelFiles(p, nil, true)
 	unreserve := func() {}
 	if r, ok := m.cfg.Memory.(budgetRoom); ok && r.Promised()+p.limits.Memory > r.Limit() {
 		// Not a refusal the metrics should count: nobody asked.
@@ -316,7 +318,6 @@ func (m *Manager) startReady(ctx context.Context) (k *readyKernel, err error) {
 			unreserve()
 		}
 	}()
-	env, internal := m.kernelFiles(p, nil)
 	ws, err := m.cfg.Runner.NewWorkspace(p.limits.Tmpfs)
 	if err != nil {
 		return nil, err
