@@ -213,7 +213,10 @@ func startDaemon(t *testing.T, cfg daemonConfig) *daemon {
 	}
 	for attempt := 1; ; attempt++ {
 		port := freePort(t)
-		args := []string{"serve", "--listen", net.JoinHostPort(cfg.listenHost, strconv.Itoa(port)), "--state-dir", cfg.stateDir, "--log-format", "text"}
+		// No session kernels started ahead unless a test asks for them
+		// (its args come after and win): tests count sessions, sandboxes
+		// and memory.
+		args := []string{"serve", "--listen", net.JoinHostPort(cfg.listenHost, strconv.Itoa(port)), "--state-dir", cfg.stateDir, "--log-format", "text", "--session-ready", "0"}
 		if tokenFile != "" {
 			args = append(args, "--token-file", tokenFile)
 		}

@@ -3,6 +3,7 @@
 package latency
 
 import (
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -58,4 +59,18 @@ func AddPhases(line string, by map[string][]time.Duration, order *[]string) {
 		}
 		by[m[1]] = append(by[m[1]], d)
 	}
+}
+
+// Load is the machine's load average (the first three fields of
+// /proc/loadavg), for a benchmark to print next to its figures.
+func Load() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,7 +18,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -27,7 +25,6 @@ import (
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/run"
-	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
 
@@ -35,8 +32,19 @@ func main() {
 	nsinit.MaybeRun()
 	n := flag.Int("n", 500, "cells of each")
 	server := flag.String("server", "", "also measure a session of the daemon at this URL")
+	start := flag.Int("start", 0, "time N sessions from creation to their first answer instead")
+	idle := flag.Int("idle", 0, "open N idle sessions and report their memory instead")
 	flag.Parse()
-	if err := bench(*n, *server); err != nil {
+	var err error
+	switch {
+	case *start > 0:
+		err = withRunner(func(r *isolate.Runner) error { return startBench(context.Background(), r, *start) })
+	case *idle > 0:
+		err = withRunner(func(r *isolate.Runner) error { return idleBench(context.Background(), r, *idle) })
+	default:
+		err = withRunner(func(r *isolate.Runner) error { return bench(r, *n, *server) })
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "session:", err)
 		os.Exit(1)
 	}
@@ -44,12 +52,8 @@ func main() {
 
 const cell = "1+1"
 
-func bench(n int, server string) error {
-	ctx := context.Background()
-	bare, err := bareKernel(n)
-	if err != nil {
-		return fmt.Errorf("bare kernel: %w", err)
-	}
+// withRunner calls f with a process backend in a state dir of its own.
+func withRunner(f func(*isolate.Runner) error) error {
 	state, err := os.MkdirTemp("/run", "sandboxd-bench-session-")
 	if err != nil {
 		return err
@@ -58,6 +62,15 @@ func bench(n int, server string) error {
 	r, err := isolate.New(isolate.Config{StateDir: state})
 	if err != nil {
 		return err
+	}
+	return f(r)
+}
+
+func bench(r *isolate.Runner, n int, server string) error {
+	ctx := context.Background()
+	bare, err := bareKernel(n)
+	if err != nil {
+		return fmt.Errorf("bare kernel: %w", err)
 	}
 	m := session.NewManager(ctx, session.Config{Runner: r})
 	defer m.Close()
@@ -98,28 +111,11 @@ func bench(n int, server string) error {
 // bareKernel runs the kernel on the host with the protocol's pipes and
 // times n round trips.
 func bareKernel(n int) ([]time.Duration, error) {
-	ctlR, ctlW, err := os.Pipe()
+	cmd, ctlW, answers, err := bareKernelCmd()
 	if err != nil {
 		return nil, err
 	}
-	ansR, ansW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	python, err := runtimes.Default().Lookup("python")
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(python.Binary, "-c", string(python.Kernel.Source))
-	cmd.ExtraFiles = []*os.File{ctlR, ansW}
-	cmd.Dir = os.TempDir()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	ctlR.Close()
-	ansW.Close()
 	defer func() { ctlW.Close(); _ = cmd.Wait() }()
-	answers := bufio.NewReader(ansR)
 	if _, err := answers.ReadBytes('\n'); err != nil { // ready
 		return nil, err
 	}

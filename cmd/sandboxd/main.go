@@ -287,5 +287,6 @@ func sessionFlags(fl *pflag.FlagSet, c *session.Config) {
 	fl.DurationVar(&c.MaxIdleTimeout, "session-max-idle", time.Hour, "the longest idle timeout a client may ask for")
 	fl.DurationVar(&c.CPUBudget, "session-cpu", 10*time.Minute, "a session's default CPU budget for its whole life, background processes included")
 	fl.DurationVar(&c.MaxCPUBudget, "session-max-cpu", time.Hour, "the largest CPU budget a client may ask for a session")
+	fl.IntVar(&c.Ready, "session-ready", 2, "Python session kernels kept started ahead, each holding its memory limit in the budget (0 keeps none)")
 	fl.StringVar(&c.Replica, "replica", "", "this daemon's `NAME` in session ids, for a router (default: the host name)")
 }

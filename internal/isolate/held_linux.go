@@ -105,17 +105,26 @@ func (h *HeldProcess) limit(l limits.Limits) error {
 	if h.progPid == 0 || !h.inCgroup(h.progPid) {
 		return errors.New("apply limits: the held program is not in its sandbox")
 	}
-	if err := h.cg.update(l); err != nil {
+	return h.relimit(h.progPid, l)
+}
+
+// relimit replaces the limits a sandbox started ahead of its use was
+// built with by l: the cgroup's, its CPU weight (back from background),
+// its /proc/meminfo, and the rlimits of pid, the program, which must be
+// the only process they reach (it has started nothing yet). The caller
+// has checked that pid is still the sandbox's.
+func (s *sandbox) relimit(pid int, l limits.Limits) error {
+	if err := s.cg.update(l); err != nil {
 		return fmt.Errorf("apply limits: %w", err)
 	}
-	if err := h.cg.background(false); err != nil {
+	if err := s.cg.background(false); err != nil {
 		return fmt.Errorf("restore CPU weight: %w", err)
 	}
-	if err := h.updateMeminfo(l); err != nil {
+	if err := s.updateMeminfo(l); err != nil {
 		return err
 	}
 	// As the namespace's owner, who holds CAP_SYS_RESOURCE in it (asOwner).
-	return asOwner(func() error { return prlimitAll(h.progPid, rlimits(l)) }, h.ws.dir.ids.uid)
+	return asOwner(func() error { return prlimitAll(pid, rlimits(l)) }, s.ws.dir.ids.uid)
 }
 
 // prlimitAll sets each of rls on pid.

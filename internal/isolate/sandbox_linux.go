@@ -383,27 +383,27 @@ func (s *sandbox) inCgroup(pid int) bool {
 	return err == nil && slices.Contains(pids, pid)
 }
 
-// pinProgram opens a pidfd of the program (findProgram), or returns -1
-// when it is not found. A pid read from cgroup.procs names whichever
+// pinProgram opens a pidfd of the program (findProgram) and returns it
+// with the program's pid, or -1 and 0 when it is not found. A pid read from cgroup.procs names whichever
 // process has it when pidfd_open runs: had the program been reaped and its
 // pid reused by a host process in between, the pidfd would pin that one.
 // So the pidfd is checked after: its process alive (a signal 0 through it)
 // and the pid still in the cgroup mean they are the program, since a live
 // process's pid is its own.
-func (s *sandbox) pinProgram() (int, error) {
-	pid := s.findProgram()
+func (s *sandbox) pinProgram() (fd, pid int, err error) {
+	pid = s.findProgram()
 	if pid == 0 {
-		return -1, nil
+		return -1, 0, nil
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err = unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return -1, os.NewSyscallError("pidfd_open", err)
+		return -1, 0, os.NewSyscallError("pidfd_open", err)
 	}
 	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil || !s.inCgroup(pid) {
 		unix.Close(fd)
-		return -1, fmt.Errorf("the program (pid %d) left its sandbox before its pidfd was checked", pid)
+		return -1, 0, fmt.Errorf("the program (pid %d) left its sandbox before its pidfd was checked", pid)
 	}
-	return fd, nil
+	return fd, pid, nil
 }
 
 // feedStdin copies r to the program's stdin by a goroutine of its own and

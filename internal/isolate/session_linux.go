@@ -35,6 +35,8 @@ import (
 type SessionProcess struct {
 	*sandbox
 	limits limits.Limits
+	// progPid is the program's host pid, pinned by pidfd (for Relimit).
+	progPid int
 	// pidMu guards pidfd, the program's pidfd for Interrupt (-1: none, or
 	// closed once the sandbox has ended).
 	pidMu sync.Mutex
@@ -45,22 +47,56 @@ type SessionProcess struct {
 // session's whole life: see above. ctx bounds the start and, until
 // Activate, the SessionProcess's life.
 func (r *Runner) StartSession(ctx context.Context, ws *Workspace, e Exec) (*SessionProcess, error) {
-	s, err := r.start(ctx, ws, e, startOpts{control: true, marks: true})
+	return r.startSession(ctx, ws, e, startOpts{control: true, marks: true})
+}
+
+// StartSessionAhead starts e as StartSession does, for a session to come:
+// at the least CPU weight (a kernel starting ahead must not slow the work
+// being served) until Relimit gives it its session's limits.
+func (r *Runner) StartSessionAhead(ctx context.Context, ws *Workspace, e Exec) (*SessionProcess, error) {
+	return r.startSession(ctx, ws, e, startOpts{control: true, marks: true, background: true})
+}
+
+func (r *Runner) startSession(ctx context.Context, ws *Workspace, e Exec, o startOpts) (*SessionProcess, error) {
+	s, err := r.start(ctx, ws, e, o)
 	if err != nil {
 		return nil, err
 	}
-	fd, err := s.pinProgram()
+	fd, pid, err := s.pinProgram()
 	if err != nil {
 		s.Kill()
 		_, _ = s.Wait()
 		return nil, fmt.Errorf("open the program's pidfd: %w", err)
 	}
-	sp := &SessionProcess{sandbox: s, limits: e.Limits, pidfd: fd}
+	sp := &SessionProcess{sandbox: s, limits: e.Limits, pidfd: fd, progPid: pid}
 	go func() {
 		<-s.done
 		sp.closePidfd()
 	}()
 	return sp, nil
+}
+
+// Relimit replaces the limits the SessionProcess was started with by l,
+// before Activate (which then applies l): the cgroup's and its CPU weight,
+// /proc/meminfo and the program's rlimits. The program must not have
+// started anything yet (a kernel waiting for its first request). The
+// sandbox's tmpfs sizes cannot change: l.Tmpfs must be the started one's.
+func (sp *SessionProcess) Relimit(l limits.Limits) error {
+	if l.Tmpfs != sp.limits.Tmpfs {
+		return fmt.Errorf("apply limits: the tmpfs size was %s, not %s", sp.limits.Tmpfs, l.Tmpfs)
+	}
+	sp.pidMu.Lock()
+	defer sp.pidMu.Unlock()
+	// The pidfd pins the pid: alive through it and in the cgroup, it is
+	// the program's.
+	if sp.pidfd < 0 || unix.PidfdSendSignal(sp.pidfd, 0, nil, 0) != nil || !sp.inCgroup(sp.progPid) {
+		return errors.New("apply limits: the program is not in its sandbox")
+	}
+	if err := sp.relimit(sp.progPid, l); err != nil {
+		return err
+	}
+	sp.limits = l
+	return nil
 }
 
 // Activate starts the session: its wall and CPU time count from here, and

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
@@ -18,6 +19,10 @@ type SessionProcess struct{}
 func (r *Runner) StartSession(context.Context, *Workspace, Exec) (*SessionProcess, error) {
 	return nil, ErrUnsupported
 }
+func (r *Runner) StartSessionAhead(context.Context, *Workspace, Exec) (*SessionProcess, error) {
+	return nil, ErrUnsupported
+}
+func (sp *SessionProcess) Relimit(limits.Limits) error                   { return ErrUnsupported }
 func (sp *SessionProcess) Activate(context.Context) error                { return ErrUnsupported }
 func (sp *SessionProcess) Control() io.Writer                            { return nil }
 func (sp *SessionProcess) Answers() io.Reader                            { return nil }

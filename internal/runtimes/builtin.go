@@ -39,8 +39,9 @@ func builtin() []*Runtime {
 			Wasm: &WasmBuild{Module: "python", Argv0: "python"},
 			// PYTHON* variables act at start-up, which a warm runner is
 			// past: a run that sets one starts cold.
-			Warm:   warmProgram("python.py", warmPython, "PYTHON"),
-			Kernel: kernelProgram("python.py", kernelPython, Program{Prime: matplotlibFonts, Quit: "exit()"}),
+			Warm: warmProgram("python.py", warmPython, "PYTHON"),
+			// The same holds for a session kernel started ahead.
+			Kernel: kernelProgram("python.py", kernelPython, Program{Prime: matplotlibFonts, Quit: "exit()", StartEnv: []string{"PYTHON"}}),
 			Names:  Names{Jupyter: "python3"},
 		},
 		{

@@ -79,6 +79,9 @@ type Config struct {
 	// list for Python) built once, in a sandbox, and given to every
 	// session of it (its first plot is ~0.6 s faster).
 	Prime bool
+	// Ready is how many Python kernels are kept started ahead of the
+	// sessions that will take them (ready.go); 0 keeps none.
+	Ready int
 	// Replica names this daemon in the ids of its sessions, so a router
 	// can find the replica of a session (default: the host name).
 	Replica string
@@ -106,6 +109,8 @@ type Manager struct {
 	wg   sync.WaitGroup
 
 	primes primes
+	// ready keeps the kernels started ahead; nil without Config.Ready.
+	ready *readyPool
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -163,6 +168,9 @@ func NewManager(ctx context.Context, cfg Config) *Manager {
 	m.life, m.stop = context.WithCancel(ctx)
 	m.wg.Add(1)
 	go m.reap()
+	if cfg.Ready > 0 && cfg.Runner != nil {
+		m.ready = newReadyPool(m, cfg.Ready)
+	}
 	return m
 }
 
@@ -302,8 +310,24 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		return nil, err
 	}
 	defer m.release(owner)
+	env, internal := m.kernelFiles(p, spec.Env, false)
+	k := m.ready.take(rt, p.limits, env, len(internal) > 1)
+	if k != nil && !m.relimit(k, p.limits, p.cpu) {
+		k = nil
+	}
+	if k != nil {
+		// The session reserves its own limit in its place.
+		k.unreserve()
+	}
 	unreserve, err := m.reserveMemory(p.limits.Memory)
+	// Kernels kept ahead give way to a session the budget has no room for.
+	for err != nil && m.ready.evict() {
+		unreserve, err = m.reserveMemory(p.limits.Memory)
+	}
 	if err != nil {
+		if k != nil {
+			_ = k.discard()
+		}
 		return nil, err
 	}
 	now := m.cfg.Now()
@@ -312,14 +336,12 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		created: now, lastUsed: now, now: m.cfg.Now, log: m.log, gate: m.cfg.Gate, state: run.SessionIdle, turn: make(chan struct{}, 1),
 		unreserve: unreserve,
 	}
-	internal := []run.File{p.kernel.file}
-	if pr := rt.Kernel.Prime; pr != nil && m.cfg.Prime && spec.Env[pr.DirEnv] == "" {
-		if f := m.primes.get(m.life, &m.wg, m.cfg.Runner, rt); f != nil {
-			internal = append(internal, *f)
-			env = append(env, pr.DirEnv+"="+path.Join(workspace.Dir, pr.Dir))
-		}
+	if k != nil {
+		err = s.adopt(ctx, m.life, k, env, spec.Files)
+	} else {
+		err = start(ctx, m.life, m.cfg.Runner, p.kernel, s, env, spec.Files, internal)
 	}
-	if err := start(ctx, m.life, m.cfg.Runner, p.kernel, s, env, spec.Files, internal); err != nil {
+	if err != nil {
 		s.unreserve()
 		return nil, err
 	}
@@ -333,8 +355,27 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 		_ = s.close()
 		return nil, fmt.Errorf("%w: the daemon is shutting down", ErrUnavailable)
 	}
-	m.log.Info("session created", "session", s.id, "run", s.ws.ID(), "runtime", rt.Name, "version", s.version)
+	m.log.Info("session created", "session", s.id, "run", s.ws.ID(), "runtime", rt.Name, "version", s.version, "ahead", s.ahead)
 	return s, nil
+}
+
+// kernelFiles are the environment of a session's kernel and the files
+// written to its reserved directory: the kernel, and its runtime's prime
+// unless the spec's own env names the prime's directory (if it is built;
+// wait waits for its build).
+func (m *Manager) kernelFiles(p *plan, user map[string]string, wait bool) ([]string, []run.File) {
+	env, internal := slices.Clone(p.env), []run.File{p.kernel.file}
+	get := m.primes.get
+	if wait {
+		get = m.primes.wait
+	}
+	if pr := p.rt.Kernel.Prime; pr != nil && m.cfg.Prime && user[pr.DirEnv] == "" {
+		if f := get(m.life, &m.wg, m.cfg.Runner, p.rt); f != nil {
+			internal = append(internal, *f)
+			env = append(env, pr.DirEnv+"="+path.Join(workspace.Dir, pr.Dir))
+		}
+	}
+	return env, internal
 }
 
 // reserve takes a place in the quotas for a session being created.
@@ -400,6 +441,14 @@ func (m *Manager) Drain() <-chan struct{} {
 	if !m.draining {
 		m.draining = true
 		m.log.Info("draining: no new sessions", "sessions", len(m.sessions))
+		// No session will take them.
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := m.ready.stop(); err != nil {
+				m.log.Error("discard the ready session kernels", "err", err)
+			}
+		}()
 	}
 	m.checkDrainedLocked()
 	return m.drained
@@ -515,6 +564,9 @@ func (m *Manager) Count() int {
 	return len(m.sessions)
 }
 
+// Ready is the number of kernels kept started ahead now (ready.go).
+func (m *Manager) Ready() int { return m.ready.len() }
+
 // reapEvery is how often idle sessions are looked for.
 const reapEvery = time.Second
 
@@ -557,7 +609,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.stop()
 	m.wg.Wait()
-	var errs []error
+	errs := []error{m.ready.stop()}
 	for _, s := range all {
 		errs = append(errs, s.close())
 	}

@@ -22,6 +22,8 @@ import (
 // before it is done go without.
 type primed struct {
 	once sync.Once
+	// done is closed once the build has ended, built or not.
+	done chan struct{}
 	mu   sync.Mutex
 	file *run.File // nil until built; stays nil when the step cannot run
 }
@@ -42,17 +44,19 @@ func (ps *primes) get(ctx context.Context, wg *sync.WaitGroup, r *isolate.Runner
 	}
 	c := ps.m[rt.Name]
 	if c == nil {
-		c = &primed{}
+		c = &primed{done: make(chan struct{})}
 		ps.m[rt.Name] = c
 	}
 	ps.mu.Unlock()
 	c.once.Do(func() {
 		if _, err := os.Stat(p.Needs); err != nil {
+			close(c.done)
 			return
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(c.done)
 			f, err := buildPrime(ctx, r, rt.Binary, p)
 			if err != nil {
 				return
@@ -65,6 +69,22 @@ func (ps *primes) get(ctx context.Context, wg *sync.WaitGroup, r *isolate.Runner
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.file
+}
+
+// wait is get, but waits for the build to end (or ctx to): a kernel
+// started ahead must be what a session started after the build gets.
+func (ps *primes) wait(ctx context.Context, wg *sync.WaitGroup, r *isolate.Runner, rt *runtimes.Runtime) *run.File {
+	if f := ps.get(ctx, wg, r, rt); f != nil {
+		return f
+	}
+	ps.mu.Lock()
+	c := ps.m[rt.Name]
+	ps.mu.Unlock()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	}
+	return ps.get(ctx, wg, r, rt)
 }
 
 // primeOut is where the step writes, in its own workspace.

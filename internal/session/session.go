@@ -44,6 +44,8 @@ type Session struct {
 	gate *admission.Gate
 
 	ws *isolate.Workspace
+	// ahead says the kernel was started ahead of the session (ready.go).
+	ahead bool
 	// freeOnce frees the workspace once: when the kernel dies (watch) or
 	// the session is closed, whichever is first.
 	freeOnce sync.Once
@@ -51,7 +53,7 @@ type Session struct {
 
 	proc    *isolate.SessionProcess
 	answers chan answer
-	ansErr  error // set by readAnswers before it closes answers
+	ansErr  *error // set by readAnswers before it closes answers
 	cancel  context.CancelFunc
 	// unreserve gives the session's memory back to the daemon's budget:
 	// at the kernel's death or at close, whichever comes first (nil
@@ -110,32 +112,43 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 	s.proc = p
 	// Unbuffered but for one: a kernel flooding answers between cells
 	// blocks on its pipe instead of filling the daemon's memory.
-	s.answers = make(chan answer, 1)
-	go readAnswers(p.Answers(), s.answers, &s.ansErr)
-	select {
-	case a, ok := <-s.answers:
-		if ok && a.Type == "ready" {
-			s.version = a.Version
-			break
-		}
-		err := errors.New("the kernel ended during its start-up")
-		if ok {
-			err = fmt.Errorf("%w: %s before ready", errProtocol, run.Quote(a.Type, run.MaxName))
-		}
+	s.answers, s.ansErr = make(chan answer, 1), new(error)
+	go readAnswers(p.Answers(), s.answers, s.ansErr)
+	if s.version, err = awaitReady(ctx, s.answers); err != nil {
 		s.kill()
 		res, _ := p.Wait()
 		return fmt.Errorf("start the %s kernel: %w%s", s.runtime, err, stderrTail(res))
-	case <-ctx.Done():
-		s.kill()
-		_, _ = p.Wait()
-		return fmt.Errorf("start the %s kernel: %w", s.runtime, ctx.Err())
 	}
-	if err := placeFiles(ctx, p, files); err != nil {
+	return s.begin(ctx, files)
+}
+
+// awaitReady waits for a kernel's first answer, "ready", and returns the
+// version it gives.
+func awaitReady(ctx context.Context, answers <-chan answer) (string, error) {
+	select {
+	case a, ok := <-answers:
+		switch {
+		case ok && a.Type == "ready":
+			return a.Version, nil
+		case ok:
+			return "", fmt.Errorf("%w: %s before ready", errProtocol, run.Quote(a.Type, run.MaxName))
+		}
+		return "", errors.New("the kernel ended during its start-up")
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// begin puts a ready kernel to use: the spec's files placed, the CPU
+// budget counted from now, the kernel watched. On error the kernel is
+// killed.
+func (s *Session) begin(ctx context.Context, files []run.File) error {
+	if err := placeFiles(ctx, s.proc, files); err != nil {
 		s.kill()
-		_, _ = p.Wait()
+		_, _ = s.proc.Wait()
 		return err
 	}
-	s.cpuStart, _ = p.CPUTime()
+	s.cpuStart, _ = s.proc.CPUTime()
 	go s.watch()
 	return nil
 }
@@ -290,6 +303,9 @@ func (s *Session) deathReason(res *run.Result) string {
 
 // ID is the session's id.
 func (s *Session) ID() string { return s.id }
+
+// Ahead reports whether the session's kernel was started ahead of it.
+func (s *Session) Ahead() bool { return s.ahead }
 
 // RunID is the id of the session's sandbox: its run directory and the
 // prefix of its cgroups' names, for logs.
@@ -562,8 +578,8 @@ func (s *Session) exec(ctx context.Context, cell int, req run.CellRequest, live 
 				// Without a limit being enforced or a broken protocol, the
 				// kernel's own end says why.
 				why := stopping
-				if s.ansErr != nil {
-					why = &stop{run.StatusInternalError, "the kernel broke its protocol: " + s.ansErr.Error()}
+				if err := *s.ansErr; err != nil {
+					why = &stop{run.StatusInternalError, "the kernel broke its protocol: " + err.Error()}
 					s.kill()
 				}
 				// A kernel that closed its answers is ending (the memory

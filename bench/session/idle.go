@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandboxd/sandboxd/bench/latency"
+	"github.com/sandboxd/sandboxd/internal/isolate"
+	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/session"
+)
+
+// idleSample is how many of the idle sessions run a cell at the end.
+const idleSample = 20
+
+// idleBench opens n idle sessions (no kernel started ahead) and reports
+// what each costs the host: MemAvailable's fall over n, and per session
+// its cgroup's memory usage (the kernel's pages and its tmpfs) and the
+// PSS and USS of its processes; next to the same kernel started bare on
+// the host. Then a cell runs in a sample of them.
+func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
+	fmt.Printf("%d idle Python sessions; load %s\n\n", n, latency.Load())
+	cmd, ctlW, answers, err := bareKernelCmd()
+	if err != nil {
+		return err
+	}
+	if _, err := answers.ReadBytes('\n'); err != nil {
+		return err
+	}
+	bare := smaps(cmd.Process.Pid)
+	ctlW.Close()
+	_ = cmd.Wait()
+
+	m := session.NewManager(ctx, session.Config{Runner: r, MaxSessions: n, MaxPerOwner: n, IdleTimeout: time.Hour})
+	defer m.Close()
+	before := memAvailable()
+	sessions := make([]*session.Session, 0, n)
+	for i := range n {
+		s, err := m.Create(ctx, "bench", &run.SessionSpec{})
+		if err != nil {
+			return fmt.Errorf("session %d: %w", i+1, err)
+		}
+		sessions = append(sessions, s)
+	}
+	time.Sleep(2 * time.Second)
+	after := memAvailable()
+	cgroups := sessionCgroups()
+	var usage, pss, uss, counted int64
+	for _, s := range sessions {
+		dirs := cgroups[s.RunID()]
+		u, ok := cgroupUsage(dirs)
+		if !ok {
+			continue
+		}
+		counted++
+		usage += u
+		for _, pid := range cgroupPids(dirs) {
+			p := smaps(pid)
+			pss += p.pss
+			uss += p.uss
+		}
+	}
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	fmt.Printf("%-48s %9s %9s\n", "per kernel", "PSS", "USS")
+	fmt.Printf("%-48s %7.2fMiB %7.2fMiB\n", "bare python3 kernel on the host, alone", mib(bare.pss), mib(bare.uss))
+	if counted > 0 {
+		fmt.Printf("%-48s %7.2fMiB %7.2fMiB\n", "idle session (its sandbox's processes)", mib(pss/counted), mib(uss/counted))
+		fmt.Printf("\nidle session's cgroup memory usage (kernel + tmpfs): %.2f MiB (mean of %d)\n", mib(usage/counted), counted)
+	}
+	fmt.Printf("host MemAvailable fell by %.2f MiB per session (%d sessions)\n", mib((before-after)/int64(n)), n)
+
+	step := max(1, n/idleSample)
+	var cells []time.Duration
+	for i := 0; i < n; i += step {
+		t0 := time.Now()
+		res, err := sessions[i].Exec(ctx, run.CellRequest{Code: cell}, run.CellStream{})
+		if err != nil || res.Result["text/plain"] != "2" {
+			return fmt.Errorf("a cell in session %d: %v %+v", i+1, err, res)
+		}
+		cells = append(cells, time.Since(t0))
+	}
+	var sum time.Duration
+	for _, c := range cells {
+		sum += c
+	}
+	fmt.Printf("a cell in %d of them: all answered, mean %.2f ms\n", len(cells), latency.Ms(sum/time.Duration(len(cells))))
+	fmt.Printf("load after: %s; target: at most 5 MiB of host memory per idle session\n", latency.Load())
+	return nil
+}
+
+// memAvailable is /proc/meminfo's MemAvailable in bytes.
+func memAvailable() int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+type mem struct{ pss, uss int64 }
+
+// smaps is pid's PSS and USS (private clean and dirty), in bytes.
+func smaps(pid int) mem {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	var m mem
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Pss:":
+			m.pss += kb << 10
+		case "Private_Clean:", "Private_Dirty:":
+			m.uss += kb << 10
+		}
+	}
+	return m
+}
+
+// sessionCgroups maps each run id to its cgroup directories (one per v1
+// hierarchy, or one on v2): those named "<run id>-<n>".
+func sessionCgroups() map[string][]string {
+	out := map[string][]string{}
+	_ = filepath.WalkDir("/sys/fs/cgroup", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if i := strings.LastIndexByte(d.Name(), '-'); i > 0 {
+			if _, err := os.Stat(filepath.Join(p, "cgroup.procs")); err == nil {
+				out[d.Name()[:i]] = append(out[d.Name()[:i]], p)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// cgroupUsage is the memory usage of the cgroup among dirs that has one.
+func cgroupUsage(dirs []string) (int64, bool) {
+	for _, d := range dirs {
+		for _, f := range []string{"memory.usage_in_bytes", "memory.current"} {
+			if b, err := os.ReadFile(filepath.Join(d, f)); err == nil {
+				v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+				return v, err == nil
+			}
+		}
+	}
+	return 0, false
+}
+
+// cgroupPids are the processes of the first of dirs.
+func cgroupPids(dirs []string) []int {
+	if len(dirs) == 0 {
+		return nil
+	}
+	b, _ := os.ReadFile(filepath.Join(dirs[0], "cgroup.procs"))
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
