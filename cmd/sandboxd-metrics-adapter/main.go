@@ -36,7 +36,9 @@ const saNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 func main() {
 	logs.InitLogs()
 	defer logs.FlushLogs()
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
 		klog.ErrorS(err, "sandboxd-metrics-adapter")
 		logs.FlushLogs()
 		os.Exit(1)
@@ -51,7 +53,9 @@ type adapter struct {
 	timeout                                  time.Duration
 }
 
-func run(args []string) error {
+// run serves until ctx ends. It parses its flags into pflag.CommandLine,
+// so it runs once in a process.
+func run(ctx context.Context, args []string) error {
 	a := &adapter{}
 	a.Name = "sandboxd-metrics-adapter"
 	fl := a.Flags()
@@ -69,8 +73,6 @@ func run(args []string) error {
 		return err
 	}
 	a.WithCustomMetrics(p)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	klog.InfoS("serving", "metric", "pods/"+Metric, "namespace", p.namespace, "selector", p.selector.String())
 	return a.Run(ctx)
 }
