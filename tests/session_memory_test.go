@@ -166,6 +166,10 @@ func TestSessionCellGate(t *testing.T) {
 	if _, ok := d.waitGauge(t, 30*time.Second, "sandboxd_session_cell_queue_depth", func(v float64) bool { return v == 1 }); !ok {
 		t.Fatal("the second cell never waited for the slot")
 	}
+	// The autoscaler's figure counts the waiting cell with the runs.
+	if v := d.gauge(t, "sandboxd_queue_depth"); v != 1 {
+		t.Errorf("sandboxd_queue_depth = %v with a cell waiting, want 1", v)
+	}
 	resp, body := d.request(t, "POST", "/v1/sessions/"+ids[2]+"/exec", []byte(`{"code":"1+1"}`), nil)
 	if msg := wantAPIError(t, resp, body, http.StatusTooManyRequests, "too_many_requests"); !strings.Contains(msg, "queue") {
 		t.Errorf("a cell past the queue: %q; want the queue named", msg)

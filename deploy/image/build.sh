@@ -15,7 +15,10 @@
 # The root file system is Debian bookworm (minbase) with the runtimes
 # sandboxd offers: python3 with numpy, pandas and matplotlib, node, gcc and
 # g++, ruby; sandboxd itself is a static binary at /usr/local/bin, with
-# sandboxd-init, the small init binary each sandbox starts, beside it. The
+# sandboxd-init, the small init binary each sandbox starts, beside it, and
+# so is sandboxd-metrics-adapter, the custom-metrics adapter the HPA of
+# deploy/kubernetes/autoscaling reads queue depth through (the same image
+# runs both: one image to build, load and pin). The
 # root file system is cached in OUT_DIR and made again only when the
 # package list changes (about 3 to 6 minutes when it is).
 #
@@ -84,6 +87,8 @@ fi
 
 echo "build.sh: building sandboxd" >&2
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/sandboxd ./cmd/sandboxd-init)
+echo "build.sh: building sandboxd-metrics-adapter (a module of its own)" >&2
+(cd "$root/cmd/sandboxd-metrics-adapter" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/sandboxd-metrics-adapter" .)
 
 echo "build.sh: packing the image" >&2
 layout=$work/oci
@@ -95,6 +100,7 @@ tar -xpf "$rootfs" -C "$bundle/rootfs" --numeric-owner
 install -D -m 0755 "$work/sandboxd" "$bundle/rootfs/usr/local/bin/sandboxd"
 # Beside sandboxd, of the same build: each sandbox's init (README, Set up).
 install -D -m 0755 "$work/sandboxd-init" "$bundle/rootfs/usr/local/bin/sandboxd-init"
+install -D -m 0755 "$work/sandboxd-metrics-adapter" "$bundle/rootfs/usr/local/bin/sandboxd-metrics-adapter"
 umoci repack --image "$layout:$tag" "$bundle"
 umoci config --image "$layout:$tag" \
 	--config.entrypoint /usr/local/bin/sandboxd \

@@ -36,6 +36,8 @@ umoci unpack --image "$work/oci:smoke" "$work/bundle" >/dev/null
 root=$work/bundle/rootfs
 entry=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["process"]["args"]))' "$work/bundle/config.json")
 [ "$entry" = "/usr/local/bin/sandboxd serve" ] || die "the image's entrypoint is \"$entry\""
+[ -x "$root/usr/local/bin/sandboxd-metrics-adapter" ] || die "the image has no /usr/local/bin/sandboxd-metrics-adapter"
+echo "smoke.sh: the image holds sandboxd-metrics-adapter"
 
 # The daemon's mounts live in its own mount namespace and go with it.
 unshare -m bash -ec '

@@ -100,7 +100,8 @@ func New(src Sources) *Metrics {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.runs, m.duration, m.rejected, m.cells, m.refused, m.forward,
 		gauge("sandboxd_runs_active", "Runs admitted and not yet finished.", src.Running),
-		gauge("sandboxd_queue_depth", "Runs waiting for a slot.", src.Waiting),
+		gauge("sandboxd_queue_depth", "Work waiting for a slot: runs and session cells together (the figure autoscaling follows).", queueDepth(src.Waiting, src.CellsWaiting)),
+		gauge("sandboxd_run_queue_depth", "Runs waiting for a slot.", src.Waiting),
 		gauge("sandboxd_sessions_active", "Live sessions (idle, busy or dead but not yet deleted).", src.Sessions),
 		gauge("sandboxd_connections_open", "HTTP connections accepted and not yet closed.", src.Conns),
 		gauge("sandboxd_session_cells_active", "Session cells admitted and not yet finished.", src.CellsRunning),
@@ -122,6 +123,22 @@ func gauge[T ~int | ~int64](name, help string, f func() T) prometheus.Collector 
 		}
 		return float64(f())
 	})
+}
+
+// queueDepth is the work waiting for a slot on either gate: what another
+// replica would take on. A cell waiting behind its own session's running
+// cell is in neither gate's queue (it holds no turn yet), and rightly so:
+// its session is pinned to this replica, and no new replica would serve it.
+func queueDepth(runs, cells func() int) func() int {
+	return func() int {
+		n := 0
+		for _, f := range []func() int{runs, cells} {
+			if f != nil {
+				n += f()
+			}
+		}
+		return n
+	}
 }
 
 // Handler serves the registry (GET /metrics).

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -75,5 +77,61 @@ func TestMemoryMetrics(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}
+	}
+}
+
+// TestQueueDepth: sandboxd_queue_depth, the figure the autoscaler follows,
+// is the runs and the session cells waiting in their gates' queues
+// together, and the two parts are shown apart too.
+func TestQueueDepth(t *testing.T) {
+	runs, cells := admission.New(1, 8), admission.New(1, 8)
+	m := New(Sources{Running: runs.Running, Waiting: runs.Waiting, CellsRunning: cells.Running, CellsWaiting: cells.Waiting})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hold := func(g *admission.Gate) {
+		rel, err := g.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rel)
+	}
+	hold(runs)
+	hold(cells)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wait := func(g *admission.Gate, n int) {
+		for range n {
+			wg.Go(func() {
+				if _, err := g.Acquire(ctx); err == nil {
+					t.Error("a waiter got a slot held all along")
+				}
+			})
+		}
+	}
+	wait(runs, 3)
+	wait(cells, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for runs.Waiting() != 3 || cells.Waiting() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiters never queued: %d runs, %d cells", runs.Waiting(), cells.Waiting())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got := scrape(m)
+	for _, want := range []string{
+		"sandboxd_queue_depth 5\n",
+		"sandboxd_run_queue_depth 3\n",
+		"sandboxd_session_cell_queue_depth 2\n",
+		"sandboxd_runs_active 1\n",
+		"sandboxd_session_cells_active 1\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+	cancel()
+	wg.Wait()
+	if got := scrape(m); !strings.Contains(got, "sandboxd_queue_depth 0\n") {
+		t.Error("sandboxd_queue_depth is not 0 once the waiters left")
 	}
 }
