@@ -65,6 +65,9 @@ func TestBothBackends(t *testing.T) {
 	}
 	for _, backend := range []run.Backend{run.BackendProcess, run.BackendWasm} {
 		t.Run(string(backend), func(t *testing.T) {
+			if backend == run.BackendWasm {
+				warmWasm(t, x)
+			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
 					spec := c.spec
@@ -121,5 +124,24 @@ func TestWasmModuleEnviron(t *testing.T) {
 		if res.Status != run.StatusOK || string(res.Stdout) != tc.want {
 			t.Errorf("env %v: status %s environ %q, want %q (stderr %s)", tc.env, res.Status, res.Stdout, tc.want, res.Stderr)
 		}
+	}
+}
+
+// warmWasm has the wasm backend compile python.wasm, with minutes to do
+// it, before the cases: on a cold cache (a test binary's wazero cache is
+// its own, "dev") and a loaded machine the compilation takes longer than a
+// case's 10 s, and the first case would time out waiting for it. What a
+// run does while an interpreter compiles is internal/wasm's
+// TestInterpreterCompileOutlivesRunDeadline.
+func warmWasm(t *testing.T, x *Executor) {
+	t.Helper()
+	spec := run.Spec{Backend: run.BackendWasm, Files: []run.File{{Name: "main.py", Content: []byte("print(1)")}},
+		Limits: limits.Limits{Timeout: limits.Duration(5 * time.Minute)}}
+	res, err := run.Do(t.Context(), x, &spec, run.Stream{})
+	if errors.Is(err, ErrUnavailable) {
+		testenv.MissingWasmRuntimes(t, err)
+	}
+	if err != nil || res.Status != run.StatusOK {
+		t.Fatalf("warming the wasm backend: %v, status %s (%s)", err, res.Status, res.Reason)
 	}
 }

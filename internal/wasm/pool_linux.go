@@ -25,6 +25,11 @@ import (
 
 // workerCacheDir is the compilation cache as a worker opens it: the
 // directory the runner passes as its fd 5.
+// workersSpawned numbers the workers this process started, whichever
+// pool: their cgroups' names. Per pool, two runners in one process (a test
+// binary, a daemon and its doctor probe) named two cgroups alike.
+var workersSpawned atomic.Uint64
+
 const workerCacheDir = "/proc/self/fd/5"
 
 // workerSlack is what a run may make its worker allocate beyond its
@@ -63,8 +68,6 @@ type workerPool struct {
 	// waiting for a run. Both have room for max.
 	slots chan int
 	idle  chan *worker
-	// spawned numbers the workers this pool started: their cgroups' names.
-	spawned atomic.Uint64
 	// compiling has a token per compile worker running (compileWorkers).
 	compiling chan struct{}
 
@@ -238,7 +241,7 @@ func (p *workerPool) spawn(ctx context.Context, slot, uid int) (*worker, error) 
 	defer cacheFd.Close()
 	w := &worker{slot: slot, uid: -1, in: inW, enc: gob.NewEncoder(inW), msgs: make(chan fromWorker, 64), exited: make(chan struct{}), stderr: &tail{max: 4096}}
 	if p.cgroups != nil {
-		name := fmt.Sprintf("%d-%d", os.Getpid(), p.spawned.Add(1))
+		name := fmt.Sprintf("%d-%d", os.Getpid(), workersSpawned.Add(1))
 		if w.cg, err = p.cgroups.create(name); err != nil {
 			inR.Close()
 			inW.Close()
