@@ -967,7 +967,7 @@ func TestAPIHammer(t *testing.T) {
 			return fmt.Errorf("decode result: %w", err)
 		}
 		if r.Status != "ok" || string(r.Stdout) != want+"\n" || len(r.Stderr) != 0 {
-			return fmt.Errorf("status %s stdout %q stderr %q, want ok and this request's own token", r.Status, strings.ReplaceAll(string(r.Stdout), want, "<token>"), r.Stderr)
+			return fmt.Errorf("status %s (%s) stdout %q stderr %q, want ok and this request's own token", r.Status, hexID.ReplaceAllString(r.Reason, "<id>"), strings.ReplaceAll(string(r.Stdout), want, "<token>"), r.Stderr)
 		}
 		return nil
 	}
