@@ -35,6 +35,10 @@ type Config struct {
 	// the host (defaults DefaultHostUID and DefaultIDSlots).
 	HostUID, HostGID int
 	IDSlots          int
+	// IDLockDir holds a lock file per id slot in use (default
+	// DefaultIDLockDir). It is per host, whatever StateDir is: every
+	// runner on the host must share it.
+	IDLockDir string
 	// Binds are the host paths shown read-only in every sandbox
 	// (default DefaultBinds).
 	Binds []nsinit.Bind

@@ -45,6 +45,9 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.IDSlots == 0 {
 		cfg.IDSlots = DefaultIDSlots
 	}
+	if cfg.IDLockDir == "" {
+		cfg.IDLockDir = DefaultIDLockDir
+	}
 	if cfg.Binds == nil {
 		cfg.Binds = DefaultBinds
 	}

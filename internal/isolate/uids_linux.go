@@ -21,7 +21,7 @@ import (
 // the program runs as another uid of the slot, so each run spends its own
 // quotas, never host root's or another run's.
 //
-// A slot is taken by flock(2)ing <state>/uids/<n>.lock and held for the
+// A slot is taken by flock(2)ing <IDLockDir>/<its first uid>.lock, held for the
 // run's life, like its run dir: the kernel drops the lock when its holder
 // dies, so slots survive daemon crashes without a sweep, and several
 // sandboxctl and sandboxd processes sharing a host never take the same one.
@@ -39,6 +39,9 @@ const (
 	// DefaultIDSlots is the pool's size: 4096 slots end the pool at
 	// 0x6FFFFFFF, the top of systemd's container range.
 	DefaultIDSlots = 4096
+	// DefaultIDLockDir is where the slots' locks are taken: on /run, so
+	// that a reboot clears it, and shared by every runner on the host.
+	DefaultIDLockDir = "/run/sandboxd-ids"
 )
 
 // idSlot is a run's host ids while it holds the slot's lock.
@@ -61,7 +64,11 @@ func validIDPool(cfg Config) error {
 	return nil
 }
 
-func (r *Runner) uidsDir() string { return filepath.Join(r.cfg.StateDir, "uids") }
+// uidsDir holds the slots' lock files. It is the host's, not the state
+// dir's: the ids are the host's, and two runners with state dirs of their
+// own (a sandboxctl beside a daemon, a test daemon beside a test binary)
+// took the same slot, so that two live sandboxes shared host ids.
+func (r *Runner) uidsDir() string { return r.cfg.IDLockDir }
 
 // allocIDs takes a free slot, trying the slots in an order that starts at a
 // random one, so concurrent runners rarely contend for the same lock file.
@@ -70,12 +77,15 @@ func (r *Runner) allocIDs() (*idSlot, error) {
 	start := rand.IntN(n)
 	for i := range n {
 		s := (start + i) % n
-		lock, err := tryLockSlot(filepath.Join(r.uidsDir(), strconv.Itoa(s)+".lock"))
+		uid := r.cfg.HostUID + s*IDsPerSandbox
+		// Named by the slot's first uid, which is what must not be shared,
+		// whichever pool layout a runner was given.
+		lock, err := tryLockSlot(filepath.Join(r.uidsDir(), strconv.Itoa(uid)+".lock"))
 		if err != nil {
 			return nil, err
 		}
 		if lock != nil {
-			return &idSlot{n: s, uid: r.cfg.HostUID + s*IDsPerSandbox, gid: r.cfg.HostGID + s*IDsPerSandbox, lock: lock}, nil
+			return &idSlot{n: s, uid: uid, gid: r.cfg.HostGID + s*IDsPerSandbox, lock: lock}, nil
 		}
 	}
 	return nil, fmt.Errorf("all %d host id slots are in use (%s): too many live sandboxes on this host", n, r.uidsDir())
