@@ -20,7 +20,7 @@ import (
 //	processes    host uids of the run's slot in the id pool: slot s is
 //	             0x60000000 + s*65536 (the sandbox's root, owner of its user
 //	             namespace) to that + 65535; the program is that + 1000
-//	uid slots    /run/sandboxd/uids/<s>.lock, flock(2)ed while the run lives
+//	uid slots    /run/sandboxd-ids/<first uid>.lock, flock(2)ed while the run lives
 //	run dirs     /run/sandboxd/runs/<id>/ (with a flock(2)ed lock file)
 //	cgroups      <controller>/sandboxd/<id>-<n>
 //	mounts       tmpfs "sandboxd-work" on /run/sandboxd/runs/<id>/work and
