@@ -1,7 +1,8 @@
 // Package output captures a run's stdout or stderr: the first bytes up to
 // a cap are kept for the result, copied live to a front end as they
 // arrive, and passing the cap is reported once so the run can be stopped.
-// Both backends use it.
+// Both backends use it. Past SpoolAt, a Capture given a Spool keeps the
+// bytes in a file without a name instead of the heap (spool.go).
 package output
 
 import (
