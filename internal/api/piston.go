@@ -1,18 +1,17 @@
 package api
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/jsonstream"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 )
@@ -49,11 +48,17 @@ type PistonRequest struct {
 // (EncodeJSON) is {"stdout", "stderr", "output", "code", "signal",
 // "message", "status", "cpu_time", "wall_time", "memory"}: the output as
 // strings (invalid UTF-8 as U+FFFD, as Piston's JavaScript would show it),
-// streamed from the result's bytes, never copied.
+// streamed from the result's bytes or spool files, never copied.
 type PistonStage struct {
 	Stdout, Stderr []byte
+	// StdoutFile and StderrFile, when set, hold stdout and stderr instead
+	// (the result's spool files).
+	StdoutFile, StderrFile *output.Spooled
 	// Output is stdout and stderr interleaved, in parts written as one.
-	Output   [][]byte
+	Output [][]byte
+	// OutputFiles[i], when set, holds Output[i] instead (a spool file).
+	OutputFiles []*output.Spooled
+
 	Code     *int
 	Signal   *string
 	Message  *string
@@ -67,13 +72,17 @@ type PistonStage struct {
 func (st *PistonStage) EncodeJSON(w *jsonstream.Writer) {
 	w.BeginObject()
 	w.Key("stdout")
-	w.Bytes(st.Stdout)
+	pistonText(w, st.Stdout, st.StdoutFile)
 	w.Key("stderr")
-	w.Bytes(st.Stderr)
+	pistonText(w, st.Stderr, st.StderrFile)
 	w.Key("output")
 	w.BeginString()
-	for _, p := range st.Output {
-		w.StringPart(p)
+	for i, p := range st.Output {
+		if i < len(st.OutputFiles) && st.OutputFiles[i] != nil {
+			w.StringPartFrom(st.OutputFiles[i].Reader())
+		} else {
+			w.StringPart(p)
+		}
 	}
 	w.EndString()
 	for _, f := range []struct {
@@ -87,6 +96,15 @@ func (st *PistonStage) EncodeJSON(w *jsonstream.Writer) {
 		w.Value(f.v)
 	}
 	w.EndObject()
+}
+
+// pistonText writes b, or f when it is set, as a JSON string.
+func pistonText(w *jsonstream.Writer, b []byte, f *output.Spooled) {
+	if f != nil {
+		w.StringFrom(f.Reader())
+		return
+	}
+	w.Bytes(b)
 }
 
 // PistonResponse is Piston's execute response.
@@ -161,27 +179,36 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 		pistonFail(w, err)
 		return
 	}
-	// Piston's "output" is stdout and stderr interleaved as they came.
-	var combined interleaved
-	combined.max = 2 * int(p.Limits.Output)
-	res, err := s.runner.Run(r.Context(), p, run.Stream{Stdout: &combined, Stderr: &combined})
+	// Piston's "output" is stdout and stderr interleaved as they came,
+	// kept as a run's stream is (both caps' worth), spooled as they are.
+	combined := output.New(2*int64(p.Limits.Output), nil, nil)
+	combined.SetSpool(s.cfg.Spool)
+	res, err := s.runner.Run(r.Context(), p, run.Stream{Stdout: combined, Stderr: combined, Spool: s.cfg.Spool})
+	// The run is over and its drains have stopped writing to combined.
+	out, _ := combined.Result()
+	outFile := combined.File()
+	defer outFile.Close()
 	if res == nil {
 		pistonFail(w, err)
 		return
 	}
+	defer res.Close()
 	resp := PistonResponse{Language: rt.Name, Version: version}
 	if res.Compile != nil {
 		st := pistonStage(res.Compile, nil)
 		resp.Compile = &st
 	}
 	if res.Compile == nil || res.Compile.Status == run.StatusOK {
-		resp.Run = pistonStage(res, combined.bytes())
+		resp.Run = pistonStage(res, out)
+		if outFile != nil {
+			resp.Run.OutputFiles = []*output.Spooled{outFile}
+		}
 	} else {
 		// Piston answers a failed compile with an empty run stage.
 		resp.Run = PistonStage{}
 	}
 	writeJSON(w, http.StatusOK, &resp)
-	s.answered(resultBytes(res) + int64(len(combined.bytes())))
+	s.answered(resultBytes(res) + int64(len(out)))
 }
 
 // pistonPlan checks a Piston request as Piston does, maps it onto a spec
@@ -297,14 +324,19 @@ func versionMatches(want, have string) bool {
 // codes: RE (runtime error), SG (signal), TO (timeout), OL (output limit),
 // XX (internal error, and a canceled run: Piston has no status for a run
 // its caller ended, and XX is its "did not complete"), and a message that
-// names our limit or says the run was canceled.
-func pistonStage(res *run.Result, output []byte) PistonStage {
+// names our limit or says the run was canceled. interleaved is the
+// output in the order it came; nil stands for stdout then stderr.
+func pistonStage(res *run.Result, interleaved []byte) PistonStage {
 	st := PistonStage{
-		Stdout: res.Stdout, Stderr: res.Stderr, Output: [][]byte{output},
+		Stdout: res.Stdout, Stderr: res.Stderr, StdoutFile: res.StdoutFile, StderrFile: res.StderrFile,
+		Output:  [][]byte{interleaved},
 		CPUTime: res.CPUTime.Milliseconds(), WallTime: res.WallTime.Milliseconds(), Memory: res.PeakMemory,
 	}
-	if output == nil {
+	if interleaved == nil {
 		st.Output = [][]byte{res.Stdout, res.Stderr}
+		if res.StdoutFile != nil || res.StderrFile != nil {
+			st.OutputFiles = []*output.Spooled{res.StdoutFile, res.StderrFile}
+		}
 	}
 	str := func(s string) *string { return &s }
 	if res.Signal != 0 {
@@ -333,28 +365,4 @@ func pistonStage(res *run.Result, output []byte) PistonStage {
 		st.Code = nil
 	}
 	return st
-}
-
-// interleaved keeps stdout and stderr in arrival order, capped.
-type interleaved struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (c *interleaved) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if room := c.max - c.buf.Len(); room > 0 {
-		c.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-// bytes is what was kept, not copied: it is called once the run is over
-// and its drains have stopped writing.
-func (c *interleaved) bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Bytes()
 }

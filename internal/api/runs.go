@@ -117,11 +117,12 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		s.streamRun(w, r, p)
 		return
 	}
-	res, err := s.runner.Run(r.Context(), p, run.Stream{})
+	res, err := s.runner.Run(r.Context(), p, run.Stream{Spool: s.cfg.Spool})
 	if res == nil {
 		writeError(w, err)
 		return
 	}
+	defer res.Close()
 	writeJSON(w, http.StatusOK, res)
 	s.answered(resultBytes(res))
 }
@@ -134,8 +135,8 @@ func (s *Server) answered(held int64) {
 	}
 }
 
-// resultBytes is the output and file contents res holds, its compile
-// step's included.
+// resultBytes is the output and file contents res holds on the heap, its
+// compile step's included (not what waits in spool files).
 func resultBytes(res *run.Result) int64 {
 	var n int64
 	for ; res != nil; res = res.Compile {
@@ -170,7 +171,8 @@ var runEvents = events{
 // (a full queue is still a plain 429), then chunks, then the result.
 func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, p *run.Plan) {
 	ew := newEventWriter(w, runEvents)
-	res, err := s.runner.Run(r.Context(), p, run.Stream{Stdout: ew.output("stdout"), Stderr: ew.output("stderr")})
+	res, err := s.runner.Run(r.Context(), p, run.Stream{Stdout: ew.output("stdout"), Stderr: ew.output("stderr"), Spool: s.cfg.Spool})
+	defer res.Close()
 	var last any
 	if res != nil {
 		last = Event{Type: "result", Result: res}

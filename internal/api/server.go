@@ -12,6 +12,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
@@ -61,7 +62,11 @@ type Config struct {
 	// bytes of each request body read, once its handler returns: the
 	// daemon gives the heap's memory back to the host after large ones.
 	AnswerDone func(held int64)
-	Logger     *slog.Logger
+	// Spool, if set, is where a run's output past output.SpoolAt waits
+	// for its answer (runs and Piston's execute), instead of the heap:
+	// answers held by slow clients then cost the daemon disk, not memory.
+	Spool  *output.Spool
+	Logger *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
 )
@@ -47,6 +48,10 @@ type Config struct {
 	// session of another replica is forwarded there (api.Forwarder).
 	PeerURLTemplate string
 	API             api.Config
+	// SpoolDir, if set, is where a run's output past output.SpoolAt waits
+	// for its answer to be written (api.Config.Spool): a directory on
+	// disk, since a tmpfs (/run, often /tmp) holds it in memory.
+	SpoolDir string
 	// Concurrency and Queue size the admission gate: runs at once, and
 	// runs waiting for a slot before requests get 429 (defaults: 2, 64).
 	Concurrency, Queue int
@@ -96,6 +101,13 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	if err := checkListen(cfg); err != nil {
 		return err
+	}
+	if cfg.SpoolDir != "" {
+		sp, err := output.NewSpool(cfg.SpoolDir)
+		if err != nil {
+			return fmt.Errorf("spool directory (--spool-dir): %w", err)
+		}
+		cfg.API.Spool = sp
 	}
 	if cfg.PeerURLTemplate != "" {
 		f, err := api.NewForwarder(cfg.PeerURLTemplate, nil, log)

@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// Large answers hold a run's output on the Go heap (the run contract's
-// []byte, up to --max-output per stream) for as long as their client
-// takes to read them. Once they end, that memory is garbage, but the Go
+// Large answers hold a run's files, a cell's output, or with no
+// --spool-dir a run's output, on the Go heap (up to --max-output per
+// stream) for as long as their client takes to read them. Once they end, that memory is garbage, but the Go
 // runtime neither collects it (nothing allocates, so no GC runs until the
 // forced one, two minutes on) nor gives it back (its scavenger keeps most
 // of a heap that was large): four unread 64 MiB answers left the daemon at

@@ -361,11 +361,12 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		if err := ws.MkdirInternal(runtimes.BinaryPath); err != nil {
 			return run.InternalError(err), err
 		}
-		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr}, Limits: p.compileLimits})
+		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr, Spool: stream.Spool}, Limits: p.compileLimits})
 		if err != nil || compiled.Status != run.StatusOK {
 			res := *compiled
 			res.Compile = compiled
 			res.Stdout, res.Stderr = []byte{}, []byte{}
+			res.StdoutFile, res.StderrFile = nil, nil
 			if res.Reason == "" {
 				res.Reason = "compilation failed"
 			} else {

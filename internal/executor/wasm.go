@@ -76,6 +76,7 @@ func (x *Executor) runWasm(ctx context.Context, spec *run.Spec, p *plan, stream 
 		}
 	}
 	if errors.Is(err, wasm.ErrInvalid) {
+		res.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return res, err

@@ -82,6 +82,8 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 		return err
 	}
 	cpu, _ := h.cg.cpu()
+	h.stdout.SetSpool(a.Spool)
+	h.stderr.SetSpool(a.Spool)
 	h.stdout.SetLive(a.Stdout, int64(a.Limits.Output))
 	h.stderr.SetLive(a.Stderr, int64(a.Limits.Output))
 	h.feedStdin(a.Stdin)

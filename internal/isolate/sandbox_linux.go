@@ -319,6 +319,8 @@ func (s *sandbox) startOutput(e Exec) {
 	// activated (SetLive would replay it, but in order is better).
 	s.stdout = output.New(int64(e.Limits.Output), e.Stdout, onOver)
 	s.stderr = output.New(int64(e.Limits.Output), e.Stderr, onOver)
+	s.stdout.SetSpool(e.Spool)
+	s.stderr.SetSpool(e.Spool)
 	var drains sync.WaitGroup
 	drains.Add(2)
 	go func() { defer drains.Done(); _ = s.marks[0].Copy(s.stdout, s.p.outR) }()

@@ -146,6 +146,7 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 	s.ph.mark("drain")
 	res.Stdout, res.StdoutTruncated = s.stdout.Result()
 	res.Stderr, res.StderrTruncated = s.stderr.Result()
+	res.StdoutFile, res.StderrFile = s.stdout.File(), s.stderr.File()
 	var setupErr *nsinit.Message
 	var exit *nsinit.ExitStatus
 	for m := range s.msgs {
@@ -168,6 +169,7 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 	r.log.Debug("run phases", "run", s.name, "phases", s.ph.String())
 	if setupErr != nil {
 		err := s.setupError(setupErr)
+		res.Close()
 		return failed(res.Isolation, s.ws.id, err), err
 	}
 	classify(res, reason, exit, Exec{Limits: act.limits}, context.Cause(act.ctx))

@@ -24,6 +24,10 @@ const (
 	partChunk = 4 << 10
 	// b64Chunk is a multiple of 3, so that only the last chunk pads.
 	b64Chunk = 3 << 10
+	// readChunk is how much of a value read from an io.Reader is held at
+	// once: a multiple of b64Chunk, so that base64 read in parts pads only
+	// at its end.
+	readChunk = 16 * b64Chunk
 )
 
 // Value is a value that writes itself to a Writer: a type with large
@@ -67,6 +71,9 @@ type Writer struct {
 	// carry is the start of a rune cut at the end of a string's part,
 	// waiting for the rest from the next part.
 	carry []byte
+	// scratch holds what a value read from an io.Reader gives, readChunk
+	// at a time; made on first use.
+	scratch []byte
 }
 
 type container struct {
@@ -192,6 +199,19 @@ func (w *Writer) BeginString() {
 // StringPart writes the next part of the string begun.
 func (w *Writer) StringPart(b []byte) { stringPart(w, b) }
 
+// StringPartFrom writes what r gives, to its EOF, as the next parts of
+// the string begun: a value too large to hold (a spooled output) is read
+// a chunk at a time. A read error is the Writer's error.
+func (w *Writer) StringPartFrom(r io.Reader) { w.readParts(r, w.StringPart) }
+
+// StringFrom writes what r gives as one JSON string, as Bytes writes the
+// same bytes.
+func (w *Writer) StringFrom(r io.Reader) {
+	w.BeginString()
+	w.StringPartFrom(r)
+	w.EndString()
+}
+
 // EndString ends the string: a rune left incomplete is invalid UTF-8.
 func (w *Writer) EndString() {
 	if len(w.carry) > 0 {
@@ -206,13 +226,48 @@ func (w *Writer) EndString() {
 func (w *Writer) Base64(b []byte) {
 	w.element()
 	w.raw('"')
+	w.base64Part(b)
+	w.raw('"')
+}
+
+// Base64From writes what r gives, to its EOF, as Base64 writes the same
+// bytes. A read error is the Writer's error.
+func (w *Writer) Base64From(r io.Reader) {
+	w.element()
+	w.raw('"')
+	w.readParts(r, w.base64Part)
+	w.raw('"')
+}
+
+// base64Part encodes b, whose length is a multiple of 3 unless it is the
+// last part, a chunk at a time.
+func (w *Writer) base64Part(b []byte) {
 	for len(b) > 0 && w.err == nil {
 		n := min(len(b), b64Chunk)
 		w.buf = base64.StdEncoding.AppendEncode(w.buf, b[:n])
 		b = b[n:]
 		w.maybeFlush()
 	}
-	w.raw('"')
+}
+
+// readParts hands part what r gives, readChunk bytes at a time (fewer
+// only at EOF), until EOF, a read error (which becomes the Writer's) or
+// an error of the Writer's.
+func (w *Writer) readParts(r io.Reader, part func([]byte)) {
+	if w.scratch == nil {
+		w.scratch = make([]byte, readChunk)
+	}
+	for w.err == nil {
+		n, err := io.ReadFull(r, w.scratch)
+		part(w.scratch[:n])
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return
+		case err != nil:
+			w.err = fmt.Errorf("read a value to encode: %w", err)
+			return
+		}
+	}
 }
 
 // stringPart escapes s into w's buffer a chunk at a time, holding back a

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // tricky are inputs encoding/json escapes: HTML characters, U+2028 and
@@ -255,5 +257,52 @@ func TestEncode(t *testing.T) {
 	_ = json.NewEncoder(&want).Encode(v)
 	if got.String() != want.String() {
 		t.Fatalf("got %q want %q", got.String(), want.String())
+	}
+}
+
+// TestFromReader: a value read from an io.Reader is written as the same
+// bytes held whole would be, however the reader cuts it (one byte a time,
+// half reads, runes cut at readChunk), as a string, as parts of one
+// string among others, and as base64; a read error is the Writer's.
+func TestFromReader(t *testing.T) {
+	long := strings.Repeat("a€<", readChunk/5) + "\xe2\x82" + strings.Repeat("😀", readChunk/4+1)
+	inputs := append([]string{long, long[:readChunk+1], long[:2*readChunk-1]}, tricky...)
+	readers := map[string]func(string) io.Reader{
+		"whole":    func(s string) io.Reader { return strings.NewReader(s) },
+		"one byte": func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) },
+		"half":     func(s string) io.Reader { return iotest.HalfReader(strings.NewReader(s)) },
+		"data+EOF": func(s string) io.Reader { return iotest.DataErrReader(strings.NewReader(s)) },
+	}
+	for _, s := range inputs {
+		for name, rd := range readers {
+			var b1, b2, b3 bytes.Buffer
+			w1, w2, w3 := NewWriter(&b1), NewWriter(&b2), NewWriter(&b3)
+			w1.StringFrom(rd(s))
+			w2.Base64From(rd(s))
+			w3.BeginString()
+			w3.StringPart([]byte("\xe2"))
+			w3.StringPartFrom(rd(s))
+			w3.StringPart([]byte("\x82"))
+			w3.EndString()
+			if err := errorsOf(w1.Flush(), w2.Flush(), w3.Flush()); err != nil {
+				t.Fatal(err)
+			}
+			for what, c := range map[string]struct{ got, want []byte }{
+				"StringFrom":     {b1.Bytes(), marshal(t, s)},
+				"Base64From":     {b2.Bytes(), marshal(t, []byte(s))},
+				"StringPartFrom": {b3.Bytes(), marshal(t, "\xe2"+s+"\x82")},
+			} {
+				if !bytes.Equal(c.got, c.want) {
+					t.Fatalf("%s of %d bytes read %s: got %d bytes, want %d (%.40q...)", what, len(s), name, len(c.got), len(c.want), c.got)
+				}
+			}
+		}
+	}
+	boom := errors.New("boom")
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	w.StringFrom(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)))
+	if err := w.Flush(); !errors.Is(err, boom) {
+		t.Errorf("a read error: Flush says %v", err)
 	}
 }

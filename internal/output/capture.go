@@ -1,7 +1,8 @@
 // Package output captures a run's stdout or stderr: the first bytes up to
 // a cap are kept for the result, copied live to a front end as they
 // arrive, and passing the cap is reported once so the run can be stopped.
-// Both backends use it.
+// Both backends use it. Past SpoolAt, a Capture given a Spool keeps the
+// bytes in a file without a name instead of the heap (spool.go).
 package output
 
 import (
@@ -26,6 +27,12 @@ type Capture struct {
 	// buffer and 64 more for the copy.
 	buf       []byte
 	truncated bool
+	// spool, when set, is where what is kept goes once it passes
+	// SpoolAt: to file, and buf is dropped. A spool that fails (a full
+	// disk) is given up, and what it had comes back into buf: the
+	// output is never lost for the want of a place to wait.
+	spool *Spool
+	file  *Spooled
 }
 
 // New returns a Capture keeping max bytes, copying them to live (if not
@@ -55,8 +62,13 @@ func (c *Capture) SetLive(w io.Writer, max int64) {
 	defer c.liveMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if w != nil && c.live == nil && len(c.buf) > 0 {
-		_, _ = w.Write(c.buf)
+	if w != nil && c.live == nil {
+		if c.file != nil {
+			_, _ = io.Copy(w, c.file.Reader())
+		}
+		if len(c.buf) > 0 {
+			_, _ = w.Write(c.buf)
+		}
 	}
 	c.live, c.max = w, max
 }
@@ -65,7 +77,7 @@ func (c *Capture) SetLive(w io.Writer, max int64) {
 func (c *Capture) Write(p []byte) (int, error) {
 	c.liveMu.Lock()
 	c.mu.Lock()
-	room := c.max - int64(len(c.buf))
+	room := c.max - c.size()
 	keep := p
 	overflow := false
 	if int64(len(p)) > room {
@@ -88,9 +100,37 @@ func (c *Capture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// keep appends p to buf (it fits under max), growing buf by doubling up
-// to max.
+// SetSpool makes what is kept past SpoolAt from now on move to sp (nil:
+// stay in memory). Result then holds only what stayed in memory, and File
+// hands over the rest.
+func (c *Capture) SetSpool(sp *Spool) {
+	c.mu.Lock()
+	c.spool = sp
+	c.mu.Unlock()
+}
+
+// keep appends p to what is kept (it fits under max): to the spool file
+// once there is one or buf would pass SpoolAt, else to buf, growing it by
+// doubling up to max.
 func (c *Capture) keep(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if c.file == nil && c.spool != nil && len(c.buf)+len(p) > SpoolAt {
+		if f, err := c.spool.Spool(c.buf); err == nil {
+			c.file, c.buf = f, nil
+		} else {
+			c.spool = nil
+		}
+	}
+	if c.file != nil {
+		n, err := c.file.write(p)
+		if err == nil {
+			return
+		}
+		c.unspool()
+		p = p[n:]
+	}
 	need := len(c.buf) + len(p)
 	if need > cap(c.buf) {
 		grown := make([]byte, len(c.buf), min(max(2*cap(c.buf), need, 512), int(max(c.max, int64(need)))))
@@ -101,20 +141,23 @@ func (c *Capture) keep(p []byte) {
 }
 
 // Reset returns what Result would and starts the Capture afresh, for the
-// next execution of a session: nothing kept, not truncated, no live writer
-// and no overflow callback. The cap stays.
+// next execution of a session: nothing kept, not truncated, no live writer,
+// no overflow callback and no spool (a spool file not handed over is
+// closed). The cap stays.
 func (c *Capture) Reset() ([]byte, bool) {
 	c.liveMu.Lock()
 	defer c.liveMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, truncated := c.take()
-	c.live, c.over = nil, nil
+	c.file.Close()
+	c.live, c.over, c.spool, c.file = nil, nil, nil, nil
 	return b, truncated
 }
 
 // Result returns the kept bytes (never nil), not a copy, and whether the
-// stream went past the cap. The Capture keeps them too (a session's cell
+// stream went past the cap. Once they moved to a spool file (SetSpool),
+// the bytes are empty and File has them. The Capture keeps them too (a session's cell
 // takes them with Reset after its kernel's sandbox has ended); the slice
 // is capped at its length, so neither holder's append can reach the
 // other's bytes, and neither writes into them.
@@ -122,6 +165,40 @@ func (c *Capture) Result() ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.kept(), c.truncated
+}
+
+// unspool gives up the spool file after a write to it failed: what it
+// holds (the failed write's part included) comes back into buf, and the
+// rest stays there. A file that cannot be read back loses its bytes: the
+// stream is then as if cut there.
+func (c *Capture) unspool() {
+	b, err := c.file.Bytes()
+	c.file.Close()
+	c.file, c.spool = nil, nil
+	if err != nil {
+		c.truncated = true
+		return
+	}
+	c.buf = b
+}
+
+// size is how much is kept.
+func (c *Capture) size() int64 {
+	n := int64(len(c.buf))
+	if c.file != nil {
+		n += c.file.Len()
+	}
+	return n
+}
+
+// File hands over the spool file what was kept past SpoolAt went to, or
+// nil; the Capture forgets it, and the caller closes it.
+func (c *Capture) File() *Spooled {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.file
+	c.file = nil
+	return f
 }
 
 // take returns what is kept and starts afresh.

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/internal/jsonstream"
+	"github.com/sandboxd/sandboxd/internal/output"
 )
 
 // The JSON form of a Result is the one every front end prints: output and
@@ -108,7 +109,8 @@ func (r *Result) EncodeJSON(w *jsonstream.Writer) {
 	w.Value(r.ExitCode)
 	intField(w, "signal", r.Signal)
 	stringField(w, "signal_name", r.SignalName)
-	encodeOutput(w, r.Stdout, r.Stderr)
+	streamField(w, "stdout", "stdout_encoding", r.Stdout, r.StdoutFile)
+	streamField(w, "stderr", "stderr_encoding", r.Stderr, r.StderrFile)
 	boolField(w, "stdout_truncated", r.StdoutTruncated)
 	boolField(w, "stderr_truncated", r.StderrTruncated)
 	w.Key("wall_time_ms")
@@ -155,6 +157,23 @@ func bytesField(w *jsonstream.Writer, name, encName string, b []byte) {
 		return
 	}
 	w.Base64(b)
+	w.Key(encName)
+	w.String(EncodingBase64)
+}
+
+// streamField writes an output stream as bytesField does, from the spool
+// file f when it is set (read a chunk at a time), else from b.
+func streamField(w *jsonstream.Writer, name, encName string, b []byte, f *output.Spooled) {
+	if f == nil {
+		bytesField(w, name, encName, b)
+		return
+	}
+	w.Key(name)
+	if f.UTF8() {
+		w.StringFrom(f.Reader())
+		return
+	}
+	w.Base64From(f.Reader())
 	w.Key(encName)
 	w.String(EncodingBase64)
 }

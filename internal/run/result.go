@@ -1,6 +1,11 @@
 package run
 
-import "time"
+import (
+	"errors"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/output"
+)
 
 // Result says what a run did and why it stopped, with the numbers that prove
 // it. Every backend fills the same fields. Its JSON form is in json.go.
@@ -23,6 +28,11 @@ type Result struct {
 	Stderr          []byte
 	StdoutTruncated bool
 	StderrTruncated bool
+	// StdoutFile and StderrFile, when set, hold the stream instead of
+	// Stdout and Stderr (empty then): a run whose Stream had a Spool and
+	// whose output passed output.SpoolAt bytes. Close closes them.
+	StdoutFile *output.Spooled
+	StderrFile *output.Spooled
 
 	// WallTime is from the start of the program to the end of the run.
 	WallTime time.Duration
@@ -49,6 +59,18 @@ type Result struct {
 	Isolation Isolation
 	// Error holds the internal error when Status is internal_error.
 	Error string
+}
+
+// Close closes the spool files the Result and its compile step hold, if
+// any, which frees their disk: the holder of a Result whose run had a
+// Spool calls it once the answer is written or abandoned. It is safe on a
+// nil Result and more than once.
+func (r *Result) Close() error {
+	var errs []error
+	for ; r != nil; r = r.Compile {
+		errs = append(errs, r.StdoutFile.Close(), r.StderrFile.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // OutputFile is a regular file found in the workspace after the run.

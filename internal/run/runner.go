@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/output"
 )
 
 // Stream carries a run's live I/O. Every field may be nil.
@@ -16,6 +17,12 @@ type Stream struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive the program's output as it arrives.
 	Stdout, Stderr io.Writer
+	// Spool, when set, is where an output past output.SpoolAt bytes
+	// waits: the Result then holds it in StdoutFile or StderrFile, not on
+	// the heap, and its holder must Close the Result. For a caller that
+	// streams the answer to a client who may be slow (the HTTP API); nil
+	// keeps the output in Stdout and Stderr, as every other caller wants.
+	Spool *output.Spool
 }
 
 // Plan is a checked Spec, ready to run: its runtime resolved, its backend

@@ -117,13 +117,19 @@ func (r *Runner) run(ctx context.Context, e Exec, res *run.Result) error {
 		stderr:  output.New(int64(l.Output), e.Stderr, nil),
 		timeout: l.Timeout.Std(), cpu: l.CPUTime.Std(),
 	}
+	ex.stdout.SetSpool(e.Spool)
+	ex.stderr.SetSpool(e.Spool)
 	end, cause, wall, err := r.exec.execute(ctx, ex)
 	if err != nil {
+		// The result has none of the output: nor its spool files.
+		ex.stdout.File().Close()
+		ex.stderr.File().Close()
 		return err
 	}
 	res.WallTime, res.CPUTime, res.PeakMemory = wall, end.CPU, int64(end.Peak)
 	res.Stdout, res.StdoutTruncated = ex.stdout.Result()
 	res.Stderr, res.StderrTruncated = ex.stderr.Result()
+	res.StdoutFile, res.StderrFile = ex.stdout.File(), ex.stderr.File()
 	if err := classify(res, end, cause, l); err != nil {
 		return err
 	}
