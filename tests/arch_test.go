@@ -45,6 +45,7 @@ var archRules = []archRule{
 		append(prefixed(engine), "github.com/containerd/cgroups", "github.com/elastic/go-seccomp-bpf", "github.com/tetratelabs/wazero")},
 	{"limits is a leaf: it imports nothing internal", []string{"internal/limits"}, []string{module + "internal/"}},
 	{"jsonstream is a leaf: it imports nothing internal", []string{"internal/jsonstream"}, []string{module + "internal/"}},
+	{"spool is a leaf: the contract names its types", []string{"internal/spool"}, []string{module + "internal/"}},
 	{"the init stage imports nothing of the daemon", []string{"internal/isolate/nsinit"}, []string{module}},
 	{"the init binary links nsinit alone: every run pays its start-up", []string{"cmd/sandboxd-init"},
 		append(prefixed([]string{"internal/isolate/seccomp", "internal/run", "internal/limits", "internal/workspace"}),

@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // Piston v2 compatibility: POST /api/v2/execute and GET /api/v2/runtimes
@@ -53,11 +54,11 @@ type PistonStage struct {
 	Stdout, Stderr []byte
 	// StdoutFile and StderrFile, when set, hold stdout and stderr instead
 	// (the result's spool files).
-	StdoutFile, StderrFile *output.Spooled
+	StdoutFile, StderrFile *spool.File
 	// Output is stdout and stderr interleaved, in parts written as one.
 	Output [][]byte
 	// OutputFiles[i], when set, holds Output[i] instead (a spool file).
-	OutputFiles []*output.Spooled
+	OutputFiles []*spool.File
 
 	Code     *int
 	Signal   *string
@@ -99,7 +100,7 @@ func (st *PistonStage) EncodeJSON(w *jsonstream.Writer) {
 }
 
 // pistonText writes b, or f when it is set, as a JSON string.
-func pistonText(w *jsonstream.Writer, b []byte, f *output.Spooled) {
+func pistonText(w *jsonstream.Writer, b []byte, f *spool.File) {
 	if f != nil {
 		w.StringFrom(f.Reader())
 		return
@@ -201,7 +202,7 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	if res.Compile == nil || res.Compile.Status == run.StatusOK {
 		resp.Run = pistonStage(res, out)
 		if outFile != nil {
-			resp.Run.OutputFiles = []*output.Spooled{outFile}
+			resp.Run.OutputFiles = []*spool.File{outFile}
 		}
 	} else {
 		// Piston answers a failed compile with an empty run stage.
@@ -335,7 +336,7 @@ func pistonStage(res *run.Result, interleaved []byte) PistonStage {
 	if interleaved == nil {
 		st.Output = [][]byte{res.Stdout, res.Stderr}
 		if res.StdoutFile != nil || res.StderrFile != nil {
-			st.OutputFiles = []*output.Spooled{res.StdoutFile, res.StderrFile}
+			st.OutputFiles = []*spool.File{res.StdoutFile, res.StderrFile}
 		}
 	}
 	str := func(s string) *string { return &s }

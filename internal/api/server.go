@@ -12,10 +12,10 @@ import (
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/metrics"
-	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // Config configures a Server. Zero fields take the defaults noted.
@@ -65,7 +65,7 @@ type Config struct {
 	// Spool, if set, is where a run's output past output.SpoolAt waits
 	// for its answer (runs and Piston's execute), instead of the heap:
 	// answers held by slow clients then cost the daemon disk, not memory.
-	Spool  *output.Spool
+	Spool  *spool.Dir
 	Logger *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // captureExec runs nothing: it writes out to stdout and errOut to stderr
@@ -38,7 +39,7 @@ func (c *captureExec) Run(ctx context.Context, p *run.Plan, s run.Stream) (*run.
 		live  func() *output.Capture
 		data  []byte
 		bytes *[]byte
-		file  **output.Spooled
+		file  **spool.File
 		trunc *bool
 	}{
 		{func() *output.Capture { return output.New(int64(p.Limits.Output), s.Stdout, nil) }, c.out, &res.Stdout, &res.StdoutFile, &res.StdoutTruncated},
@@ -71,7 +72,7 @@ func openFDs(t *testing.T) int {
 // past the spool threshold, past the output cap, not UTF-8), and every
 // spool file is closed when the handler returns.
 func TestSpooledAnswers(t *testing.T) {
-	sp, err := output.NewSpool(t.TempDir())
+	sp, err := spool.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,9 @@ import (
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/mcpserver"
 	"github.com/sandboxd/sandboxd/internal/metrics"
-	"github.com/sandboxd/sandboxd/internal/output"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/session"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // Config configures Serve.
@@ -103,7 +103,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.SpoolDir != "" {
-		sp, err := output.NewSpool(cfg.SpoolDir)
+		sp, err := spool.New(cfg.SpoolDir)
 		if err != nil {
 			return fmt.Errorf("spool directory (--spool-dir): %w", err)
 		}

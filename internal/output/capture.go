@@ -1,14 +1,24 @@
 // Package output captures a run's stdout or stderr: the first bytes up to
 // a cap are kept for the result, copied live to a front end as they
 // arrive, and passing the cap is reported once so the run can be stopped.
-// Both backends use it. Past SpoolAt, a Capture given a Spool keeps the
-// bytes in a file without a name instead of the heap (spool.go).
+// Both backends use it. Past SpoolAt, a Capture given a spool.Dir keeps the
+// bytes in a file without a name instead of the heap (package spool).
 package output
 
 import (
 	"io"
 	"sync"
+
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
+
+// SpoolAt is how much of a stream a Capture with a spool.Dir keeps in memory:
+// past it, what was kept moves to a spool file and the rest follows it
+// there. An answer waiting on a slow client then holds at most SpoolAt
+// bytes of heap per stream however large its output (RATIONALE.md,
+// "Output past 1 MiB waits on disk"). The default --max-output: a run
+// that keeps to it never touches the disk.
+const SpoolAt = 1 << 20
 
 // Capture is one output stream of a run. It is safe for concurrent use.
 // Writes past the cap are accepted and dropped, so the writer runs on to
@@ -31,8 +41,8 @@ type Capture struct {
 	// SpoolAt: to file, and buf is dropped. A spool that fails (a full
 	// disk) is given up, and what it had comes back into buf: the
 	// output is never lost for the want of a place to wait.
-	spool *Spool
-	file  *Spooled
+	spool *spool.Dir
+	file  *spool.File
 }
 
 // New returns a Capture keeping max bytes, copying them to live (if not
@@ -103,7 +113,7 @@ func (c *Capture) Write(p []byte) (int, error) {
 // SetSpool makes what is kept past SpoolAt from now on move to sp (nil:
 // stay in memory). Result then holds only what stayed in memory, and File
 // hands over the rest.
-func (c *Capture) SetSpool(sp *Spool) {
+func (c *Capture) SetSpool(sp *spool.Dir) {
 	c.mu.Lock()
 	c.spool = sp
 	c.mu.Unlock()
@@ -124,7 +134,7 @@ func (c *Capture) keep(p []byte) {
 		}
 	}
 	if c.file != nil {
-		n, err := c.file.write(p)
+		n, err := c.file.Write(p)
 		if err == nil {
 			return
 		}
@@ -193,7 +203,7 @@ func (c *Capture) size() int64 {
 
 // File hands over the spool file what was kept past SpoolAt went to, or
 // nil; the Capture forgets it, and the caller closes it.
-func (c *Capture) File() *Spooled {
+func (c *Capture) File() *spool.File {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := c.file

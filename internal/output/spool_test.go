@@ -3,13 +3,11 @@ package output
 import (
 	"bytes"
 	"io"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -25,9 +23,9 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-func newSpool(t *testing.T) *Spool {
+func newSpool(t *testing.T) *spool.Dir {
 	t.Helper()
-	sp, err := NewSpool(t.TempDir())
+	sp, err := spool.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +33,7 @@ func newSpool(t *testing.T) *Spool {
 }
 
 // readAll reads what a Spooled holds through its Reader.
-func readAll(t *testing.T, f *Spooled) []byte {
+func readAll(t *testing.T, f *spool.File) []byte {
 	t.Helper()
 	b, err := io.ReadAll(f.Reader())
 	if err != nil {
@@ -105,7 +103,7 @@ func TestCaptureSpools(t *testing.T) {
 			if !bytes.Equal(got, want) || truncated != wantTrunc || !bytes.Equal(live, want) {
 				t.Errorf("kept %d bytes (truncated %v), live %d; want %d (truncated %v)", len(got), truncated, len(live), len(want), wantTrunc)
 			}
-			if ents, _ := os.ReadDir(sp.Dir()); len(ents) != 0 {
+			if ents, _ := os.ReadDir(sp.Path()); len(ents) != 0 {
 				t.Errorf("the spool directory lists %d files; spool files have no name", len(ents))
 			}
 			if err := f.Close(); err != nil {
@@ -152,7 +150,7 @@ func TestCaptureSpoolLifecycle(t *testing.T) {
 	}
 
 	gone := newSpool(t)
-	if err := os.Remove(gone.Dir()); err != nil {
+	if err := os.Remove(gone.Path()); err != nil {
 		t.Fatal(err)
 	}
 	c = New(4*SpoolAt, nil, nil)
@@ -162,57 +160,7 @@ func TestCaptureSpoolLifecycle(t *testing.T) {
 		t.Errorf("with no spool directory: %d bytes kept, truncated %v", len(b), truncated)
 	}
 
-	// A file that takes no writes (opened read-only) but reads back.
-	c = New(4*SpoolAt, nil, nil)
-	c.SetSpool(sp)
-	c.Write(big)
-	path := filepath.Join(t.TempDir(), "ro")
-	if err := os.WriteFile(path, big, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ro, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.file.Close()
-	c.file.f = ro
-	c.Write([]byte("tail"))
-	b, truncated := c.Result()
-	if want := string(big) + "tail"; string(b) != want || truncated || c.File() != nil {
-		t.Errorf("after a failed spool write: %d bytes kept (want %d), truncated %v", len(b), len(want), truncated)
-	}
 	if n := openFDs(t); n != fds {
 		t.Errorf("%d fds open at the end, %d before", n, fds)
-	}
-}
-
-// TestUTF8Check: UTF8 of a stream written in parts is utf8.Valid of the
-// whole, wherever the parts are cut (runes cut between parts, invalid
-// bytes, a rune incomplete at the end).
-func TestUTF8Check(t *testing.T) {
-	units := []string{"a", "<", "\u00e9", "\u20ac", "\U0001F600", "\xff", "\xe2\x82", "\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\uFFFD"}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 3000 {
-		var b strings.Builder
-		for range rng.IntN(12) {
-			b.WriteString(units[rng.IntN(len(units))])
-		}
-		if i%3 == 0 {
-			// Mostly valid.
-			b.Reset()
-			for range rng.IntN(12) {
-				b.WriteString(units[rng.IntN(5)])
-			}
-		}
-		s := []byte(b.String())
-		var c utf8Check
-		for rest := s; len(rest) > 0; {
-			n := 1 + rng.IntN(len(rest))
-			c.write(rest[:n])
-			rest = rest[n:]
-		}
-		if got, want := c.done(), utf8.Valid(s); got != want {
-			t.Fatalf("%q: UTF-8 %v, want %v", s, got, want)
-		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/internal/jsonstream"
-	"github.com/sandboxd/sandboxd/internal/output"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // The JSON form of a Result is the one every front end prints: output and
@@ -163,7 +163,7 @@ func bytesField(w *jsonstream.Writer, name, encName string, b []byte) {
 
 // streamField writes an output stream as bytesField does, from the spool
 // file f when it is set (read a chunk at a time), else from b.
-func streamField(w *jsonstream.Writer, name, encName string, b []byte, f *output.Spooled) {
+func streamField(w *jsonstream.Writer, name, encName string, b []byte, f *spool.File) {
 	if f == nil {
 		bytesField(w, name, encName, b)
 		return

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/output"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // Result says what a run did and why it stopped, with the numbers that prove
@@ -31,8 +31,8 @@ type Result struct {
 	// StdoutFile and StderrFile, when set, hold the stream instead of
 	// Stdout and Stderr (empty then): a run whose Stream had a Spool and
 	// whose output passed output.SpoolAt bytes. Close closes them.
-	StdoutFile *output.Spooled
-	StderrFile *output.Spooled
+	StdoutFile *spool.File
+	StderrFile *spool.File
 
 	// WallTime is from the start of the program to the end of the run.
 	WallTime time.Duration

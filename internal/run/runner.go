@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
-	"github.com/sandboxd/sandboxd/internal/output"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // Stream carries a run's live I/O. Every field may be nil.
@@ -22,7 +22,7 @@ type Stream struct {
 	// the heap, and its holder must Close the Result. For a caller that
 	// streams the answer to a client who may be slow (the HTTP API); nil
 	// keeps the output in Stdout and Stderr, as every other caller wants.
-	Spool *output.Spool
+	Spool *spool.Dir
 }
 
 // Plan is a checked Spec, ready to run: its runtime resolved, its backend

@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/sandboxd/sandboxd/internal/output"
+	"github.com/sandboxd/sandboxd/internal/spool"
 )
 
 // spooled captures b with a Capture on sp, as a run with a Spool does, and
 // returns what the Result gets: the bytes left in memory and the file.
-func spooled(t *testing.T, sp *output.Spool, b []byte) ([]byte, *output.Spooled) {
+func spooled(t *testing.T, sp *spool.Dir, b []byte) ([]byte, *spool.File) {
 	t.Helper()
 	c := output.New(int64(len(b)), nil, nil)
 	c.SetSpool(sp)
@@ -25,7 +26,7 @@ func spooled(t *testing.T, sp *output.Spool, b []byte) ([]byte, *output.Spooled)
 // output that is not UTF-8, its compile step's too), and Close closes
 // every file.
 func TestSpooledResultJSON(t *testing.T) {
-	sp, err := output.NewSpool(t.TempDir())
+	sp, err := spool.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,11 @@
 //go:build !linux
 
-package output
+package spool
 
 import (
 	"errors"
 	"os"
 )
 
-// openTmpfile: O_TMPFILE is Linux's; create and remove instead (Spool.create).
+// openTmpfile: O_TMPFILE is Linux's; create and remove instead (Dir.create).
 func openTmpfile(string) (*os.File, error) { return nil, errors.ErrUnsupported }

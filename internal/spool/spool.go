@@ -1,4 +1,7 @@
-package output
+// Package spool keeps large outputs on disk while their answer waits: in
+// files without a name, gone when closed or when the process dies. A leaf
+// of the standard library, so that the run contract can name its types.
+package spool
 
 import (
 	"errors"
@@ -8,26 +11,18 @@ import (
 	"unicode/utf8"
 )
 
-// SpoolAt is how much of a stream a Capture with a Spool keeps in memory:
-// past it, what was kept moves to a spool file and the rest follows it
-// there. An answer waiting on a slow client then holds at most SpoolAt
-// bytes of heap per stream however large its output (RATIONALE.md,
-// "Output past 1 MiB waits on disk"). The default --max-output: a run
-// that keeps to it never touches the disk.
-const SpoolAt = 1 << 20
-
-// Spool is a directory where outputs past SpoolAt wait for their answer to
+// Dir is a directory where large outputs wait for their answer to
 // be written, each in a file that has no name: opened with O_TMPFILE (or
 // created and removed at once where the file system cannot), so it is
 // gone from the disk when it is closed, or when the daemon dies.
-type Spool struct {
+type Dir struct {
 	dir string
 }
 
-// NewSpool returns a Spool in dir, after making and closing one file there
+// New returns a Dir at dir, after making and closing one file there
 // to check that it can.
-func NewSpool(dir string) (*Spool, error) {
-	s := &Spool{dir: dir}
+func New(dir string) (*Dir, error) {
+	s := &Dir{dir: dir}
 	f, err := s.create()
 	if err != nil {
 		return nil, err
@@ -36,11 +31,11 @@ func NewSpool(dir string) (*Spool, error) {
 	return s, nil
 }
 
-// Dir is the spool's directory.
-func (s *Spool) Dir() string { return s.dir }
+// Path is the spool's directory.
+func (s *Dir) Path() string { return s.dir }
 
 // create opens a new file without a name in the spool's directory.
-func (s *Spool) create() (*os.File, error) {
+func (s *Dir) create() (*os.File, error) {
 	f, err := openTmpfile(s.dir)
 	if err == nil {
 		return f, nil
@@ -59,34 +54,34 @@ func (s *Spool) create() (*os.File, error) {
 	return f, nil
 }
 
-// Spooled is a stream's output in a spool file: written by a Capture,
+// File is a stream's output in a spool file: written by a Capture,
 // then read, as often as wanted, by whoever answers with it. The holder
 // closes it once the answer is written or abandoned. Its methods are not
 // safe for concurrent use with its writes (the Capture hands it over when
 // the run is done); Reader, Len, UTF8, Bytes and Close are safe with each
 // other.
-type Spooled struct {
+type File struct {
 	f    *os.File
 	n    int64
 	text utf8Check
 }
 
-// Spool moves b to a new spool file of s.
-func (s *Spool) Spool(b []byte) (*Spooled, error) {
+// Spool moves b to a new file of s.
+func (s *Dir) Spool(b []byte) (*File, error) {
 	f, err := s.create()
 	if err != nil {
 		return nil, err
 	}
-	sp := &Spooled{f: f}
-	if _, err := sp.write(b); err != nil {
+	sp := &File{f: f}
+	if _, err := sp.Write(b); err != nil {
 		sp.Close()
 		return nil, err
 	}
 	return sp, nil
 }
 
-// write appends p to the file. On error the first n bytes of p are in it.
-func (s *Spooled) write(p []byte) (n int, err error) {
+// Write appends p to the file. On error the first n bytes of p are in it.
+func (s *File) Write(p []byte) (n int, err error) {
 	n, err = s.f.Write(p)
 	s.text.write(p[:n])
 	s.n += int64(n)
@@ -97,18 +92,18 @@ func (s *Spooled) write(p []byte) (n int, err error) {
 }
 
 // Len is the number of bytes spooled.
-func (s *Spooled) Len() int64 { return s.n }
+func (s *File) Len() int64 { return s.n }
 
 // UTF8 says whether the bytes are valid UTF-8 (as utf8.Valid would of all
 // of them), known without reading them back.
-func (s *Spooled) UTF8() bool { return s.text.done() }
+func (s *File) UTF8() bool { return s.text.done() }
 
 // Reader reads the bytes from the start. Readers are independent of each
 // other (they read at offsets, not through the file's position).
-func (s *Spooled) Reader() io.Reader { return io.NewSectionReader(s.f, 0, s.n) }
+func (s *File) Reader() io.Reader { return io.NewSectionReader(s.f, 0, s.n) }
 
 // Bytes reads the bytes back into memory, for a caller that wants a slice.
-func (s *Spooled) Bytes() ([]byte, error) {
+func (s *File) Bytes() ([]byte, error) {
 	b := make([]byte, s.n)
 	if _, err := io.ReadFull(s.Reader(), b); err != nil {
 		return nil, fmt.Errorf("read the spool: %w", err)
@@ -117,8 +112,8 @@ func (s *Spooled) Bytes() ([]byte, error) {
 }
 
 // Close closes the file, which frees its disk space (it has no name). A
-// second Close, and Close of a nil Spooled, do nothing.
-func (s *Spooled) Close() error {
+// second Close, and Close of a nil File, do nothing.
+func (s *File) Close() error {
 	if s == nil {
 		return nil
 	}
