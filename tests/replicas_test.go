@@ -140,7 +140,7 @@ func streamThrough(t *testing.T, d *daemon, id string) {
 
 // TestDrain: a SIGTERMed daemon with --drain fails readiness and refuses
 // new sessions with a 503 that says why, while its sessions' cells and
-// runs are still served; it exits once the last session is deleted, not
+// runs are still served, each answer closing its connection; it exits once the last session is deleted, not
 // before.
 func TestDrain(t *testing.T) {
 	requireDaemon(t)
@@ -152,6 +152,12 @@ func TestDrain(t *testing.T) {
 	resp, body := d.request(t, "GET", "/readyz", nil, nil)
 	if msg := wantAPIError(t, resp, body, http.StatusServiceUnavailable, "unavailable"); !strings.Contains(msg, `replica "drainer" is draining`) {
 		t.Errorf("readyz while draining: %q", msg)
+	}
+	// Each answer while draining closes its connection: a client's next
+	// request opens a new one, which a Service sends to a replica that
+	// is not draining, instead of queueing behind this one's keep-alive.
+	if !resp.Close {
+		t.Error("an answer while draining left its connection open (no Connection: close)")
 	}
 	resp, body = d.request(t, "POST", "/v1/sessions", []byte(`{}`), nil)
 	if msg := wantAPIError(t, resp, body, http.StatusServiceUnavailable, "unavailable"); !strings.Contains(msg, `replica "drainer" is draining`) || resp.Header.Get("Retry-After") == "" {

@@ -212,6 +212,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	case <-ctx.Done():
 	}
+	// From here every answer closes its connection, and idle ones close
+	// now: a client's next request opens a new connection, which a
+	// Service sends to a replica that is not draining, rather than coming
+	// back here on a keep-alive until the listener closes under it.
+	hs.SetKeepAlivesEnabled(false)
 	if err := drain(sessions, cfg.Drain, served, log); err != nil {
 		return err
 	}
