@@ -120,6 +120,11 @@ type Manager struct {
 	// draining and no session is left or starting.
 	draining, drainDone bool
 	drained             chan struct{}
+	// started is when this Manager (this run of the replica) began;
+	// ended remembers why the last sessions ended, so a client asking
+	// for one hears why it is gone (Get).
+	started time.Time
+	ended   endedLog
 }
 
 // NewManager returns a Manager and starts its reaper; Close ends both.
@@ -163,7 +168,7 @@ func NewManager(ctx context.Context, cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, starting: map[string]int{}, drained: make(chan struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, starting: map[string]int{}, drained: make(chan struct{}), started: cfg.Now()}
 	// The sessions' life is the Manager's, not any request's.
 	m.life, m.stop = context.WithCancel(ctx)
 	m.wg.Add(1)
@@ -470,18 +475,66 @@ func (m *Manager) checkDrainedLocked() {
 }
 
 // Get returns owner's session id. Another owner's session is not found,
-// as a missing one is; an id of another replica says which.
+// as a missing one is; an id of another replica says which. A session of
+// owner's that ended says when and why; an id of this replica that it
+// never held was made by an earlier run of it (ids are random), and the
+// error says so: sessions end when their replica stops.
 func (m *Manager) Get(owner, id string) (*Session, error) {
 	m.mu.Lock()
 	s := m.sessions[id]
+	e, ended := m.ended.get(id)
 	m.mu.Unlock()
-	if s == nil || s.owner != owner {
-		if r := ReplicaOf(id); r != "" && r != m.cfg.Replica {
-			return nil, &ElsewhereError{ID: id, Replica: r, Here: m.cfg.Replica}
-		}
-		return nil, fmt.Errorf("%w: no session %s (it may have expired)", ErrNotFound, run.Quote(id, run.MaxName))
+	if s != nil && s.owner == owner {
+		return s, nil
 	}
-	return s, nil
+	r := ReplicaOf(id)
+	switch {
+	case r != "" && r != m.cfg.Replica:
+		return nil, &ElsewhereError{ID: id, Replica: r, Here: m.cfg.Replica}
+	case ended && e.owner == owner:
+		return nil, fmt.Errorf("%w: session %s ended at %s: %s", ErrNotFound, run.Quote(id, run.MaxName), e.at.UTC().Format(time.RFC3339), e.why)
+	case r == m.cfg.Replica && !ended:
+		return nil, fmt.Errorf("%w: no session %s: replica %q has not held it since it started at %s; it ended before that (a session ends when its replica stops or restarts), or it never existed", ErrNotFound, run.Quote(id, run.MaxName), r, m.started.UTC().Format(time.RFC3339))
+	}
+	return nil, fmt.Errorf("%w: no session %s (it may have expired)", ErrNotFound, run.Quote(id, run.MaxName))
+}
+
+// endedKept is how many ended sessions a Manager remembers the reason of.
+const endedKept = 4096
+
+// endedSession is why and when a session ended, and whose it was (only
+// its owner hears it).
+type endedSession struct {
+	owner, why string
+	at         time.Time
+}
+
+// endedLog remembers the last endedKept ended sessions, oldest forgotten
+// first. Its zero value is empty; the Manager's mu guards it.
+type endedLog struct {
+	byID  map[string]endedSession
+	order []string // ring of ids, next at order[next]
+	next  int
+}
+
+func (l *endedLog) add(id string, e endedSession) {
+	if l.byID == nil {
+		l.byID = make(map[string]endedSession)
+		l.order = make([]string, 0, 64)
+	}
+	if len(l.order) < endedKept {
+		l.order = append(l.order, id)
+	} else {
+		delete(l.byID, l.order[l.next])
+		l.order[l.next] = id
+		l.next = (l.next + 1) % endedKept
+	}
+	l.byID[id] = e
+}
+
+func (l *endedLog) get(id string) (endedSession, bool) {
+	e, ok := l.byID[id]
+	return e, ok
 }
 
 // ElsewhereError: the session id names another replica.
@@ -530,6 +583,7 @@ func (m *Manager) remove(s *Session, why string) error {
 		return fmt.Errorf("%w: session %q is already gone", ErrNotFound, s.id)
 	}
 	delete(m.sessions, s.id)
+	m.ended.add(s.id, endedSession{owner: s.owner, why: why, at: m.cfg.Now()})
 	m.checkDrainedLocked()
 	m.mu.Unlock()
 	err := s.close()

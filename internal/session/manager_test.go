@@ -143,9 +143,19 @@ func TestExpiryAndDeleteLeaveNothing(t *testing.T) {
 	if l := leftovers(t, del.ws.ID()); len(l) > 0 {
 		t.Errorf("deleted session left %v", l)
 	}
+	// Its owner hears why it is gone; anyone else only that it is not.
+	if _, err := m.Get("me", del.ID()); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "ended at") || !strings.HasSuffix(err.Error(), ": deleted") {
+		t.Errorf("Get of a deleted session: %v; want not found, saying it ended and was deleted", err)
+	}
+	if _, err := m.Get("you", del.ID()); err == nil || strings.Contains(err.Error(), "deleted") {
+		t.Errorf("another owner's Get of a deleted session: %v; want not found, and not why", err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := m.Get("me", idle.ID()); errors.Is(err, ErrNotFound) {
+			if !strings.Contains(err.Error(), "idle timeout") {
+				t.Errorf("Get of an expired session: %v; want it to say idle timeout", err)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -295,5 +305,39 @@ func TestDrainEmpty(t *testing.T) {
 	case <-m.Drain():
 	default:
 		t.Fatal("an empty Manager is not drained at once")
+	}
+}
+
+// TestGoneSaysWhy: an id of this replica that it never held names this
+// replica and when it started (the session lived on an earlier run of it);
+// a made-up id is just not found; the ended log keeps the last endedKept.
+func TestGoneSaysWhy(t *testing.T) {
+	start := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	m := NewManager(t.Context(), Config{Replica: "sandboxd-1", Now: func() time.Time { return start }})
+	defer m.Close()
+	id := "sandboxd-1-" + strings.Repeat("a", idRandom)
+	_, err := m.Get("me", id)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `replica "sandboxd-1" has not held it since it started at 2026-12-06T03:00:00Z`) || !strings.Contains(err.Error(), "restarts") {
+		t.Errorf("Get of an id of this replica it never held: %v", err)
+	}
+	if _, err := m.Get("me", "nope"); !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "replica") {
+		t.Errorf("Get of a made-up id: %v; want a plain not found", err)
+	}
+
+	var l endedLog
+	for i := range endedKept + 10 {
+		l.add(fmt.Sprint(i), endedSession{why: fmt.Sprint(i)})
+	}
+	if _, ok := l.get("9"); ok {
+		t.Error("the ended log kept more than endedKept")
+	}
+	if e, ok := l.get("10"); !ok || e.why != "10" {
+		t.Errorf("the ended log forgot the oldest it should keep: %v %v", e, ok)
+	}
+	if e, ok := l.get(fmt.Sprint(endedKept + 9)); !ok || e.why != fmt.Sprint(endedKept+9) {
+		t.Errorf("the ended log lost the newest: %v %v", e, ok)
+	}
+	if len(l.byID) != endedKept {
+		t.Errorf("the ended log holds %d, want %d", len(l.byID), endedKept)
 	}
 }
