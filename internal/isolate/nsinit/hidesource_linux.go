@@ -28,10 +28,16 @@ const hiddenSource = "sandbox"
 // from an overlay of its parent directory, mounted once per directory
 // aside and detached when the binds are done.
 //
-// Where an overlay would show something else than the bind, the plain
-// recursive bind is kept (its source then shows): a directory with other
-// mounts below it (an overlay does not cross into them), a file that is
-// itself a mount point, a path overlay's option syntax cannot carry.
+// Where an overlay would show something else than the bind, or the
+// kernel refuses it, the plain recursive bind is kept (its source then
+// shows): a directory with other mounts below it (an overlay does not
+// cross into them), a file that is itself a mount point or whose directory
+// has mounts below it, a path overlay's option syntax cannot carry. The
+// second is every container's /etc: the runtime binds /etc/hosts,
+// /etc/hostname and /etc/resolv.conf there, those mounts are locked in the
+// run's user namespace, and the kernel will not take a directory with
+// locked mounts below it as a layer (clone_private_mount: "failed to clone
+// lowerpath", EINVAL).
 type hostView struct {
 	root    string
 	scratch string // root/.hostview, removed by done
@@ -120,7 +126,9 @@ func (v *hostView) isMountPoint(p string) (at, below bool) {
 func overlayable(p string) bool { return !strings.ContainsAny(p, `,:\`) }
 
 // mountOverlay mounts a read-only overlay of host directory dir on target.
-// errNoOverlay: the kernel has none for a user namespace.
+// errNoOverlay: the kernel has none for a user namespace; EINVAL: it will
+// not take dir as a layer (locked mounts below it, a stacking depth past
+// its limit).
 func (v *hostView) mountOverlay(dir, target string) error {
 	opts := "lowerdir=" + dir + ":/proc/self/fd/" + strconv.Itoa(int(v.empty.Fd()))
 	err := unix.Mount(hiddenSource, target, "overlay", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, opts)
@@ -142,7 +150,7 @@ func (v *hostView) bind(src, target string, dir bool) error {
 		return v.plainBind(src, target)
 	case dir:
 		err := v.mountOverlay(src, target)
-		if err == errNoOverlay {
+		if err == errNoOverlay || errors.Is(err, unix.EINVAL) {
 			return v.plainBind(src, target)
 		}
 		return step("mount an overlay of "+src, err)
@@ -150,14 +158,14 @@ func (v *hostView) bind(src, target string, dir bool) error {
 	parent := filepath.Dir(src)
 	ov, ok := v.parents[parent]
 	if !ok {
-		if !overlayable(parent) {
+		if _, below := v.isMountPoint(parent); below || !overlayable(parent) {
 			return v.plainBind(src, target)
 		}
 		ov = filepath.Join(v.scratch, strconv.Itoa(len(v.parents)))
 		if err := os.Mkdir(ov, 0o700); err != nil {
 			return step("mkdir "+ov, err)
 		}
-		if err := v.mountOverlay(parent, ov); err == errNoOverlay {
+		if err := v.mountOverlay(parent, ov); err == errNoOverlay || errors.Is(err, unix.EINVAL) {
 			return v.plainBind(src, target)
 		} else if err != nil {
 			return step("mount an overlay of "+parent, err)
