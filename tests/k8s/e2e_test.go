@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,6 +349,7 @@ func TestSandboxdOnKubernetes(t *testing.T) {
 	})
 
 	t.Run("isolation in a pod", func(t *testing.T) { isolation(t, a, ip) })
+	t.Run("host ids across pods", func(t *testing.T) { hostIDs(t, a) })
 	t.Run("a session across replicas", func(t *testing.T) { sessionAcrossReplicas(t, a) })
 	t.Run("autoscaling on queue depth", func(t *testing.T) { autoscaling(t, a) })
 	t.Run("a pod deleted by hand", func(t *testing.T) { podDeleted(t, a) })
@@ -396,6 +398,48 @@ except OSError as e:
 	}
 	if r := a.run(t, "b = bytearray(16 << 20)\nprint('allocated')", map[string]any{"memory": "64MiB"}); r.Status != "ok" {
 		t.Errorf("16 MiB under a 64 MiB limit: %+v", r)
+	}
+}
+
+// hostIDs: a run alive in one pod holds its host id range against every
+// sandboxd on the node. Each sandboxd takes a range by locking a file per
+// range in /run/sandboxd-ids; in each pod's own /run, two pods could take
+// the same range. The StatefulSet mounts the node's directory there: while
+// a run on sandboxd-0 lives, its range's lock file is held as seen from
+// sandboxd-1.
+func hostIDs(t *testing.T, a *api) {
+	ips := podIPs(t)
+	p := &api{base: "http://" + net.JoinHostPort(ips["sandboxd-0"], "8080"), token: a.token, http: a.http}
+	prog := "import time\nm = [l.split() for l in open('/proc/self/uid_map')]\nprint(min(int(f[1]) for f in m))\ntime.sleep(8)"
+	done := make(chan runResult, 1)
+	go func() {
+		var r runResult
+		code, _, b, err := p.do("POST", "/v1/runs", map[string]any{"runtime": "python", "code": prog})
+		if err != nil || code != http.StatusOK || json.Unmarshal(b, &r) != nil {
+			r.Status = fmt.Sprintf("%d %v %s", code, err, b)
+		}
+		done <- r
+	}()
+	time.Sleep(3 * time.Second)
+	// The lock files sandboxd-1 finds held: its own and sandboxd-0's.
+	held := kubectl(t, "exec", "sandboxd-1", "--", "python3", "-c", `import fcntl, os
+d = '/run/sandboxd-ids'
+for n in sorted(os.listdir(d)):
+    with open(os.path.join(d, n)) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(n)
+`)
+	r := <-done
+	if r.Status != "ok" {
+		t.Fatalf("the run on sandboxd-0: %+v", r)
+	}
+	lock := strings.TrimSpace(r.Stdout) + ".lock"
+	if !slices.Contains(strings.Fields(held), lock) {
+		t.Errorf("a run on sandboxd-0 has host uid range %s, whose lock sandboxd-1 does not see held (it sees %q): two pods could give two live sandboxes the same host ids", lock, held)
+	} else {
+		t.Logf("sandboxd-1 sees the lock of sandboxd-0's run (%s) held, among %d", lock, len(strings.Fields(held)))
 	}
 }
 
