@@ -42,6 +42,16 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
+# sandboxd's image first, in the background: deploy/image/build.sh caches
+# its root file system (mmdebstrap, minutes cold, mostly downloading and
+# unpacking Debian's packages) and rebuilds sandboxd itself each time, so
+# the image always holds the code under test. It overlaps the compiles
+# below; its log is shown if it fails.
+image_log=$(mktemp)
+"$root/deploy/image/build.sh" "$cache/image" >/dev/null 2>"$image_log" &
+image_pid=$!
+trap 'kill $image_pid 2>/dev/null || true; rm -f "$image_log"' EXIT
+
 # stamp_ok NAME KEY: has step NAME been done for KEY?
 stamp_ok() { [ "$(cat "$cache/$1.stamp" 2>/dev/null)" = "$2" ]; }
 stamp() { echo "$2" >"$cache/$1.stamp"; }
@@ -83,9 +93,10 @@ if ! stamp_ok pause "$key" || [ ! -s "$cache/images/pause.tar" ]; then
 	stamp pause "$key"
 fi
 
-# sandboxd's image: deploy/image/build.sh caches its root file system and
-# rebuilds sandboxd itself each time (seconds), so the image always holds
-# the code under test.
-say "building sandboxd's image"
-"$root/deploy/image/build.sh" "$cache/image" >/dev/null
+say "waiting for sandboxd's image"
+if ! wait $image_pid; then
+	cat "$image_log" >&2
+	say "deploy/image/build.sh failed"
+	exit 1
+fi
 cp "$cache/image/sandboxd.tar" "$cache/images/sandboxd.tar"

@@ -52,7 +52,8 @@ func kubectl(t *testing.T, args ...string) string {
 }
 
 func kubectlErr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Past the longest wait a command is given (rollout status, 5m).
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	var stdout, stderr bytes.Buffer
