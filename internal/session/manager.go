@@ -477,8 +477,8 @@ func (m *Manager) checkDrainedLocked() {
 // Get returns owner's session id. Another owner's session is not found,
 // as a missing one is; an id of another replica says which. A session of
 // owner's that ended says when and why; an id of this replica that it
-// never held was made by an earlier run of it (ids are random), and the
-// error says so: sessions end when their replica stops.
+// did not hold for owner was made by an earlier run of it (ids are
+// random), and the error says so: sessions end when their replica stops.
 func (m *Manager) Get(owner, id string) (*Session, error) {
 	m.mu.Lock()
 	s := m.sessions[id]
@@ -493,8 +493,11 @@ func (m *Manager) Get(owner, id string) (*Session, error) {
 		return nil, &ElsewhereError{ID: id, Replica: r, Here: m.cfg.Replica}
 	case ended && e.owner == owner:
 		return nil, fmt.Errorf("%w: session %s ended at %s: %s", ErrNotFound, run.Quote(id, run.MaxName), e.at.UTC().Format(time.RFC3339), e.why)
-	case r == m.cfg.Replica && !ended:
-		return nil, fmt.Errorf("%w: no session %s: replica %q has not held it since it started at %s; it ended before that (a session ends when its replica stops or restarts), or it never existed", ErrNotFound, run.Quote(id, run.MaxName), r, m.started.UTC().Format(time.RFC3339))
+	case r == m.cfg.Replica:
+		// The same words for another owner's session, live or ended, as
+		// for one that never was: they are true of all three, and say
+		// nothing of what others hold.
+		return nil, fmt.Errorf("%w: no session %s: replica %q has held no such session of yours since it started at %s; it ended before that (a session ends when its replica stops or restarts), or it never existed", ErrNotFound, run.Quote(id, run.MaxName), r, m.started.UTC().Format(time.RFC3339))
 	}
 	return nil, fmt.Errorf("%w: no session %s (it may have expired)", ErrNotFound, run.Quote(id, run.MaxName))
 }

@@ -317,8 +317,16 @@ func TestGoneSaysWhy(t *testing.T) {
 	defer m.Close()
 	id := "sandboxd-1-" + strings.Repeat("a", idRandom)
 	_, err := m.Get("me", id)
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `replica "sandboxd-1" has not held it since it started at 2026-12-06T03:00:00Z`) || !strings.Contains(err.Error(), "restarts") {
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `replica "sandboxd-1" has held no such session of yours since it started at 2026-12-06T03:00:00Z`) || !strings.Contains(err.Error(), "restarts") {
 		t.Errorf("Get of an id of this replica it never held: %v", err)
+	}
+	// Another owner's ended session reads as one never held: the
+	// ended log tells nothing of other owners' sessions.
+	m.mu.Lock()
+	m.ended.add(id, endedSession{owner: "you", why: "deleted", at: start})
+	m.mu.Unlock()
+	if _, err2 := m.Get("me", id); err2 == nil || err2.Error() != err.Error() {
+		t.Errorf("Get of another owner's ended session: %v; want the same error as for one never held: %v", err2, err)
 	}
 	if _, err := m.Get("me", "nope"); !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "replica") {
 		t.Errorf("Get of a made-up id: %v; want a plain not found", err)
