@@ -390,11 +390,14 @@ up() {
 	say "node $node is Ready"
 }
 
-# stop ends a component: TERM, then KILL after 15 s.
+# stop ends a component: TERM, then KILL after 15 s. Only if that pid is
+# still the component (its command line names $dir): after a reboot or a
+# long time the number may be another process's.
 stop() {
 	local f=$dir/pids/$1 pid i
 	[ -f "$f" ] || return 0
 	pid=$(cat "$f")
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir" || return 0
 	kill "$pid" 2>/dev/null || return 0
 	for i in $(seq 1 30); do
 		kill -0 "$pid" 2>/dev/null || return 0
@@ -436,7 +439,10 @@ down() {
 		stop $c
 	done
 	if [ -f "$dir/inside.pid" ]; then
-		kill "$(cat "$dir/inside.pid")" 2>/dev/null || true
+		p=$(cat "$dir/inside.pid")
+		if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "cluster.sh inside"; then
+			kill "$p" 2>/dev/null || true
+		fi
 	fi
 	# Wait for the mount namespace's last process, so no mount holds a
 	# file below $dir.

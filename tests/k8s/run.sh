@@ -24,6 +24,13 @@ fi
 "$here/build.sh"
 (cd "$root" && go vet -tags k8s ./tests/k8s && go test -c -tags k8s -o "$cache/e2e.test" ./tests/k8s)
 
+# A cluster left by a run that was killed (CI stopped, the machine
+# rebooted) is torn down first, so this run starts from the host as it
+# should be.
+if [ -e "${SBXK8S_DIR:-/var/lib/sandboxd-k8s}" ] || ip netns list | grep -qw '^sbxk8s'; then
+	say "a cluster from an earlier run is left: tearing it down first"
+	"$here/cluster.sh" down
+fi
 work=$(mktemp -d)
 "$here/cluster.sh" snapshot >"$work/before"
 rc=0
