@@ -14,7 +14,7 @@ import (
 func TestInitBinaryAndFallback(t *testing.T) {
 	requireSandbox(t)
 	if warm != nil {
-		t.Skip("the warm suite's runs are the daemon's; this test is about sandboxctl's own")
+		t.Skip("needs sandboxctl's own cold start, which the warm suite's runs (the daemon's pool) do not have; the cold suite runs this test")
 	}
 	const code = `
 import errno, os, socket
@@ -37,7 +37,7 @@ print("pid1 environ", repr(open("/proc/1/environ", "rb").read()) if os.access("/
 	} {
 		t.Run(c.init, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(filepath.Dir(sandboxctl), "sandboxd-init")); c.env == nil && err != nil {
-				t.Skip("no sandboxd-init beside the prebuilt SANDBOXCTL_BIN:", err)
+				t.Skip("needs sandboxd-init beside the prebuilt SANDBOXCTL_BIN, which has none:", err)
 			}
 			r, code := runJSON(t, runSpec{code: code, env: c.env})
 			wantStatus(t, r, code, "ok", 0)
