@@ -87,6 +87,11 @@ type api struct {
 	http        *http.Client
 }
 
+// at is a client of the same token for one pod, at its address ip.
+func (a *api) at(ip string) *api {
+	return &api{base: "http://" + net.JoinHostPort(ip, "8080"), token: a.token, http: a.http}
+}
+
 // do sends a request and returns its status, header and body.
 func (a *api) do(method, path string, body any) (int, http.Header, []byte, error) {
 	var rd io.Reader
@@ -218,7 +223,7 @@ func (a *api) metric(t *testing.T, name, match string) float64 {
 	t.Helper()
 	var sum float64
 	for pod, ip := range podIPs(t) {
-		p := &api{base: "http://" + net.JoinHostPort(ip, "8080"), token: a.token, http: a.http}
+		p := a.at(ip)
 		code, _, b, err := p.do("GET", "/metrics", nil)
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("/metrics of %s: %d %v", pod, code, err)
@@ -410,7 +415,7 @@ except OSError as e:
 // sandboxd-1.
 func hostIDs(t *testing.T, a *api) {
 	ips := podIPs(t)
-	p := &api{base: "http://" + net.JoinHostPort(ips["sandboxd-0"], "8080"), token: a.token, http: a.http}
+	p := a.at(ips["sandboxd-0"])
 	prog := "import time\nm = [l.split() for l in open('/proc/self/uid_map')]\nprint(min(int(f[1]) for f in m))\ntime.sleep(8)"
 	done := make(chan runResult, 1)
 	go func() {

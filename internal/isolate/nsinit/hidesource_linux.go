@@ -141,6 +141,10 @@ func (v *hostView) mountOverlay(dir, target string) error {
 
 var errNoOverlay = errors.New("no overlay file system for a user namespace")
 
+// bindInstead reports whether mountOverlay's err means a plain bind must
+// show the directory: no overlay here, or not of this directory.
+func bindInstead(err error) bool { return err == errNoOverlay || errors.Is(err, unix.EINVAL) }
+
 // bind shows host path src (a directory or a file, not a symlink) at
 // target, read-only, recursively.
 func (v *hostView) bind(src, target string, dir bool) error {
@@ -150,7 +154,7 @@ func (v *hostView) bind(src, target string, dir bool) error {
 		return v.plainBind(src, target)
 	case dir:
 		err := v.mountOverlay(src, target)
-		if err == errNoOverlay || errors.Is(err, unix.EINVAL) {
+		if bindInstead(err) {
 			return v.plainBind(src, target)
 		}
 		return step("mount an overlay of "+src, err)
@@ -165,7 +169,7 @@ func (v *hostView) bind(src, target string, dir bool) error {
 		if err := os.Mkdir(ov, 0o700); err != nil {
 			return step("mkdir "+ov, err)
 		}
-		if err := v.mountOverlay(parent, ov); err == errNoOverlay || errors.Is(err, unix.EINVAL) {
+		if err := v.mountOverlay(parent, ov); bindInstead(err) {
 			return v.plainBind(src, target)
 		} else if err != nil {
 			return step("mount an overlay of "+parent, err)
