@@ -62,7 +62,11 @@ type Options struct {
 	// default one, which it starts with) until a run takes it: the
 	// daemon's memory budget.
 	WarmReserve func(limits.Bytes) (release func(), err error)
-	Logger      *slog.Logger
+	// WarmBudget, if set, is the memory the warm pools may reserve
+	// together: it bounds each pool's maximum to its share, at the
+	// default memory limit per sandbox.
+	WarmBudget limits.Bytes
+	Logger     *slog.Logger
 }
 
 // Executor runs specs. It is safe for concurrent use.
@@ -130,6 +134,12 @@ func (x *Executor) StartPools(ctx context.Context) error {
 	if x.processErr != nil && len(x.opts.Warm) > 0 {
 		return fmt.Errorf("warm pools need the process backend: %w", x.processErr)
 	}
+	pools := 0
+	for _, size := range x.opts.Warm {
+		if size > 0 {
+			pools++
+		}
+	}
 	for name, size := range x.opts.Warm {
 		if size <= 0 {
 			continue
@@ -153,7 +163,7 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		l.Output = x.opts.Defaults.Output
 		l.Memory = x.opts.Defaults.Memory
 		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
-			Min: size, Max: warmMax(x.opts.WarmMax, size), Refills: x.opts.WarmRefills, Idle: x.opts.WarmIdle,
+			Min: size, Max: x.warmMax(size, pools), Refills: x.opts.WarmRefills, Idle: x.opts.WarmIdle,
 			Reserve: x.opts.WarmReserve,
 			Argv:    rt.Warm.Argv(rt), Files: []run.File{rt.Warm.File()}, Env: env, Limits: l, Logger: x.log,
 		})
@@ -161,13 +171,21 @@ func (x *Executor) StartPools(ctx context.Context) error {
 	return nil
 }
 
-// warmMax is a pool's largest size: the operator's, or 4 times its
-// minimum and at least 8; never below the minimum.
-func warmMax(operator, min int) int {
-	if operator <= 0 {
-		operator = max(4*min, 8)
+// warmMax is the largest size of a pool of minimum size min, one of
+// pools: the operator's WarmMax, or 4 times the minimum and at least 8;
+// at most the pool's share of WarmBudget; never below the minimum.
+func (x *Executor) warmMax(min, pools int) int {
+	m := x.opts.WarmMax
+	if m <= 0 {
+		m = max(4*min, 8)
 	}
-	return max(operator, min)
+	if b, per := x.opts.WarmBudget, x.opts.Defaults.Memory; b > 0 && per > 0 && pools > 0 {
+		if share := int(b / limits.Bytes(pools) / per); share < m {
+			x.log.Info("the memory budget bounds the warm pool", "max", share, "asked", m, "warm_budget", b)
+			m = share
+		}
+	}
+	return max(m, min)
 }
 
 // PoolStats returns each warm pool's figures by runtime.
