@@ -8,10 +8,12 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +39,10 @@ type Config struct {
 	// Window is the Sizer's (DefaultWindow if zero).
 	Window time.Duration
 	// Wait bounds how long a take on an empty pool waits for a sandbox
-	// being started (default: the refills' average time, at most 1s);
-	// with none being started it never waits. Negative: never wait.
+	// being started (default 10s): the take claims one that no other take
+	// waits for and raises it to the default CPU weight, so it is a cold
+	// start already under way. With none to claim it never waits.
+	// Negative: never wait.
 	Wait time.Duration
 	// Reserve, if set, reserves the memory limit of a sandbox the pool
 	// starts, until it is taken (the run's own reservation covers it from
@@ -113,8 +117,9 @@ type Pool struct {
 	mu sync.Mutex
 	// ready is first in, first out: the oldest is the first taken, and
 	// the first destroyed when the pool shrinks.
-	ready    []*Entry
-	starting int
+	ready []*Entry
+	// starting are the sandboxes being started, oldest first.
+	starting []*inflight
 	sizer    Sizer
 	// arrived is signalled (closed and replaced) when an entry becomes
 	// ready, for takes waiting on an empty pool.
@@ -124,6 +129,14 @@ type Pool struct {
 
 	hits, waits, misses, failures, shrunk, refused atomic.Uint64
 	lastRefill                                     atomic.Int64
+}
+
+// inflight is a sandbox being started.
+type inflight struct {
+	// proc is set once the program runs (nil before); claimed once a take
+	// waits for it. Both under Pool.mu.
+	proc    *isolate.HeldProcess
+	claimed bool
 }
 
 // New starts a pool and its manager. ctx bounds the pool's life; Close
@@ -164,21 +177,31 @@ func (p *Pool) Fits(l limits.Limits) bool {
 }
 
 // Take returns a ready sandbox, or nil when none is ready: the caller then
-// starts one cold. On an empty pool it waits a little (Config.Wait) only
-// if a sandbox is being started: that one is further along than a cold
-// start would be. The returned entry's memory reservation is given back:
-// the run that takes it holds its own.
+// starts one cold. On an empty pool it waits (Config.Wait) only for a
+// sandbox being started that it can claim: that one is raised to the
+// default CPU weight and is further along than a cold start would be.
+// The returned entry's memory reservation is given back: the run that
+// takes it holds its own.
 func (p *Pool) Take(ctx context.Context) *Entry {
 	defer p.kick()
 	p.mu.Lock()
 	p.sizer.Take(p.now())
-	wait := p.waitLimit()
 	p.mu.Unlock()
-	var expired <-chan time.Time
+	var (
+		expired <-chan time.Time
+		claim   *inflight
+	)
 	for {
 		p.mu.Lock()
 		e, dead := p.pop()
-		starting, arrived := p.starting, p.arrived
+		arrived := p.arrived
+		var promote *isolate.HeldProcess
+		if e == nil && p.cfg.Wait >= 0 && (claim == nil || !slices.Contains(p.starting, claim)) {
+			claim = p.claim()
+			if claim != nil {
+				promote = claim.proc
+			}
+		}
 		p.mu.Unlock()
 		for _, d := range dead {
 			_ = d.Close()
@@ -192,28 +215,51 @@ func (p *Pool) Take(ctx context.Context) *Entry {
 			e.unreserve = func() {}
 			return e
 		}
-		if starting == 0 || wait <= 0 {
+		if claim == nil {
 			p.misses.Add(1)
 			return nil
 		}
+		if promote != nil {
+			p.foreground(promote)
+		}
 		if expired == nil {
-			t := time.NewTimer(wait)
+			t := time.NewTimer(cmp.Or(p.cfg.Wait, 10*time.Second))
 			defer t.Stop()
 			expired = t.C
 			p.kick() // a refill slot may be free: the target just rose
 		}
 		select {
 		case <-arrived:
+			continue
 		case <-expired:
-			p.misses.Add(1)
-			return nil
 		case <-ctx.Done():
-			p.misses.Add(1)
-			return nil
 		case <-p.ctx.Done():
-			p.misses.Add(1)
-			return nil
 		}
+		// Given up: the sandbox is for the next take that waits.
+		p.mu.Lock()
+		claim.claimed = false
+		p.mu.Unlock()
+		p.misses.Add(1)
+		return nil
+	}
+}
+
+// claim marks the oldest sandbox being started that no take waits for
+// as waited for, and returns it; nil if there is none. p.mu is held.
+func (p *Pool) claim() *inflight {
+	for _, f := range p.starting {
+		if !f.claimed {
+			f.claimed = true
+			return f
+		}
+	}
+	return nil
+}
+
+// foreground raises a sandbox a take waits for to the default CPU weight.
+func (p *Pool) foreground(h *isolate.HeldProcess) {
+	if err := h.Foreground(); err != nil {
+		p.log.Warn("raise a warm sandbox's CPU weight", "err", err)
 	}
 }
 
@@ -234,17 +280,6 @@ func (p *Pool) pop() (e *Entry, dead []*Entry) {
 		return e, dead
 	}
 	return nil, dead
-}
-
-// waitLimit is how long a take on an empty pool may wait; p.mu is held.
-func (p *Pool) waitLimit() time.Duration {
-	if p.cfg.Wait != 0 {
-		return p.cfg.Wait
-	}
-	if l := p.sizer.Latency(); l > 0 {
-		return min(l, time.Second)
-	}
-	return 0
 }
 
 func (p *Pool) kick() {
@@ -283,7 +318,7 @@ func (p *Pool) adjust() {
 	var idle []*Entry
 	p.mu.Lock()
 	target := p.sizer.Target(now)
-	for len(p.ready)+p.starting < target && p.starting < p.cfg.Refills && !now.Before(p.backoffUntil) {
+	for len(p.ready)+len(p.starting) < target && len(p.starting) < p.cfg.Refills && !now.Before(p.backoffUntil) {
 		unreserve := func() {}
 		if p.cfg.Reserve != nil {
 			release, err := p.cfg.Reserve(p.cfg.Limits.Memory)
@@ -295,9 +330,10 @@ func (p *Pool) adjust() {
 			}
 			unreserve = release
 		}
-		p.starting++
+		f := &inflight{}
+		p.starting = append(p.starting, f)
 		p.wg.Add(1)
-		go p.refill(unreserve)
+		go p.refill(f, unreserve)
 	}
 	for len(p.ready) > target && now.Sub(p.ready[0].readyAt) >= p.cfg.Idle {
 		idle = append(idle, p.ready[0])
@@ -314,13 +350,13 @@ func (p *Pool) adjust() {
 }
 
 // refill starts one sandbox and makes it ready.
-func (p *Pool) refill(unreserve func()) {
+func (p *Pool) refill(f *inflight, unreserve func()) {
 	defer p.wg.Done()
 	defer p.kick()
 	began := p.now()
-	e, err := p.start()
+	e, err := p.start(f)
 	p.mu.Lock()
-	p.starting--
+	p.starting = slices.DeleteFunc(p.starting, func(g *inflight) bool { return g == f })
 	if err != nil {
 		failed := p.ctx.Err() == nil
 		if failed {
@@ -352,7 +388,7 @@ func (p *Pool) refill(unreserve func()) {
 	p.mu.Unlock()
 }
 
-func (p *Pool) start() (*Entry, error) {
+func (p *Pool) start(f *inflight) (*Entry, error) {
 	ws, err := p.r.NewWorkspace(p.cfg.Limits.Tmpfs)
 	if err != nil {
 		return nil, err
@@ -368,6 +404,13 @@ func (p *Pool) start() (*Entry, error) {
 		_ = ws.Close()
 		return nil, fmt.Errorf("start warm sandbox: %w", err)
 	}
+	p.mu.Lock()
+	f.proc = proc
+	claimed := f.claimed
+	p.mu.Unlock()
+	if claimed {
+		p.foreground(proc)
+	}
 	if err := proc.WaitReady(p.ctx); err != nil {
 		proc.Kill()
 		_, _ = proc.Wait()
@@ -382,7 +425,7 @@ func (p *Pool) Stats() Stats {
 	now := p.now()
 	p.mu.Lock()
 	st := Stats{
-		Ready: len(p.ready), Starting: p.starting, Target: p.sizer.Target(now), Min: p.cfg.Min, Max: p.cfg.Max,
+		Ready: len(p.ready), Starting: len(p.starting), Target: p.sizer.Target(now), Min: p.cfg.Min, Max: p.cfg.Max,
 		AvgRefill: p.sizer.Latency(), Rate: p.sizer.Rate(now),
 	}
 	p.mu.Unlock()
