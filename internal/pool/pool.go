@@ -195,6 +195,11 @@ func (p *Pool) Take(ctx context.Context) *Entry {
 		p.mu.Lock()
 		e, dead := p.pop()
 		arrived := p.arrived
+		if e != nil && claim != nil {
+			// Served by another sandbox than the one it claimed (which
+			// may still be starting): that one is for the next take.
+			claim.claimed = false
+		}
 		var promote *isolate.HeldProcess
 		if e == nil && p.cfg.Wait >= 0 && (claim == nil || !slices.Contains(p.starting, claim)) {
 			claim = p.claim()
