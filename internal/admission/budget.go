@@ -56,11 +56,21 @@ func NewBudget(limit limits.Bytes, onReject func()) *Budget {
 // waiting. On success, release must be called when what ends; calls after
 // the first do nothing.
 func (b *Budget) Reserve(n limits.Bytes, what string) (release func(), err error) {
+	return b.reserve(n, what, true)
+}
+
+// TryReserve is Reserve for what can do without, the warm pools: a
+// refusal is not counted (onReject), since no request was refused.
+func (b *Budget) TryReserve(n limits.Bytes) (release func(), err error) {
+	return b.reserve(n, "a warm sandbox", false)
+}
+
+func (b *Budget) reserve(n limits.Bytes, what string, count bool) (release func(), err error) {
 	b.mu.Lock()
 	if n < 0 || n > b.limit-b.promised {
 		e := &BudgetError{What: what, Need: n, Promised: b.promised, Budget: b.limit}
 		b.mu.Unlock()
-		if b.onReject != nil {
+		if count && b.onReject != nil {
 			b.onReject()
 		}
 		return nil, e

@@ -152,3 +152,24 @@ func TestRunnerReservesForTheRun(t *testing.T) {
 		t.Errorf("a refused run left %d slots and %s promised", r.Gate.Running(), b.Promised())
 	}
 }
+
+// TestBudgetTryReserve: a warm sandbox's reservation counts against the
+// budget like a run's, but its refusal is not a refused request.
+func TestBudgetTryReserve(t *testing.T) {
+	rejected := 0
+	b := NewBudget(512*limits.MiB, func() { rejected++ })
+	release, err := b.TryReserve(256 * limits.MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(512*limits.MiB, "this run"); !errors.Is(err, ErrOverBudget) || rejected != 1 {
+		t.Errorf("a run past a warm sandbox's reservation: %v, %d counted", err, rejected)
+	}
+	if _, err := b.TryReserve(512 * limits.MiB); !errors.Is(err, ErrOverBudget) || rejected != 1 {
+		t.Errorf("a warm sandbox past the budget: %v, %d counted; want refused, not counted", err, rejected)
+	}
+	release()
+	if b.Promised() != 0 {
+		t.Errorf("promised %v after release", b.Promised())
+	}
+}

@@ -130,6 +130,10 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.Executor.Logger = log
+	// Each warm sandbox holds its memory limit from the budget until a
+	// run takes it; together they may hold a quarter of it.
+	cfg.Executor.WarmReserve = budget.TryReserve
+	cfg.Executor.WarmBudget = budget.Limit() / 4
 	x, err := executor.New(cfg.Executor)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -45,10 +46,27 @@ type Options struct {
 	Versions bool
 	// Wasm configures the wasm backend (made on first use).
 	Wasm wasm.Config
-	// Warm sizes the warm pools by runtime name (only "python" has a warm
-	// runner today); StartPools starts them.
-	Warm   map[string]int
-	Logger *slog.Logger
+	// Warm gives the warm pools' minimum sizes by runtime name (only
+	// "python" has a warm runner today); StartPools starts them.
+	Warm map[string]int
+	// WarmMax bounds each pool's size under demand (default: 4 times
+	// its minimum, at least 8; never below the minimum).
+	WarmMax int
+	// WarmRefills is how many sandboxes each pool may start at once
+	// (default 1).
+	WarmRefills int
+	// WarmIdle is how long a warm sandbox above its pool's target waits
+	// before it is destroyed (default 30s).
+	WarmIdle time.Duration
+	// WarmReserve, if set, reserves each warm sandbox's memory limit (the
+	// default one, which it starts with) until a run takes it: the
+	// daemon's memory budget.
+	WarmReserve func(limits.Bytes) (release func(), err error)
+	// WarmBudget, if set, is the memory the warm pools may reserve
+	// together: it bounds each pool's maximum to its share, at the
+	// default memory limit per sandbox.
+	WarmBudget limits.Bytes
+	Logger     *slog.Logger
 }
 
 // Executor runs specs. It is safe for concurrent use.
@@ -116,6 +134,12 @@ func (x *Executor) StartPools(ctx context.Context) error {
 	if x.processErr != nil && len(x.opts.Warm) > 0 {
 		return fmt.Errorf("warm pools need the process backend: %w", x.processErr)
 	}
+	pools := 0
+	for _, size := range x.opts.Warm {
+		if size > 0 {
+			pools++
+		}
+	}
 	for name, size := range x.opts.Warm {
 		if size <= 0 {
 			continue
@@ -131,14 +155,37 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The ceilings but for memory: a waiting sandbox holds the
+		// default memory limit, which is what it reserves in the budget;
+		// the run that takes it applies its own (and has reserved it).
 		l := x.opts.Ceiling
 		l.Tmpfs = x.opts.Defaults.Tmpfs
 		l.Output = x.opts.Defaults.Output
+		l.Memory = x.opts.Defaults.Memory
 		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
-			Size: size, Argv: rt.Warm.Argv(rt), Files: []run.File{rt.Warm.File()}, Env: env, Limits: l, Logger: x.log,
+			Min: size, Max: x.warmMax(size, pools), Refills: x.opts.WarmRefills, Idle: x.opts.WarmIdle,
+			Reserve: x.opts.WarmReserve,
+			Argv:    rt.Warm.Argv(rt), Files: []run.File{rt.Warm.File()}, Env: env, Limits: l, Logger: x.log,
 		})
 	}
 	return nil
+}
+
+// warmMax is the largest size of a pool of minimum size min, one of
+// pools: the operator's WarmMax, or 4 times the minimum and at least 8;
+// at most the pool's share of WarmBudget; never below the minimum.
+func (x *Executor) warmMax(min, pools int) int {
+	m := x.opts.WarmMax
+	if m <= 0 {
+		m = max(4*min, 8)
+	}
+	if b, per := x.opts.WarmBudget, x.opts.Defaults.Memory; b > 0 && per > 0 && pools > 0 {
+		if share := int(b / limits.Bytes(pools) / per); share < m {
+			x.log.Info("the memory budget bounds the warm pool", "max", share, "asked", m, "warm_budget", b)
+			m = share
+		}
+	}
+	return max(m, min)
 }
 
 // PoolStats returns each warm pool's figures by runtime.
@@ -341,7 +388,7 @@ func (x *Executor) Run(ctx context.Context, rp *run.Plan, stream run.Stream) (*r
 }
 
 func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stream run.Stream) (*run.Result, error) {
-	if e := x.takeWarm(spec, p); e != nil {
+	if e := x.takeWarm(ctx, spec, p); e != nil {
 		res, err := x.runWarm(ctx, spec, p, e, stream)
 		if !errors.Is(err, errNotTaken) {
 			return res, err
@@ -430,7 +477,7 @@ func withStdin(spec *run.Spec, stream run.Stream) run.Stream {
 // with a pool, the pool's tmpfs size, and none of the variables the warm
 // runner names as acting at interpreter start (PYTHON*), which a warm
 // sandbox is past.
-func (x *Executor) takeWarm(spec *run.Spec, p *plan) *pool.Entry {
+func (x *Executor) takeWarm(ctx context.Context, spec *run.Spec, p *plan) *pool.Entry {
 	pl := x.pools[p.rt.Name]
 	if pl == nil || p.rt.Compile != nil || !pl.Fits(p.limits) {
 		return nil
@@ -442,7 +489,7 @@ func (x *Executor) takeWarm(spec *run.Spec, p *plan) *pool.Entry {
 			}
 		}
 	}
-	return pl.Take()
+	return pl.Take(ctx)
 }
 
 // errNotTaken: a warm sandbox could not take the run (its limits could

@@ -65,6 +65,16 @@ func (h *HeldProcess) WaitReady(ctx context.Context) error {
 	}
 }
 
+// Foreground gives the sandbox the default CPU weight before Activate
+// does: a run waits for it to be ready, so its start-up is no longer
+// background work. Activate sets it again; calling it twice is harmless.
+func (h *HeldProcess) Foreground() error {
+	if err := h.cg.background(false); err != nil {
+		return fmt.Errorf("restore CPU weight: %w", err)
+	}
+	return nil
+}
+
 // Activate puts the HeldProcess to use: it replaces the pool's limits
 // with a's, connects the I/O, sends the control input and starts the
 // deadline and the CPU budget. ctx now bounds the run: its end kills it.

@@ -53,6 +53,7 @@ func (r *Runner) StartHeld(context.Context, *Workspace, Exec) (*HeldProcess, err
 }
 func (h *HeldProcess) Activate(context.Context, Activation) error { return ErrUnsupported }
 func (h *HeldProcess) WaitReady(context.Context) error            { return ErrUnsupported }
+func (h *HeldProcess) Foreground() error                          { return ErrUnsupported }
 func (h *HeldProcess) Wait() (*run.Result, error)                 { return nil, ErrUnsupported }
 func (h *HeldProcess) Kill()                                      {}
 func (h *HeldProcess) Done() <-chan struct{}                      { return nil }

@@ -162,38 +162,52 @@ func (m *Metrics) Cell(status run.Status) { m.cells.WithLabelValues(string(statu
 
 // poolCollector exports the warm pools' figures at scrape time.
 type poolCollector struct {
-	stats                                  func() map[string]pool.Stats
-	ready, size, hits, misses, fails, fill *prometheus.Desc
+	stats func() map[string]pool.Stats
+	descs []poolDesc
+}
+
+// poolDesc is one of a pool's figures: its description and how to read it.
+type poolDesc struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	read func(pool.Stats) float64
 }
 
 func newPoolCollector(stats func() map[string]pool.Stats) *poolCollector {
-	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, []string{"runtime"}, nil)
+	gauge := func(name, help string, read func(pool.Stats) float64) poolDesc {
+		return poolDesc{prometheus.NewDesc(name, help, []string{"runtime"}, nil), prometheus.GaugeValue, read}
 	}
-	return &poolCollector{
-		stats:  stats,
-		ready:  d("sandboxd_pool_ready", "Warm sandboxes ready to take a run."),
-		size:   d("sandboxd_pool_size", "Warm sandboxes the pool keeps."),
-		hits:   d("sandboxd_pool_hits_total", "Runs that took a warm sandbox."),
-		misses: d("sandboxd_pool_misses_total", "Runs that found no warm sandbox ready and started cold."),
-		fails:  d("sandboxd_pool_refill_failures_total", "Warm sandboxes that failed to start."),
-		fill:   d("sandboxd_pool_refill_seconds", "How long the last warm sandbox took to start."),
+	counter := func(name, help string, read func(pool.Stats) uint64) poolDesc {
+		return poolDesc{prometheus.NewDesc(name, help, []string{"runtime"}, nil), prometheus.CounterValue,
+			func(st pool.Stats) float64 { return float64(read(st)) }}
 	}
+	return &poolCollector{stats: stats, descs: []poolDesc{
+		gauge("sandboxd_pool_ready", "Warm sandboxes ready to take a run.", func(st pool.Stats) float64 { return float64(st.Ready) }),
+		gauge("sandboxd_pool_size", "Warm sandboxes the pool aims to keep ready now: its target, set by demand between its minimum and maximum.", func(st pool.Stats) float64 { return float64(st.Target) }),
+		gauge("sandboxd_pool_min", "The fewest warm sandboxes the pool keeps (--warm).", func(st pool.Stats) float64 { return float64(st.Min) }),
+		gauge("sandboxd_pool_max", "The most warm sandboxes the pool keeps (--warm-max, bounded by the memory budget).", func(st pool.Stats) float64 { return float64(st.Max) }),
+		gauge("sandboxd_pool_refills_in_flight", "Warm sandboxes being started.", func(st pool.Stats) float64 { return float64(st.Starting) }),
+		gauge("sandboxd_pool_take_rate", "Takes per second the pool sizes itself for (a moving average).", func(st pool.Stats) float64 { return st.Rate }),
+		counter("sandboxd_pool_hits_total", "Runs that took a warm sandbox.", func(st pool.Stats) uint64 { return st.Hits }),
+		counter("sandboxd_pool_waits_total", "Runs that took a warm sandbox after waiting for one being started.", func(st pool.Stats) uint64 { return st.Waits }),
+		counter("sandboxd_pool_misses_total", "Runs that found no warm sandbox ready and started cold.", func(st pool.Stats) uint64 { return st.Misses }),
+		counter("sandboxd_pool_refill_failures_total", "Warm sandboxes that failed to start.", func(st pool.Stats) uint64 { return st.RefillFailures }),
+		counter("sandboxd_pool_shrunk_total", "Warm sandboxes destroyed after idling above the target.", func(st pool.Stats) uint64 { return st.Shrunk }),
+		counter("sandboxd_pool_budget_refusals_total", "Refills not started because the memory budget was promised elsewhere.", func(st pool.Stats) uint64 { return st.BudgetRefusals }),
+		gauge("sandboxd_pool_refill_seconds", "How long the last warm sandbox took to start.", func(st pool.Stats) float64 { return st.LastRefill.Seconds() }),
+	}}
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.ready, c.size, c.hits, c.misses, c.fails, c.fill} {
-		ch <- d
+	for _, d := range c.descs {
+		ch <- d.desc
 	}
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for rt, st := range c.stats() {
-		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(st.Ready), rt)
-		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(st.Size), rt)
-		ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits), rt)
-		ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses), rt)
-		ch <- prometheus.MustNewConstMetric(c.fails, prometheus.CounterValue, float64(st.RefillFailures), rt)
-		ch <- prometheus.MustNewConstMetric(c.fill, prometheus.GaugeValue, st.LastRefill.Seconds(), rt)
+		for _, d := range c.descs {
+			ch <- prometheus.MustNewConstMetric(d.desc, d.kind, d.read(st), rt)
+		}
 	}
 }

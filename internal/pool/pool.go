@@ -1,15 +1,19 @@
 // Package pool keeps sandboxes started ahead of demand, so a run takes one
 // that is ready instead of paying for namespaces, a new root and an
 // interpreter's start-up. Each sandbox serves exactly one run and is then
-// destroyed; the pool refills in the background. Nothing of one run can
-// reach the next: they never share a sandbox.
+// destroyed; the pool refills in the background, several at once, at the
+// least CPU weight, and keeps as many ready as the demand it sees asks for
+// (Sizer). Nothing of one run can reach the next: they never share a
+// sandbox.
 package pool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +25,30 @@ import (
 
 // Config configures one pool.
 type Config struct {
-	// Size is how many ready sandboxes the pool keeps (0 disables it).
-	Size int
+	// Min is how many ready sandboxes the pool keeps at least (0 disables
+	// it). Under demand it keeps more (Sizer), up to Max.
+	Min int
+	// Max is the most it keeps ready or starting (below Min reads as Min).
+	Max int
+	// Refills is how many sandboxes may start at once (default 1). Each
+	// starts at the least CPU weight, so refills yield to live runs.
+	Refills int
+	// Idle is how long a sandbox above the target waits before it is
+	// destroyed (default 30s): the pool shrinks when demand falls.
+	Idle time.Duration
+	// Window is the Sizer's (DefaultWindow if zero).
+	Window time.Duration
+	// Wait bounds how long a take on an empty pool waits for a sandbox
+	// being started (default 10s): the take claims one that no other take
+	// waits for and raises it to the default CPU weight, so it is a cold
+	// start already under way. With none to claim it never waits.
+	// Negative: never wait.
+	Wait time.Duration
+	// Reserve, if set, reserves the memory limit of a sandbox the pool
+	// starts, until it is taken (the run's own reservation covers it from
+	// there) or destroyed: the daemon's memory budget (Reserve of
+	// admission.Budget). A refused reservation starts no sandbox.
+	Reserve func(limits.Bytes) (release func(), err error)
 	// Argv and Env start the waiting program: a runtime's warm runner
 	// (internal/runtimes.Program), which reads a run's control on fd 3.
 	Argv, Env []string
@@ -34,134 +60,340 @@ type Config struct {
 	// fixed at start, so the pool serves only runs of this Tmpfs.
 	Limits limits.Limits
 	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Entry is a ready sandbox: its workspace and its held process.
 type Entry struct {
 	Workspace *isolate.Workspace
 	Process   *isolate.HeldProcess
+	readyAt   time.Time
+	// unreserve gives back the entry's memory reservation (never nil).
+	unreserve func()
 }
 
 // Close removes what the entry holds; call it after the run.
 func (e *Entry) Close() error {
 	e.Process.Kill()
 	_, _ = e.Process.Wait()
-	return e.Workspace.Close()
+	err := e.Workspace.Close()
+	e.unreserve()
+	return err
 }
 
 // Stats are the pool's figures for metrics.
 type Stats struct {
-	Ready, Size    int
-	Hits, Misses   uint64
-	RefillFailures uint64
-	// LastRefill is how long the last sandbox took to start.
-	LastRefill time.Duration
+	// Ready are the sandboxes ready; Starting those being started
+	// (refills in flight); Target what the Sizer asks for now; Min and
+	// Max its bounds.
+	Ready, Starting, Target, Min, Max int
+	// Hits are takes served; Waits the hits that waited for a sandbox
+	// being started; Misses the takes that found none (the run started
+	// cold).
+	Hits, Waits, Misses uint64
+	RefillFailures      uint64
+	// Shrunk counts the sandboxes destroyed for idling above the target;
+	// BudgetRefusals the refills the memory budget refused.
+	Shrunk, BudgetRefusals uint64
+	// LastRefill is how long the last sandbox took to start; AvgRefill
+	// the Sizer's moving average.
+	LastRefill, AvgRefill time.Duration
+	// Rate is the take rate the Sizer sees, per second.
+	Rate float64
 }
 
 // Pool is a pool of ready sandboxes of one kind.
 type Pool struct {
-	cfg    Config
-	r      *isolate.Runner
-	log    *slog.Logger
-	ready  chan *Entry
-	refill chan struct{}
-	ctx    context.Context
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
+	cfg  Config
+	r    *isolate.Runner
+	log  *slog.Logger
+	now  func() time.Time
+	wake chan struct{}
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
-	hits, misses, failures atomic.Uint64
-	lastRefill             atomic.Int64
+	mu sync.Mutex
+	// ready is first in, first out: the oldest is the first taken, and
+	// the first destroyed when the pool shrinks.
+	ready []*Entry
+	// starting are the sandboxes being started, oldest first.
+	starting []*inflight
+	sizer    Sizer
+	// arrived is signalled (closed and replaced) when an entry becomes
+	// ready, for takes waiting on an empty pool.
+	arrived      chan struct{}
+	backoffUntil time.Time
+	backoff      time.Duration
+
+	hits, waits, misses, failures, shrunk, refused atomic.Uint64
+	lastRefill                                     atomic.Int64
 }
 
-// New starts a pool and its refiller. ctx bounds the pool's life; Close
+// inflight is a sandbox being started.
+type inflight struct {
+	// proc is set once the program runs (nil before); claimed once a take
+	// waits for it. Both under Pool.mu.
+	proc    *isolate.HeldProcess
+	claimed bool
+}
+
+// New starts a pool and its manager. ctx bounds the pool's life; Close
 // ends it earlier.
 func New(ctx context.Context, r *isolate.Runner, cfg Config) *Pool {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Min = max(cfg.Min, 0)
+	cfg.Max = max(cfg.Max, cfg.Min)
+	cfg.Refills = max(cfg.Refills, 1)
+	if cfg.Idle <= 0 {
+		cfg.Idle = 30 * time.Second
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	ctx, stop := context.WithCancel(ctx)
-	p := &Pool{cfg: cfg, r: r, log: cfg.Logger, ready: make(chan *Entry, max(cfg.Size, 0)), refill: make(chan struct{}, 1), ctx: ctx, stop: stop}
-	if cfg.Size > 0 {
+	p := &Pool{
+		cfg: cfg, r: r, log: cfg.Logger, now: now, wake: make(chan struct{}, 1), ctx: ctx, stop: stop,
+		sizer:   Sizer{Min: cfg.Min, Max: cfg.Max, Window: cfg.Window},
+		arrived: make(chan struct{}),
+		backoff: minBackoff,
+	}
+	if cfg.Min > 0 {
 		p.wg.Add(1)
-		go p.refiller()
+		go p.manage()
 	}
 	return p
 }
 
+const minBackoff = 100 * time.Millisecond
+
 // Fits reports whether a run with these limits can use the pool.
 func (p *Pool) Fits(l limits.Limits) bool {
-	return p.cfg.Size > 0 && l.Tmpfs == p.cfg.Limits.Tmpfs
+	return p.cfg.Min > 0 && l.Tmpfs == p.cfg.Limits.Tmpfs
 }
 
 // Take returns a ready sandbox, or nil when none is ready: the caller then
-// starts one cold, never waits.
-func (p *Pool) Take() *Entry {
+// starts one cold. On an empty pool it waits (Config.Wait) only for a
+// sandbox being started that it can claim: that one is raised to the
+// default CPU weight and is further along than a cold start would be.
+// The returned entry's memory reservation is given back: the run that
+// takes it holds its own.
+func (p *Pool) Take(ctx context.Context) *Entry {
 	defer p.kick()
+	p.mu.Lock()
+	p.sizer.Take(p.now())
+	p.mu.Unlock()
+	var (
+		expired <-chan time.Time
+		claim   *inflight
+	)
 	for {
-		select {
-		case e := <-p.ready:
-			select {
-			case <-e.Process.Done():
-				// It died waiting (it should not): drop it, try the next.
-				_ = e.Close()
-				continue
-			default:
+		p.mu.Lock()
+		e, dead := p.pop()
+		arrived := p.arrived
+		if e != nil && claim != nil {
+			// Served by another sandbox than the one it claimed (which
+			// may still be starting): that one is for the next take.
+			claim.claimed = false
+		}
+		var promote *isolate.HeldProcess
+		if e == nil && p.cfg.Wait >= 0 && (claim == nil || !slices.Contains(p.starting, claim)) {
+			claim = p.claim()
+			if claim != nil {
+				promote = claim.proc
 			}
+		}
+		p.mu.Unlock()
+		for _, d := range dead {
+			_ = d.Close()
+		}
+		if e != nil {
 			p.hits.Add(1)
+			if expired != nil {
+				p.waits.Add(1)
+			}
+			e.unreserve()
+			e.unreserve = func() {}
 			return e
-		default:
+		}
+		if claim == nil {
 			p.misses.Add(1)
 			return nil
 		}
+		if promote != nil {
+			p.foreground(promote)
+		}
+		if expired == nil {
+			t := time.NewTimer(cmp.Or(p.cfg.Wait, 10*time.Second))
+			defer t.Stop()
+			expired = t.C
+			p.kick() // a refill slot may be free: the target just rose
+		}
+		select {
+		case <-arrived:
+			continue
+		case <-expired:
+		case <-ctx.Done():
+		case <-p.ctx.Done():
+		}
+		// Given up: the sandbox is for the next take that waits.
+		p.mu.Lock()
+		claim.claimed = false
+		p.mu.Unlock()
+		p.misses.Add(1)
+		return nil
 	}
+}
+
+// claim marks the oldest sandbox being started that no take waits for
+// as waited for, and returns it; nil if there is none. p.mu is held.
+func (p *Pool) claim() *inflight {
+	for _, f := range p.starting {
+		if !f.claimed {
+			f.claimed = true
+			return f
+		}
+	}
+	return nil
+}
+
+// foreground raises a sandbox a take waits for to the default CPU weight.
+func (p *Pool) foreground(h *isolate.HeldProcess) {
+	if err := h.Foreground(); err != nil {
+		p.log.Warn("raise a warm sandbox's CPU weight", "err", err)
+	}
+}
+
+// pop takes the oldest ready entry off the pool, and with it those that
+// died waiting (they should not), for the caller to close outside p.mu.
+// p.mu is held.
+func (p *Pool) pop() (e *Entry, dead []*Entry) {
+	for len(p.ready) > 0 {
+		e := p.ready[0]
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+		select {
+		case <-e.Process.Done():
+			dead = append(dead, e)
+			continue
+		default:
+		}
+		return e, dead
+	}
+	return nil, dead
 }
 
 func (p *Pool) kick() {
 	select {
-	case p.refill <- struct{}{}:
+	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
-// refiller keeps the pool full, one sandbox at a time so a refill never
-// takes more than one core from the runs it serves.
-func (p *Pool) refiller() {
+// manage keeps the pool at the Sizer's target: it starts refills, up to
+// Config.Refills at once, while ready and starting sandboxes are fewer
+// than the target, and destroys the oldest ready sandbox above the target
+// once it has waited Config.Idle.
+func (p *Pool) manage() {
 	defer p.wg.Done()
-	backoff := 100 * time.Millisecond
+	tick := time.NewTicker(min(p.cfg.Idle/4, time.Second))
+	defer tick.Stop()
 	for {
-		for len(p.ready) < cap(p.ready) {
-			if p.ctx.Err() != nil {
-				return
-			}
-			e, err := p.start()
-			if err != nil {
-				p.failures.Add(1)
-				p.log.Warn("warm sandbox failed to start", "err", err)
-				select {
-				case <-time.After(backoff):
-					backoff = min(2*backoff, 10*time.Second)
-					continue
-				case <-p.ctx.Done():
-					return
-				}
-			}
-			backoff = 100 * time.Millisecond
-			select {
-			case p.ready <- e:
-			default:
-				_ = e.Close()
-			}
-		}
+		p.adjust()
 		select {
-		case <-p.refill:
+		case <-p.wake:
+		case <-tick.C:
 		case <-p.ctx.Done():
 			return
 		}
 	}
 }
 
-func (p *Pool) start() (*Entry, error) {
-	began := time.Now()
+// adjust starts the refills and destroys the idle sandboxes that the
+// target asks for now.
+func (p *Pool) adjust() {
+	if p.ctx.Err() != nil {
+		return
+	}
+	now := p.now()
+	var idle []*Entry
+	p.mu.Lock()
+	target := p.sizer.Target(now)
+	for len(p.ready)+len(p.starting) < target && len(p.starting) < p.cfg.Refills && !now.Before(p.backoffUntil) {
+		unreserve := func() {}
+		if p.cfg.Reserve != nil {
+			release, err := p.cfg.Reserve(p.cfg.Limits.Memory)
+			if err != nil {
+				// Runs and sessions hold the budget: no more warm
+				// sandboxes until one gives some back.
+				p.refused.Add(1)
+				break
+			}
+			unreserve = release
+		}
+		f := &inflight{}
+		p.starting = append(p.starting, f)
+		p.wg.Add(1)
+		go p.refill(f, unreserve)
+	}
+	for len(p.ready) > target && now.Sub(p.ready[0].readyAt) >= p.cfg.Idle {
+		idle = append(idle, p.ready[0])
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+	}
+	p.mu.Unlock()
+	for _, e := range idle {
+		p.shrunk.Add(1)
+		if err := e.Close(); err != nil {
+			p.log.Warn("destroy an idle warm sandbox", "err", err)
+		}
+	}
+}
+
+// refill starts one sandbox and makes it ready.
+func (p *Pool) refill(f *inflight, unreserve func()) {
+	defer p.wg.Done()
+	defer p.kick()
+	began := p.now()
+	e, err := p.start(f)
+	p.mu.Lock()
+	p.starting = slices.DeleteFunc(p.starting, func(g *inflight) bool { return g == f })
+	if err != nil {
+		failed := p.ctx.Err() == nil
+		if failed {
+			p.backoffUntil = p.now().Add(p.backoff)
+			p.backoff = min(2*p.backoff, 10*time.Second)
+		}
+		p.mu.Unlock()
+		unreserve()
+		if failed {
+			p.failures.Add(1)
+			p.log.Warn("warm sandbox failed to start", "err", err)
+		}
+		return
+	}
+	p.backoff = minBackoff
+	took := p.now().Sub(began)
+	p.lastRefill.Store(int64(took))
+	p.sizer.Refilled(took)
+	e.readyAt, e.unreserve = p.now(), unreserve
+	if p.ctx.Err() != nil {
+		// Close is draining: the entry is not for the pool any more.
+		p.mu.Unlock()
+		_ = e.Close()
+		return
+	}
+	p.ready = append(p.ready, e)
+	close(p.arrived)
+	p.arrived = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *Pool) start(f *inflight) (*Entry, error) {
 	ws, err := p.r.NewWorkspace(p.cfg.Limits.Tmpfs)
 	if err != nil {
 		return nil, err
@@ -177,36 +409,52 @@ func (p *Pool) start() (*Entry, error) {
 		_ = ws.Close()
 		return nil, fmt.Errorf("start warm sandbox: %w", err)
 	}
+	p.mu.Lock()
+	f.proc = proc
+	claimed := f.claimed
+	p.mu.Unlock()
+	if claimed {
+		p.foreground(proc)
+	}
 	if err := proc.WaitReady(p.ctx); err != nil {
 		proc.Kill()
 		_, _ = proc.Wait()
 		_ = ws.Close()
 		return nil, fmt.Errorf("warm sandbox start-up: %w", err)
 	}
-	p.lastRefill.Store(int64(time.Since(began)))
-	return &Entry{Workspace: ws, Process: proc}, nil
+	return &Entry{Workspace: ws, Process: proc, unreserve: func() {}}, nil
 }
 
 // Stats returns the pool's figures.
 func (p *Pool) Stats() Stats {
-	return Stats{
-		Ready: len(p.ready), Size: p.cfg.Size,
-		Hits: p.hits.Load(), Misses: p.misses.Load(), RefillFailures: p.failures.Load(),
-		LastRefill: time.Duration(p.lastRefill.Load()),
+	now := p.now()
+	p.mu.Lock()
+	st := Stats{
+		Ready: len(p.ready), Starting: len(p.starting), Target: p.sizer.Target(now), Min: p.cfg.Min, Max: p.cfg.Max,
+		AvgRefill: p.sizer.Latency(), Rate: p.sizer.Rate(now),
 	}
+	p.mu.Unlock()
+	if p.cfg.Min == 0 {
+		st.Target = 0
+	}
+	st.Hits, st.Waits, st.Misses = p.hits.Load(), p.waits.Load(), p.misses.Load()
+	st.RefillFailures, st.Shrunk, st.BudgetRefusals = p.failures.Load(), p.shrunk.Load(), p.refused.Load()
+	st.LastRefill = time.Duration(p.lastRefill.Load())
+	return st
 }
 
-// Close stops the refiller and destroys every ready sandbox.
+// Close stops the manager, waits for the refills in flight and destroys
+// every ready sandbox.
 func (p *Pool) Close() error {
 	p.stop()
 	p.wg.Wait()
+	p.mu.Lock()
+	ready := p.ready
+	p.ready = nil
+	p.mu.Unlock()
 	var errs []error
-	for {
-		select {
-		case e := <-p.ready:
-			errs = append(errs, e.Close())
-		default:
-			return errors.Join(errs...)
-		}
+	for _, e := range ready {
+		errs = append(errs, e.Close())
 	}
+	return errors.Join(errs...)
 }

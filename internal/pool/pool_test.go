@@ -2,10 +2,12 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +27,12 @@ func TestMain(m *testing.M) {
 
 func newPool(t *testing.T, size int) (*Pool, string) {
 	t.Helper()
+	// Takes never wait: an empty pool is a miss at once.
+	return newPoolWith(t, Config{Min: size, Wait: -1})
+}
+
+func newPoolWith(t *testing.T, cfg Config) (*Pool, string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("requires root for the process backend")
 	}
@@ -38,7 +46,8 @@ func newPool(t *testing.T, size int) (*Pool, string) {
 	}
 	rt, _ := runtimes.Default().Lookup("python")
 	argv, files := rt.Warm.Argv(rt), []run.File{rt.Warm.File()}
-	p := New(t.Context(), r, Config{Size: size, Argv: argv, Files: files, Limits: limits.Defaults()})
+	cfg.Argv, cfg.Files, cfg.Limits = argv, files, limits.Defaults()
+	p := New(t.Context(), r, cfg)
 	return p, state
 }
 
@@ -69,13 +78,13 @@ func runDirs(t *testing.T, state string) []string {
 func TestPoolTakeRefillClose(t *testing.T) {
 	p, state := newPool(t, 2)
 	waitReady(t, p, 2)
-	e1, e2 := p.Take(), p.Take()
+	e1, e2 := p.Take(t.Context()), p.Take(t.Context())
 	if e1 == nil || e2 == nil {
 		t.Fatal("a full pool of 2 gave no entry")
 	}
 	// Refilling takes tens of ms, so the pool is empty now: a miss, at once.
 	start := time.Now()
-	e3 := p.Take()
+	e3 := p.Take(t.Context())
 	if took := time.Since(start); took > 100*time.Millisecond {
 		t.Errorf("Take on an empty pool waited %v", took)
 	}
@@ -111,7 +120,7 @@ func TestPoolEntryServesItsRun(t *testing.T) {
 	p, _ := newPool(t, 1)
 	defer p.Close()
 	waitReady(t, p, 1)
-	e := p.Take()
+	e := p.Take(t.Context())
 	defer e.Close()
 	if err := e.Workspace.WriteFile(runFile("main.py", "print('from the pool')")); err != nil {
 		t.Fatal(err)
@@ -138,7 +147,7 @@ func TestPoolRunnerNotInArgv(t *testing.T) {
 	p, _ := newPool(t, 1)
 	defer p.Close()
 	waitReady(t, p, 1)
-	e := p.Take()
+	e := p.Take(t.Context())
 	defer e.Close()
 	if err := e.Workspace.WriteFile(runFile("main.py", "import sys; sys.stdout.buffer.write(open('/proc/self/cmdline', 'rb').read())")); err != nil {
 		t.Fatal(err)
@@ -159,5 +168,142 @@ func TestPoolRunnerNotInArgv(t *testing.T) {
 	files, _, err := e.Workspace.Collect(workspace.CollectLimits{MaxFiles: 10, MaxFileSize: 1 << 20, MaxTotal: 1 << 20})
 	if err != nil || len(files) != 0 {
 		t.Errorf("produced files %v, %v; want none", files, err)
+	}
+}
+
+// fakeBudget counts what a pool reserves, and refuses past its limit.
+type fakeBudget struct {
+	mu             sync.Mutex
+	promised, peak limits.Bytes
+	limit          limits.Bytes
+}
+
+func (b *fakeBudget) reserve(n limits.Bytes) (func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.promised+n > b.limit {
+		return nil, errors.New("over budget")
+	}
+	b.promised += n
+	b.peak = max(b.peak, b.promised)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			b.promised -= n
+			b.mu.Unlock()
+		})
+	}, nil
+}
+
+func (b *fakeBudget) now() limits.Bytes {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.promised
+}
+
+// TestPoolGrowsUnderBurstsAndShrinks: bursts of takes, three at once
+// every two seconds, meet a pool of one. The pool grows, so that the later bursts start no
+// sandbox cold and mostly find theirs ready; once the bursts stop, it
+// destroys what idles above its minimum. Every sandbox it holds has its
+// memory reserved, and nothing stays reserved after Close.
+func TestPoolGrowsUnderBurstsAndShrinks(t *testing.T) {
+	mem := limits.Defaults().Memory
+	budget := &fakeBudget{limit: 64 * mem}
+	p, state := newPoolWith(t, Config{
+		// Refills of 3 keep up with 1.5 takes/s even when a start takes
+		// over a second (a loaded 2-core machine); the idle time is
+		// longer than the bursts' period, so the pool keeps what it grew.
+		Min: 1, Max: 8, Refills: 3, Idle: 4 * time.Second,
+		Reserve: budget.reserve,
+	})
+	waitReady(t, p, 1)
+	const bursts, width = 14, 3
+	var closing sync.WaitGroup
+	var late Stats
+	for i := range bursts {
+		if i == bursts-5 {
+			late = p.Stats()
+		}
+		var wg sync.WaitGroup
+		for range width {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if e := p.Take(t.Context()); e != nil {
+					closing.Add(1)
+					go func() { defer closing.Done(); e.Close() }()
+				}
+			}()
+		}
+		wg.Wait()
+		time.Sleep(2 * time.Second)
+	}
+	end := p.Stats()
+	t.Logf("after the bursts: %+v", end)
+	if end.Max != 8 || end.Target <= 1 {
+		t.Errorf("the pool did not grow under bursts of %d: %+v", width, end)
+	}
+	if m := end.Misses - late.Misses; m != 0 {
+		t.Errorf("%d takes of the last 5 bursts started cold: %+v", m, end)
+	}
+	if ready := (end.Hits - end.Waits) - (late.Hits - late.Waits); ready < 5*width/2 {
+		t.Errorf("only %d of the last 5 bursts' %d takes found a sandbox ready: %+v", ready, 5*width, end)
+	}
+	closing.Wait()
+
+	// Demand stopped: within the window's decay and the idle time, the
+	// pool is back to its minimum.
+	deadline := time.Now().Add(60 * time.Second)
+	for st := p.Stats(); st.Ready > 1 || st.Target > 1; st = p.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool never shrank back to 1: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := p.Stats()
+	if st.Shrunk == 0 {
+		t.Errorf("no sandbox was destroyed for idling: %+v", st)
+	}
+	// A destroyed sandbox gives its memory back once it is gone, a moment
+	// after it left the pool.
+	for budget.now() != limits.Bytes(st.Ready+st.Starting)*mem {
+		if time.Now().After(deadline) {
+			t.Fatalf("reserved %v for %d ready and %d starting sandboxes of %v", budget.now(), st.Ready, st.Starting, mem)
+		}
+		time.Sleep(10 * time.Millisecond)
+		st = p.Stats()
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := budget.now(); got != 0 {
+		t.Errorf("%v still reserved after Close", got)
+	}
+	if budget.peak > limits.Bytes(8)*mem {
+		t.Errorf("the pool reserved %v at its peak, more than its max of 8 sandboxes", budget.peak)
+	}
+	if dirs := runDirs(t, state); len(dirs) != 0 {
+		t.Errorf("Close left run dirs: %v", dirs)
+	}
+}
+
+// TestPoolBudgetBoundsGrowth: the pool starts no sandbox the budget
+// refuses, and says so.
+func TestPoolBudgetBoundsGrowth(t *testing.T) {
+	mem := limits.Defaults().Memory
+	budget := &fakeBudget{limit: 2 * mem}
+	p, _ := newPoolWith(t, Config{Min: 4, Max: 4, Refills: 4, Reserve: budget.reserve})
+	waitReady(t, p, 2)
+	time.Sleep(300 * time.Millisecond)
+	st := p.Stats()
+	if st.Ready+st.Starting != 2 || st.BudgetRefusals == 0 {
+		t.Errorf("a budget of 2 sandboxes: %+v", st)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := budget.now(); got != 0 {
+		t.Errorf("%v still reserved after Close", got)
 	}
 }
