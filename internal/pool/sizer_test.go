@@ -104,3 +104,35 @@ func TestSizerRefillAverage(t *testing.T) {
 		t.Errorf("after 80ms then 160ms: %v, want 90ms", s.Latency())
 	}
 }
+
+// TestSizerBursts: three takes at once every two seconds is a rate the
+// average reads as a target of one, yet each burst needs three sandboxes
+// ready. The target holds the burst between bursts and lets it go ten
+// windows after the last one.
+func TestSizerBursts(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := &Sizer{Min: 1, Max: 8, Window: time.Second}
+	s.Refilled(200 * time.Millisecond)
+	at := t0
+	for range 10 {
+		for range 3 {
+			s.Take(at)
+		}
+		at = at.Add(2 * time.Second)
+		if got := s.Target(at.Add(-time.Millisecond)); got != 3 {
+			t.Fatalf("target %d just before the next burst of 3 (rate %.2f); want 3", got, s.Rate(at))
+		}
+	}
+	// Takes spread wider than a refill time are not a burst.
+	s2 := &Sizer{Min: 1, Max: 8, Window: time.Second}
+	s2.Refilled(200 * time.Millisecond)
+	for i := range 3 {
+		s2.Take(t0.Add(time.Duration(i) * 300 * time.Millisecond))
+	}
+	if got := s2.Target(t0.Add(2 * time.Second)); got != 1 {
+		t.Errorf("target %d after 3 takes 300 ms apart with 200 ms refills; want 1", got)
+	}
+	if got := s.Target(at.Add(10*time.Second + time.Millisecond)); got != 1 {
+		t.Errorf("target %d ten windows after the last burst; want the minimum 1", got)
+	}
+}
