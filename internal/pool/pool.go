@@ -30,8 +30,11 @@ type Config struct {
 	Min int
 	// Max is the most it keeps ready or starting (below Min reads as Min).
 	Max int
-	// Refills is how many sandboxes may start at once (default 1). Each
-	// starts at the least CPU weight, so refills yield to live runs.
+	// Refills is how many sandboxes may start at once (default 1). Those
+	// above Min start at the least CPU weight, so growth yields to live
+	// runs; those that bring the pool up to Min start at the default
+	// weight, since a floor starved by busy runs would never fill, and
+	// then every take would start cold.
 	Refills int
 	// Idle is how long a sandbox above the target waits before it is
 	// destroyed (default 30s): the pool shrinks when demand falls.
@@ -137,6 +140,9 @@ type inflight struct {
 	// waits for it. Both under Pool.mu.
 	proc    *isolate.HeldProcess
 	claimed bool
+	// floor: it brings the pool up to Min, so it runs at the default
+	// CPU weight from the start.
+	floor bool
 }
 
 // New starts a pool and its manager. ctx bounds the pool's life; Close
@@ -335,7 +341,7 @@ func (p *Pool) adjust() {
 			}
 			unreserve = release
 		}
-		f := &inflight{}
+		f := &inflight{floor: len(p.ready)+len(p.starting) < p.cfg.Min}
 		p.starting = append(p.starting, f)
 		p.wg.Add(1)
 		go p.refill(f, unreserve)
@@ -411,7 +417,7 @@ func (p *Pool) start(f *inflight) (*Entry, error) {
 	}
 	p.mu.Lock()
 	f.proc = proc
-	claimed := f.claimed
+	claimed := f.claimed || f.floor
 	p.mu.Unlock()
 	if claimed {
 		p.foreground(proc)

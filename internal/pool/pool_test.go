@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,6 +63,26 @@ func waitReady(t *testing.T, p *Pool, n int) {
 	}
 }
 
+// cpuWeights reads the CPU weight of every sandbox cgroup under parent,
+// from cgroup v1's cpu.shares or v2's cpu.weight.
+func cpuWeights(t *testing.T, parent string) []string {
+	t.Helper()
+	var files []string
+	for _, pat := range []string{"/sys/fs/cgroup/cpu/%s/*/cpu.shares", "/sys/fs/cgroup/%s/*/cpu.weight"} {
+		m, _ := filepath.Glob(fmt.Sprintf(pat, parent))
+		files = append(files, m...)
+	}
+	var w []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w = append(w, strings.TrimSpace(string(b)))
+	}
+	return w
+}
+
 func runDirs(t *testing.T, state string) []string {
 	t.Helper()
 	ents, _ := os.ReadDir(filepath.Join(state, "runs"))
@@ -78,6 +99,11 @@ func runDirs(t *testing.T, state string) []string {
 func TestPoolTakeRefillClose(t *testing.T) {
 	p, state := newPool(t, 2)
 	waitReady(t, p, 2)
+	// The pool's floor starts at the default CPU weight: at the least
+	// one, busy runs beside it would starve it and every take go cold.
+	if w := cpuWeights(t, filepath.Base(state)); len(w) != 2 || w[0] != w[1] || (w[0] != "1024" && w[0] != "100") {
+		t.Errorf("the CPU weights of a pool of 2 at its minimum are %q; want the default for both", w)
+	}
 	e1, e2 := p.Take(t.Context()), p.Take(t.Context())
 	if e1 == nil || e2 == nil {
 		t.Fatal("a full pool of 2 gave no entry")
