@@ -97,6 +97,7 @@ func bench(ctx context.Context, phase time.Duration, only string, rssBound int64
 	measure := func(name string, f func(context.Context) string) {
 		b.reset()
 		samples.reset()
+		before := cpuNow(d.cmd.Process.Pid)
 		pctx, cancel := context.WithTimeout(ctx, phase)
 		note := ""
 		if f != nil {
@@ -104,7 +105,7 @@ func bench(ctx context.Context, phase time.Duration, only string, rssBound int64
 		}
 		<-pctx.Done()
 		cancel()
-		rows = append(rows, row{name: name, b: b.snapshot(), rss: samples.maxRSS(), fds: samples.maxFDs(),
+		rows = append(rows, row{name: name, b: b.snapshot(), cpu: cpuNow(d.cmd.Process.Pid).sub(before), rss: samples.maxRSS(), fds: samples.maxFDs(),
 			endRSS: samples.lastRSS(), endFDs: samples.lastFDs(), note: note, load: loadAvg(),
 			rssSeries: samples.series(func(s *sampler) []int64 { return s.rss }), fdSeries: samples.series(func(s *sampler) []int64 { return s.fds })})
 		fmt.Printf("  %-28s done\n", name)
@@ -658,6 +659,44 @@ type row struct {
 	// daemon's RSS and fds every 250 ms of the phase.
 	load                string
 	rssSeries, fdSeries []int64
+	cpu                 cpuTimes
+}
+
+// cpuTimes is where the CPU went: the daemon's own, its reaped children's
+// (the sandboxes, each reaped by its init and the init by the daemon) and
+// this bench's (both tenants' clients).
+type cpuTimes struct{ daemon, sandboxes, bench time.Duration }
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{c.daemon - o.daemon, c.sandboxes - o.sandboxes, c.bench - o.bench}
+}
+
+func cpuNow(daemon int) cpuTimes {
+	d := procTicks(strconv.Itoa(daemon))
+	b := procTicks("self")
+	return cpuTimes{daemon: d[0] + d[1], sandboxes: d[2] + d[3], bench: b[0] + b[1]}
+}
+
+// procTicks reads utime, stime, cutime and cstime from /proc/pid/stat.
+func procTicks(pid string) [4]time.Duration {
+	var out [4]time.Duration
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return out
+	}
+	// The fields after the command's closing parenthesis, from state (3).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return out
+	}
+	f := strings.Fields(string(b[i+1:]))
+	for k := range out {
+		if 11+k < len(f) {
+			n, _ := strconv.ParseInt(f[11+k], 10, 64)
+			out[k] = time.Duration(n) * time.Second / 100 // USER_HZ
+		}
+	}
+	return out
 }
 
 func report(rows []row, rssBound int64) {
@@ -670,13 +709,14 @@ func report(rows []row, rssBound int64) {
 	}
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
 	fmt.Println()
-	fmt.Printf("%-24s %9s %15s %15s %9s %8s %6s  %s\n", "phase", "B ok/all", "run p50/p99", "cell p50/p99", "p99/alone", "RSS max", "fds", "tenant A")
+	fmt.Printf("%-24s %9s %15s %15s %9s %8s %6s %16s  %s\n", "phase", "B ok/all", "run p50/p99", "cell p50/p99", "p99/alone", "RSS max", "fds", "CPU s dmn/sbx/cl", "tenant A")
 	allOK, within2x, underRSS := true, true, true
 	for _, r := range rows {
 		// The worse of the two workloads' p99 ratios.
 		x := max(ratio(r.b.runP99, alone.b.runP99), ratio(r.b.cellP99, alone.b.cellP99))
-		fmt.Printf("%-24s %4d/%-4d %15s %15s %8.2fx %5dMiB %6d  %s\n", r.name, r.b.ok, r.b.ok+r.b.failed,
-			ms(r.b.runP50)+"/"+ms(r.b.runP99), ms(r.b.cellP50)+"/"+ms(r.b.cellP99), x, r.rss/mib, r.fds, r.note)
+		cpu := fmt.Sprintf("%.1f/%.1f/%.1f", r.cpu.daemon.Seconds(), r.cpu.sandboxes.Seconds(), r.cpu.bench.Seconds())
+		fmt.Printf("%-24s %4d/%-4d %15s %15s %8.2fx %5dMiB %6d %16s  %s\n", r.name, r.b.ok, r.b.ok+r.b.failed,
+			ms(r.b.runP50)+"/"+ms(r.b.runP99), ms(r.b.cellP50)+"/"+ms(r.b.cellP99), x, r.rss/mib, r.fds, cpu, r.note)
 		for msg, n := range r.b.fails {
 			fmt.Printf("%24s B failed %d x: %s\n", "", n, msg)
 		}
