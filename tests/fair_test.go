@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,4 +83,70 @@ func TestFairAdmission(t *testing.T) {
 		t.Errorf("B's run came back after %d of A's runs, %s after it was sent: it waited behind A's queue", n, time.Since(start).Round(time.Millisecond))
 	}
 	t.Logf("B's run took %s with A's 2 running and 4 waiting; A refused %d times", time.Since(start).Round(time.Millisecond), aRefused.Load())
+}
+
+// TestFairCPU (issue 14): tenant A spins four runs at once and tenant B
+// one, all for the same 4 seconds. The busy sandboxes of a tenant share
+// one CPU weight (isolate/cpushares_linux.go), so B's one run gets about
+// as much CPU as A's four together: four times each of A's, where equal
+// weights per sandbox would give every run the same. B is the bystander:
+// its run's CPU is what A's runs would take from it.
+func TestFairCPU(t *testing.T) {
+	requireDaemon(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("tenant-a\ntenant-b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, daemonConfig{args: []string{"--token-file", tokens, "--max-concurrent", "8"}})
+	d.token = "tenant-b"
+	spin := mustJSON(t, pyRun("while True:\n    pass\n", map[string]any{"timeout": "4s", "cpu_time": "30s"}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type answer struct {
+		tenant string
+		res    *result
+		err    error
+	}
+	answers := make(chan answer, 5)
+	for _, tenant := range []string{"tenant-a", "tenant-a", "tenant-a", "tenant-a", "tenant-b"} {
+		go func() {
+			resp, b, err := d.do(ctx, "POST", "/v1/runs", spin, http.Header{"Authorization": {"Bearer " + tenant}})
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, tail(b))
+			}
+			var res *result
+			if err == nil {
+				res = decodeAPIResult(t, b)
+			}
+			answers <- answer{tenant, res, err}
+		}()
+	}
+	var a []time.Duration
+	var b time.Duration
+	for range 5 {
+		ans := <-answers
+		if ans.err != nil {
+			t.Fatalf("%s's run: %v", ans.tenant, ans.err)
+		}
+		if ans.res.Status != "timeout" {
+			t.Fatalf("%s's run: status %s (%s), want timeout", ans.tenant, ans.res.Status, ans.res.Reason)
+		}
+		if ans.tenant == "tenant-a" {
+			a = append(a, ans.res.CPUTime)
+		} else {
+			b = ans.res.CPUTime
+		}
+	}
+	var sum time.Duration
+	for _, c := range a {
+		sum += c
+	}
+	mean := sum / time.Duration(len(a))
+	t.Logf("CPU in 4s: B's run %s; A's runs %v (mean %s); ratio %.2f", b, a, mean, float64(b)/float64(mean))
+	// Equal weights per sandbox give a ratio near 1, shares by tenant
+	// near 4 (B's run takes a core where it can; A's four share the
+	// rest). 2 leaves room for a busy host's noise either way.
+	if b < 2*mean {
+		t.Errorf("B's run got %s of CPU, A's %s each: under twice as much, so A's four runs took B's share", b, mean)
+	}
 }

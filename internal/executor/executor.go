@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/pool"
@@ -408,7 +409,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		if err := ws.MkdirInternal(runtimes.BinaryPath); err != nil {
 			return run.InternalError(err), err
 		}
-		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr, Spool: stream.Spool}, Limits: p.compileLimits})
+		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr, Spool: stream.Spool}, Limits: p.compileLimits, Tenant: admission.Tenant(ctx)})
 		if err != nil || compiled.Status != run.StatusOK {
 			res := *compiled
 			res.Compile = compiled
@@ -427,6 +428,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		Env:    p.env,
 		Stream: withStdin(spec, stream),
 		Limits: p.limits,
+		Tenant: admission.Tenant(ctx),
 	})
 	res.Compile = compiled
 	if err == nil {
@@ -516,7 +518,7 @@ func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool
 		return nil, err
 	}
 	err = e.Process.Activate(ctx, isolate.Activation{
-		Limits: p.limits, Stream: withStdin(spec, stream), Control: control,
+		Limits: p.limits, Stream: withStdin(spec, stream), Control: control, Tenant: admission.Tenant(ctx),
 	})
 	if err != nil {
 		x.log.Info("warm sandbox refused the run; running it cold", "err", err)

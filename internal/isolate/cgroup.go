@@ -34,10 +34,11 @@ type runCgroup interface {
 	update(l limits.Limits) error
 	// pids lists the processes in the cgroup.
 	pids() ([]int, error)
-	// background gives the cgroup the least CPU weight (a warm sandbox
-	// starting up must not slow the runs being served) or, off, the
-	// default weight.
-	background(on bool) error
+	// weight gives the cgroup one of parts equal parts of the default
+	// CPU weight (one part: the default; see cpushares_linux.go), or,
+	// with parts weightLeast, the least weight: a warm sandbox starting
+	// up must not slow the runs being served.
+	weight(parts int) error
 	// destroy removes the cgroup; it kills what is left first.
 	destroy() error
 }
@@ -54,6 +55,18 @@ type cgroupDriver interface {
 	// under it together, at limit bytes (no swap): the second line behind
 	// the daemon's memory budget.
 	limitParent(limit int64) error
+}
+
+// weightLeast, as weight's parts, is the least CPU weight there is.
+const weightLeast = 0
+
+// partWeight is one of parts equal parts of def, at least least; parts
+// weightLeast is least.
+func partWeight(def, least, parts int) int {
+	if parts <= weightLeast {
+		return least
+	}
+	return max(least, def/parts)
 }
 
 // cpuQuota maps a CPU bandwidth in cores onto a CFS quota per period.

@@ -235,12 +235,10 @@ func (c *v1Cgroup) update(l limits.Limits) error {
 	return c.cg.Update(res)
 }
 
-func (c *v1Cgroup) background(on bool) error {
-	shares := "1024" // the kernel's default
-	if on {
-		shares = "2" // its minimum
-	}
-	return os.WriteFile(filepath.Join(c.d.dir(cgroup1.Cpu, c.path), "cpu.shares"), []byte(shares), 0)
+// cpu.shares: the kernel's default is 1024, its minimum 2.
+func (c *v1Cgroup) weight(parts int) error {
+	w := partWeight(1024, 2, parts)
+	return os.WriteFile(filepath.Join(c.d.dir(cgroup1.Cpu, c.path), "cpu.shares"), []byte(strconv.Itoa(w)), 0)
 }
 
 func (c *v1Cgroup) pids() ([]int, error) {
@@ -380,12 +378,10 @@ func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources
 
 func (c *v2Cgroup) pids() ([]int, error) { return readPids(filepath.Join(c.dir, "cgroup.procs")) }
 
-func (c *v2Cgroup) background(on bool) error {
-	weight := "100" // the kernel's default
-	if on {
-		weight = "1" // its minimum
-	}
-	return os.WriteFile(filepath.Join(c.dir, "cpu.weight"), []byte(weight), 0)
+// cpu.weight: the kernel's default is 100, its minimum 1.
+func (c *v2Cgroup) weight(parts int) error {
+	w := partWeight(100, 1, parts)
+	return os.WriteFile(filepath.Join(c.dir, "cpu.weight"), []byte(strconv.Itoa(w)), 0)
 }
 
 func (c *v2Cgroup) cpu() (time.Duration, error) {

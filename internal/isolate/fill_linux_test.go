@@ -234,7 +234,7 @@ func TestFillerPlacementV2Real(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sandbox{cg: &v2Cgroup{dir: dir, dirfd: fd}}
+	s := &sandbox{r: &Runner{}, cg: &v2Cgroup{dir: dir, dirfd: fd}}
 	defer s.destroyCgroup()
 	in, feed, err := os.Pipe()
 	if err != nil {

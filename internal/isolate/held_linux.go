@@ -66,10 +66,11 @@ func (h *HeldProcess) WaitReady(ctx context.Context) error {
 }
 
 // Foreground gives the sandbox the default CPU weight before Activate
-// does: a run waits for it to be ready, so its start-up is no longer
-// background work. Activate sets it again; calling it twice is harmless.
+// gives it its tenant's part: a run waits for it to be ready, so its
+// start-up is no longer background work. (Which run's is not known yet:
+// the one waiting may be served by another.)
 func (h *HeldProcess) Foreground() error {
-	if err := h.cg.background(false); err != nil {
+	if err := h.cg.weight(1); err != nil {
 		return fmt.Errorf("restore CPU weight: %w", err)
 	}
 	return nil
@@ -91,6 +92,9 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 	if err := h.limit(a.Limits); err != nil {
 		return err
 	}
+	if err := h.r.shares.join(h.sandbox, a.Tenant); err != nil {
+		return fmt.Errorf("set the CPU weight: %w", err)
+	}
 	cpu, _ := h.cg.cpu()
 	h.stdout.SetSpool(a.Spool)
 	h.stderr.SetSpool(a.Spool)
@@ -106,8 +110,8 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 	return nil
 }
 
-// limit replaces the limits the sandbox was started with: the cgroup's,
-// its CPU weight, and the program's rlimits (the program has started
+// limit replaces the limits the sandbox was started with: the cgroup's
+// and the program's rlimits (the program has started
 // nothing yet, so it is the only process they must reach).
 func (h *HeldProcess) limit(l limits.Limits) error {
 	// The pid was read from cgroup.procs at start; it must still be the
@@ -121,16 +125,12 @@ func (h *HeldProcess) limit(l limits.Limits) error {
 }
 
 // relimit replaces the limits a sandbox started ahead of its use was
-// built with by l: the cgroup's, its CPU weight (back from background),
-// its /proc/meminfo, and the rlimits of pid, the program, which must be
+// built with by l: the cgroup's, its /proc/meminfo, and the rlimits of pid, the program, which must be
 // the only process they reach (it has started nothing yet). The caller
 // has checked that pid is still the sandbox's.
 func (s *sandbox) relimit(pid int, l limits.Limits) error {
 	if err := s.cg.update(l); err != nil {
 		return fmt.Errorf("apply limits: %w", err)
-	}
-	if err := s.cg.background(false); err != nil {
-		return fmt.Errorf("restore CPU weight: %w", err)
 	}
 	if err := s.updateMeminfo(l); err != nil {
 		return err

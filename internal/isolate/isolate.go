@@ -122,6 +122,10 @@ type Exec struct {
 	run.Stream
 	// Limits must be complete (merged with defaults and validated).
 	Limits limits.Limits
+	// Tenant is who the sandbox works for (a token's owner, a client's
+	// address; "" is a tenant like any other): the busy sandboxes of one
+	// tenant share one default CPU weight (cpushares_linux.go).
+	Tenant string
 }
 
 // Activation is what a HeldProcess gets when it is put to use.
@@ -134,6 +138,8 @@ type Activation struct {
 	// Control is written to the program's control pipe, which is then
 	// closed.
 	Control []byte
+	// Tenant is who the run is for, as Exec's.
+	Tenant string
 }
 
 // Output is one execution's output in a session (SessionProcess.Cut), as a

@@ -25,6 +25,8 @@ type Runner struct {
 	// (initbin_linux.go). Held open for the Runner's life.
 	initMu sync.Mutex
 	init   *initBinary
+	// shares divides the CPU among tenants (cpushares_linux.go).
+	shares cpuShares
 }
 
 // New checks that this host can run the process backend, creates the state

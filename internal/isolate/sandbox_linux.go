@@ -74,6 +74,13 @@ type sandbox struct {
 	err  error
 	// finalCPU is the sandbox's CPU time at its end.
 	finalCPU time.Duration
+
+	// busy (the joins not yet left), tenant and sharesGone are the
+	// sandbox's place in the runner's CPU shares, guarded by the runner's
+	// cpuShares.mu.
+	busy       int
+	tenant     string
+	sharesGone bool
 }
 
 // startOpts is what a mode adds to the sandbox every run gets. The zero
@@ -84,7 +91,8 @@ type startOpts struct {
 	control bool
 	// background starts the cgroup at the least CPU weight, from init's
 	// first instruction: a warm sandbox starting up must not slow the runs
-	// being served.
+	// being served. Without it the sandbox is busy for Exec.Tenant from
+	// the start (cpushares_linux.go).
 	background bool
 	// marks keeps the parent's copies of the output pipes' write ends, for
 	// cutting a session's output into executions (SessionProcess.Cut).
@@ -141,9 +149,11 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 	cu := makeCleanup(s.destroyCgroup)
 	defer cu.Clean()
 	if o.background {
-		if err := cg.background(true); err != nil {
+		if err := cg.weight(weightLeast); err != nil {
 			return fmt.Errorf("lower the warm sandbox's CPU weight: %w", err)
 		}
+	} else if err := s.r.shares.join(s, e.Tenant); err != nil {
+		return fmt.Errorf("set the sandbox's CPU weight: %w", err)
 	}
 	s.ph.mark("cgroup_create")
 	procFiles, err := s.writeProcFiles(e.Limits)
@@ -483,6 +493,7 @@ func (s *sandbox) closeMarkWriters() {
 }
 
 func (s *sandbox) destroyCgroup() {
+	s.r.shares.drop(s)
 	s.cgMu.Lock()
 	defer s.cgMu.Unlock()
 	s.cgGone = true

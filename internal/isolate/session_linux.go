@@ -77,7 +77,7 @@ func (r *Runner) startSession(ctx context.Context, ws *Workspace, e Exec, o star
 }
 
 // Relimit replaces the limits the SessionProcess was started with by l,
-// before Activate (which then applies l): the cgroup's and its CPU weight,
+// before Activate (which then applies l): the cgroup's,
 // /proc/meminfo and the program's rlimits. The program must not have
 // started anything yet (a kernel waiting for its first request). The
 // sandbox's tmpfs sizes cannot change: l.Tmpfs must be the started one's.
@@ -117,6 +117,23 @@ func (sp *SessionProcess) Activate(ctx context.Context) error {
 		err = nil
 	})
 	return err
+}
+
+// Busy counts the session busy for tenant (a cell, a file write): it
+// shares its tenant's CPU weight with the tenant's other busy sandboxes
+// (cpushares_linux.go) until a matching Idle. A session started by
+// StartSession is busy for Exec.Tenant from its start, until one Idle;
+// one started ahead is not busy. Busy on an ended session is an error.
+func (sp *SessionProcess) Busy(tenant string) error {
+	return sp.r.shares.join(sp.sandbox, tenant)
+}
+
+// Idle undoes one Busy (or the start's); after the last, the session has
+// the least CPU weight: what a cell left running between cells is
+// background work, which slows no one's cell or run. Idle on a session
+// not busy does nothing.
+func (sp *SessionProcess) Idle() error {
+	return sp.r.shares.leave(sp.sandbox)
 }
 
 // Control is the write end of the program's control pipe (its fd 3).

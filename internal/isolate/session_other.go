@@ -28,6 +28,8 @@ func (sp *SessionProcess) Control() io.Writer                            { retur
 func (sp *SessionProcess) Answers() io.Reader                            { return nil }
 func (sp *SessionProcess) SetOutput(io.Writer, io.Writer, int64, func()) {}
 func (sp *SessionProcess) Cut(context.Context) (Output, error)           { return Output{}, ErrUnsupported }
+func (sp *SessionProcess) Busy(string) error                             { return ErrUnsupported }
+func (sp *SessionProcess) Idle() error                                   { return ErrUnsupported }
 func (sp *SessionProcess) Interrupt(syscall.Signal) error                { return ErrUnsupported }
 func (sp *SessionProcess) CPUTime() (time.Duration, error)               { return 0, ErrUnsupported }
 func (sp *SessionProcess) Wait() (*run.Result, error)                    { return nil, ErrUnsupported }

@@ -22,6 +22,9 @@ import (
 // memory cgroup, as the kernel's own writes are.
 func (s *Session) PutFile(name string, r io.Reader, mode os.FileMode, maxBytes int64) (n int64, err error) {
 	err = s.withFiles(func(*isolate.Workspace) error {
+		// The filler runs in the session's cgroup: at the least weight of
+		// an idle session, a busy host would starve the upload.
+		defer s.busy()()
 		n, err = s.proc.PutFile(name, r, mode, maxBytes)
 		return err
 	})

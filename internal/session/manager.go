@@ -337,7 +337,7 @@ func (m *Manager) Create(ctx context.Context, owner string, spec *run.SessionSpe
 	}
 	now := m.cfg.Now()
 	s := &Session{
-		id: m.newID(), owner: owner, runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle, cpuBudget: p.cpu,
+		id: m.newID(), owner: owner, tenant: admission.Tenant(ctx), runtime: rt.Name, limits: p.limits, maxTimeout: m.cfg.Ceiling.Timeout.Std(), idle: p.idle, cpuBudget: p.cpu,
 		created: now, lastUsed: now, now: m.cfg.Now, log: m.log, gate: m.cfg.Gate, state: run.SessionIdle, turn: make(chan struct{}, 1),
 		unreserve: unreserve,
 	}

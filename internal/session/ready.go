@@ -381,6 +381,11 @@ func (s *Session) adopt(ctx, life context.Context, k *readyKernel, env []string,
 	if err := k.proc.Activate(life); err != nil {
 		return err
 	}
+	// Started ahead at the least weight: from here it works for the
+	// session's tenant, until begin.
+	if err := k.proc.Busy(s.tenant); err != nil {
+		return err
+	}
 	if !slices.Equal(env, k.env) {
 		if err := s.setEnv(ctx, env); err != nil {
 			return fmt.Errorf("give the %s kernel its environment: %w", s.runtime, err)

@@ -27,9 +27,13 @@ const startTimeout = 30 * time.Second
 // concurrent use; cells run one at a time, in the order they acquire it.
 type Session struct {
 	id, owner string
-	runtime   string
-	version   string
-	limits    limits.Limits
+	// tenant is whom the kernel's CPU is counted to while it works (its
+	// creator's admission.Tenant): its start, cells and file writes share
+	// that tenant's CPU weight (isolate.SessionProcess.Busy).
+	tenant  string
+	runtime string
+	version string
+	limits  limits.Limits
 	// maxTimeout is the longest timeout a cell may ask for (the ceiling).
 	maxTimeout time.Duration
 	idle       time.Duration
@@ -98,7 +102,7 @@ func start(ctx, life context.Context, r *isolate.Runner, k kernel, s *Session, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	p, err := r.StartSession(ctx, ws, isolate.Exec{Argv: k.argv, Env: env, Limits: kernelLimits(s.limits, s.cpuBudget)})
+	p, err := r.StartSession(ctx, ws, isolate.Exec{Argv: k.argv, Env: env, Limits: kernelLimits(s.limits, s.cpuBudget), Tenant: s.tenant})
 	if err != nil {
 		return err
 	}
@@ -140,13 +144,17 @@ func awaitReady(ctx context.Context, answers <-chan answer) (string, error) {
 }
 
 // begin puts a ready kernel to use: the spec's files placed, the CPU
-// budget counted from now, the kernel watched. On error the kernel is
+// budget counted from now, the kernel watched. The kernel is busy (its
+// start's, or adopt's) until then, and idle after. On error the kernel is
 // killed.
 func (s *Session) begin(ctx context.Context, files []run.File) error {
 	if err := placeFiles(ctx, s.proc, files); err != nil {
 		s.kill()
 		_, _ = s.proc.Wait()
 		return err
+	}
+	if err := s.proc.Idle(); err != nil {
+		s.log.Warn("lower an idle session's CPU weight", "session", s.id, "err", err)
 	}
 	s.cpuStart, _ = s.proc.CPUTime()
 	go s.watch()
@@ -388,7 +396,9 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	cell := s.cells
 	s.state = run.SessionBusy
 	s.mu.Unlock()
+	idle := s.busy()
 	res := s.exec(ctx, cell, req, live)
+	idle()
 	s.mu.Lock()
 	s.lastUsed = s.now()
 	if res.State == run.SessionDead {
@@ -401,6 +411,20 @@ func (s *Session) Exec(ctx context.Context, req run.CellRequest, live run.CellSt
 	res.State = s.state
 	s.mu.Unlock()
 	return res, nil
+}
+
+// busy counts the kernel busy for its tenant (a cell, a file write) and
+// returns what ends it. A kernel that has died cannot be busy: what was
+// to run in it finds that out itself.
+func (s *Session) busy() (idle func()) {
+	if err := s.proc.Busy(s.tenant); err != nil {
+		return func() {}
+	}
+	return func() {
+		if err := s.proc.Idle(); err != nil {
+			s.log.Warn("lower an idle session's CPU weight", "session", s.id, "err", err)
+		}
+	}
 }
 
 // alive is ErrDead, with the reason, for a dead or closed session.
