@@ -856,7 +856,7 @@ func runToken() string { return "SBX_TOKEN_" + randomHex(8) }
 // host and returns the run's id (from its cgroup).
 func waitRunProcs(t *testing.T, token string) string {
 	t.Helper()
-	procs := waitFor(t, 15*time.Second, func() []hostProc { return tokenProcs(token) })
+	procs := waitFor(t, 15*time.Second, func() []hostProc { return tokenRunProcs(token) })
 	if len(procs) == 0 {
 		t.Fatalf("the sandboxed program never showed up on the host")
 	}

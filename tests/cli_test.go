@@ -217,7 +217,7 @@ func TestCLISignalCancelsRun(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
-			procs := waitFor(t, 10*time.Second, func() []hostProc { return tokenProcs(token) })
+			procs := waitFor(t, 10*time.Second, func() []hostProc { return tokenRunProcs(token) })
 			if len(procs) == 0 {
 				_ = cmd.Process.Kill()
 				<-done

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -239,6 +240,13 @@ func tokenProcs(token string) []hostProc {
 		}
 	}
 	return out
+}
+
+// tokenRunProcs is tokenProcs less the processes in no run's cgroup yet:
+// a sandbox's init between its clone and its execve still shows its
+// parent's argv (which may carry the token) and its parent's cgroup.
+func tokenRunProcs(token string) []hostProc {
+	return slices.DeleteFunc(tokenProcs(token), func(p hostProc) bool { return runIDOfCgroup(p.cgroup) == "" })
 }
 
 // waitGone polls until list returns nothing or d passes; it returns what

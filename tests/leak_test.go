@@ -41,7 +41,7 @@ func TestSIGKILLedSandboxctl(t *testing.T) {
 		<-done
 	}()
 
-	procs := waitFor(t, 10*time.Second, func() []hostProc { return tokenProcs(token) })
+	procs := waitFor(t, 10*time.Second, func() []hostProc { return tokenRunProcs(token) })
 	if len(procs) == 0 {
 		t.Fatalf("the sandboxed program never showed up on the host; stderr:\n%s", stderr.String())
 	}
