@@ -204,18 +204,6 @@ func runWeights(t *testing.T, r *Runner) []string {
 	return w
 }
 
-// cpuWeightFile is the path of cg's CPU weight.
-func cpuWeightFile(t *testing.T, cg runCgroup) string {
-	switch c := cg.(type) {
-	case *v1Cgroup:
-		return filepath.Join(c.d.dir(cgroup1.Cpu, c.path), "cpu.shares")
-	case *v2Cgroup:
-		return filepath.Join(c.dir, "cpu.weight")
-	}
-	t.Fatalf("cgroup of type %T", cg)
-	return ""
-}
-
 // TestSessionCPUShares: a session is busy for its tenant while it starts,
 // at the least weight once idle, shares its tenant's weight with a run of
 // the same tenant while busy, and gives the run all of it when idle again.
@@ -239,7 +227,7 @@ func TestSessionCPUShares(t *testing.T) {
 	}
 	weight := func(cg runCgroup) string {
 		t.Helper()
-		b, err := os.ReadFile(cpuWeightFile(t, cg))
+		b, err := os.ReadFile(cgroupFile(t, cg, cgroup1.Cpu, "cpu.shares", "cpu.weight"))
 		if err != nil {
 			t.Fatal(err)
 		}

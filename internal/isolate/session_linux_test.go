@@ -43,13 +43,14 @@ func TestSessionLimitsFromStart(t *testing.T) {
 	}
 }
 
-// memoryLimitFile is the path of the memory limit of cg.
-func memoryLimitFile(t *testing.T, cg runCgroup) string {
+// cgroupFile is the path of cg's control file named v1 in its v1
+// subsystem's directory, or v2 on cgroup v2.
+func cgroupFile(t *testing.T, cg runCgroup, sub cgroup1.Name, v1, v2 string) string {
 	switch c := cg.(type) {
 	case *v1Cgroup:
-		return filepath.Join(c.d.dir(cgroup1.Memory, c.path), "memory.limit_in_bytes")
+		return filepath.Join(c.d.dir(sub, c.path), v1)
 	case *v2Cgroup:
-		return filepath.Join(c.dir, "memory.max")
+		return filepath.Join(c.dir, v2)
 	}
 	t.Fatalf("cgroup of type %T", cg)
 	return ""
@@ -94,7 +95,7 @@ os.read(3, 1)`
 	if err := sp.Activate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(memoryLimitFile(t, sp.cg))
+	got, err := os.ReadFile(cgroupFile(t, sp.cg, cgroup1.Memory, "memory.limit_in_bytes", "memory.max"))
 	if err != nil || strings.TrimSpace(string(got)) != strconv.Itoa(96<<20) {
 		t.Errorf("cgroup memory limit %q (%v), want %d", got, err, 96<<20)
 	}
