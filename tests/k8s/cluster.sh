@@ -340,6 +340,11 @@ up() {
 		[ -e "$p" ] && echo "$p"
 	done >"$dir/paths.before" || true
 	ls /run/netns 2>/dev/null >"$dir/netns.before" || true
+	# ip netns add makes /run/netns a mount point of its own (a shared
+	# bind mount of itself) the first time it runs on a host: down
+	# unmounts it again if it was not one before.
+	[ -d /run/netns ] && echo dir >"$dir/netns.dir.before"
+	mountpoint -q /run/netns && echo mount >"$dir/netns.dir.before"
 	for c in /sys/fs/cgroup/*/kubepods; do
 		[ -d "$c" ] && echo "$c"
 	done >"$dir/kubepods.before" || true
@@ -466,7 +471,13 @@ down() {
 		for p in $(ls /run/netns 2>/dev/null); do
 			grep -qxF "$p" "$dir/netns.before" || rm -f "/run/netns/$p"
 		done
-		[ -n "$(ls -A /run/netns 2>/dev/null)" ] || [ -s "$dir/netns.before" ] || rmdir /run/netns 2>/dev/null || true
+		if [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+			was=$(cat "$dir/netns.dir.before" 2>/dev/null || true)
+			if [ "$was" != mount ] && mountpoint -q /run/netns; then
+				umount /run/netns || { say "cannot unmount /run/netns"; rc=1; }
+			fi
+			[ -n "$was" ] || rmdir /run/netns 2>/dev/null || true
+		fi
 	fi
 	if [ -f "$dir/paths.before" ]; then
 		for p in "${hardcoded_paths[@]}"; do
