@@ -111,8 +111,8 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 }
 
 // limit replaces the limits the sandbox was started with: the cgroup's
-// and the program's rlimits (the program has started
-// nothing yet, so it is the only process they must reach).
+// and the program's rlimits (the program has started nothing yet, so it
+// is the only process they must reach).
 func (h *HeldProcess) limit(l limits.Limits) error {
 	// The pid was read from cgroup.procs at start; it must still be the
 	// sandbox's before prlimit acts on it (a pid of a reaped program could
@@ -125,9 +125,10 @@ func (h *HeldProcess) limit(l limits.Limits) error {
 }
 
 // relimit replaces the limits a sandbox started ahead of its use was
-// built with by l: the cgroup's, its /proc/meminfo, and the rlimits of pid, the program, which must be
-// the only process they reach (it has started nothing yet). The caller
-// has checked that pid is still the sandbox's.
+// built with by l: the cgroup's, its /proc/meminfo, and the rlimits of
+// pid, the program, which must be the only process they reach (it has
+// started nothing yet). The caller has checked that pid is still the
+// sandbox's. The CPU weight is not a limit: Activate or Busy sets it.
 func (s *sandbox) relimit(pid int, l limits.Limits) error {
 	if err := s.cg.update(l); err != nil {
 		return fmt.Errorf("apply limits: %w", err)
