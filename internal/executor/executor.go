@@ -396,6 +396,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		}
 	}
 	r := x.process
+	tenant := admission.Tenant(ctx)
 	ws, err := r.NewWorkspace(p.limits.Tmpfs)
 	if err != nil {
 		return run.InternalError(err), err
@@ -409,7 +410,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		if err := ws.MkdirInternal(runtimes.BinaryPath); err != nil {
 			return run.InternalError(err), err
 		}
-		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr, Spool: stream.Spool}, Limits: p.compileLimits, Tenant: admission.Tenant(ctx)})
+		compiled, err = r.Run(ctx, ws, isolate.Exec{Argv: argv, Env: p.env, Stream: run.Stream{Stderr: stream.Stderr, Spool: stream.Spool}, Limits: p.compileLimits, Tenant: tenant})
 		if err != nil || compiled.Status != run.StatusOK {
 			res := *compiled
 			res.Compile = compiled
@@ -428,7 +429,7 @@ func (x *Executor) runProcess(ctx context.Context, spec *run.Spec, p *plan, stre
 		Env:    p.env,
 		Stream: withStdin(spec, stream),
 		Limits: p.limits,
-		Tenant: admission.Tenant(ctx),
+		Tenant: tenant,
 	})
 	res.Compile = compiled
 	if err == nil {

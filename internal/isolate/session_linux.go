@@ -77,9 +77,9 @@ func (r *Runner) startSession(ctx context.Context, ws *Workspace, e Exec, o star
 }
 
 // Relimit replaces the limits the SessionProcess was started with by l,
-// before Activate (which then applies l): the cgroup's,
-// /proc/meminfo and the program's rlimits. The program must not have
-// started anything yet (a kernel waiting for its first request). The
+// before Activate (which then applies l): the cgroup's, /proc/meminfo and
+// the program's rlimits (its CPU weight is Busy's). The program must not
+// have started anything yet (a kernel waiting for its first request). The
 // sandbox's tmpfs sizes cannot change: l.Tmpfs must be the started one's.
 func (sp *SessionProcess) Relimit(l limits.Limits) error {
 	if l.Tmpfs != sp.limits.Tmpfs {

@@ -153,9 +153,7 @@ func (s *Session) begin(ctx context.Context, files []run.File) error {
 		_, _ = s.proc.Wait()
 		return err
 	}
-	if err := s.proc.Idle(); err != nil {
-		s.log.Warn("lower an idle session's CPU weight", "session", s.id, "err", err)
-	}
+	s.goIdle()
 	s.cpuStart, _ = s.proc.CPUTime()
 	go s.watch()
 	return nil
@@ -420,10 +418,14 @@ func (s *Session) busy() (idle func()) {
 	if err := s.proc.Busy(s.tenant); err != nil {
 		return func() {}
 	}
-	return func() {
-		if err := s.proc.Idle(); err != nil {
-			s.log.Warn("lower an idle session's CPU weight", "session", s.id, "err", err)
-		}
+	return s.goIdle
+}
+
+// goIdle undoes one busy, or the start's: after the last the kernel is at
+// the least CPU weight.
+func (s *Session) goIdle() {
+	if err := s.proc.Idle(); err != nil {
+		s.log.Warn("lower an idle session's CPU weight", "session", s.id, "err", err)
 	}
 }
 
