@@ -162,6 +162,8 @@ func realV2Dir(t *testing.T) string {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Skipf("requires a writable cgroup v2 hierarchy: %v", err)
 	}
+	// The test destroys it; this removes it when the test failed first.
+	t.Cleanup(func() { _ = os.Remove(dir) })
 	return dir
 }
 

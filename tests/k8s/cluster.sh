@@ -62,6 +62,9 @@ in_ns() { nsenter --net="/run/netns/$ns" -- "$@"; }
 
 # snapshot prints what the cluster may touch on the host, one fact a line,
 # sorted, so that down's result can be compared with up's starting point.
+# Its loops test with if, never with a bare `test && echo`: a loop's status
+# is its last command's, and under pipefail a false test on the last
+# /proc entry (any process that is not the cluster's) failed the snapshot.
 snapshot() {
 	{
 		ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//'
@@ -73,7 +76,7 @@ snapshot() {
 			done
 		done
 		for s in "${watched_sysctls[@]}"; do
-			[ -r "/proc/sys/$s" ] && echo "sysctl $s=$(cat "/proc/sys/$s")"
+			if [ -r "/proc/sys/$s" ]; then echo "sysctl $s=$(cat "/proc/sys/$s")"; fi
 		done
 		findmnt -rn -o TARGET | sed 's/^/mount /'
 		for c in /sys/fs/cgroup/*/; do
@@ -81,12 +84,12 @@ snapshot() {
 		done
 		ls /run/netns 2>/dev/null | sed 's/^/netns /' || true
 		for p in "${hardcoded_paths[@]}" "$dir"; do
-			[ -e "$p" ] && echo "path $p"
+			if [ -e "$p" ]; then echo "path $p"; fi
 		done
 		# Processes running one of the cluster's programs.
 		for e in /proc/[0-9]*/exe; do
 			t=$(readlink "$e" 2>/dev/null) || continue
-			[[ $t =~ ^($programs) ]] && echo "process $t"
+			if [[ $t =~ ^($programs) ]]; then echo "process $t"; fi
 		done
 	} | LC_ALL=C sort
 	return 0

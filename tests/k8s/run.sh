@@ -32,7 +32,11 @@ if [ -e "${SBXK8S_DIR:-/var/lib/sandboxd-k8s}" ] || ip netns list | grep -qw '^s
 	"$here/cluster.sh" down
 fi
 work=$(mktemp -d)
-"$here/cluster.sh" snapshot >"$work/before"
+trap 'rm -rf "$work"' EXIT
+if ! "$here/cluster.sh" snapshot >"$work/before"; then
+	say "cluster.sh snapshot failed: no picture of the host to compare with after"
+	exit 1
+fi
 rc=0
 finish() {
 	local status=$?
