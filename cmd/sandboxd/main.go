@@ -241,6 +241,8 @@ another's session to it.`,
 	fl.IntVar(&cfg.CellQueue, "max-queued-cells", 64, "session cells waiting for a slot before requests get 429")
 	fl.Int64Var(&cfg.API.MaxBody, "max-body", 16<<20, "largest request body in bytes (413 past it)")
 	fl.Int64Var(&cfg.API.MaxBodyMemory, "max-body-memory", 64<<20, "request body bytes read at once across all requests (429 past it; never less than --max-body)")
+	fl.Float64Var(&cfg.API.RefusalRate, "refusal-rate", 4, "a client refused more than --refusal-burst times at once waits its turn, so that it is refused at most this often a second (negative: never)")
+	fl.IntVar(&cfg.API.RefusalBurst, "refusal-burst", 32, "refusals (400, 401, 403, 413, 415, 422, 429) a client may have at once before its requests wait their turn")
 	fl.StringVar(&cfg.SpoolDir, "spool-dir", "/var/tmp", "`DIR` where a run's output past 1 MiB waits for its answer to be read, in files that have no name; on disk, not a tmpfs such as /run or /tmp, which is memory (\"\": keep it in memory)")
 	fl.DurationVar(&cfg.Grace, "grace", 10*time.Second, "how long running runs may finish after SIGTERM")
 	fl.DurationVar(&cfg.Drain, "drain", 0, "after SIGTERM, how long to wait for sessions to end before --grace: readiness fails and new sessions get 503 meanwhile (0: no wait)")

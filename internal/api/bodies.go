@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -126,11 +125,7 @@ func tenant(r *http.Request) string {
 	if owner, ok := credentialOwner(r); ok {
 		return owner
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "address " + host
+	return clientAddress(r)
 }
 
 // releasingBody releases its reservation as soon as the body is read to

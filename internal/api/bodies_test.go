@@ -137,7 +137,8 @@ func TestBodyClient(t *testing.T) {
 
 // TestTenant: every request reaches its handler with its tenant in the
 // context, for the admission gates: its token's owner, an E2B key's, or
-// without a credential its client's address (two hosts, two tenants).
+// without a credential its client's address (two hosts, two tenants; an
+// IPv6 /64 is one host, as for the connection cap).
 func TestTenant(t *testing.T) {
 	s := New(newFake(), Config{Tokens: []string{"tok"}})
 	var got string
@@ -150,7 +151,9 @@ func TestTenant(t *testing.T) {
 		{"token", "192.0.2.1:1000", []string{"Authorization", "Bearer tok"}, session.TokenOwner("tok")},
 		{"e2b key", "192.0.2.1:1000", []string{"X-API-KEY", "k"}, "X-API-KEY:" + session.TokenOwner("k")},
 		{"address", "192.0.2.1:1000", nil, "address 192.0.2.1"},
-		{"another address", "[2001:db8::1]:1000", nil, "address 2001:db8::1"},
+		{"another address", "[2001:db8::1]:1000", nil, "address 2001:db8::"},
+		{"the same IPv6 /64", "[2001:db8::2:1]:1000", nil, "address 2001:db8::"},
+		{"IPv4 in IPv6", "[::ffff:192.0.2.1]:1000", nil, "address 192.0.2.1"},
 	} {
 		got = "unset"
 		req := httptest.NewRequest("GET", "/probe/x", nil)

@@ -54,6 +54,13 @@ type Config struct {
 	// MaxBodyMemory caps the bytes of request bodies being read at once
 	// (default 4 MaxBody; never less than MaxBody): see bodyBudget.
 	MaxBodyMemory int64
+	// RefusalRate and RefusalBurst slow down a client the daemon keeps
+	// refusing (refused.go, admission.Refusals): past RefusalBurst
+	// refusals at once (default 32), its requests wait so that it is
+	// refused at most RefusalRate times a second (default 4). A negative
+	// RefusalRate turns this off.
+	RefusalRate  float64
+	RefusalBurst int
 	// Ready, if set, is consulted by /readyz besides the gate (e.g. "the
 	// host can still confine").
 	Ready func() error
@@ -79,6 +86,10 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics.Metrics
 	bodies  *bodyBudget
+	// refusals is nil when Config.RefusalRate is negative; maxWait is
+	// maxRefusalWait.
+	refusals *admission.Refusals
+	maxWait  time.Duration
 	// Extra routes (the MCP endpoint) are added with Handle.
 }
 
@@ -103,8 +114,17 @@ func New(r run.Runner, cfg Config) *Server {
 	if cfg.MaxBodyMemory == 0 {
 		cfg.MaxBodyMemory = 4 * cfg.MaxBody
 	}
+	if cfg.RefusalRate == 0 {
+		cfg.RefusalRate = defaultRefusalRate
+	}
+	if cfg.RefusalBurst <= 0 {
+		cfg.RefusalBurst = defaultRefusalBurst
+	}
 	s := &Server{cfg: cfg, runner: r, log: cfg.Logger, mux: http.NewServeMux(), metrics: cfg.Metrics,
-		bodies: newBodyBudget(cfg.MaxBodyMemory, cfg.MaxBody)}
+		bodies: newBodyBudget(cfg.MaxBodyMemory, cfg.MaxBody), maxWait: maxRefusalWait}
+	if cfg.RefusalRate > 0 {
+		s.refusals = admission.NewRefusals(cfg.RefusalRate, cfg.RefusalBurst, cfg.Now)
+	}
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.auth {
@@ -159,7 +179,8 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 }
 
 // ServeHTTP caps the body and routes; unknown paths and methods get the
-// API's JSON errors, not net/http's text. What only a web page sends (a
+// API's JSON errors, not net/http's text. A client refused too often
+// waits its turn first (refused.go). What only a web page sends (a
 // foreign Host without a token, a cross-origin Origin or Sec-Fetch-Site,
 // a text/plain POST to /v1) is refused first (browser.go). A session path with "." or ".."
 // segments (literal or encoded), "//", a NUL or a backslash is refused
@@ -167,6 +188,13 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 	r = r.WithContext(admission.WithTenant(r.Context(), tenant(r)))
+	client := s.refusalClient(r)
+	if !s.awaitTurn(w, r, client) {
+		return
+	}
+	rw := &refusalWriter{ResponseWriter: w}
+	defer s.chargeRefusal(rw, client)
+	w = rw
 	if s.refuseBrowser(w, r) {
 		return
 	}
@@ -235,24 +263,29 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 }
 
 // authorized reports whether r carries one of the tokens (always, when
-// there are none); if not, it answers 401. Each token is compared in
-// constant time, and all of them are.
+// there are none); if not, it answers 401.
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if len(s.cfg.Tokens) == 0 {
 		return true
 	}
+	if !s.validToken(r) {
+		s.metrics.Rejected("unauthorized")
+		writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", errdefs.ErrUnauthorized))
+		return false
+	}
+	return true
+}
+
+// validToken reports whether r carries one of the daemon's tokens. Each
+// token is compared in constant time, and all of them are.
+func (s *Server) validToken(r *http.Request) bool {
 	token, sent := Credential(r)
 	got := []byte(token)
 	ok := 0
 	for _, want := range s.cfg.Tokens {
 		ok |= subtle.ConstantTimeCompare(got, []byte(want))
 	}
-	if !sent || ok != 1 {
-		s.metrics.Rejected("unauthorized")
-		writeError(w, fmt.Errorf("%w: send the daemon's token as \"Authorization: Bearer <token>\"", errdefs.ErrUnauthorized))
-		return false
-	}
-	return true
+	return sent && ok == 1
 }
 
 // Credential is the token r carries and whether it carries one: in

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/sandboxd/sandboxd/internal/admission"
 )
 
 // Refusal reasons of connLimiter, as the metric labels them.
@@ -20,7 +22,7 @@ const (
 // connection over a cap: the client sees a reset or EOF, not a hang, and
 // accept keeps draining the backlog.
 //
-// The per-IP cap counts an IPv6 client by its /64 (clientKey).
+// The per-IP cap counts an IPv6 client by its /64 (admission.ClientKey).
 //
 // Loopback clients have a reserve of their own past the global cap
 // (loopbackReserve connections, still under their per-IP cap), so that a
@@ -54,7 +56,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c)
-		key := clientKey(ip)
+		key := admission.ClientKey(ip)
 		if reason := l.take(ip, key); reason != "" {
 			// Closed before a byte is read or written: the client
 			// sees EOF (or a reset, if it had sent its request).
@@ -116,18 +118,6 @@ func remoteIP(c net.Conn) netip.Addr {
 		return a.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
-}
-
-// clientKey is what the per-IP cap counts by: the address, or for IPv6
-// its /64, which one client (one host, one LAN) is routinely given whole.
-func clientKey(ip netip.Addr) netip.Addr {
-	if ip.Is6() && !ip.IsLoopback() {
-		p, err := ip.Prefix(64)
-		if err == nil {
-			return p.Addr()
-		}
-	}
-	return ip
 }
 
 // limitedConn gives its slot back on its first Close.

@@ -44,11 +44,12 @@ type Metrics struct {
 	cells    *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	forward  *prometheus.CounterVec
+	slowed   prometheus.Counter
 }
 
 // Rejection reasons: every one exists from the start, so rate() works
 // before the first rejection.
-var rejectReasons = []string{"queue_full", "memory_budget", "invalid", "too_large", "unauthorized"}
+var rejectReasons = []string{"queue_full", "memory_budget", "invalid", "too_large", "unauthorized", "refused_too_often"}
 
 // Reasons a connection is refused: its client's cap, or the daemon's.
 var refuseReasons = []string{"per_ip", "total"}
@@ -73,7 +74,7 @@ func New(src Sources) *Metrics {
 		}, []string{"runtime"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_requests_rejected_total",
-			Help: "Requests refused before running, by reason (queue_full, memory_budget, invalid, too_large, unauthorized, forbidden, unsupported_media_type).",
+			Help: "Requests refused before running, by reason (queue_full, memory_budget, invalid, too_large, unauthorized, forbidden, unsupported_media_type, refused_too_often).",
 		}, []string{"reason"}),
 		cells: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_session_cells_total",
@@ -87,6 +88,10 @@ func New(src Sources) *Metrics {
 			Name: "sandboxd_requests_forwarded_total",
 			Help: "Session requests forwarded to the replica holding the session, by outcome (answered, gone, unreachable).",
 		}, []string{"outcome"}),
+		slowed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_requests_slowed_total",
+			Help: "Requests that waited their turn before being read, their client having been refused more often than --refusal-burst and --refusal-rate allow.",
+		}),
 	}
 	for _, o := range forwardOutcomes {
 		m.forward.WithLabelValues(o)
@@ -98,7 +103,7 @@ func New(src Sources) *Metrics {
 		m.refused.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.runs, m.duration, m.rejected, m.cells, m.refused, m.forward,
+		m.runs, m.duration, m.rejected, m.cells, m.refused, m.forward, m.slowed,
 		gauge("sandboxd_runs_active", "Runs admitted and not yet finished.", src.Running),
 		gauge("sandboxd_queue_depth", "Work waiting for a slot: runs and session cells together (the figure autoscaling follows).", queueDepth(src.Waiting, src.CellsWaiting)),
 		gauge("sandboxd_run_queue_depth", "Runs waiting for a slot.", src.Waiting),
@@ -146,8 +151,12 @@ func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 
 // Rejected counts a request refused before it ran, by reason (one of
 // queue_full, memory_budget, invalid, too_large, unauthorized, forbidden,
-// unsupported_media_type).
+// unsupported_media_type, refused_too_often).
 func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
+
+// Slowed counts a request held back because its client is refused too
+// often.
+func (m *Metrics) Slowed() { m.slowed.Inc() }
 
 // ConnRefused counts a connection refused over a cap, by reason (per_ip
 // or total).
