@@ -41,10 +41,12 @@ type Refusals struct {
 	sweepAt int
 }
 
-// debt is one client's bucket: left tokens at time at.
+// debt is one client's bucket: left tokens at time at; slowed while the
+// client has run out since its bucket was last full.
 type debt struct {
-	left float64
-	at   time.Time
+	left   float64
+	at     time.Time
+	slowed bool
 }
 
 // minSweep is the least number of clients in the map before it is swept.
@@ -66,8 +68,9 @@ func (f *Refusals) level(d *debt, now time.Time) float64 {
 }
 
 // Charge counts one refusal against client. It reports whether the client
-// has just run out: its bucket held a token before and holds none now
-// (the moment to say so once in the log).
+// has just run out: its bucket holds no token now, for the first time
+// since it was last full (the moment to say so once in the log, not at
+// every refusal of a client held at the rate).
 func (f *Refusals) Charge(client string) (ranOut bool) {
 	now := f.now()
 	f.mu.Lock()
@@ -80,9 +83,16 @@ func (f *Refusals) Charge(client string) (ranOut bool) {
 		d = &debt{left: f.burst, at: now}
 		f.by[client] = d
 	}
-	before := f.level(d, now)
-	d.left, d.at = before-1, now
-	return before >= 1 && d.left < 1
+	lvl := f.level(d, now)
+	if lvl >= f.burst {
+		d.slowed = false
+	}
+	d.left, d.at = lvl-1, now
+	if d.left < 1 && !d.slowed {
+		d.slowed = true
+		return true
+	}
+	return false
 }
 
 // sweep forgets the clients whose buckets are full again: they are as

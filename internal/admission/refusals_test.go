@@ -54,19 +54,26 @@ func TestRefusalsBurstThenRate(t *testing.T) {
 	if d := f.Delay("a"); d != 0 {
 		t.Errorf("after its wait: %s more", d)
 	}
+	if f.Charge("a") {
+		t.Error("a client held at the rate is said to run out again at each refusal")
+	}
+	c.add(500 * time.Millisecond)
 	// Requests already past the check all count: the bucket goes below
 	// zero, and the next request waits for all of them.
 	chargeN(f, "a", 4)
 	if d := f.Delay("a"); !approx(d, 2*time.Second) {
 		t.Errorf("four refusals at once at the limit: wait %s, want 2s", d)
 	}
-	// A client that stops erring has its full burst back.
+	// A client that stops erring has its full burst back, and running
+	// out again is news again.
 	c.add(time.Hour)
 	for i := range 3 {
 		if d := f.Delay("a"); d != 0 {
 			t.Fatalf("an hour later, refusal %d: wait %s", i, d)
 		}
-		f.Charge("a")
+		if ranOut := f.Charge("a"); ranOut != (i == 2) {
+			t.Errorf("an hour later, refusal %d: ran out = %v", i+1, ranOut)
+		}
 	}
 }
 
