@@ -337,8 +337,27 @@ func queuedExecs(ctx context.Context, d *daemon) string {
 	}
 	defer d.do(context.Background(), tokenA, "DELETE", "/v1/sessions/"+info.ID, "", nil)
 	path := "/v1/sessions/" + info.ID + "/exec"
-	go d.do(ctx, tokenA, "POST", path, `{"code":"import time\ntime.sleep(3600)","timeout":"1h"}`, nil)
-	time.Sleep(500 * time.Millisecond)
+	// The long cell's timeout within the default --max-timeout (5m): one
+	// past it is refused, and the 60 cells would then run in turn
+	// instead of waiting behind it.
+	long := make(chan error, 1)
+	go func() {
+		long <- d.do(ctx, tokenA, "POST", path, `{"code":"import time\ntime.sleep(3600)","timeout":"5m"}`, nil)
+	}()
+	for busy := false; !busy; {
+		var st struct {
+			State string `json:"state"`
+		}
+		select {
+		case err := <-long:
+			return fmt.Sprintf("the long cell ended before the others were sent: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := d.do(ctx, tokenA, "GET", "/v1/sessions/"+info.ID, "", &st); err != nil {
+			return "no session state: " + err.Error()
+		}
+		busy = st.State == "busy"
+	}
 	var mu sync.Mutex
 	codes := map[int]int{}
 	var wg sync.WaitGroup

@@ -167,3 +167,52 @@ func TestTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkBodiesOneAtATime: a body past bulkBody, or of unknown length,
+// is read whole and decoded while holding the server's one bulk slot,
+// so two are never decoded at once; small bodies do not wait for it. It
+// is decoded as strictly as a small one, and one past MaxBody is a 413.
+func TestBulkBodiesOneAtATime(t *testing.T) {
+	s := New(newFake(), Config{MaxBody: 4 << 20})
+	big := `{"runtime":"python","code":"#` + strings.Repeat("x", 2<<20) + `"}`
+	post := func(body string, chunked bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/v1/runs", strings.NewReader(body))
+		req.Host = "localhost:8080"
+		req.Header.Set("Content-Type", "application/json")
+		if chunked {
+			req.ContentLength = -1
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+
+	s.bulk <- struct{}{} // another large body is being decoded
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- post(big, false) }()
+	if rec := post(`{"runtime":"python","code":"print(1)"}`, false); rec.Code != 200 {
+		t.Fatalf("a small run while a large body waits: %d %s", rec.Code, rec.Body)
+	}
+	select {
+	case rec := <-done:
+		t.Fatalf("a large body was decoded while another held the bulk slot: %d", rec.Code)
+	case <-time.After(100 * time.Millisecond):
+	}
+	<-s.bulk
+	if rec := <-done; rec.Code != 200 {
+		t.Errorf("the large run, once its turn came: %d %s", rec.Code, rec.Body)
+	}
+
+	if rec := post(big, true); rec.Code != 200 {
+		t.Errorf("a large chunked run: %d %s", rec.Code, rec.Body)
+	}
+	if rec := post(`{"runtime":"python","codes":"#`+strings.Repeat("x", 2<<20)+`"}`, false); rec.Code != 400 || !strings.Contains(rec.Body.String(), "codes") {
+		t.Errorf("a large body with an unknown field: %d %.200s", rec.Code, rec.Body)
+	}
+	if rec := post(`{"runtime":"python","code":"#`+strings.Repeat("x", 5<<20)+`"}`, true); rec.Code != 413 {
+		t.Errorf("a chunked body past MaxBody: %d %.200s", rec.Code, rec.Body)
+	}
+	if len(s.bulk) != 0 {
+		t.Error("the bulk slot is still held")
+	}
+}

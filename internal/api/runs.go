@@ -103,8 +103,8 @@ func (s *Server) planOf(req *RunRequest) (*run.Plan, error) {
 }
 
 func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
-	req, err := DecodeRunRequest(r.Body)
-	if err != nil {
+	req := new(RunRequest)
+	if err := s.decodeRequest(r, req); err != nil {
 		s.reject(w, err)
 		return
 	}

@@ -90,6 +90,8 @@ type Server struct {
 	// maxRefusalWait.
 	refusals *admission.Refusals
 	maxWait  time.Duration
+	// bulk is held while a large body is decoded (decodeRequest).
+	bulk chan struct{}
 	// Extra routes (the MCP endpoint) are added with Handle.
 }
 
@@ -121,7 +123,7 @@ func New(r run.Runner, cfg Config) *Server {
 		cfg.RefusalBurst = defaultRefusalBurst
 	}
 	s := &Server{cfg: cfg, runner: r, log: cfg.Logger, mux: http.NewServeMux(), metrics: cfg.Metrics,
-		bodies: newBodyBudget(cfg.MaxBodyMemory, cfg.MaxBody), maxWait: maxRefusalWait}
+		bodies: newBodyBudget(cfg.MaxBodyMemory, cfg.MaxBody), maxWait: maxRefusalWait, bulk: make(chan struct{}, 1)}
 	if cfg.RefusalRate > 0 {
 		s.refusals = admission.NewRefusals(cfg.RefusalRate, cfg.RefusalBurst, cfg.Now)
 	}

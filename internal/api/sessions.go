@@ -76,7 +76,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var spec run.SessionSpec
-	if err := decodeStrict(r.Body, &spec); err != nil {
+	if err := s.decodeRequest(r, &spec); err != nil {
 		s.reject(w, err)
 		return
 	}
@@ -125,16 +125,35 @@ func (s *Server) handleSessionDelete(w http.ResponseWriter, r *http.Request) {
 // as the cell goes when asked (?stream=1 or Accept: application/x-ndjson).
 // A dead session is a 409 that says why it died.
 func (s *Server) handleSessionExec(w http.ResponseWriter, r *http.Request) {
-	if s.manager(w) == nil {
+	m := s.manager(w)
+	if m == nil {
 		return
 	}
+	// Whether the session's queue has room for a cell of this request's
+	// size, before the body is read (session.Expect): a burst of large
+	// cells past the queue is refused unread, not read and decoded to be
+	// refused. A chunked body's size is unknown, and only its count is
+	// checked: the body budget reserves the whole --max-body for it. A
+	// session that is not found is said after the body's own errors.
+	sess, lookupErr := m.Get(owner(r), r.PathValue("id"))
+	expected := func() {}
+	if lookupErr == nil {
+		done, err := sess.Expect(r.ContentLength)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		expected = done
+	}
 	var req run.CellRequest
-	if err := decodeStrict(r.Body, &req); err != nil {
+	err := s.decodeRequest(r, &req)
+	expected()
+	if err != nil {
 		s.reject(w, err)
 		return
 	}
-	sess := s.lookup(w, r)
-	if sess == nil {
+	if lookupErr != nil {
+		writeError(w, lookupErr)
 		return
 	}
 	if wantsStream(r) {

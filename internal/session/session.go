@@ -472,11 +472,17 @@ const (
 	MaxWaitingCodeBytes = 16 << 20
 )
 
-// queue counts a session's waiting cells.
+// queue counts a session's waiting cells, and the requests for cells that
+// are still being read and decoded while a cell runs (expected): those
+// will wait too, and their bodies are already in the daemon.
 type queue struct {
 	mu    sync.Mutex
 	cells int
-	bytes int
+	bytes int64
+	// expected and expectedBytes are the requests Expect let in, until
+	// they join or give up.
+	expected      int
+	expectedBytes int64
 }
 
 // join counts in a cell holding n bytes of code, or says which bound it
@@ -485,23 +491,73 @@ type queue struct {
 func (q *queue) join(n int) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	switch {
-	case q.cells >= MaxWaitingCells:
-		return fmt.Errorf("%w: a cell is running and %d more are waiting; send the next when one ends", ErrCellQueueFull, q.cells)
-	case q.cells > 0 && q.bytes+n > MaxWaitingCodeBytes:
-		return fmt.Errorf("%w: a cell is running and %d waiting ones hold %d bytes of code, and this one's %d would pass the bound of %d; send it when one ends",
-			ErrCellQueueFull, q.cells, q.bytes, n, MaxWaitingCodeBytes)
+	if err := q.checkLocked(int64(n)); err != nil {
+		return err
 	}
 	q.cells++
-	q.bytes += n
+	q.bytes += int64(n)
 	return nil
+}
+
+// checkLocked is join's rule for a cell of n bytes, the expected requests
+// counted as waiting; q.mu is held.
+func (q *queue) checkLocked(n int64) error {
+	cells, bytes := q.cells+q.expected, q.bytes+q.expectedBytes
+	switch {
+	case cells >= MaxWaitingCells:
+		return fmt.Errorf("%w: a cell is running and %d more are waiting or being received; send the next when one ends", ErrCellQueueFull, cells)
+	case cells > 0 && bytes+n > MaxWaitingCodeBytes:
+		return fmt.Errorf("%w: a cell is running and the %d waiting or being received hold %d bytes, and this one's %d would pass the bound of %d; send it when one ends",
+			ErrCellQueueFull, cells, bytes, n, MaxWaitingCodeBytes)
+	}
+	return nil
+}
+
+// expect counts in a request of n bytes that is about to be read, or says
+// which bound it would pass; done takes it out again.
+func (q *queue) expect(n int64) (done func(), err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.checkLocked(n); err != nil {
+		return nil, err
+	}
+	q.expected++
+	q.expectedBytes += n
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			q.mu.Lock()
+			q.expected--
+			q.expectedBytes -= n
+			q.mu.Unlock()
+		})
+	}, nil
 }
 
 func (q *queue) leave(n int) {
 	q.mu.Lock()
 	q.cells--
-	q.bytes -= n
+	q.bytes -= int64(n)
 	q.mu.Unlock()
+}
+
+// Expect is asked before a cell's request body of n bytes is read (n < 0:
+// unknown). While a cell runs, the new one will wait, so it is checked
+// against the queue's bounds (n, the whole request, standing for the code
+// it holds) and counted as waiting until done is called, which the
+// caller does before Exec: a burst of large cells past the queue is then
+// refused unread, each body that is let in counting against the next,
+// instead of read and decoded to be refused. An idle session may take
+// the cell at once, so nothing is counted; Exec checks again in any case,
+// by the code's length.
+func (s *Session) Expect(n int64) (done func(), err error) {
+	if len(s.turn) == 0 {
+		return func() {}, nil
+	}
+	if done, err = s.queue.expect(max(n, 0)); err != nil {
+		return nil, fmt.Errorf("%w in session %s", err, s.id)
+	}
+	return done, nil
 }
 
 // waiting is how many cells wait.

@@ -242,6 +242,8 @@ func interruptRunning(t *testing.T, s *Session, code string) *run.CellResult {
 // MaxWaitingCells waiting cells and MaxWaitingCodeBytes of their code;
 // past either a cell is refused at once (429 over HTTP), and the waiting
 // ones still run in their turn. One 14 MiB cell waits; a second does not.
+// Expect, which the API asks before reading a request, says the same, and
+// counts the requests being read as waiting.
 func TestWaitingCellsBounded(t *testing.T) {
 	m := newManager(t, Config{})
 	s, err := m.Create(t.Context(), "me", &run.SessionSpec{Limits: limits.Limits{Timeout: limits.Duration(60 * time.Second)}})
@@ -295,15 +297,36 @@ func TestWaitingCellsBounded(t *testing.T) {
 			t.Errorf("%s: %v, want ErrCellQueueFull", what, err)
 		}
 	}
+	expect := func(what string, n int64, want bool) (done func()) {
+		t.Helper()
+		done, err := s.Expect(n)
+		if got := err == nil; got != want || (err != nil && !errors.Is(err, ErrCellQueueFull)) {
+			t.Errorf("Expect, %s: %v, want let in = %v", what, err, want)
+		}
+		if done == nil {
+			done = func() {}
+		}
+		return done
+	}
 	big := "1+1  #" + strings.Repeat("x", 14<<20)
+	// A request being read counts as waiting: the second large one is
+	// refused before it is read, and a small one is not.
+	done := expect("a 15 MiB request with none waiting", 15<<20, true)
+	expect("a second 15 MiB request while the first is read", 15<<20, false)
+	expect("a 1 KiB request while the first is read", 1<<10, true)()
+	done()
+	done() // twice is once
 	wait(big)
 	waitFor(1)
 	refused("a second 14 MiB cell", big)
+	expect("a second 14 MiB request", 14<<20, false)
+	expect("a 1 MiB request", 1<<20, true)()
 	for i := 1; i < MaxWaitingCells; i++ {
 		wait("1+1")
 	}
 	waitFor(MaxWaitingCells)
 	refused("a small cell past the count", "1+1")
+	expect("a small request past the count", 20, false)
 	if err := s.ws.WriteFile(run.File{Name: "go"}); err != nil {
 		t.Fatal(err)
 	}
@@ -316,8 +339,8 @@ func TestWaitingCellsBounded(t *testing.T) {
 		}
 		n++
 	}
-	if n != MaxWaitingCells || s.queue.waiting() != 0 || s.queue.bytes != 0 {
-		t.Errorf("%d waiting cells ran, %d still counted holding %d bytes", n, s.queue.waiting(), s.queue.bytes)
+	if n != MaxWaitingCells || s.queue.waiting() != 0 || s.queue.bytes != 0 || s.queue.expected != 0 || s.queue.expectedBytes != 0 {
+		t.Errorf("%d waiting cells ran, %d still counted holding %d bytes, %d expected holding %d", n, s.queue.waiting(), s.queue.bytes, s.queue.expected, s.queue.expectedBytes)
 	}
 }
 
