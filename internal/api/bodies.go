@@ -157,21 +157,27 @@ func (b *releasingBody) Close() error {
 // is decoded, and decoded one at a time (Server.decodeRequest).
 const bulkBody = 1 << 20
 
-// decodeRequest decodes r's body strictly (decodeStrict). A body past
-// bulkBody, or of unknown length, is first read whole into one buffer of
-// its declared size, then decoded while holding s.bulk. Decoding 14 MiB
-// of JSON takes a core for a tenth of a second or more (most of it page
-// faults on fresh memory), and the daemon has as many cores for its
-// goroutines as the host: two such bodies decoded at once left every
-// other client's requests, a steady tenant's session cells among them,
-// waiting for the Go scheduler, at six times their p99 alone. One at a
-// time leaves the other cores to everyone else. The read is not under
-// s.bulk, so a client that sends slowly holds up only itself; and one
-// buffer of the right size replaces the decoder's doubling one, which
-// made and faulted in twice the memory.
+// decodeRequest decodes r's body strictly (decodeStrict) into v.
 func (s *Server) decodeRequest(r *http.Request, v any) error {
+	return s.decodeBody(r, func(body io.Reader) error { return decodeStrict(body, v) })
+}
+
+// decodeBody hands r's body to decode. A body past bulkBody, or of
+// unknown length, is first read whole into one buffer of its declared
+// size, then decoded while holding s.bulk. Decoding 14 MiB of JSON takes a
+// core for a tenth of a second or more (most of it page faults on fresh
+// memory), and the daemon has as many Ps for its goroutines as the host
+// has cores: two such bodies decoded at once left every other client's
+// requests, a steady tenant's session cells among them, waiting for the
+// Go scheduler, at six times their p99 alone. One at a time leaves the
+// other cores to everyone else. The read is not under s.bulk, so a client
+// that sends slowly holds up only itself; and one buffer of the right
+// size replaces the decoder's doubling one, which made and faulted in
+// twice the memory. decode's errors are returned as they are; a failed
+// read is classified by bodyError.
+func (s *Server) decodeBody(r *http.Request, decode func(io.Reader) error) error {
 	if r.ContentLength >= 0 && r.ContentLength <= bulkBody {
-		return decodeStrict(r.Body, v)
+		return decode(r.Body)
 	}
 	size := r.ContentLength
 	if size < 0 {
@@ -188,5 +194,5 @@ func (s *Server) decodeRequest(r *http.Request, v any) error {
 	// under a second.
 	s.bulk <- struct{}{}
 	defer func() { <-s.bulk }()
-	return decodeStrict(buf, v)
+	return decode(buf)
 }

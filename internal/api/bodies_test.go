@@ -212,6 +212,15 @@ func TestBulkBodiesOneAtATime(t *testing.T) {
 	if rec := post(`{"runtime":"python","code":"#`+strings.Repeat("x", 5<<20)+`"}`, true); rec.Code != 413 {
 		t.Errorf("a chunked body past MaxBody: %d %.200s", rec.Code, rec.Body)
 	}
+	// Piston's execute, decoded leniently, takes the same path.
+	req := httptest.NewRequest("POST", "/api/v2/execute", strings.NewReader(`{"language":"python","version":"*","files":[{"content":"#`+strings.Repeat("x", 2<<20)+`"}]}`))
+	req.Host = "localhost:8080"
+	req.ContentLength = -1
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("a large chunked Piston execute: %d %.200s", rec.Code, rec.Body)
+	}
 	if len(s.bulk) != 0 {
 		t.Error("the bulk slot is still held")
 	}

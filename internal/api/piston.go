@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -165,8 +166,14 @@ func (s *Server) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	var req PistonRequest
 	// Piston's clients send no Content-Type (node-fetch says text/plain);
 	// the body is JSON either way.
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		if err := bodyError(err); classOf(err) == errdefs.ErrTooLarge {
+	err := s.decodeBody(r, func(body io.Reader) error {
+		if err := json.NewDecoder(body).Decode(&req); err != nil {
+			return bodyError(err)
+		}
+		return nil
+	})
+	if err != nil {
+		if classOf(err) == errdefs.ErrTooLarge {
 			s.reject(w, err)
 		} else {
 			s.metrics.Rejected("invalid")
