@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,9 +105,12 @@ func (c Conns) resolve(nofile uint64, ok bool, log *slog.Logger) (Conns, error) 
 }
 
 // listen is cfg's listener behind c's caps; refused hears each
-// connection turned away.
+// connection turned away. Go's TCP keep-alive is off on the listener, so
+// that a connection refused over a cap costs no socket options:
+// connLimiter turns it on for those it lets in.
 func (c Conns) listen(addr string, refused func(reason string)) (*connLimiter, error) {
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,8 @@ const (
 // all and per client IP. Unlike golang.org/x/net/netutil.LimitListener,
 // which stops calling accept when full (so the kernel's backlog fills and
 // every client, legitimate or not, waits), it accepts and at once closes a
-// connection over a cap: the client sees a reset or EOF, not a hang, and
-// accept keeps draining the backlog.
+// connection over a cap: the client sees a reset, not a hang, and accept
+// keeps draining the backlog.
 //
 // The per-IP cap counts an IPv6 client by its /64 (admission.ClientKey).
 //
@@ -57,14 +57,26 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(c)
 		key := admission.ClientKey(ip)
+		tc, _ := c.(*net.TCPConn)
 		if reason := l.take(ip, key); reason != "" {
-			// Closed before a byte is read or written: the client
-			// sees EOF (or a reset, if it had sent its request).
+			// Closed before a byte is read or written, with a reset
+			// (linger 0): a client that floods and keeps its ends
+			// open would otherwise leave as many orphaned sockets
+			// waiting in FIN_WAIT2 on the host, and each close would
+			// cost a FIN exchange.
+			if tc != nil {
+				_ = tc.SetLinger(0)
+			}
 			_ = c.Close()
 			if l.refused != nil {
 				l.refused(reason)
 			}
 			continue
+		}
+		if tc != nil {
+			// What net.Listen sets on every accepted connection
+			// (conns.go turns it off there): 15s idle, 15s apart.
+			_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 		}
 		return &limitedConn{Conn: c, l: l, key: key}, nil
 	}

@@ -5,7 +5,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeConn is a connection from addr that only records its closes.
@@ -155,5 +159,48 @@ func TestConnLimiterHammer(t *testing.T) {
 	}
 	if accepted < n/4 {
 		t.Errorf("only %d of %d accepted: slots are not given back", accepted, n)
+	}
+}
+
+// TestConnLimiterTCP: on a real listener, a connection let in has TCP
+// keep-alive on (the listener leaves it off, so refusals cost no socket
+// options), and one over the per-IP cap is reset at once.
+func TestConnLimiterTCP(t *testing.T) {
+	l, err := Conns{PerIP: 1}.listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	first, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.(*limitedConn).Conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keepAlive int
+	_ = rc.Control(func(fd uintptr) { keepAlive, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
+	if err != nil || keepAlive != 1 {
+		t.Errorf("an accepted connection's SO_KEEPALIVE = %d (%v), want 1", keepAlive, err)
+	}
+
+	go func() { _, _ = l.Accept() }() // refuses the second, then waits
+	// The reset may come before Go's connect has seen the handshake
+	// through (Dial fails), or after (the first read does).
+	second, err := net.Dial("tcp", l.Addr().String())
+	if err == nil {
+		defer second.Close()
+		_ = second.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, err = second.Read(make([]byte, 1))
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("a connection over the per-IP cap: %v, want a reset", err)
 	}
 }
