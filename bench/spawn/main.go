@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/bench/latency"
 )
 
 func main() {
@@ -44,7 +46,7 @@ func main() {
 		}
 		sizes = append(sizes, v)
 	}
-	fmt.Printf("%d spawns of /bin/true each, %d MiB written after each; load average %s\n\n", *n, *dirty, loadAvg())
+	fmt.Printf("%d spawns of /bin/true each, %d MiB written after each; load average %s\n\n", *n, *dirty, latency.Load())
 	fmt.Printf("%-8s %-22s %10s %10s %14s %8s\n", "heap", "clone", "wall p50", "wall p99", "parent CPU", "x vfork")
 	for _, mib := range sizes {
 		heap := touch(mib << 20)
@@ -117,7 +119,7 @@ func (r *result) cpuPer() time.Duration { return r.cpu / time.Duration(max(len(r
 func (r *result) pct(p int) time.Duration {
 	s := slices.Clone(r.walls)
 	slices.Sort(s)
-	return s[(len(s)-1)*p/100].Round(time.Microsecond)
+	return latency.Pct(s, p).Round(time.Microsecond)
 }
 
 // selfCPU is this process's CPU time so far, its children's excluded.
@@ -150,11 +152,3 @@ var sink int
 
 // keep holds heap live until here.
 func keep(heap [][]byte) { sink += len(heap) }
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
