@@ -215,8 +215,11 @@ func TestSweepSparesOtherRunners(t *testing.T) {
 			done <- nil
 			return
 		}
-		defer ws.Close()
 		res, _ := a.Run(context.Background(), ws, Exec{Argv: []string{"/bin/sleep", "1"}, Limits: limits.Defaults()})
+		// Closed before the result is handed over: a deferred Close ran
+		// after it, racing the test's cleanup, which removes the state
+		// dir, with the workspace's mounts still in it (EBUSY).
+		ws.Close()
 		done <- res
 	}()
 	time.Sleep(300 * time.Millisecond)
