@@ -11,7 +11,8 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
-// FuzzDecodeRunRequest: whatever a client sends, decoding and turning it
+// FuzzDecodeRunRequest: whatever a client sends, decoding it as a run
+// request (decodeStrict, which handleRun's decodeRequest uses) and turning it
 // into a spec never panics, and a request that passes is one the executor
 // checked.
 func FuzzDecodeRunRequest(f *testing.F) {
@@ -27,7 +28,8 @@ func FuzzDecodeRunRequest(f *testing.F) {
 	}
 	x := newFake()
 	f.Fuzz(func(t *testing.T, body string) {
-		req, err := DecodeRunRequest(strings.NewReader(body))
+		req := new(RunRequest)
+		err := decodeStrict(strings.NewReader(body), req)
 		if err != nil {
 			if classOf(err) != errdefs.ErrInvalidArgument && classOf(err) != errdefs.ErrTooLarge {
 				t.Fatalf("decode error of class %v: %v", classOf(err), err)

@@ -24,16 +24,6 @@ type (
 	ErrorDetail = wire.ErrorDetail
 )
 
-// DecodeRunRequest reads a RunRequest strictly: unknown fields, trailing
-// data and a body of the wrong shape are errors that say what is wrong.
-func DecodeRunRequest(r io.Reader) (*RunRequest, error) {
-	var req RunRequest
-	if err := decodeStrict(r, &req); err != nil {
-		return nil, err
-	}
-	return &req, nil
-}
-
 // decodeStrict reads one JSON object into v: unknown fields, trailing data
 // and a body of the wrong shape are errdefs.ErrInvalidArgument, a body past the
 // limit errdefs.ErrTooLarge, each saying what is wrong. A typo in a limit's name
