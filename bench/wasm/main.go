@@ -61,6 +61,10 @@ func measure(ctx context.Context, n, tinyN int, cold bool) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	// The workers run as a uid of their own, which must read the module.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
 	hello := filepath.Join(tmp, "hello.wasm")
 	if err := os.WriteFile(hello, helloWasm, 0o644); err != nil {
 		return err
