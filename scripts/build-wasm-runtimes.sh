@@ -13,7 +13,8 @@
 #
 # It installs, into $SANDBOXD_WASM_DIR (default /usr/local/lib/sandboxd/wasm):
 #
-#   python/python.wasm                  stripped CPython for wasm32-wasi
+#   python/python.wasm                  stripped CPython for wasm32-wasi, with
+#                                       scripts/wasm/python-main.c as main
 #   python/lib/python3.11/...           its stdlib, precompiled (.pyc)
 #   quickjs/qjs.wasm                    QuickJS with scripts/wasm/qjs-driver.c
 #   VERSIONS                            name=version lines
@@ -347,18 +348,38 @@ build_python() {
 	stamp python-build "$key"
 }
 
+# link_python links python-sandboxd.wasm in CPython's build tree: the
+# same objects as python.wasm, with scripts/wasm/python-main.c as the main,
+# which can start from a snapshot of the interpreter's start-up
+# (internal/wasm/snapshot.go). A step of its own, so that a change to the
+# main relinks (seconds) instead of building CPython again.
+link_python() {
+	local bld=$WORK/build/python main=$SCRIPTS/wasm/python-main.c mk=$SCRIPTS/wasm/python-main.mk
+	local key="$(cat "$WORK/stamps/python-build")|$(hash "$main" "$mk")"
+	if fresh python-link "$key" "$bld/python-sandboxd.wasm"; then
+		log "python-sandboxd.wasm up to date"
+		return
+	fi
+	rm -f "$bld/python-sandboxd.wasm" "$bld/Programs/sandboxd-main.o"
+	make -C "$bld" -f Makefile -f "$mk" SANDBOXD_MAIN="$main" \
+		EXTRA_CFLAGS="$PY_EXTRA_CFLAGS" LDFLAGS_NODIST="$PY_LDFLAGS_NODIST" \
+		python-sandboxd.wasm >"$bld/link.log" 2>&1 ||
+		{ tail -30 "$bld/link.log" >&2; die "linking python-sandboxd.wasm failed ($bld/link.log)"; }
+	stamp python-link "$key"
+}
+
 # stage_python builds $WORK/stage/python: the stripped binary and the
 # precompiled stdlib, ready to move into place.
 stage_python() {
 	local st=$WORK/stage/python bld=$WORK/build/python
-	local key="$(cat "$WORK/stamps/python-build")|${PY_STDLIB_DROP[*]}|$(pkgver python3.11)|$(echo "$PY_SITECUSTOMIZE" | sha256sum | cut -c1-16)"
+	local key="$(cat "$WORK/stamps/python-link")|${PY_STDLIB_DROP[*]}|$(pkgver python3.11)|$(echo "$PY_SITECUSTOMIZE" | sha256sum | cut -c1-16)"
 	if fresh python-stage "$key" "$st/python.wasm" "$st/lib/python3.11/os.py"; then
 		log "python stage up to date"
 		return
 	fi
 	rm -rf "$st"
 	mkdir -p "$st/lib"
-	$STRIP_WASI -o "$st/python.wasm" "$bld/python.wasm"
+	$STRIP_WASI -o "$st/python.wasm" "$bld/python-sandboxd.wasm"
 	local lib=$st/lib/python3.11
 	cp -a "$PY_SRC/Lib" "$lib"
 	local d
@@ -491,6 +512,7 @@ main() {
 
 	step "zlib for wasm32-wasi" build_zlib
 	step "CPython for wasm32-wasi" build_python
+	step "CPython: link with sandboxd's main" link_python
 	step "CPython: strip, stdlib, compileall" stage_python
 	step "QuickJS for wasm32-wasi" build_quickjs
 

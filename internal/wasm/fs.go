@@ -4,6 +4,7 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 )
@@ -298,6 +299,25 @@ func (w *workspaceFS) Utimens(path string, atim, mtim int64) experimentalsys.Err
 func (f *quotaFile) Close() experimentalsys.Errno {
 	f.q.closeFile()
 	return f.File.Close()
+}
+
+// rootFS is a mount as wazero opens its root: lazily, once, by
+// OpenFile(".", O_RDONLY, 0). That open was charged up front (see
+// guestConfig), so the first one of that form is not counted again: it
+// goes to raw, the FS under the counting layer. Any later one counts, as
+// the guest's own, so a guest cannot open its mount's root uncounted more
+// than once.
+type rootFS struct {
+	experimentalsys.FS
+	raw     experimentalsys.FS
+	charged atomic.Bool
+}
+
+func (r *rootFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	if path == "." && flag == experimentalsys.O_RDONLY && perm == 0 && r.charged.CompareAndSwap(false, true) {
+		return r.raw.OpenFile(path, flag, perm)
+	}
+	return r.FS.OpenFile(path, flag, perm)
 }
 
 // countingFS is a read-only mount whose open files count against the

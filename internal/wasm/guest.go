@@ -12,7 +12,9 @@ import (
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/workspace"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -36,6 +38,10 @@ type guestJob struct {
 	UsedBytes, Entries            int64
 	// MaxOpen caps the files the guest has open at once.
 	MaxOpen int64
+	// Snapshot allows a start from a snapshot of the module's start-up
+	// (snapshot.go): set for the interpreters the runner ships, never for
+	// a client's module.
+	Snapshot bool
 }
 
 // endKind says how a guest ended.
@@ -73,6 +79,8 @@ type guestEnd struct {
 	// Touched: the guest may have changed the workspace (else there are
 	// no produced files to collect).
 	Touched bool
+	// Snapshot: the guest started from a snapshot of its start-up.
+	Snapshot bool
 }
 
 // guestHooks let the executor watch a guest while it runs. Both are
@@ -92,10 +100,15 @@ type guestIO struct {
 }
 
 // runGuest instantiates the compiled module, which runs _start, on the
-// calling goroutine locked to its thread, and says how it ended. ctx ends
-// the guest's sleeps; with a runtime made WithCloseOnContextDone it also
-// closes the guest.
+// calling goroutine locked to its thread, and says how it ended; or, for
+// an interpreter that can start from a snapshot of its start-up
+// (snapshot.go), instantiates it from one. ctx ends the guest's sleeps;
+// with a runtime made WithCloseOnContextDone it also closes the guest.
 func runGuest(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModule, job *guestJob, gio guestIO, hooks guestHooks) guestEnd {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	snap := snapshots.lookup(ctx, rt, cm, job, gio)
+
 	mem := newMemoryCap(job.Memory)
 	if hooks.grown != nil {
 		// Past the initial size only: that one is known from the module.
@@ -109,18 +122,58 @@ func runGuest(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModule, 
 		maxBytes: job.MaxBytes, maxFile: job.MaxFile, maxEntries: job.MaxEntries,
 		usedBytes: job.UsedBytes, entries: job.Entries, maxOpen: job.MaxOpen,
 	}
-	wfs := &workspaceFS{FS: sysfs.DirFS(job.Dir), q: q}
-	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(wfs, workspace.Dir)
+	dir := sysfs.DirFS(job.Dir)
+	cfg := guestConfig(ctx, job, gio, &workspaceFS{FS: dir, q: q}, dir, q)
+
+	read, _ := threadClock()
+	t0 := read()
+	if hooks.started != nil {
+		hooks.started(func() time.Duration { return read() - t0 })
+	}
+	var err error
+	if snap != nil {
+		err = snap.run(experimental.WithMemoryAllocator(ctx, mem), rt, cm, cfg)
+	} else {
+		var m api.Module
+		m, err = rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, mem), cm, cfg)
+		if m != nil {
+			_ = m.Close(context.WithoutCancel(ctx))
+		}
+	}
+	end := guestEnd{CPU: read() - t0}
+	end.Peak = mem.peak.Load()
+	end.MemRefused = mem.refused.Load()
+	end.QuotaHit = q.wasHit()
+	end.Touched = q.wasTouched()
+	end.Snapshot = snap != nil
+	end.Kind, end.Code, end.Trap, end.Err = guestEnded(err)
+	return end
+}
+
+// guestConfig is a run's module configuration: its argv, environment and
+// streams, the workspace (wfs, over raw) at /workspace and at "/", and the
+// job's read-only mounts, whose open files q counts.
+//
+// The mounts' roots are charged to q up front, one open file each: wazero
+// opens a root lazily, when the guest first uses it, so a run's count
+// would otherwise depend on which mounts it happened to use (and a run
+// from a snapshot, whose start-up used them in another instance, would be
+// let open more files than the same run started cold).
+func guestConfig(ctx context.Context, job *guestJob, gio guestIO, wfs, raw experimentalsys.FS, q *quota) wazero.ModuleConfig {
 	// The same directory at "/" too: WASI has no working directory, and
 	// wasi-libc resolves a relative path against "/", so "out.txt" lands in
 	// the workspace, as from the process backend's cwd. Nothing of the host
 	// is there: "/etc/passwd" is the workspace's etc/passwd, which does not
 	// exist.
-	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(wfs, "/")
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(&rootFS{FS: wfs, raw: raw}, workspace.Dir)
+	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(&rootFS{FS: wfs, raw: raw}, "/")
 	for _, m := range job.Mounts {
-		ro := &countingFS{FS: &sysfs.ReadFS{FS: sysfs.DirFS(m.Host)}, q: q}
-		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(ro, m.Guest)
+		ro := &sysfs.ReadFS{FS: sysfs.DirFS(m.Host)}
+		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(&rootFS{FS: &countingFS{FS: ro, q: q}, raw: ro}, m.Guest)
 	}
+	q.mu.Lock()
+	q.open += 2 + int64(len(job.Mounts))
+	q.mu.Unlock()
 	cfg := wazero.NewModuleConfig().
 		// Anonymous: many instances of one module may run at once.
 		WithName("").
@@ -140,42 +193,28 @@ func runGuest(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModule, 
 		k, v, _ := strings.Cut(kv, "=")
 		cfg = cfg.WithEnv(k, v)
 	}
+	return cfg
+}
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	read, _ := threadClock()
-	t0 := read()
-	if hooks.started != nil {
-		hooks.started(func() time.Duration { return read() - t0 })
-	}
-	m, err := rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, mem), cm, cfg)
-	end := guestEnd{CPU: read() - t0}
-	if m != nil {
-		_ = m.Close(context.WithoutCancel(ctx))
-	}
-	end.Peak = mem.peak.Load()
-	end.MemRefused = mem.refused.Load()
-	end.QuotaHit = q.wasHit()
-	end.Touched = q.wasTouched()
+// guestEnded says how a guest ended from the error its instantiation (or
+// its entry point's call) returned.
+func guestEnded(err error) (kind endKind, code uint32, trap, msg string) {
 	var exitErr *sys.ExitError
 	switch {
 	case err == nil:
-		end.Kind = endReturned
+		return endReturned, 0, "", ""
 	case errors.As(err, &exitErr):
-		end.Kind, end.Code = endExit, exitErr.ExitCode()
 		if c := exitErr.ExitCode(); c == sys.ExitCodeDeadlineExceeded || c == sys.ExitCodeContextCanceled {
-			end.Kind = endClosed
+			return endClosed, c, "", ""
 		}
-	default:
-		if t, ok := asTrap(err); ok {
-			end.Kind, end.Trap = endTrap, t.text
-		} else {
-			// wazero's error carries the guest's stack trace, whose
-			// function names are the module's.
-			end.Kind, end.Err = endError, run.Clip(err.Error(), run.MaxMessage)
-		}
+		return endExit, exitErr.ExitCode(), "", ""
 	}
-	return end
+	if t, ok := asTrap(err); ok {
+		return endTrap, 0, t.text, ""
+	}
+	// wazero's error carries the guest's stack trace, whose function
+	// names are the module's.
+	return endError, 0, "", run.Clip(err.Error(), run.MaxMessage)
 }
 
 // sleeper is the guest's sleep (WASI poll_oneoff on a clock). When ctx

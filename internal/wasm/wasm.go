@@ -85,7 +85,10 @@ type Config struct {
 	// (default DefaultCgroupParent). A root process that cannot create it
 	// fails New; one that is not root runs its workers without.
 	CgroupParent string
-	Logger       *slog.Logger
+	// ColdStarts starts every interpreter run cold, never from a snapshot
+	// of its start-up (snapshot.go); for comparisons.
+	ColdStarts bool
+	Logger     *slog.Logger
 }
 
 // DefaultWorkerUID is the first host uid of the workers: below the
