@@ -135,6 +135,9 @@ func measure(ctx context.Context, n, tinyN int, cold bool) error {
 	if !interpreters {
 		return nil
 	}
+	if err := snapshotPairs(ctx, cacheDir, runners[wasm.ModeWorker], n); err != nil {
+		return err
+	}
 
 	fmt.Println("## Compute: the loop's own time, measured inside the interpreter (median of 3)")
 	fmt.Printf("%-34s %12s %12s %12s %9s %9s\n", "loop", "native", "worker", "in-process", "wasm/nat", "cod cost")
@@ -165,6 +168,61 @@ func measure(ctx context.Context, n, tinyN int, cold bool) error {
 	}
 	fmt.Println("\nwasm/nat: worker (full-speed wasm) over native CPython 3.11 (Debian's, PGO+LTO);")
 	fmt.Println("cod cost: in-process (WithCloseOnContextDone) over worker, the same machine code otherwise.")
+	return nil
+}
+
+// snapshotPairs times Python's print(1) from a snapshot of its start-up
+// (the runner's default) against cold starts (a second worker runner made
+// with ColdStarts, its workers on uids and a cgroup parent of their own),
+// one run of each per round, alternating which goes first.
+func snapshotPairs(ctx context.Context, cacheDir string, warm *wasm.Runner, n int) error {
+	cold, err := wasm.New(ctx, wasm.Config{Mode: wasm.ModeWorker, CacheDir: cacheDir, ColdStarts: true,
+		WorkerUID: wasm.DefaultWorkerUID + 256, CgroupParent: wasm.DefaultCgroupParent + "-bench-cold"})
+	if err != nil {
+		return err
+	}
+	defer cold.Close(ctx)
+	if err := cold.Warm(ctx, "python"); err != nil {
+		return err
+	}
+	e := script("python", "main.py", "print(1)")
+	e.Limits = limits.Defaults()
+	var dw, dc []time.Duration
+	warmRuns := 0
+	one := func(r *wasm.Runner, d *[]time.Duration) error {
+		t := time.Now()
+		res, err := r.Run(ctx, e)
+		if err != nil {
+			return err
+		}
+		if res.Status != run.StatusOK || string(res.Stdout) != "1\n" {
+			return fmt.Errorf("status %s: %s %q %s", res.Status, res.Reason, res.Stdout, res.Stderr)
+		}
+		*d = append(*d, time.Since(t))
+		if res.Isolation.Warm {
+			warmRuns++
+		}
+		return nil
+	}
+	rounds := max(n, 30)
+	for i := range rounds {
+		first, second := func() error { return one(warm, &dw) }, func() error { return one(cold, &dc) }
+		if i%2 == 1 {
+			first, second = second, first
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
+		}
+	}
+	fmt.Println("## Python print(1) from a snapshot of its start-up against cold starts (worker, paired rounds)")
+	fmt.Printf("%-34s %12s %12s %10s\n", "case", "median", "p99", "runs")
+	fmt.Printf("%-34s %12s %12s %10d\n", "cold starts (baseline)", round(pct(dc, 50)), round(pct(dc, 99)), rounds)
+	fmt.Printf("%-34s %12s %12s %10d\n", "from a snapshot", round(pct(dw, 50)), round(pct(dw, 99)), rounds)
+	fmt.Printf("snapshot / cold, medians: %.2fx; runs that started from a snapshot: %d of %d (the first takes it)\n\n",
+		float64(pct(dw, 50))/float64(pct(dc, 50)), warmRuns, rounds)
 	return nil
 }
 
