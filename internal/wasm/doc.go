@@ -86,5 +86,6 @@
 // seccomp and no_new_privs when the workers are confined (a guest's own
 // calls never reach the kernel: WASI calls are Go functions of the worker,
 // which is what the filter confines), rootfs "wasi-preopens", uid -1 (WASI
-// has no users), network "none".
+// has no users), network "none", and warm when an interpreter started from
+// a snapshot of its start-up (snapshot.go) rather than cold.
 package wasm
