@@ -86,7 +86,7 @@ func (m *hybridMemory) Free() {
 // after), so a run that ballooned does not leave its size behind.
 const (
 	maxSpares    = 2
-	keepResident = 64 << 20
+	keepResident = 32 << 20
 )
 
 var spares spareMappings

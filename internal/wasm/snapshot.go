@@ -72,7 +72,7 @@ const (
 	// snapshotsKept bounds the snapshots (and failed attempts) kept per
 	// process, least recently used out first; a snapshot of python.wasm
 	// holds about 4 MiB.
-	snapshotsKept = 8
+	snapshotsKept = 4
 	// memPage is the granularity snapshots are kept and restored in.
 	memPage = 4096
 )
