@@ -60,6 +60,12 @@ type v1Driver struct {
 	parent string
 	// roots maps each subsystem to its mount point.
 	roots map[cgroup1.Name]string
+	// subs are the v1Subsystems, found once: cgroup1.Default reads
+	// /proc/self/mountinfo and lists the huge page sizes, and a daemon's
+	// mount table holds two mounts per live run and session, so reading it
+	// at every run's cgroup made each run's cost grow with the others'.
+	// The controllers' mount points do not move under a running daemon.
+	subs []cgroup1.Subsystem
 }
 
 func newV1Driver(parent string) (*v1Driver, error) {
@@ -74,6 +80,9 @@ func newV1Driver(parent string) (*v1Driver, error) {
 			continue
 		}
 		d.roots[s.Name()] = p.Path("/")
+		if slices.Contains(v1Subsystems, s.Name()) {
+			d.subs = append(d.subs, s)
+		}
 	}
 	for _, n := range v1Subsystems {
 		if _, ok := d.roots[n]; !ok {
@@ -92,21 +101,7 @@ const v1TCPLimitFile = "memory.kmem.tcp.limit_in_bytes"
 
 func (d *v1Driver) version() string { return "v1" }
 
-func (d *v1Driver) hierarchy() ([]cgroup1.Subsystem, error) {
-	subs, err := cgroup1.Default()
-	if err != nil {
-		return nil, err
-	}
-	var out []cgroup1.Subsystem
-	for _, s := range subs {
-		for _, n := range v1Subsystems {
-			if s.Name() == n {
-				out = append(out, s)
-			}
-		}
-	}
-	return out, nil
-}
+func (d *v1Driver) hierarchy() ([]cgroup1.Subsystem, error) { return d.subs, nil }
 
 // resources maps a run's limits onto v1 controller settings.
 func (d *v1Driver) resources(l limits.Limits) *specs.LinuxResources {
