@@ -218,7 +218,7 @@ func (s *sandbox) clone(extra []*os.File) error {
 		cmd, err = s.startInit(path, extra)
 	}
 	if err != nil {
-		return fmt.Errorf("start sandbox init (are user namespaces enabled?): %w", err)
+		return fmt.Errorf("start sandbox init%s: %w", cloneHint(err), err)
 	}
 	s.initKind, s.initBin = kind, ib
 	s.cmd = cmd
@@ -227,6 +227,17 @@ func (s *sandbox) clone(extra []*os.File) error {
 	s.exited = make(chan error, 1)
 	go func() { s.exited <- cmd.Wait() }()
 	return nil
+}
+
+// cloneHint is the likely cause of a clone's error, where it is one: the
+// errors the kernel gives when user namespaces are off (EPERM, EINVAL) or
+// used up (ENOSPC, max_user_namespaces). Not for EMFILE, EAGAIN and the
+// like: the cause is then what the error says.
+func cloneHint(err error) string {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) {
+		return " (are user namespaces enabled?)"
+	}
+	return ""
 }
 
 // startInit clones init, executed from path, with the config and status
