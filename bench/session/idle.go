@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandboxd/sandboxd/bench/latency"
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -40,6 +42,7 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	m := session.NewManager(ctx, session.Config{Runner: r, MaxSessions: n, MaxPerOwner: n, IdleTimeout: time.Hour})
 	defer m.Close()
 	before := memAvailable()
+	fdsBefore, mountsBefore := countFDs(), countMounts()
 	sessions := make([]*session.Session, 0, n)
 	for i := range n {
 		s, err := m.Create(ctx, "bench", &run.SessionSpec{})
@@ -50,6 +53,7 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	}
 	time.Sleep(2 * time.Second)
 	after := memAvailable()
+	fds, mounts := countFDs()-fdsBefore, countMounts()-mountsBefore
 	cgroups := sessionCgroups()
 	var usage, pss, uss, counted int64
 	for _, s := range sessions {
@@ -74,6 +78,13 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 		fmt.Printf("\nidle session's cgroup memory usage (kernel + tmpfs): %.2f MiB (mean of %d)\n", mib(usage/counted), counted)
 	}
 	fmt.Printf("host MemAvailable fell by %.2f MiB per session (%d sessions)\n", mib((before-after)/int64(n)), n)
+	// What else bounds how many sessions one daemon holds: its file
+	// descriptors (RLIMIT_NOFILE) and its mount table, which every new
+	// sandbox's mount namespace copies.
+	var nofile unix.Rlimit
+	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
+	fmt.Printf("per session in this process: %.1f file descriptors (RLIMIT_NOFILE %d), %.1f mounts\n",
+		float64(fds)/float64(n), nofile.Cur, float64(mounts)/float64(n))
 
 	step := max(1, n/idleSample)
 	var cells []time.Duration
@@ -92,6 +103,18 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	fmt.Printf("a cell in %d of them: all answered, mean %.2f ms\n", len(cells), latency.Ms(sum/time.Duration(len(cells))))
 	fmt.Printf("load after: %s; target: at most 5 MiB of host memory per idle session\n", latency.Load())
 	return nil
+}
+
+// countFDs is the number of this process's open file descriptors.
+func countFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
+
+// countMounts is the number of mounts in this process's mount namespace.
+func countMounts() int {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	return strings.Count(string(b), "\n")
 }
 
 // memAvailable is /proc/meminfo's MemAvailable in bytes.
