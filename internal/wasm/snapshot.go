@@ -241,14 +241,14 @@ func takeSnapshot(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModu
 		return nil, false
 	}
 	defer m.Close(context.WithoutCancel(ctx))
-	fresh := nonZeroPages(m.Memory(), nil)
+	fresh := nonZeroPages(memoryBytes(m.Memory()), nil)
 	for _, name := range []string{exportCtors, exportInit} {
 		if _, err := m.ExportedFunction(name).Call(ctx); err != nil {
 			var exit *sys.ExitError
 			return nil, ctx.Err() == nil && (errors.As(err, &exit) || isTrap(err))
 		}
 	}
-	if out.n > 0 || rec.changed || rec.found || q.wasTouched() {
+	if out.n > 0 || rec.changed || rec.found {
 		return nil, true
 	}
 	return &snapshot{
@@ -263,43 +263,36 @@ func isTrap(err error) bool {
 	return ok
 }
 
-// nonZeroPages marks the memory's pages that are not all zero, on top of
-// marks (which it may extend).
-func nonZeroPages(mem api.Memory, marks []bool) []bool {
+// memoryBytes is a view of all of mem.
+func memoryBytes(mem api.Memory) []byte {
 	b, _ := mem.Read(0, mem.Size())
+	return b
+}
+
+// zeroPage is what an untouched page holds.
+var zeroPage [memPage]byte
+
+// nonZeroPages marks the pages of b that are not all zero, on top of marks
+// (which it may extend).
+func nonZeroPages(b []byte, marks []bool) []bool {
 	n := len(b) / memPage
 	for len(marks) < n {
 		marks = append(marks, false)
 	}
 	for i := range n {
-		if !marks[i] && !allZero(b[i*memPage:(i+1)*memPage]) {
+		if !marks[i] && !bytes.Equal(b[i*memPage:(i+1)*memPage], zeroPage[:]) {
 			marks[i] = true
 		}
 	}
 	return marks
 }
 
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // memoryChunks copies the pages of mem that are not zero, or that fresh
 // marks (not zero in a fresh instance, so to be overwritten), in runs of
 // adjacent pages.
 func memoryChunks(mem api.Memory, fresh []bool) []memChunk {
-	b, _ := mem.Read(0, mem.Size())
-	marks := nonZeroPages(mem, append([]bool(nil), fresh...))
+	b := memoryBytes(mem)
+	marks := nonZeroPages(b, append([]bool(nil), fresh...))
 	var chunks []memChunk
 	for i := 0; i < len(marks); {
 		if !marks[i] {
