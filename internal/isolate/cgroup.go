@@ -16,9 +16,12 @@ type cgroupStats struct {
 
 // runCgroup is one run's cgroup, on whichever hierarchy the host has.
 type runCgroup interface {
-	// fd returns an open directory fd for clone-time placement
-	// (CLONE_INTO_CGROUP), or -1 where the child must be moved with add.
-	fd() int
+	// openDir opens the cgroup's directory for one clone-time placement
+	// (CLONE_INTO_CGROUP); the caller closes it once the child is cloned.
+	// It returns -1 where the child must be moved with add. Opened per
+	// clone, not held for the sandbox's life: every descriptor a sandbox
+	// holds in the daemon bounds how many sessions one daemon keeps.
+	openDir() (int, error)
 	// add moves pid into the cgroup (cgroup v1).
 	add(pid int) error
 	// addMemory moves pid into the cgroup's memory controller alone

@@ -210,7 +210,7 @@ type v1Cgroup struct {
 	cg   cgroup1.Cgroup
 }
 
-func (c *v1Cgroup) fd() int { return -1 }
+func (c *v1Cgroup) openDir() (int, error) { return -1, nil }
 
 func (c *v1Cgroup) update(l limits.Limits) error {
 	// memsw must stay >= memory at every step: lowering, memory goes
@@ -328,13 +328,7 @@ func (d *v2Driver) create(name string, l limits.Limits) (runCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup v2 %s: %w", group, err)
 	}
-	dir := filepath.Join(d.mountpoint, group)
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		_ = m.Delete()
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	return &v2Cgroup{dir: dir, m: m, dirfd: fd}, nil
+	return &v2Cgroup{dir: filepath.Join(d.mountpoint, group), m: m}, nil
 }
 
 func (d *v2Driver) list() ([]string, error) {
@@ -342,7 +336,7 @@ func (d *v2Driver) list() ([]string, error) {
 }
 
 func (d *v2Driver) remove(name string) error {
-	c := &v2Cgroup{dir: filepath.Join(d.mountpoint, d.parent, name), dirfd: -1}
+	c := &v2Cgroup{dir: filepath.Join(d.mountpoint, d.parent, name)}
 	return c.destroy()
 }
 
@@ -356,12 +350,20 @@ func (d *v2Driver) limitParent(limit int64) error {
 }
 
 type v2Cgroup struct {
-	dir   string
-	m     *cgroup2.Manager
-	dirfd int
+	dir string
+	m   *cgroup2.Manager
 }
 
-func (c *v2Cgroup) fd() int { return c.dirfd }
+// openDir opens the directory by its path, which names this cgroup and no
+// other for as long as it exists (a run's cgroups are named by its id): a
+// removed cgroup is not found, never another one entered.
+func (c *v2Cgroup) openDir() (int, error) {
+	fd, err := unix.Open(c.dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: c.dir, Err: err}
+	}
+	return fd, nil
+}
 
 func (c *v2Cgroup) add(int) error { return nil }
 
@@ -410,10 +412,6 @@ func (c *v2Cgroup) kill() error {
 }
 
 func (c *v2Cgroup) destroy() error {
-	if c.dirfd >= 0 {
-		unix.Close(c.dirfd)
-		c.dirfd = -1
-	}
 	_ = c.kill()
 	return killAndRemove(c.dir)
 }

@@ -72,8 +72,10 @@ func TestV2DriverFakeFiles(t *testing.T) {
 	if got := readFile(t, filepath.Join(mnt, "sandboxd", "cgroup.subtree_control")); !strings.Contains(got, "memory") || !strings.Contains(got, "pids") || !strings.Contains(got, "cpu") {
 		t.Errorf("parent subtree_control %q does not enable memory, pids and cpu", got)
 	}
-	if cg.fd() < 0 {
-		t.Error("v2 cgroup has no directory fd for clone-time placement")
+	if fd, err := cg.openDir(); err != nil || fd < 0 {
+		t.Errorf("v2 cgroup's directory for clone-time placement: fd %d, %v", fd, err)
+	} else {
+		unix.Close(fd)
 	}
 	writeFiles(t, dir, map[string]string{
 		"memory.peak":   "73400320\n",
@@ -111,20 +113,21 @@ func TestV2DriverFakeFiles(t *testing.T) {
 // is enough for placement, cpu.stat and cgroup.kill.
 func TestV2ClonePlacementReal(t *testing.T) {
 	dir := realV2Dir(t)
-	c := &v2Cgroup{dir: dir, dirfd: -1}
+	c := &v2Cgroup{dir: dir}
 	defer func() {
 		if err := c.destroy(); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 	}()
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+	fd, err := c.openDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.dirfd = fd
 	cmd := exec.Command("/bin/sleep", "100")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.fd()}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	err = cmd.Start()
+	unix.Close(fd)
+	if err != nil {
 		t.Fatal(err)
 	}
 	procs := readFile(t, filepath.Join(dir, "cgroup.procs"))

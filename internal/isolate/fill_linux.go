@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/workspace"
@@ -203,7 +205,12 @@ func (s *sandbox) startInCgroup(cmd *exec.Cmd) error {
 	if s.cgGone {
 		return errSandboxEnded
 	}
-	if fd := s.cg.fd(); fd >= 0 {
+	fd, err := s.cg.openDir()
+	if err != nil {
+		return fmt.Errorf("start a filler in the sandbox's cgroup: %w", err)
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
@@ -211,7 +218,7 @@ func (s *sandbox) startInCgroup(cmd *exec.Cmd) error {
 		return fmt.Errorf("start a filler in the sandbox's cgroup: %w", err)
 	}
 	pid := cmd.Process.Pid
-	err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(fillerOOMScoreAdj), 0)
+	err = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(fillerOOMScoreAdj), 0)
 	if err == nil {
 		err = s.cg.addMemory(pid)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
-	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -230,11 +229,7 @@ func BenchmarkPutFile(b *testing.B) {
 // enough for placement.
 func TestFillerPlacementV2Real(t *testing.T) {
 	dir := realV2Dir(t)
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sandbox{r: &Runner{}, cg: &v2Cgroup{dir: dir, dirfd: fd}}
+	s := &sandbox{r: &Runner{}, cg: &v2Cgroup{dir: dir}}
 	defer s.destroyCgroup()
 	in, feed, err := os.Pipe()
 	if err != nil {

@@ -35,8 +35,7 @@ type sandbox struct {
 	cg   runCgroup
 	// cgMu is held shared while a process is put into cg from outside
 	// (startInCgroup), exclusively while cg is destroyed: nothing enters a
-	// removed cgroup, and nothing enters a cgroup through an fd that
-	// destroy closed (its number may name another cgroup by then).
+	// cgroup while it is being removed, or after.
 	cgMu   sync.RWMutex
 	cgGone bool
 	cmd    *exec.Cmd
@@ -55,11 +54,6 @@ type sandbox struct {
 	// marks cut the output into a session's executions; nothing arms them
 	// in a run, where they copy the output as it comes.
 	marks [2]output.Marks
-	// markW are the parent's copies of the output pipes' write ends, kept
-	// with startOpts.marks for Cut to write its marks through. markMu
-	// guards them: finish closes them while a Cut may be using them.
-	markMu sync.Mutex
-	markW  [2]*os.File
 
 	overflow     chan struct{}
 	exited       chan error
@@ -94,9 +88,6 @@ type startOpts struct {
 	// being served. Without it the sandbox is busy for Exec.Tenant from
 	// the start (cpushares_linux.go).
 	background bool
-	// marks keeps the parent's copies of the output pipes' write ends, for
-	// cutting a session's output into executions (SessionProcess.Cut).
-	marks bool
 }
 
 // setupTimeout bounds building a sandbox, from clone to the program's
@@ -171,13 +162,6 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 	extra := pp.programFiles()
 	if err := s.clone(extra); err != nil {
 		return err
-	}
-	if o.marks {
-		// Kept, not closed with the child's ends: Cut writes its marks
-		// through them. finish closes them first.
-		s.markW = [2]*os.File{pp.outW, pp.errW}
-		pp.outW, pp.errW = nil, nil
-		cu.Add(s.closeMarkWriters)
 	}
 	pp.closeChild()
 	// From here on init exists: a failure must kill and reap it.
@@ -256,7 +240,12 @@ func (s *sandbox) startInit(path string, extra []*os.File) (*exec.Cmd, error) {
 		ExtraFiles:  append([]*os.File{pp.cfgR, pp.statW}, extra...),
 		SysProcAttr: initAttr(s.ws.dir.ids),
 	}
-	if fd := s.cg.fd(); fd >= 0 {
+	fd, err := s.cg.openDir()
+	if err != nil {
+		return nil, err
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
@@ -428,27 +417,25 @@ func (s *sandbox) inCgroup(pid int) bool {
 	return err == nil && slices.Contains(pids, pid)
 }
 
-// pinProgram opens a pidfd of the program (findProgram) and returns it
-// with the program's pid, or -1 and 0 when it is not found. A pid read from cgroup.procs names whichever
-// process has it when pidfd_open runs: had the program been reaped and its
-// pid reused by a host process in between, the pidfd would pin that one.
-// So the pidfd is checked after: its process alive (a signal 0 through it)
-// and the pid still in the cgroup mean they are the program, since a live
-// process's pid is its own.
-func (s *sandbox) pinProgram() (fd, pid int, err error) {
-	pid = s.findProgram()
-	if pid == 0 {
-		return -1, 0, nil
-	}
-	fd, err = unix.PidfdOpen(pid, 0)
+// pidfdIn opens a pidfd of pid, a process of the sandbox found earlier,
+// and checks that it still is one. A pid names whichever process has it
+// when pidfd_open runs: had the process been reaped and its pid reused by
+// a host process in between, the pidfd would pin that one. So the pidfd
+// is checked after: its process alive (a signal 0 through it) and the pid
+// in the cgroup mean the pidfd's process is the sandbox's, since a live
+// process's pid is its own and no process leaves the sandbox's cgroup.
+// Opened per use, not held: a held pidfd would be one more descriptor per
+// session in the daemon.
+func (s *sandbox) pidfdIn(pid int) (int, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return -1, 0, os.NewSyscallError("pidfd_open", err)
+		return -1, fmt.Errorf("the program (pid %d) is not in its sandbox: %w", pid, os.NewSyscallError("pidfd_open", err))
 	}
 	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil || !s.inCgroup(pid) {
 		unix.Close(fd)
-		return -1, 0, fmt.Errorf("the program (pid %d) left its sandbox before its pidfd was checked", pid)
+		return -1, fmt.Errorf("the program (pid %d) is not in its sandbox", pid)
 	}
-	return fd, pid, nil
+	return fd, nil
 }
 
 // feedStdin copies r to the program's stdin by a goroutine of its own and
@@ -489,19 +476,6 @@ func (s *sandbox) Wait() (*run.Result, error) {
 
 // Done is closed when the sandbox has ended.
 func (s *sandbox) Done() <-chan struct{} { return s.done }
-
-// closeMarkWriters closes the parent's copies of the output pipes' write
-// ends, if kept, so the drains can reach EOF.
-func (s *sandbox) closeMarkWriters() {
-	s.markMu.Lock()
-	defer s.markMu.Unlock()
-	for i, f := range s.markW {
-		if f != nil {
-			f.Close()
-			s.markW[i] = nil
-		}
-	}
-}
 
 func (s *sandbox) destroyCgroup() {
 	s.r.shares.drop(s)

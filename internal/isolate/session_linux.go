@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -35,26 +35,24 @@ import (
 type SessionProcess struct {
 	*sandbox
 	limits limits.Limits
-	// progPid is the program's host pid, pinned by pidfd (for Relimit).
+	// progPid is the program's host pid, found at its start; Interrupt
+	// and Relimit reach it through a pidfd opened for the call
+	// (sandbox.pidfdIn).
 	progPid int
-	// pidMu guards pidfd, the program's pidfd for Interrupt (-1: none, or
-	// closed once the sandbox has ended).
-	pidMu sync.Mutex
-	pidfd int
 }
 
 // StartSession starts e as a session's program, under e.Limits for the
 // session's whole life: see above. ctx bounds the start and, until
 // Activate, the SessionProcess's life.
 func (r *Runner) StartSession(ctx context.Context, ws *Workspace, e Exec) (*SessionProcess, error) {
-	return r.startSession(ctx, ws, e, startOpts{control: true, marks: true})
+	return r.startSession(ctx, ws, e, startOpts{control: true})
 }
 
 // StartSessionAhead starts e as StartSession does, for a session to come:
 // at the least CPU weight (a kernel starting ahead must not slow the work
 // being served) until Relimit gives it its session's limits.
 func (r *Runner) StartSessionAhead(ctx context.Context, ws *Workspace, e Exec) (*SessionProcess, error) {
-	return r.startSession(ctx, ws, e, startOpts{control: true, marks: true, background: true})
+	return r.startSession(ctx, ws, e, startOpts{control: true, background: true})
 }
 
 func (r *Runner) startSession(ctx context.Context, ws *Workspace, e Exec, o startOpts) (*SessionProcess, error) {
@@ -62,18 +60,13 @@ func (r *Runner) startSession(ctx context.Context, ws *Workspace, e Exec, o star
 	if err != nil {
 		return nil, err
 	}
-	fd, pid, err := s.pinProgram()
-	if err != nil {
+	pid := s.findProgram()
+	if pid == 0 {
 		s.Kill()
 		_, _ = s.Wait()
-		return nil, fmt.Errorf("open the program's pidfd: %w", err)
+		return nil, errors.New("the program is not in its sandbox after its start")
 	}
-	sp := &SessionProcess{sandbox: s, limits: e.Limits, pidfd: fd, progPid: pid}
-	go func() {
-		<-s.done
-		sp.closePidfd()
-	}()
-	return sp, nil
+	return &SessionProcess{sandbox: s, limits: e.Limits, progPid: pid}, nil
 }
 
 // Relimit replaces the limits the SessionProcess was started with by l,
@@ -85,13 +78,11 @@ func (sp *SessionProcess) Relimit(l limits.Limits) error {
 	if l.Tmpfs != sp.limits.Tmpfs {
 		return fmt.Errorf("apply limits: the tmpfs size was %s, not %s", sp.limits.Tmpfs, l.Tmpfs)
 	}
-	sp.pidMu.Lock()
-	defer sp.pidMu.Unlock()
-	// The pidfd pins the pid: alive through it and in the cgroup, it is
-	// the program's.
-	if sp.pidfd < 0 || unix.PidfdSendSignal(sp.pidfd, 0, nil, 0) != nil || !sp.inCgroup(sp.progPid) {
-		return errors.New("apply limits: the program is not in its sandbox")
+	fd, err := sp.pidfdIn(sp.progPid)
+	if err != nil {
+		return fmt.Errorf("apply limits: %w", err)
 	}
+	defer unix.Close(fd)
 	if err := sp.relimit(sp.progPid, l); err != nil {
 		return err
 	}
@@ -204,31 +195,62 @@ func (sp *SessionProcess) Cut(ctx context.Context) (Output, error) {
 // writeMark writes mark into output pipe i (0 stdout, 1 stderr). A mark is
 // under PIPE_BUF, so it is written whole, never interleaved.
 func (sp *SessionProcess) writeMark(i int, mark []byte, ctx context.Context) error {
-	sp.markMu.Lock()
-	// Not held during the Write: os.File allows a Close (finish's)
-	// concurrent with it.
-	w := sp.markW[i]
-	sp.markMu.Unlock()
-	if w == nil {
-		return errors.New("the program has ended")
+	w, err := reopenWriter([2]*os.File{sp.p.outR, sp.p.errR}[i])
+	if err != nil {
+		return err
 	}
+	defer w.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = w.SetWriteDeadline(dl)
 	}
-	_, err := w.Write(mark)
+	_, err = w.Write(mark)
 	return err
+}
+
+// reopenWriter opens a new write end of the pipe whose read end is r, for
+// one mark. Linux opens a pipe named by /proc/self/fd/N as a FIFO, so the
+// parent need not keep a write end of the program's output pipes between
+// executions: two descriptors less per session, and the descriptors a
+// daemon may hold bound how many sessions it keeps. The magic link is
+// opened while r's descriptor is held (RawConn.Control): a concurrent
+// Close (finish's) waits for it, so N cannot name another file meanwhile.
+// Non-blocking: there is a reader (r), so the open does not wait, and the
+// write honours its deadline.
+func reopenWriter(r *os.File) (*os.File, error) {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	var openErr error
+	if err := rc.Control(func(rfd uintptr) {
+		fd, openErr = unix.Open("/proc/self/fd/"+strconv.Itoa(int(rfd)), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}); err != nil {
+		// r is closed: the sandbox has ended.
+		return nil, errors.New("the program has ended")
+	}
+	if openErr != nil {
+		return nil, &os.PathError{Op: "reopen", Path: "output pipe", Err: openErr}
+	}
+	return os.NewFile(uintptr(fd), "mark"), nil
 }
 
 // Interrupt sends sig to the program (not to init, not to the program's
 // children): a kernel turns SIGINT into KeyboardInterrupt in the code it
-// runs. It goes through a pidfd, so it can never reach a reused pid.
+// runs. It goes through a pidfd checked to be the sandbox's, so it can
+// never reach a host process that reused the pid.
 func (sp *SessionProcess) Interrupt(sig syscall.Signal) error {
-	sp.pidMu.Lock()
-	defer sp.pidMu.Unlock()
-	if sp.pidfd < 0 {
+	select {
+	case <-sp.done:
 		return errors.New("the program has ended")
+	default:
 	}
-	if err := unix.PidfdSendSignal(sp.pidfd, sig, nil, 0); err != nil {
+	fd, err := sp.pidfdIn(sp.progPid)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
 		return os.NewSyscallError("pidfd_send_signal", err)
 	}
 	return nil
@@ -243,14 +265,4 @@ func (sp *SessionProcess) CPUTime() (time.Duration, error) {
 	default:
 	}
 	return sp.cg.cpu()
-}
-
-// closePidfd closes the program's pidfd, once the sandbox has ended.
-func (sp *SessionProcess) closePidfd() {
-	sp.pidMu.Lock()
-	defer sp.pidMu.Unlock()
-	if sp.pidfd >= 0 {
-		unix.Close(sp.pidfd)
-		sp.pidfd = -1
-	}
 }

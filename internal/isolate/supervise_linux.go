@@ -132,7 +132,6 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 	res.WallTime = time.Since(act.at)
 	s.ph.mark("program")
 	defer s.p.closeAll()
-	s.closeMarkWriters()
 	s.closeStdin()
 	select {
 	case <-s.drained:
