@@ -28,6 +28,7 @@ const staleInitDir = "stale-init"
 // start the init binary TestMain builds.
 func TestMain(m *testing.M) {
 	maybeStaleInit()
+	maybePlayInit()
 	nsinit.MaybeRun()
 	os.Exit(testMain(m))
 }

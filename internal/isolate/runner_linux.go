@@ -27,6 +27,9 @@ type Runner struct {
 	init   *initBinary
 	// shares divides the CPU among tenants (cpushares_linux.go).
 	shares cpuShares
+	// reaper is what init becomes once the program runs, nil where there
+	// is none (reaper_linux.go). Held open for the Runner's life.
+	reaper *os.File
 }
 
 // New checks that this host can run the process backend, creates the state
@@ -107,6 +110,9 @@ func New(cfg Config) (*Runner, error) {
 	default:
 		r.init = ib
 	}
+	if r.reaper, err = openReaper(); err != nil {
+		r.log.Warn("no reaper: each sandbox's init waits for its program itself, holding more memory", "err", err)
+	}
 	if err := r.Sweep(); err != nil {
 		r.log.Warn("sweeping leftovers of earlier runs failed", "err", err)
 	}
@@ -143,6 +149,7 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 		Rlimits:       rlimits(e.Limits),
 		Seccomp:       !r.cfg.NoSeccomp,
 		SeccompFilter: r.filter,
+		Reaper:        r.reaper != nil,
 	}
 }
 

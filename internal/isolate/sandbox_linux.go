@@ -181,11 +181,12 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 }
 
 // clone starts init in the new namespaces, with the config and status
-// pipes as its fds 3 and 4 and extra after them.
+// pipes as its fds 3 and 4, extra after them and the reaper last.
 func (s *sandbox) clone(extra []*os.File) error {
-	pp := s.p
+	// Init's fds: stdio, the config and status pipes, extra, the reaper.
+	n := 3 + 2 + len(extra) + 1
 	path, kind, ib := s.r.initExec()
-	if ib != nil && ib.fd.Fd() <= uintptr(2*(3+len(pp.programFiles())+2)+1) {
+	if ib != nil && ib.fd.Fd() <= uintptr(2*n+1) {
 		// Cannot happen with initMinFD; os/exec's child could have
 		// reused the number before execve (initbin_linux.go).
 		return fmt.Errorf("init binary held at fd %d, too low to survive the fork", ib.fd.Fd())
@@ -225,9 +226,13 @@ func cloneHint(err error) string {
 }
 
 // startInit clones init, executed from path, with the config and status
-// pipes as its fds 3 and 4 and extra after them.
+// pipes as its fds 3 and 4, extra after them, and the reaper last.
 func (s *sandbox) startInit(path string, extra []*os.File) (*exec.Cmd, error) {
 	pp := s.p
+	files := append([]*os.File{pp.cfgR, pp.statW}, extra...)
+	if s.r.reaper != nil {
+		files = append(files, s.r.reaper)
+	}
 	cmd := &exec.Cmd{
 		Path: path,
 		Args: []string{nsinit.Arg0},
@@ -237,7 +242,7 @@ func (s *sandbox) startInit(path string, extra []*os.File) (*exec.Cmd, error) {
 		Stdin:       pp.inR,
 		Stdout:      pp.outW,
 		Stderr:      pp.errW,
-		ExtraFiles:  append([]*os.File{pp.cfgR, pp.statW}, extra...),
+		ExtraFiles:  files,
 		SysProcAttr: initAttr(s.ws.dir.ids),
 	}
 	fd, err := s.cg.openDir()

@@ -66,6 +66,10 @@ type Config struct {
 	// StatusFD+1 on) that the program gets as fd 3, 4, ...: a warm
 	// sandbox's control pipe.
 	ExtraFiles int `json:"extra_files,omitempty"`
+	// Reaper says that init inherits one more fd, past the ExtraFiles:
+	// the reaper (internal/isolate, reaper_linux.go), which init executes
+	// in its place once the program runs.
+	Reaper bool `json:"reaper,omitempty"`
 }
 
 // Bind is a host path shown read-only inside the sandbox at the same path.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -96,6 +97,10 @@ func run() int {
 		// The parent is gone; the program must not run unsupervised.
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return ExitSetupFailed
+	}
+	if cfg.Reaper {
+		// Returns only if the exec failed: init then waits itself.
+		_ = execReaper(StatusFD+1+cfg.ExtraFiles, pid)
 	}
 	es := reap(pid)
 	_ = enc.Encode(Message{Exit: &es})
@@ -218,6 +223,23 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		_ = unix.Close(int(fd))
 	}
 	return pid, nil
+}
+
+// execReaper executes the reaper the parent passed at fd in init's place,
+// once the program (pid) runs: it does what reap does, and PID 1 then
+// holds a few KiB instead of a Go runtime (internal/isolate,
+// reaper_linux.go). It gets the status pipe, for its message, and the
+// program's pid as its one environment string; its argv is init's, so
+// /proc/1/cmdline reads the same. Init's other fds are close-on-exec
+// (setup's close_range), and the program, started already, never sees the
+// status pipe.
+func execReaper(fd, pid int) error {
+	if _, err := unix.FcntlInt(StatusFD, unix.F_SETFD, 0); err != nil {
+		return err
+	}
+	err := syscall.Exec("/proc/self/fd/"+strconv.Itoa(fd), []string{Arg0}, []string{strconv.Itoa(pid)})
+	_, _ = unix.FcntlInt(StatusFD, unix.F_SETFD, unix.FD_CLOEXEC)
+	return err
 }
 
 // reap waits for every child until the program (pid) exits, and returns the
