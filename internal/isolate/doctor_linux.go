@@ -33,6 +33,7 @@ func Doctor() []Check {
 		checkCorePattern(),
 		checkSeccomp(),
 		checkInit(),
+		checkReaper(),
 		checkFilesystem("tmpfs", "tmpfs (workspace, /tmp, new root)"),
 		checkFilesystem("devpts", fmt.Sprintf("a private devpts per run (openpty, /dev/ptmx; at most %d terminals)", nsinit.MaxPtys)),
 		checkSyscall("mount_setattr", "read-only bind mounts applied recursively (Linux 5.12+)", func() error {
