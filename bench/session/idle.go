@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,18 +42,21 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 
 	m := session.NewManager(ctx, session.Config{Runner: r, MaxSessions: n, MaxPerOwner: n, IdleTimeout: time.Hour})
 	defer m.Close()
-	before := memAvailable()
+	before, kBefore, rssBefore := memAvailable(), kernelMemory(), selfRSS()
 	fdsBefore, mountsBefore := countFDs(), countMounts()
 	sessions := make([]*session.Session, 0, n)
+	creates := make([]time.Duration, 0, n)
 	for i := range n {
+		t0 := time.Now()
 		s, err := m.Create(ctx, "bench", &run.SessionSpec{})
 		if err != nil {
 			return fmt.Errorf("session %d: %w", i+1, err)
 		}
+		creates = append(creates, time.Since(t0))
 		sessions = append(sessions, s)
 	}
 	time.Sleep(2 * time.Second)
-	after := memAvailable()
+	after, kAfter, rssAfter := memAvailable(), kernelMemory(), selfRSS()
 	fds, mounts := countFDs()-fdsBefore, countMounts()-mountsBefore
 	cgroups := sessionCgroups()
 	var usage, pss, uss, counted int64
@@ -78,6 +82,12 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 		fmt.Printf("\nidle session's cgroup memory usage (kernel + tmpfs): %.2f MiB (mean of %d)\n", mib(usage/counted), counted)
 	}
 	fmt.Printf("host MemAvailable fell by %.2f MiB per session (%d sessions)\n", mib((before-after)/int64(n)), n)
+	// Where the rest of that fall goes: the kernel's own objects (slab:
+	// mounts, inodes, namespaces; page tables; kernel stacks), most of it
+	// outside the sessions' cgroups, and this process (the session
+	// manager: captures, buffers, goroutines).
+	fmt.Printf("  of which kernel slab, page tables and stacks %.2f MiB, this process's RSS %.2f MiB\n",
+		mib((kAfter-kBefore)/int64(n)), mib((rssAfter-rssBefore)/int64(n)))
 	// What else bounds how many sessions one daemon holds: its file
 	// descriptors (RLIMIT_NOFILE) and its mount table, which every new
 	// sandbox's mount namespace copies.
@@ -85,6 +95,14 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
 	fmt.Printf("per session in this process: %.1f file descriptors (RLIMIT_NOFILE %d), %.1f mounts\n",
 		float64(fds)/float64(n), nofile.Cur, float64(mounts)/float64(n))
+	// What a session's creation costs as more are open (each new sandbox
+	// copies the mount table the others grew).
+	tenth := max(1, n/10)
+	first, last := slices.Clone(creates[:tenth]), slices.Clone(creates[n-tenth:])
+	slices.Sort(first)
+	slices.Sort(last)
+	fmt.Printf("create (no kernel ahead), p50 of the first %d: %.1f ms, of the last %d: %.1f ms\n",
+		tenth, latency.Ms(latency.Pct(first, 50)), tenth, latency.Ms(latency.Pct(last, 50)))
 
 	step := max(1, n/idleSample)
 	var cells []time.Duration
@@ -118,10 +136,22 @@ func countMounts() int {
 }
 
 // memAvailable is /proc/meminfo's MemAvailable in bytes.
-func memAvailable() int64 {
-	b, _ := os.ReadFile("/proc/meminfo")
+func memAvailable() int64 { return procKB("/proc/meminfo", "MemAvailable:") }
+
+// kernelMemory is what the kernel holds for itself: slab, page tables and
+// kernel stacks, in bytes.
+func kernelMemory() int64 {
+	return procKB("/proc/meminfo", "Slab:") + procKB("/proc/meminfo", "PageTables:") + procKB("/proc/meminfo", "KernelStack:")
+}
+
+// selfRSS is this process's resident set in bytes.
+func selfRSS() int64 { return procKB("/proc/self/status", "VmRSS:") }
+
+// procKB is the field key (in kB) of a /proc file, in bytes.
+func procKB(file, key string) int64 {
+	b, _ := os.ReadFile(file)
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemAvailable:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key {
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10
 		}
