@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // What a run leaves on the host while it lives, and must not after:
@@ -25,7 +26,8 @@ import (
 //	run dirs     /run/sandboxd/runs/<id>/ (with a flock(2)ed lock file)
 //	cgroups      <controller>/sandboxd/<id>-<n>
 //	mounts       tmpfs "sandboxd-work" on /run/sandboxd/runs/<id>/work and
-//	             tmpfs "sandboxd-gen" on /run/sandboxd/runs/<id>/gen
+//	             tmpfs "sandboxd-gen" on /run/sandboxd/runs/<id>/gen, in a
+//	             mount namespace of the daemon's or sandboxctl's own
 //
 // Other people may run sandboxes on the same host while the suite runs,
 // in this state dir or in their own. A run whose lock is held by a live
@@ -299,16 +301,12 @@ func runCgroups(id string) []string {
 	return out
 }
 
-// workMounts lists the mount points of workspace tmpfs mounts in this
-// process's mount namespace (the host's).
+// workMounts lists the mount points of workspace tmpfs mounts in every
+// mount namespace of the host: a daemon keeps its runs' mounts in a
+// namespace of its own (internal/isolate, mountns_linux.go).
 func workMounts() []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(testenv.Mountinfo("/proc/[0-9]*/task/*")))
 	for sc.Scan() {
 		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
 		pre, post, ok := strings.Cut(sc.Text(), " - ")

@@ -33,19 +33,22 @@ const (
 )
 
 // mountGenFiles mounts the run's tmpfs of generated files under the run
-// directory dir and makes the device nodes in it. It is the one mount of the
-// run without nodev, for those nodes; only host root can make a node there.
-// 0711: init, as the sandbox's setup uid, binds the files by path; nothing
-// inside can list them.
-func mountGenFiles(dir string) (string, error) {
+// directory dir (in the runs' mount namespace, mountns_linux.go) and makes
+// the device nodes in it. It is the one mount of the run without nodev,
+// for those nodes; only host root can make a node there. 0711: init, as
+// the sandbox's setup uid, binds the files by path; nothing inside can
+// list them.
+func mountGenFiles(m *runMounts, dir string) (string, error) {
 	gen := filepath.Join(dir, genDir)
 	if err := os.Mkdir(gen, 0o700); err != nil {
 		return "", fmt.Errorf("create the run's generated files dir: %w", err)
 	}
-	if err := unix.Mount("sandboxd-gen", gen, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=256k,nr_inodes=256,mode=0711"); err != nil {
+	if err := m.do(func() error {
+		return unix.Mount("sandboxd-gen", gen, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=256k,nr_inodes=256,mode=0711")
+	}); err != nil {
 		return "", fmt.Errorf("mount the run's generated files tmpfs: %w", &os.PathError{Op: "mount", Path: gen, Err: err})
 	}
-	if err := makeDevices(filepath.Join(gen, genDevDir)); err != nil {
+	if err := makeDevices(m.path(filepath.Join(gen, genDevDir))); err != nil {
 		return "", err
 	}
 	return gen, nil
@@ -89,7 +92,7 @@ var procFileNames = []struct{ name, path string }{
 // returns them as init shows them.
 func (s *sandbox) writeProcFiles(l limits.Limits) ([]nsinit.ProcFile, error) {
 	dir := s.procDir
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	if err := os.Mkdir(s.r.mounts.path(dir), 0o711); err != nil {
 		return nil, fmt.Errorf("create the sandbox's /proc files: %w", err)
 	}
 	content := map[string]string{
@@ -102,7 +105,7 @@ func (s *sandbox) writeProcFiles(l limits.Limits) ([]nsinit.ProcFile, error) {
 	var files []nsinit.ProcFile
 	for _, f := range procFileNames {
 		src := filepath.Join(dir, f.name)
-		if err := os.WriteFile(src, []byte(content[f.name]), 0o644); err != nil {
+		if err := os.WriteFile(s.r.mounts.path(src), []byte(content[f.name]), 0o644); err != nil {
 			return nil, fmt.Errorf("write the sandbox's /proc/%s: %w", f.path, err)
 		}
 		files = append(files, nsinit.ProcFile{Source: src, Path: f.path})
@@ -113,7 +116,7 @@ func (s *sandbox) writeProcFiles(l limits.Limits) ([]nsinit.ProcFile, error) {
 // updateMeminfo rewrites the sandbox's meminfo in place for new limits (a
 // warm sandbox taking a run's): the bind inside shows the same inode.
 func (s *sandbox) updateMeminfo(l limits.Limits) error {
-	if err := os.WriteFile(filepath.Join(s.procDir, "meminfo"), []byte(meminfo(l.Memory)), 0o644); err != nil {
+	if err := os.WriteFile(s.r.mounts.path(filepath.Join(s.procDir, "meminfo")), []byte(meminfo(l.Memory)), 0o644); err != nil {
 		return fmt.Errorf("update the sandbox's /proc/meminfo: %w", err)
 	}
 	return nil
@@ -122,7 +125,7 @@ func (s *sandbox) updateMeminfo(l limits.Limits) error {
 // removeProcFiles removes the sandbox's generated files; the binds inside
 // went with its mount namespace.
 func (s *sandbox) removeProcFiles() {
-	if err := os.RemoveAll(s.procDir); err != nil {
+	if err := os.RemoveAll(s.r.mounts.path(s.procDir)); err != nil {
 		s.r.log.Error("remove the sandbox's /proc files", "run", s.ws.id, "err", err)
 	}
 }

@@ -82,7 +82,7 @@ func TestHeldProcess(t *testing.T) {
 		if got := strings.TrimSpace(string(res.Stdout)); got != "81920" {
 			t.Errorf("MemTotal inside is %q kB, want the run's 80 MiB (81920 kB), not the pool's 512 MiB; stderr %s", got, res.Stderr)
 		}
-		if ents, err := os.ReadDir(ws.gen); err != nil || len(ents) != 1 || ents[0].Name() != genDevDir {
+		if ents, err := os.ReadDir(ws.r.mounts.path(ws.gen)); err != nil || len(ents) != 1 || ents[0].Name() != genDevDir {
 			t.Errorf("the sandbox's /proc files are left after it ended: %v %v", ents, err)
 		}
 	})

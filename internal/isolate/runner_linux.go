@@ -30,6 +30,9 @@ type Runner struct {
 	// reaper is what init becomes once the program runs, nil where there
 	// is none (reaper_linux.go). Held open for the Runner's life.
 	reaper *os.File
+	// mounts is the namespace the runs' mounts are made in, nil to make
+	// them in the process's own (mountns_linux.go).
+	mounts *runMounts
 }
 
 // New checks that this host can run the process backend, creates the state
@@ -110,6 +113,9 @@ func New(cfg Config) (*Runner, error) {
 	default:
 		r.init = ib
 	}
+	if r.mounts, err = processMounts(); err != nil {
+		r.log.Warn("the runs' mounts are made in this process's mount namespace, which every new sandbox copies", "err", err)
+	}
 	if r.reaper, err = openReaper(); err != nil {
 		r.log.Warn("no reaper: each sandbox's init waits for its program itself, holding more memory", "err", err)
 	}
@@ -150,6 +156,7 @@ func (r *Runner) initConfig(ws *Workspace, e Exec) nsinit.Config {
 		Seccomp:       !r.cfg.NoSeccomp,
 		SeccompFilter: r.filter,
 		Reaper:        r.reaper != nil,
+		Attach:        ws.attach(),
 	}
 }
 

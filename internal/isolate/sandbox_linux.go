@@ -181,10 +181,12 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 }
 
 // clone starts init in the new namespaces, with the config and status
-// pipes as its fds 3 and 4, extra after them and the reaper last.
+// pipes as its fds 3 and 4, extra after them, then the reaper and the
+// run's mounts to attach.
 func (s *sandbox) clone(extra []*os.File) error {
-	// Init's fds: stdio, the config and status pipes, extra, the reaper.
-	n := 3 + 2 + len(extra) + 1
+	// Init's fds: stdio, the config and status pipes, extra, the reaper,
+	// the workspace and the generated files.
+	n := 3 + 2 + len(extra) + 3
 	path, kind, ib := s.r.initExec()
 	if ib != nil && ib.fd.Fd() <= uintptr(2*n+1) {
 		// Cannot happen with initMinFD; os/exec's child could have
@@ -226,12 +228,24 @@ func cloneHint(err error) string {
 }
 
 // startInit clones init, executed from path, with the config and status
-// pipes as its fds 3 and 4, extra after them, and the reaper last.
+// pipes as its fds 3 and 4, extra after them, then the reaper and copies
+// of the run's mounts for init to attach (nsinit.Config.Attach, in its
+// order).
 func (s *sandbox) startInit(path string, extra []*os.File) (*exec.Cmd, error) {
 	pp := s.p
 	files := append([]*os.File{pp.cfgR, pp.statW}, extra...)
 	if s.r.reaper != nil {
 		files = append(files, s.r.reaper)
+	}
+	for _, p := range s.ws.attach() {
+		f, err := s.r.mounts.clone(p)
+		if err != nil {
+			return nil, err
+		}
+		// Init's copy is all it needs: attached in its namespace, the
+		// mount lives as long as that does.
+		defer f.Close()
+		files = append(files, f)
 	}
 	cmd := &exec.Cmd{
 		Path: path,

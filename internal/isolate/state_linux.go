@@ -17,7 +17,9 @@ import (
 //	<state>/runs/<id>/lock   flock(2)ed by the owning process while the run lives
 //	<state>/runs/<id>/root/  empty; init mounts the run's root tmpfs on it
 //	                         inside its own mount namespace
-//	<state>/runs/<id>/work/  the workspace: a tmpfs mounted on the host
+//	<state>/runs/<id>/work/  the workspace: a tmpfs, mounted in the runs'
+//	                         mount namespace (mountns_linux.go)
+//	<state>/runs/<id>/gen/   the run's generated files: a tmpfs, the same
 //
 // The kernel drops a flock when its holder dies, even by SIGKILL, so a run
 // directory whose lock can be taken belongs to nobody: sweep removes it, its
@@ -40,6 +42,8 @@ type runDir struct {
 	path string
 	lock *os.File
 	ids  *idSlot
+	// mounts is where the run's mounts are (mountns_linux.go).
+	mounts *runMounts
 }
 
 func (r *Runner) newRunDir(id string) (*runDir, error) {
@@ -74,7 +78,7 @@ func (r *Runner) newRunDir(id string) (*runDir, error) {
 		ids.release()
 		return nil, fmt.Errorf("set up run dir %s: %w", path, err)
 	}
-	return &runDir{path: path, lock: lock, ids: ids}, nil
+	return &runDir{path: path, lock: lock, ids: ids, mounts: r.mounts}, nil
 }
 
 // lockRuns takes the state dir's runs.lock (LOCK_SH to create a run dir,
@@ -102,17 +106,25 @@ func (r *Runner) runsDir() string { return filepath.Join(r.cfg.StateDir, "runs")
 // remove unmounts and deletes the run dir, then drops the lock and the
 // host ids, which no process of the run holds any more.
 func (d *runDir) remove() error {
-	err := removeRunDir(d.path)
+	err := removeRunDir(d.mounts, d.path)
 	d.lock.Close()
 	d.ids.release()
 	return err
 }
 
-func removeRunDir(path string) error {
-	for _, m := range []string{"work", genDir} {
-		dir := filepath.Join(path, m)
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return &os.PathError{Op: "unmount", Path: dir, Err: err}
+// removeRunDir unmounts the run's mounts, in the runs' mount namespace m
+// and in this process's own (where runs of a version before it, or
+// without it, left theirs), and removes the directory.
+func removeRunDir(m *runMounts, path string) error {
+	for _, ns := range []*runMounts{m, nil} {
+		for _, sub := range []string{"work", genDir} {
+			dir := filepath.Join(path, sub)
+			if err := ns.do(func() error { return unix.Unmount(dir, unix.MNT_DETACH) }); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return &os.PathError{Op: "unmount", Path: dir, Err: err}
+			}
+		}
+		if m == nil {
+			break
 		}
 	}
 	return os.RemoveAll(path)
@@ -162,7 +174,7 @@ func (r *Runner) Sweep() error {
 		if failed {
 			continue
 		}
-		if err := removeRunDir(path); err != nil {
+		if err := removeRunDir(r.mounts, path); err != nil {
 			errs = append(errs, err)
 		}
 	}

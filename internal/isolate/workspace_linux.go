@@ -15,17 +15,20 @@ import (
 	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
-// Workspace is a run's working directory: a size-capped tmpfs on the host,
-// bind-mounted at /workspace in the sandbox. It outlives the single
+// Workspace is a run's working directory: a size-capped tmpfs, mounted in
+// the runs' mount namespace (mountns_linux.go) and bind-mounted at
+// /workspace in the sandbox. It outlives the single
 // executions of a run (compile, then run) and is removed by Close.
 //
 // The parent writes the input files before the program starts and reads the
 // produced files after every process of the run is gone; it never follows a
 // path the program could have planted (see Collect).
 type Workspace struct {
-	r    *Runner
-	id   string
-	dir  *runDir
+	r   *Runner
+	id  string
+	dir *runDir
+	// work is the workspace's host path; this process reaches its files
+	// by local().
 	work string
 	// gen is the small tmpfs of the files generated for its sandboxes:
 	// device nodes and /proc files (genfiles_linux.go).
@@ -53,16 +56,18 @@ func (r *Runner) NewWorkspace(size limits.Bytes) (*Workspace, error) {
 		return nil, fmt.Errorf("create workspace: %w", err)
 	}
 	opts := fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", int64(size), workspace.Inodes(int64(size)), d.ids.uid+SandboxUID, d.ids.gid+SandboxUID)
-	if err := unix.Mount("sandboxd-work", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+	if err := r.mounts.do(func() error {
+		return unix.Mount("sandboxd-work", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)
+	}); err != nil {
 		d.remove()
 		return nil, fmt.Errorf("mount workspace tmpfs: %w", &os.PathError{Op: "mount", Path: work, Err: err})
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(work, &st); err != nil {
+	if err := unix.Stat(r.mounts.path(work), &st); err != nil {
 		d.remove()
 		return nil, fmt.Errorf("stat workspace: %w", &os.PathError{Op: "stat", Path: work, Err: err})
 	}
-	gen, err := mountGenFiles(d.path)
+	gen, err := mountGenFiles(r.mounts, d.path)
 	if err != nil {
 		d.remove()
 		return nil, err
@@ -98,7 +103,7 @@ func (w *Workspace) WriteInternal(f run.File) error {
 }
 
 func (w *Workspace) writeFile(name string, f run.File) error {
-	root, err := os.OpenRoot(w.work)
+	root, err := os.OpenRoot(w.local())
 	if err != nil {
 		return err
 	}
@@ -142,7 +147,7 @@ func (w *Workspace) writeFile(name string, f run.File) error {
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV): a symlink the program planted is
 // skipped, never followed, and nothing outside the workspace can be read.
 func (w *Workspace) Collect(cl workspace.CollectLimits) ([]run.OutputFile, bool, error) {
-	rootfd, err := unix.Open(w.work, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	rootfd, err := unix.Open(w.local(), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: w.work, Err: err}
 	}
@@ -195,12 +200,27 @@ func (w *Workspace) MkdirInternal(file string) error {
 	if dir != workspace.ReservedDir && !strings.HasPrefix(dir, workspace.ReservedDir+"/") {
 		return fmt.Errorf("%w: %q is not under %s", workspace.ErrBadFileName, file, workspace.ReservedDir)
 	}
-	root, err := os.OpenRoot(w.work)
+	root, err := os.OpenRoot(w.local())
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	return w.mkdirOwned(root, dir)
+}
+
+// local is the workspace's path as this process reaches it: its mount is
+// in the runs' mount namespace (mountns_linux.go). w.work is the path
+// init attaches it at in the sandbox's namespace.
+func (w *Workspace) local() string { return w.r.mounts.path(w.work) }
+
+// attach lists the run's mounts a sandbox's init attaches in its own
+// namespace, at these host paths, before it builds the sandbox's root;
+// none where they are in the process's own namespace, which init's copies.
+func (w *Workspace) attach() []string {
+	if w.r.mounts == nil {
+		return nil
+	}
+	return []string{w.work, w.gen}
 }
 
 // owner is the host uid and gid of the sandbox user.

@@ -347,7 +347,7 @@ func (l *lister) walk(fd int, rel string, depth int) error {
 // operation may write into (a session's file API can race its deletion).
 // Once opened, the fd keeps the tmpfs, detached or not.
 func (w *Workspace) openRoot() (int, error) {
-	fd, err := unix.Open(w.work, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(w.local(), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open workspace: %w: %w", workspace.ErrFileNotFound, &os.PathError{Op: "open", Path: w.work, Err: err})
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 // newFilesWorkspace returns a fresh workspace of the given size, removed
-// when the test ends. Tests plant entries in ws.work directly, as the
+// when the test ends. Tests plant entries in ws.local() directly, as the
 // sandboxed program would.
 func newFilesWorkspace(t *testing.T, size limits.Bytes) *Workspace {
 	t.Helper()
@@ -103,7 +103,7 @@ func TestFilesRoundtrip(t *testing.T) {
 	}
 	uid, gid := uint32(ws.dir.ids.uid+SandboxUID), uint32(ws.dir.ids.gid+SandboxUID)
 	for _, p := range []string{"a", "a/b", "a/b/c.txt"} {
-		st, err := os.Lstat(filepath.Join(ws.work, p))
+		st, err := os.Lstat(filepath.Join(ws.local(), p))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +156,7 @@ func TestFilesBadNames(t *testing.T) {
 			}
 		}
 	}
-	if entries, _ := os.ReadDir(ws.work); len(entries) != 0 {
+	if entries, _ := os.ReadDir(ws.local()); len(entries) != 0 {
 		t.Errorf("workspace not empty: %v", entries)
 	}
 }
@@ -171,11 +171,11 @@ func TestFilesSymlinks(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("host secret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(filepath.Join(ws.work, "real"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(ws.local(), "real"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for link, target := range map[string]string{"leak": secret, "d": hostDir, "up": "../../../../..", "real/back": "..", "dangling": filepath.Join(hostDir, "new")} {
-		if err := os.Symlink(target, filepath.Join(ws.work, link)); err != nil {
+		if err := os.Symlink(target, filepath.Join(ws.local(), link)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -218,7 +218,7 @@ func TestFilesSymlinks(t *testing.T) {
 		if err := ws.RemoveFile(link); err != nil {
 			t.Errorf("remove %s: %v", link, err)
 		}
-		if _, err := os.Lstat(filepath.Join(ws.work, link)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(ws.local(), link)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("link %s still there: %v", link, err)
 		}
 	}
@@ -245,7 +245,7 @@ func TestFilesSymlinkRace(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a := filepath.Join(ws.work, "a")
+		a := filepath.Join(ws.local(), "a")
 		for {
 			select {
 			case <-stop:
@@ -295,15 +295,15 @@ func TestFilesSymlinkRace(t *testing.T) {
 // never opened for I/O or waited on.
 func TestFilesSpecial(t *testing.T) {
 	ws := newFilesWorkspace(t, limits.MiB)
-	if err := unix.Mkfifo(filepath.Join(ws.work, "fifo"), 0o666); err != nil {
+	if err := unix.Mkfifo(filepath.Join(ws.local(), "fifo"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("unix", filepath.Join(ws.work, "sock"))
+	l, err := net.Listen("unix", filepath.Join(ws.local(), "sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := os.Mkdir(filepath.Join(ws.work, "dir"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(ws.local(), "dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"fifo", "sock", "dir"} {
@@ -355,7 +355,7 @@ func TestFilesLimits(t *testing.T) {
 		if !errors.Is(err, tt.want) {
 			t.Errorf("put %s: %v, want %v", tt.name, err, tt.want)
 		}
-		_, serr := os.Lstat(filepath.Join(ws.work, tt.name))
+		_, serr := os.Lstat(filepath.Join(ws.local(), tt.name))
 		switch {
 		case tt.want == nil && (n != tt.size || serr != nil):
 			t.Errorf("put %s: wrote %d bytes (%v), want %d", tt.name, n, serr, tt.size)
@@ -382,7 +382,7 @@ func TestListFiles(t *testing.T) {
 	}
 	// Deeper than a client may name (workspace.MaxDepth), as a program in
 	// the sandbox can make it: written on the host side directly.
-	deep := filepath.Join(ws.work, "z", strings.Repeat("d/", 40))
+	deep := filepath.Join(ws.local(), "z", strings.Repeat("d/", 40))
 	if err := os.MkdirAll(deep, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -428,9 +428,10 @@ func TestFilesAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	work := ws.work
-	// What Close does first: detach the tmpfs; the directory stays.
-	if err := unix.Unmount(work, unix.MNT_DETACH); err != nil {
+	work := ws.local()
+	// What Close does first: detach the tmpfs (in the runs' mount
+	// namespace, where it is); the directory stays.
+	if err := r.mounts.do(func() error { return unix.Unmount(ws.work, unix.MNT_DETACH) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ws.PutFile("x", strings.NewReader("data"), 0o644, 1<<20); !errors.Is(err, workspace.ErrFileNotFound) {
@@ -455,7 +456,7 @@ func TestMakeDir(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("MakeDir a/b/c = %v, %v; want created", created, err)
 	}
-	if fi, err := os.Lstat(filepath.Join(ws.work, "a/b/c")); err != nil || !fi.IsDir() {
+	if fi, err := os.Lstat(filepath.Join(ws.local(), "a/b/c")); err != nil || !fi.IsDir() {
 		t.Fatalf("a/b/c not a directory: %v", err)
 	}
 	if created, err := ws.MakeDir("a/b"); err != nil || created {
@@ -468,7 +469,7 @@ func TestMakeDir(t *testing.T) {
 		t.Error("MakeDir under a regular file succeeded")
 	}
 	outside := t.TempDir()
-	if err := os.Symlink(outside, filepath.Join(ws.work, "link")); err != nil {
+	if err := os.Symlink(outside, filepath.Join(ws.local(), "link")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ws.MakeDir("link/evil"); err == nil {

@@ -3,7 +3,6 @@ package session
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // leftovers lists what of session s remains on the host: its run
@@ -20,11 +20,7 @@ import (
 func leftovers(t *testing.T, id string) []string {
 	t.Helper()
 	var out []string
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mounts), "\n") {
+	for _, line := range strings.Split(testenv.Mountinfo("/proc/self/task/*"), "\n") {
 		if strings.Contains(line, "/runs/"+id+"/") {
 			out = append(out, "mount: "+line)
 		}

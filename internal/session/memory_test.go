@@ -2,7 +2,6 @@ package session
 
 import (
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,14 +13,10 @@ import (
 )
 
 // workspaceMounted reports whether the workspace tmpfs of the run id is
-// still mounted on the host.
+// still mounted, in any mount namespace of this process.
 func workspaceMounted(t *testing.T, id string) bool {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Contains(string(b), "/"+id+"/work ")
+	return strings.Contains(testenv.Mountinfo("/proc/self/task/*"), "/"+id+"/work ")
 }
 
 // fillMiB is how much each case writes into its session's workspace.

@@ -70,6 +70,12 @@ type Config struct {
 	// the reaper (internal/isolate, reaper_linux.go), which init executes
 	// in its place once the program runs.
 	Reaper bool `json:"reaper,omitempty"`
+	// Attach are the host paths at which init attaches, in this order and
+	// before anything else, the detached mounts it inherits past the
+	// reaper (or the ExtraFiles): the run's mounts, which the parent keeps
+	// out of the namespace init's was copied from (internal/isolate,
+	// mountns_linux.go).
+	Attach []string `json:"attach,omitempty"`
 }
 
 // Bind is a host path shown read-only inside the sandbox at the same path.

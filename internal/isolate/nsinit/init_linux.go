@@ -100,7 +100,7 @@ func run() int {
 	}
 	if cfg.Reaper {
 		// Returns only if the exec failed: init then waits itself.
-		_ = execReaper(StatusFD+1+cfg.ExtraFiles, pid)
+		_ = execReaper(cfg.reaperFD(), pid)
 	}
 	es := reap(pid)
 	_ = enc.Encode(Message{Exit: &es})
@@ -223,6 +223,32 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		_ = unix.Close(int(fd))
 	}
 	return pid, nil
+}
+
+// reaperFD is the reaper's fd, when Reaper is set: the first past the
+// program's.
+func (cfg *Config) reaperFD() int { return StatusFD + 1 + cfg.ExtraFiles }
+
+// attachMounts attaches the detached mounts init inherited after the
+// program's fds and the reaper at cfg.Attach's paths, and closes them:
+// from here on, init's namespace has the run's mounts where the rest of
+// setup looks for them. buildRoot calls it once its copy of the mount tree
+// is private: attached under a mount still shared with the host's, they
+// would propagate to the host.
+func attachMounts(cfg *Config) error {
+	fd := cfg.reaperFD()
+	if cfg.Reaper {
+		fd++
+	}
+	for _, p := range cfg.Attach {
+		err := unix.MoveMount(fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		unix.Close(fd)
+		if err != nil {
+			return step("attach "+p, os.NewSyscallError("move_mount", err))
+		}
+		fd++
+	}
+	return nil
 }
 
 // execReaper executes the reaper the parent passed at fd in init's place,

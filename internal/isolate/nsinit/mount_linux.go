@@ -39,6 +39,9 @@ func buildRoot(cfg *Config) (limits []userLimitFile, err error) {
 	if err := step("make mounts private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
 		return limits, err
 	}
+	if err := attachMounts(cfg); err != nil {
+		return limits, err
+	}
 	root := cfg.Root
 	if err := step("mount root tmpfs", unix.Mount("sandbox", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=4m,mode=0755")); err != nil {
 		return limits, err
