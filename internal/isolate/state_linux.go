@@ -19,7 +19,8 @@ import (
 //	                         inside its own mount namespace
 //	<state>/runs/<id>/work/  the workspace: a tmpfs, mounted in the runs'
 //	                         mount namespace (mountns_linux.go)
-//	<state>/runs/<id>/gen/   the run's generated files: a tmpfs, the same
+//	<state>/runs/<id>/gen/   the run's generated files (device nodes, /proc
+//	                         files): a tmpfs, mounted there likewise
 //
 // The kernel drops a flock when its holder dies, even by SIGKILL, so a run
 // directory whose lock can be taken belongs to nobody: sweep removes it, its

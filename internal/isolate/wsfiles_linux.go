@@ -21,7 +21,8 @@ import (
 // with openat2 (see openIn), one directory fd at a time, and every entry is
 // checked through its own fd before use: a symlink is never followed,
 // nothing outside the workspace is ever opened, and no open can block.
-// Paths joined with w.work are used for the root alone.
+// A path (w.local(), the workspace as this process reaches it) is used for
+// the root alone.
 //
 // The operations only read the Workspace's immutable fields: they are safe
 // to call concurrently with each other and with running programs, but not
