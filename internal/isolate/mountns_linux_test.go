@@ -26,7 +26,6 @@ func TestRunMountsPrivate(t *testing.T) {
 		}
 		return string(b)
 	}
-	before := strings.Count(own(), "\n")
 	ws, err := r.NewWorkspace(limits.MiB)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +37,7 @@ func TestRunMountsPrivate(t *testing.T) {
 		}
 	}()
 	mark := "/" + ws.ID() + "/"
-	if strings.Contains(own(), mark) || strings.Count(own(), "\n") != before {
+	if strings.Contains(own(), mark) {
 		t.Errorf("the workspace's mounts are in the process's own mount namespace:\n%s", own())
 	}
 	if all := testenv.Mountinfo("/proc/self/task/*"); strings.Count(all, mark+"work ") != 1 || strings.Count(all, mark+genDir+" ") != 1 {
