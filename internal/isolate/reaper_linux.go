@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,8 +25,8 @@ import (
 // The reaper is machine code (testdata/reaper_amd64.s, assembled into
 // reaperCode and checked by TestReaperCode) wrapped in an ELF header here,
 // so the module still builds with the Go toolchain alone. The runner
-// writes it once into a sealed memfd that every init it starts gets as an
-// extra fd and executes by /proc/self/fd/N. On an architecture without
+// writes it once per process into a sealed memfd that every init gets as
+// an extra fd and executes by /proc/self/fd/N. On an architecture without
 // reaperCode, or where the memfd cannot be made, init waits itself, as
 // before; init falls back the same way if the exec fails.
 
@@ -63,6 +64,11 @@ func reaperELF(machine elf.Machine, code []byte) []byte {
 	b.Write(code)
 	return b.Bytes()
 }
+
+// processReaper is the process's reaper, shared by every Runner of the
+// process (a test binary makes many): sealed, it never changes, and one
+// held fd serves them all.
+var processReaper = sync.OnceValues(openReaper)
 
 // openReaper writes the reaper into a memfd, sealed so that nobody, root
 // included, can change it while inits execute it, and returns it; nil and

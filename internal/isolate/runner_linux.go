@@ -28,7 +28,7 @@ type Runner struct {
 	// shares divides the CPU among tenants (cpushares_linux.go).
 	shares cpuShares
 	// reaper is what init becomes once the program runs, nil where there
-	// is none (reaper_linux.go). Held open for the Runner's life.
+	// is none (reaper_linux.go). The process's, held open for its life.
 	reaper *os.File
 	// mounts is the namespace the runs' mounts are made in, nil to make
 	// them in the process's own (mountns_linux.go).
@@ -116,7 +116,7 @@ func New(cfg Config) (*Runner, error) {
 	if r.mounts, err = processMounts(); err != nil {
 		r.log.Warn("the runs' mounts are made in this process's mount namespace, which every new sandbox copies", "err", err)
 	}
-	if r.reaper, err = openReaper(); err != nil {
+	if r.reaper, err = processReaper(); err != nil {
 		r.log.Warn("no reaper: each sandbox's init waits for its program itself, holding more memory", "err", err)
 	}
 	if err := r.Sweep(); err != nil {
