@@ -226,3 +226,36 @@ func TestReaperIsPID1(t *testing.T) {
 		t.Errorf("the program's result %+v, want exit 0", res)
 	}
 }
+
+// TestReaperSealed: the reaper every init executes cannot be changed, by
+// host root either: no write, no truncation, no growth, no unsealing, no
+// write through a new open of it.
+func TestReaperSealed(t *testing.T) {
+	reaper, err := processReaper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reaper == nil {
+		t.Skip("no reaper for this architecture")
+	}
+	if _, err := reaper.WriteAt([]byte{0xcc}, 120); err == nil {
+		t.Error("wrote into the reaper's code")
+	}
+	if err := reaper.Truncate(0); err == nil {
+		t.Error("truncated the reaper")
+	}
+	if _, err := unix.FcntlInt(reaper.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_EXEC); err == nil {
+		t.Error("changed the reaper's seals")
+	}
+	if f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(reaper.Fd())), os.O_WRONLY, 0); err == nil {
+		_, werr := f.Write([]byte{0xcc})
+		f.Close()
+		if werr == nil {
+			t.Error("wrote into the reaper through a new open of it")
+		}
+	}
+	code := make([]byte, len(reaperCode))
+	if _, err := reaper.ReadAt(code, int64(len(reaperELF(reaperMachine, nil)))); err != nil || !bytes.Equal(code, reaperCode) {
+		t.Errorf("the reaper's code changed: %v", err)
+	}
+}
