@@ -34,17 +34,22 @@ const (
 	initKindReexec = "reexec"
 )
 
-// initMinFD is the least fd number the init binary is held at. The forked
-// child of os/exec moves the fds it passes into 0..n-1 and may park them
-// up to 2n+1 first; a held fd above that survives until execve.
-const initMinFD = 64
-
 // initBinary is an init binary that passed the checks, held open.
 type initBinary struct {
 	path string
 	fd   *os.File
-	// exe is /proc/self/fd/N, the path init is executed by.
-	exe string
+}
+
+// pass adds the init binary to the files a child is started with, the
+// first of which it gets as fd first, and returns the path the child
+// executes it by: /proc/self/fd/N, N its place there. Only a passed fd's
+// number is known at execve: os/exec's child parks the fds it must move
+// at any number above the highest one passed, so a binary held at a
+// number of its own (it was 64) was replaced whenever a run's fds were
+// numbered just below it, and the child executed what had been parked
+// there (RATIONALE, "The init binary is passed, not held at a number").
+func (ib *initBinary) pass(files []*os.File, first int) ([]*os.File, string) {
+	return append(files, ib.fd), "/proc/self/fd/" + strconv.Itoa(first+len(files))
 }
 
 // openInit finds and checks the init binary for Config.Init (mode). It
@@ -83,12 +88,7 @@ func openInit(mode string) (*initBinary, error) {
 		f.Close()
 		return nil, err
 	}
-	high, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, initMinFD)
-	f.Close()
-	if err != nil {
-		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
-	}
-	return &initBinary{path: path, fd: os.NewFile(uintptr(high), path), exe: "/proc/self/fd/" + strconv.Itoa(high)}, nil
+	return &initBinary{path: path, fd: f}, nil
 }
 
 // trustedInit checks the opened init binary and its directory: each owned
@@ -137,13 +137,13 @@ func (e *staleInitError) Error() string {
 
 // initExec is how the next sandbox's init is started: the path, and the
 // kind its result reports.
-func (r *Runner) initExec() (path, kind string, ib *initBinary) {
+func (r *Runner) initExec() (kind string, ib *initBinary) {
 	r.initMu.Lock()
 	defer r.initMu.Unlock()
 	if r.init == nil {
-		return "/proc/self/exe", initKindReexec, nil
+		return initKindReexec, nil
 	}
-	return r.init.exe, initKindBinary, r.init
+	return initKindBinary, r.init
 }
 
 // refuseInit stops using ib after its hello was of another build; the
@@ -162,7 +162,7 @@ func (r *Runner) refuseInit(ib *initBinary, err error) {
 // InitKind says which init the next run starts: "sandboxd-init" (the
 // binary beside this one) or "reexec" (this binary, re-executed).
 func (r *Runner) InitKind() string {
-	_, kind, _ := r.initExec()
+	kind, _ := r.initExec()
 	return kind
 }
 
@@ -209,9 +209,10 @@ func initBuild(ib *initBinary) (string, error) {
 		return "", err
 	}
 	defer r.Close()
-	p, err := os.StartProcess(ib.exe, []string{nsinit.BuildArg0}, &os.ProcAttr{
+	files, exe := ib.pass([]*os.File{nil, w, nil}, 0)
+	p, err := os.StartProcess(exe, []string{nsinit.BuildArg0}, &os.ProcAttr{
 		Env:   []string{},
-		Files: []*os.File{nil, w, nil},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
 	w.Close()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandboxd/sandboxd/internal/limits"
 )
 
@@ -142,5 +144,63 @@ func chown(t *testing.T, p string, uid int) {
 	t.Helper()
 	if err := os.Chown(p, uid, 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInitStartsWhateverFDsAreOpen: init starts from the init binary
+// whatever numbers the fds passed to it have. os/exec's child parks the
+// fds it must move (those numbered below their place) just above the
+// highest one passed. A binary held at a fixed number (64) was replaced
+// in the child whenever a run's fds were numbered just below it: the child
+// then executed the reaper's memfd (SIGSEGV before init's hello) or a
+// pipe (EACCES). A held sandbox passes two control pipes, so the reaper
+// is passed at a place above its low number and is moved; taking the
+// lowest fds puts the run's own at each number of a range in turn.
+func TestInitStartsWhateverFDsAreOpen(t *testing.T) {
+	r := requireRunner(t)
+	for base := 40; base <= 72; base++ {
+		taken := takeFDs(t, base)
+		ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.StartHeld(t.Context(), ws, Exec{Argv: []string{"/usr/bin/python3", "-c", holdRunner}, Env: []string{"PATH=/usr/bin"}, Limits: limits.Defaults()})
+		for _, fd := range taken {
+			unix.Close(fd)
+		}
+		if err != nil {
+			ws.Close()
+			t.Fatalf("with fds below %d taken: %v", base, err)
+		}
+		err = p.Activate(t.Context(), Activation{Limits: limits.Defaults(), Control: []byte("print('ran')")})
+		res, _ := p.Wait()
+		ws.Close()
+		if err != nil || res.Status != "ok" || string(res.Stdout) != "ran\n" || res.Isolation.Init != initKindBinary {
+			t.Fatalf("with fds below %d taken: %v, status %s, init %q, stdout %q, reason %q; want ok from the init binary", base, err, res.Status, res.Isolation.Init, res.Stdout, res.Reason)
+		}
+	}
+}
+
+// takeFDs opens /dev/null at every free fd below n and returns them, so
+// the next fd opened is n or above. F_DUPFD takes the lowest free number
+// at once: nothing opened meanwhile by another goroutine is touched.
+func takeFDs(t *testing.T, n int) []int {
+	t.Helper()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	var fds []int
+	for {
+		fd, err := unix.FcntlInt(null.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd >= n {
+			unix.Close(fd)
+			return fds
+		}
+		fds = append(fds, fd)
 	}
 }

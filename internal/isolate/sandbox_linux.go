@@ -184,25 +184,16 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 // pipes as its fds 3 and 4, extra after them, then the reaper and the
 // run's mounts to attach.
 func (s *sandbox) clone(extra []*os.File) error {
-	// Init's fds: stdio, the config and status pipes, extra, the reaper,
-	// the workspace and the generated files.
-	n := 3 + 2 + len(extra) + 3
-	path, kind, ib := s.r.initExec()
-	if ib != nil && ib.fd.Fd() <= uintptr(2*n+1) {
-		// Cannot happen with initMinFD; os/exec's child could have
-		// reused the number before execve (initbin_linux.go).
-		return fmt.Errorf("init binary held at fd %d, too low to survive the fork", ib.fd.Fd())
-	}
-	cmd, err := s.startInit(path, extra)
+	kind, ib := s.r.initExec()
+	cmd, err := s.startInit(ib, extra)
 	if err != nil && ib != nil && errors.Is(err, fs.ErrPermission) {
-		// Rare, and only on a loaded host: execve of the held init binary
-		// through /proc/self/fd/N failed with EACCES (about one start in
-		// 2000 while other test binaries ran; cause not found, see
-		// RATIONALE). This run's init re-executes this binary instead,
-		// which builds the same sandbox; later runs try the binary again.
+		// The held binary's execve was refused (a noexec mount or an LSM
+		// since it was checked): this run re-executes this binary
+		// instead, which builds the same sandbox; later runs try the
+		// binary again.
 		s.r.log.Warn("starting the init binary failed; this run re-executes this binary instead", "err", err)
-		path, kind, ib = "/proc/self/exe", initKindReexec, nil
-		cmd, err = s.startInit(path, extra)
+		kind, ib = initKindReexec, nil
+		cmd, err = s.startInit(nil, extra)
 	}
 	if err != nil {
 		return fmt.Errorf("start sandbox init%s: %w", cloneHint(err), err)
@@ -227,11 +218,13 @@ func cloneHint(err error) string {
 	return ""
 }
 
-// startInit clones init, executed from path, with the config and status
-// pipes as its fds 3 and 4, extra after them, then the reaper and copies
-// of the run's mounts for init to attach (nsinit.Config.Attach, in its
-// order).
-func (s *sandbox) startInit(path string, extra []*os.File) (*exec.Cmd, error) {
+// startInit clones init, executed from ib (this binary when nil), with the
+// config and status pipes as its fds 3 and 4, extra after them, then the
+// reaper and copies of the run's mounts for init to attach
+// (nsinit.Config.Attach, in its order), then ib: init ignores it, and it
+// is closed when init executes the reaper or the program starts (setup's
+// close_range).
+func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*exec.Cmd, error) {
 	pp := s.p
 	files := append([]*os.File{pp.cfgR, pp.statW}, extra...)
 	if s.r.reaper != nil {
@@ -246,6 +239,10 @@ func (s *sandbox) startInit(path string, extra []*os.File) (*exec.Cmd, error) {
 		// mount lives as long as that does.
 		defer f.Close()
 		files = append(files, f)
+	}
+	path := "/proc/self/exe"
+	if ib != nil {
+		files, path = ib.pass(files, 3) // ExtraFiles start at fd 3
 	}
 	cmd := &exec.Cmd{
 		Path: path,
