@@ -79,7 +79,7 @@ func bench(n int, cs []int, warm string, extra []string) error {
 	fmt.Printf("print(1), %d runs at each concurrency; %d CPUs; %s; sandboxd --warm %s %s\n",
 		n, runtime.NumCPU(), machineState(), warm, strings.Join(extra, " "))
 	fmt.Printf("load average before: %s\n\n", loadavg())
-	fmt.Printf("%-3s %-8s %9s %9s %9s %7s %11s %12s %12s\n", "c", "", "runs/s", "p50", "p99", "cold", "cold 2nd ½", "CPU/run", "daemon/run")
+	fmt.Printf("%-3s %-8s %9s %9s %9s %7s %11s %12s %12s %12s\n", "c", "", "runs/s", "p50", "p99", "cold", "cold 2nd ½", "CPU/run", "daemon/run", "spawner/run")
 	for _, c := range cs {
 		bareCPU := childCPU()
 		bare, err := measure(n, c, bareRun)
@@ -87,8 +87,8 @@ func bench(n int, cs []int, warm string, extra []string) error {
 			return fmt.Errorf("bare python3: %w", err)
 		}
 		bareCPU = childCPU() - bareCPU
-		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7s %11s %12s %12s\n", c, "bare", bare.rate(), bare.pct(50), bare.pct(99), "-", "-",
-			perRun(bareCPU, n), "-")
+		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7s %11s %12s %12s %12s\n", c, "bare", bare.rate(), bare.pct(50), bare.pct(99), "-", "-",
+			perRun(bareCPU, n), "-", "-")
 
 		before := d.cpu()
 		dm, err := measure(n, c, d.post)
@@ -96,8 +96,8 @@ func bench(n int, cs []int, warm string, extra []string) error {
 			return fmt.Errorf("daemon: %w", err)
 		}
 		after := d.cpu()
-		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7d %11d %12s %12s\n", c, "daemon", dm.rate(), dm.pct(50), dm.pct(99), dm.cold(0), dm.cold(n/2),
-			perRun(after.total()-before.total(), n), perRun(after.self-before.self, n))
+		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7d %11d %12s %12s %12s\n", c, "daemon", dm.rate(), dm.pct(50), dm.pct(99), dm.cold(0), dm.cold(n/2),
+			perRun(after.total()-before.total(), n), perRun(after.self-before.self, n), perRun(after.spawner-before.spawner, n))
 		fmt.Printf("    daemon/bare: runs/s %.2fx, p50 %.2fx, p99 %.2fx; load average %s\n",
 			dm.rate()/bare.rate(), ratio(dm.pct(50), bare.pct(50)), ratio(dm.pct(99), bare.pct(99)), loadavg())
 		fmt.Printf("    pool: %s\n", d.pool())
@@ -253,16 +253,34 @@ func (d *daemon) post() (bool, error) {
 	return !res.Isolation.Warm, nil
 }
 
-// cpuTimes are the daemon's own CPU time and that of its reaped children
-// (every sandbox's init and what ran under it).
-type cpuTimes struct{ self, children time.Duration }
+// cpuTimes are the daemon's own CPU time, its live children's own (the
+// spawner, which clones the sandboxes' inits for it) and that of the
+// reaped children of both (every sandbox's init and what ran under it).
+type cpuTimes struct{ self, spawner, children time.Duration }
 
-func (c cpuTimes) total() time.Duration { return c.self + c.children }
+func (c cpuTimes) total() time.Duration { return c.self + c.spawner + c.children }
 
 func (d *daemon) cpu() cpuTimes {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	var c cpuTimes
+	c.self, c.children = procCPU(d.cmd.Process.Pid)
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", d.cmd.Process.Pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(f)
+			self, children := procCPU(pid)
+			c.spawner += self
+			c.children += children
+		}
+	}
+	return c
+}
+
+// procCPU is pid's own CPU time and that of its reaped children.
+func procCPU(pid int) (self, children time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return cpuTimes{}
+		return 0, 0
 	}
 	// Fields after the command's closing parenthesis: utime is the 14th
 	// field of the line, the 12th after it.
@@ -271,7 +289,7 @@ func (d *daemon) cpu() cpuTimes {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		return time.Duration(v) * time.Second / 100 // USER_HZ
 	}
-	return cpuTimes{self: tick(11) + tick(12), children: tick(13) + tick(14)}
+	return tick(11) + tick(12), tick(13) + tick(14)
 }
 
 // childCPU is the CPU time of this process's reaped children.

@@ -34,6 +34,7 @@ func main() {
 	server := flag.String("server", "", "also measure a session of the daemon at this URL")
 	start := flag.Int("start", 0, "time N sessions from creation to their first answer instead")
 	idle := flag.Int("idle", 0, "open N idle sessions and report their memory instead")
+	flag.BoolVar(&spawner, "spawner", true, "clone the sandboxes from a spawner, as the daemon does (isolate.Config.Spawner)")
 	flag.Parse()
 	var err error
 	switch {
@@ -52,6 +53,9 @@ func main() {
 
 const cell = "1+1"
 
+// spawner is -spawner.
+var spawner bool
+
 // withRunner calls f with a process backend in a state dir of its own.
 func withRunner(f func(*isolate.Runner) error) error {
 	state, err := os.MkdirTemp("/run", "sandboxd-bench-session-")
@@ -59,7 +63,7 @@ func withRunner(f func(*isolate.Runner) error) error {
 		return err
 	}
 	defer os.RemoveAll(state)
-	r, err := isolate.New(isolate.Config{StateDir: state})
+	r, err := isolate.New(isolate.Config{StateDir: state, Spawner: spawner})
 	if err != nil {
 		return err
 	}

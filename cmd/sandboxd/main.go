@@ -123,6 +123,9 @@ func (f *limitFlags) apply(cfg *daemon.Config) error {
 		return fmt.Errorf("--cgroup-parent: %w", err)
 	}
 	cfg.Executor.Isolate.CgroupParent = f.cgroupParent
+	// The daemon lives long and its memory grows with its sessions: its
+	// sandboxes are cloned by a small spawner, not copied from it.
+	cfg.Executor.Isolate.Spawner = true
 	cfg.MemoryBudget = f.memoryBudget
 	cfg.Executor.Ceiling = f.ceiling.Merge(limits.DefaultCeiling())
 	cfg.Executor.Defaults = f.defaults.Merge(limits.Defaults())

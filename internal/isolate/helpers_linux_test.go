@@ -33,7 +33,9 @@ func requireRunnerInit(t testing.TB, init string) *Runner {
 		t.Skip("requires root: the process backend creates cgroups and maps uids")
 	}
 	state, parent := testenv.StateDir(t, "test")
-	r, err := New(Config{StateDir: state, CgroupParent: parent, Init: init})
+	// The spawner, as the daemon's runner: sandboxctl's, without it, is
+	// TestInitBinaryAndFallback's "direct" case and the tests/ suite's.
+	r, err := New(Config{StateDir: state, CgroupParent: parent, Init: init, Spawner: true})
 	if err != nil {
 		testenv.MissingSandbox(t, err)
 	}

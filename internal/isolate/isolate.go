@@ -52,8 +52,15 @@ type Config struct {
 	// executable when it passes the checks of initbin_linux.go, else
 	// this binary re-executed), InitReexec, or the absolute path of an
 	// init binary (checked the same way, with the same fallback).
-	Init   string
-	Logger *slog.Logger
+	Init string
+	// Spawner clones the sandboxes' inits from a small process started
+	// from the init binary (spawner_linux.go) instead of from this one:
+	// for a long-lived parent whose memory grows with its sessions (the
+	// daemon). A one-shot parent (sandboxctl) would pay the spawner's
+	// start for one clone. Without an init binary, inits are cloned from
+	// here.
+	Spawner bool
+	Logger  *slog.Logger
 }
 
 // InitBinaryName is the init binary looked for beside this executable.

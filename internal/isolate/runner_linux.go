@@ -33,6 +33,8 @@ type Runner struct {
 	// mounts is the namespace the runs' mounts are made in, nil to make
 	// them in the process's own (mountns_linux.go).
 	mounts *runMounts
+	// spawnWarn says once that the spawner (spawner_linux.go) failed.
+	spawnWarn sync.Once
 }
 
 // New checks that this host can run the process backend, creates the state

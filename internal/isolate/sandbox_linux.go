@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,7 +37,7 @@ type sandbox struct {
 	// cgroup while it is being removed, or after.
 	cgMu   sync.RWMutex
 	cgGone bool
-	cmd    *exec.Cmd
+	init   *initProc
 	p      *pipes
 	// initKind is the init this sandbox started (run.Isolation.Init), and
 	// initBin the init binary, nil when this binary was re-executed.
@@ -56,7 +55,7 @@ type sandbox struct {
 	marks [2]output.Marks
 
 	overflow     chan struct{}
-	exited       chan error
+	exited       chan struct{}
 	drained      chan struct{}
 	msgs         chan nsinit.Message
 	activated    chan activation
@@ -185,7 +184,7 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 // run's mounts to attach.
 func (s *sandbox) clone(extra []*os.File) error {
 	kind, ib := s.r.initExec()
-	cmd, err := s.startInit(ib, extra)
+	init, err := s.startInit(ib, extra)
 	if err != nil && ib != nil && errors.Is(err, fs.ErrPermission) {
 		// The held binary's execve was refused (a noexec mount or an LSM
 		// since it was checked): this run re-executes this binary
@@ -193,17 +192,17 @@ func (s *sandbox) clone(extra []*os.File) error {
 		// binary again.
 		s.r.log.Warn("starting the init binary failed; this run re-executes this binary instead", "err", err)
 		kind, ib = initKindReexec, nil
-		cmd, err = s.startInit(nil, extra)
+		init, err = s.startInit(nil, extra)
 	}
 	if err != nil {
 		return fmt.Errorf("start sandbox init%s: %w", cloneHint(err), err)
 	}
 	s.initKind, s.initBin = kind, ib
-	s.cmd = cmd
-	s.initPid = cmd.Process.Pid
+	s.init = init
+	s.initPid = init.pid
 	s.ph.mark("clone")
-	s.exited = make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
+	s.exited = make(chan struct{})
+	go func() { init.wait(); close(s.exited) }()
 	return nil
 }
 
@@ -224,7 +223,7 @@ func cloneHint(err error) string {
 // (nsinit.Config.Attach, in its order), then ib: init ignores it, and it
 // is closed when init executes the reaper or the program starts (setup's
 // close_range).
-func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*exec.Cmd, error) {
+func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*initProc, error) {
 	pp := s.p
 	files := append([]*os.File{pp.cfgR, pp.statW}, extra...)
 	if s.r.reaper != nil {
@@ -242,41 +241,55 @@ func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*exec.Cmd, error)
 	}
 	path := "/proc/self/exe"
 	if ib != nil {
-		files, path = ib.pass(files, 3) // ExtraFiles start at fd 3
+		files, path = ib.pass(files, 3) // after stdio
 	}
-	cmd := &exec.Cmd{
-		Path: path,
-		Args: []string{nsinit.Arg0},
-		// Not nil: init starts with an empty environment, so the run's
-		// PID 1 never shows the supervisor's (/proc/1/environ).
-		Env:         []string{},
-		Stdin:       pp.inR,
-		Stdout:      pp.outW,
-		Stderr:      pp.errW,
-		ExtraFiles:  files,
-		SysProcAttr: initAttr(s.ws.dir.ids),
-	}
-	fd, err := s.cg.openDir()
+	files = append([]*os.File{pp.inR, pp.outW, pp.errW}, files...)
+	flags, ids := initCloneflags(), s.ws.dir.ids
+	cgroupFD, err := s.cg.openDir()
 	if err != nil {
 		return nil, err
 	}
-	if fd >= 0 {
-		defer unix.Close(fd)
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = fd
+	if cgroupFD >= 0 {
+		defer unix.Close(cgroupFD)
 	}
-	if err := asOwner(cmd.Start, s.ws.dir.ids.uid); err != nil {
-		return nil, err
+	if sp := s.r.spawner(ib); sp != nil {
+		pid, pidfd, err := sp.spawn(nsinit.SpawnRequest{Path: path, Owner: ids.uid, Cloneflags: flags, UID: ids.uid, GID: ids.gid, IDs: IDsPerSandbox}, files, cgroupFD)
+		if !errors.Is(err, errSpawnerGone) {
+			if err != nil {
+				return nil, err
+			}
+			return newInitProc(pid, pidfd, false)
+		}
+		s.r.log.Warn("the spawner failed: sandboxes are cloned from this process from now on", "err", err)
 	}
-	return cmd, nil
+	pidfd := -1
+	attr := nsinit.InitAttr(flags, ids.uid, ids.gid, IDsPerSandbox, &pidfd)
+	if cgroupFD >= 0 {
+		attr.UseCgroupFD, attr.CgroupFD = true, cgroupFD
+	}
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	var pid int
+	err = asOwner(func() (err error) {
+		// Not nil: init starts with an empty environment, so the run's
+		// PID 1 never shows the supervisor's (/proc/1/environ).
+		pid, _, err = syscall.StartProcess(path, []string{nsinit.Arg0}, &syscall.ProcAttr{Env: []string{}, Files: fds, Sys: attr})
+		return err
+	}, ids.uid)
+	if err != nil {
+		return nil, &os.PathError{Op: "fork/exec", Path: path, Err: err}
+	}
+	return newInitProc(pid, pidfd, true)
 }
 
-// initAttr is how init is cloned: in every namespace of the run but the
-// cgroup and time namespaces, as root of its user namespace, which maps
-// the run's slot of host ids (uids_linux.go) and nothing else: a program
-// can drop to nobody as in a container, and every id it can hold is the
-// run's own.
-func initAttr(ids *idSlot) *syscall.SysProcAttr {
+// initCloneflags are the namespaces init is cloned in: every namespace
+// of the run but the cgroup and time namespaces. Its user namespace maps
+// the run's slot of host ids (uids_linux.go, nsinit.InitAttr) and nothing
+// else: a program can drop to nobody as in a container, and every id it
+// can hold is the run's own.
+func initCloneflags() uintptr {
 	var cloneflags uintptr
 	for _, ns := range namespaces {
 		switch ns.flag {
@@ -291,23 +304,7 @@ func initAttr(ids *idSlot) *syscall.SysProcAttr {
 			cloneflags |= ns.flag
 		}
 	}
-	return &syscall.SysProcAttr{
-		Cloneflags:  cloneflags,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: ids.uid, Size: IDsPerSandbox}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: ids.gid, Size: IDsPerSandbox}},
-		// setgroups must work so init (and then the program) can drop
-		// the host's supplementary groups: those would still count on
-		// host files.
-		GidMappingsEnableSetgroups: true,
-		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
-		// If this process dies, init dies, and with it the whole run.
-		Pdeathsig: syscall.SIGKILL,
-		// A process group of its own: a terminal's Ctrl-C (SIGINT to
-		// the foreground group) is the supervisor's to act on, not
-		// init's (the Go runtime would exit on it, ending the run or
-		// session at once instead of the supervisor's grace).
-		Setpgid: true,
-	}
+	return cloneflags
 }
 
 // configure sends init its config, moves init into the cgroup (cgroup v1),
@@ -472,7 +469,7 @@ func (s *sandbox) feedStdin(r io.Reader) {
 func (s *sandbox) Kill() { s.kill() }
 
 func (s *sandbox) kill() {
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	s.init.kill()
 	_ = s.cg.kill()
 }
 

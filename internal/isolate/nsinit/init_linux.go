@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaybeRun runs the init stage, or the filler (fill.go), and never
-// returns when this process was started as one (argv[0] is Arg0 or
-// FillArg0); otherwise it returns at once. Call it first thing in main,
+// MaybeRun runs the init stage, the filler (fill.go) or the spawner
+// (spawn_linux.go), and never returns when this process was started as
+// one (argv[0] is Arg0, FillArg0 or SpawnArg0); otherwise it returns at once. Call it first thing in main,
 // before anything else starts goroutines or opens files.
 func MaybeRun() {
 	if len(os.Args) == 0 {
@@ -29,6 +29,10 @@ func MaybeRun() {
 	case BuildArg0:
 		_, _ = os.Stdout.WriteString(Build() + "\n")
 		syscall.Exit(0)
+	case SpawnArg0:
+		runtime.GOMAXPROCS(1)
+		_ = os.WriteFile("/proc/self/comm", []byte(SpawnArg0), 0)
+		syscall.Exit(spawn())
 	default:
 		return
 	}
