@@ -43,7 +43,7 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	m := session.NewManager(ctx, session.Config{Runner: r, MaxSessions: n, MaxPerOwner: n, IdleTimeout: time.Hour})
 	defer m.Close()
 	before, kBefore, rssBefore := memAvailable(), kernelMemory(), selfRSS()
-	fdsBefore, mountsBefore := countFDs(), countMounts()
+	fdsBefore, mountsBefore, threadsBefore := countFDs(), countMounts(), countThreads()
 	sessions := make([]*session.Session, 0, n)
 	creates := make([]time.Duration, 0, n)
 	for i := range n {
@@ -57,7 +57,7 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	}
 	time.Sleep(2 * time.Second)
 	after, kAfter, rssAfter := memAvailable(), kernelMemory(), selfRSS()
-	fds, mounts := countFDs()-fdsBefore, countMounts()-mountsBefore
+	fds, mounts, threads := countFDs()-fdsBefore, countMounts()-mountsBefore, countThreads()-threadsBefore
 	cgroups := sessionCgroups()
 	var usage, pss, uss, counted int64
 	for _, s := range sessions {
@@ -93,8 +93,8 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 	// sandbox's mount namespace copies.
 	var nofile unix.Rlimit
 	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
-	fmt.Printf("per session in this process: %.1f file descriptors (RLIMIT_NOFILE %d), %.1f mounts\n",
-		float64(fds)/float64(n), nofile.Cur, float64(mounts)/float64(n))
+	fmt.Printf("per session in this process: %.1f file descriptors (RLIMIT_NOFILE %d), %.1f mounts, %.2f threads\n",
+		float64(fds)/float64(n), nofile.Cur, float64(mounts)/float64(n), float64(threads)/float64(n))
 	// What a session's creation costs as more are open (each new sandbox
 	// copies the mount table the others grew).
 	tenth := max(1, n/10)
@@ -126,6 +126,12 @@ func idleBench(ctx context.Context, r *isolate.Runner, n int) error {
 // countFDs is the number of this process's open file descriptors.
 func countFDs() int {
 	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
+
+// countThreads is the number of this process's threads.
+func countThreads() int {
+	ents, _ := os.ReadDir("/proc/self/task")
 	return len(ents)
 }
 

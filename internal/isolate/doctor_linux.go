@@ -34,6 +34,7 @@ func Doctor() []Check {
 		checkSeccomp(),
 		checkInit(),
 		checkReaper(),
+		checkSpawner(),
 		checkFilesystem("tmpfs", "tmpfs (workspace, /tmp, new root)"),
 		checkFilesystem("devpts", fmt.Sprintf("a private devpts per run (openpty, /dev/ptmx; at most %d terminals)", nsinit.MaxPtys)),
 		checkSyscall("mount_setattr", "read-only bind mounts applied recursively (Linux 5.12+)", func() error {

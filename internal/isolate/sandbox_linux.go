@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -278,6 +279,7 @@ func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*initProc, error)
 		pid, _, err = syscall.StartProcess(path, []string{nsinit.Arg0}, &syscall.ProcAttr{Env: []string{}, Files: fds, Sys: attr})
 		return err
 	}, ids.uid)
+	runtime.KeepAlive(files) // their fds were passed by number
 	if err != nil {
 		return nil, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}

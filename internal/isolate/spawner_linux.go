@@ -256,6 +256,12 @@ func newInitProc(pid, pidfd int, child bool) (*initProc, error) {
 	// Nonblocking, so that the poller takes it: a pidfd is readable once
 	// its process has exited.
 	if err := unix.SetNonblock(pidfd, true); err != nil {
+		// Not to be followed: not to be left either.
+		_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		if child {
+			var info unix.Siginfo
+			_ = unix.Waitid(unix.P_PIDFD, pidfd, &info, unix.WEXITED, nil)
+		}
 		unix.Close(pidfd)
 		return nil, os.NewSyscallError("set the pidfd nonblocking", err)
 	}
@@ -293,4 +299,26 @@ func (p *initProc) kill() {
 	_ = rc.Control(func(fd uintptr) {
 		_ = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0)
 	})
+}
+
+// checkSpawner is doctor's line on the daemon's spawner: it starts one
+// from the init binary, as the daemon would, and takes its hello.
+func checkSpawner() Check {
+	c := Check{Name: "spawner"}
+	ib, err := openInit(InitAuto)
+	if err != nil || ib == nil {
+		c.Detail = "no init binary to start it from: the daemon clones its sandboxes itself, each clone a copy of its page tables"
+		c.Fix = "install " + InitBinaryName + " beside this binary (go install ./cmd/...)"
+		return c
+	}
+	defer ib.fd.Close()
+	sp, err := startSpawner(ib)
+	if err != nil {
+		c.Detail = "cannot start (" + err.Error() + "): the daemon clones its sandboxes itself, each clone a copy of its page tables"
+		return c
+	}
+	sp.conn.Close() // it exits on EOF
+	c.OK = true
+	c.Detail = "the daemon's sandboxes are cloned by " + nsinit.SpawnArg0 + " (the init binary, started once), not copied from the daemon"
+	return c
 }

@@ -131,3 +131,20 @@ func running(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
 }
+
+// TestCheckSpawner: doctor's spawner line starts a spawner from the init
+// binary and takes its hello; without an init binary it says the daemon
+// clones its sandboxes itself.
+func TestCheckSpawner(t *testing.T) {
+	if testInit == "" {
+		t.Skip("no init binary built")
+	}
+	t.Setenv(InitEnv, testInit)
+	if c := checkSpawner(); !c.OK {
+		t.Errorf("with the init binary: %+v, want OK", c)
+	}
+	t.Setenv(InitEnv, InitReexec)
+	if c := checkSpawner(); c.OK || !strings.Contains(c.Detail, "clones its sandboxes itself") {
+		t.Errorf("without an init binary: %+v, want not OK, saying the daemon clones itself", c)
+	}
+}
