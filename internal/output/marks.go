@@ -41,10 +41,25 @@ func (m *Marks) Disarm() {
 // Copy copies r to w until EOF or a read error, cutting out armed marks.
 // While a mark is armed, a chunk's last bytes that could be its beginning
 // are held back until the next read tells; unarmed, nothing is held.
+//
+// A stream that is quiet (a session's between cells, most of its life)
+// waits in a read of a few hundred bytes; one that fills that read
+// borrows a chunk to read into until a read comes back short. So a
+// thousand idle sessions do not hold a chunk each.
 func (m *Marks) Copy(w io.Writer, r io.Reader) error {
-	buf := make([]byte, 32<<10)
+	small := make([]byte, smallRead)
+	var chunk *[]byte
+	defer func() {
+		if chunk != nil {
+			chunks.Put(chunk)
+		}
+	}()
 	var held []byte
 	for {
+		buf := small
+		if chunk != nil {
+			buf = *chunk
+		}
 		n, err := r.Read(buf)
 		data := buf[:n]
 		if len(held) > 0 {
@@ -75,6 +90,15 @@ func (m *Marks) Copy(w io.Writer, r io.Reader) error {
 			held = append([]byte(nil), data[len(data)-keep:]...)
 			break
 		}
+		// buf's bytes are written out (an io.Writer keeps none of
+		// them; held is a copy): it can change now.
+		switch {
+		case chunk == nil && n == len(buf):
+			chunk = chunks.Get().(*[]byte)
+		case chunk != nil && n < len(buf):
+			chunks.Put(chunk)
+			chunk = nil
+		}
 		if err != nil {
 			if len(held) > 0 {
 				_, _ = w.Write(held)
@@ -86,6 +110,14 @@ func (m *Marks) Copy(w io.Writer, r io.Reader) error {
 		}
 	}
 }
+
+// smallRead is a quiet stream's read; chunks are a busy one's.
+const smallRead = 512
+
+var chunks = sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}
 
 // partialSuffix is the length of the longest end of data that is a proper
 // beginning of mark.

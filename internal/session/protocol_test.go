@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -225,4 +226,37 @@ func TestParseAnswerBoundsErrors(t *testing.T) {
 			t.Errorf("%.40s…: an error of %d bytes: %.200q", line, len(msg), msg)
 		}
 	}
+}
+
+// BenchmarkReadAnswersDisplay reads a 1 MiB display answer (a large
+// figure's base64) through a pipe, as from a kernel, beside the baseline
+// of the same bytes copied through a pipe to nowhere: readAnswers' small
+// buffer costs more reads of a large answer, and this says how much.
+func BenchmarkReadAnswersDisplay(b *testing.B) {
+	line := []byte(`{"type": "display", "id": "1", "data": {"image/png": "` + strings.Repeat("A", 1<<20) + `"}}` + "\n")
+	through := func(b *testing.B, read func(io.Reader)) {
+		b.SetBytes(int64(len(line)))
+		for b.Loop() {
+			r, w, err := os.Pipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() { _, _ = w.Write(line); w.Close() }()
+			read(r)
+			r.Close()
+		}
+	}
+	b.Run("baseline=copy", func(b *testing.B) {
+		through(b, func(r io.Reader) { _, _ = io.Copy(io.Discard, r) })
+	})
+	b.Run("readAnswers", func(b *testing.B) {
+		through(b, func(r io.Reader) {
+			out := make(chan answer, 1)
+			var err error
+			readAnswers(r, out, &err)
+			if a := <-out; a.Type != "display" || err != nil {
+				b.Fatalf("got %q, %v", a.Type, err)
+			}
+		})
+	})
 }
