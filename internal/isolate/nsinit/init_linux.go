@@ -74,12 +74,21 @@ func run() int {
 	unix.CloseOnExec(StatusFD)
 	enc := json.NewEncoder(status)
 
+	cfgPipe := os.NewFile(ConfigFD, "config")
 	fail := func(err error) int {
 		msg := Message{Error: err.Error()}
 		if se, ok := err.(*stepError); ok {
 			msg.Op, msg.Error = se.op, se.err.Error()
 		}
 		_ = enc.Encode(msg)
+		// Before the go, the parent may still be writing this pid into
+		// the run's cgroup (v1). Exiting now would let the spawner,
+		// which reaps at once, free the pid, and the parent could move
+		// whatever host process got it next into the run's cgroup, and
+		// then kill it with the run. So init stays until the parent
+		// closes the pipe (at once after the move, or when it dies).
+		// After the go the pipe is closed and this returns at once.
+		_, _ = io.Copy(io.Discard, cfgPipe)
 		return ExitSetupFailed
 	}
 
@@ -88,7 +97,6 @@ func run() int {
 	if err := enc.Encode(Message{Build: Build()}); err != nil {
 		return ExitSetupFailed
 	}
-	cfgPipe := os.NewFile(ConfigFD, "config")
 	cfg, err := readConfig(cfgPipe)
 	if err != nil {
 		return fail(step("read config", err))
