@@ -188,7 +188,7 @@ func (sp *spawner) spawn(req nsinit.SpawnRequest, files []*os.File, cgroupFD int
 	}
 	got := nsinit.SpawnReply{}
 	pidfd := -1
-	if fds := receivedFDs(oob[:oobn]); len(fds) > 0 {
+	if fds := nsinit.Rights(oob[:oobn]); len(fds) > 0 {
 		pidfd = fds[0]
 		for _, fd := range fds[1:] {
 			unix.Close(fd)
@@ -226,21 +226,6 @@ var errSpawnerGone = errors.New("the spawner is gone")
 func (sp *spawner) fail(err error) error {
 	sp.gone.Store(true)
 	return fmt.Errorf("spawner: %w (%w)", err, errSpawnerGone)
-}
-
-// receivedFDs are the fds of a message's SCM_RIGHTS.
-func receivedFDs(oob []byte) []int {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var fds []int
-	for _, m := range msgs {
-		if got, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	return fds
 }
 
 // initProc is a sandbox's init as this process sees it: its pid and a

@@ -122,7 +122,7 @@ func spawn() int {
 			// our inits after us, by their Pdeathsig.
 			return 0
 		}
-		fds := rights(oob[:oobn])
+		fds := Rights(oob[:oobn])
 		reply, pidfd := spawnOne(buf[:n], fds)
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -191,8 +191,9 @@ func withCaps(fn func() (int, error)) (int, error) {
 	return fn()
 }
 
-// rights are the fds of a message's SCM_RIGHTS.
-func rights(oob []byte) []int {
+// Rights are the fds of a message's SCM_RIGHTS (oob, as received), for
+// both ends of the spawner's socket.
+func Rights(oob []byte) []int {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return nil
