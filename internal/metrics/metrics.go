@@ -196,6 +196,7 @@ func newPoolCollector(stats func() map[string]pool.Stats) *poolCollector {
 		gauge("sandboxd_pool_min", "The fewest warm sandboxes the pool keeps (--warm).", func(st pool.Stats) float64 { return float64(st.Min) }),
 		gauge("sandboxd_pool_max", "The most warm sandboxes the pool keeps (--warm-max, bounded by the memory budget).", func(st pool.Stats) float64 { return float64(st.Max) }),
 		gauge("sandboxd_pool_refills_in_flight", "Warm sandboxes being started.", func(st pool.Stats) float64 { return float64(st.Starting) }),
+		gauge("sandboxd_pool_waiting", "Runs waiting for a warm sandbox being started, served first come, first served.", func(st pool.Stats) float64 { return float64(st.Waiting) }),
 		gauge("sandboxd_pool_take_rate", "Takes per second the pool sizes itself for (a moving average).", func(st pool.Stats) float64 { return st.Rate }),
 		counter("sandboxd_pool_hits_total", "Runs that took a warm sandbox.", func(st pool.Stats) uint64 { return st.Hits }),
 		counter("sandboxd_pool_waits_total", "Runs that took a warm sandbox after waiting for one being started.", func(st pool.Stats) uint64 { return st.Waits }),

@@ -42,10 +42,11 @@ type Config struct {
 	// Window is the Sizer's (DefaultWindow if zero).
 	Window time.Duration
 	// Wait bounds how long a take on an empty pool waits for a sandbox
-	// being started (default 10s): the take claims one that no other take
-	// waits for and raises it to the default CPU weight, so it is a cold
-	// start already under way. With none to claim it never waits.
-	// Negative: never wait.
+	// being started (default 10s): it waits only while fewer takes wait
+	// than sandboxes are being started, and raises one of those to the
+	// default CPU weight, so it is a cold start already under way. Takes
+	// that wait are served first come, first served. Negative: never
+	// wait.
 	Wait time.Duration
 	// Reserve, if set, reserves the memory limit of a sandbox the pool
 	// starts, until it is taken (the run's own reservation covers it from
@@ -88,9 +89,9 @@ func (e *Entry) Close() error {
 // Stats are the pool's figures for metrics.
 type Stats struct {
 	// Ready are the sandboxes ready; Starting those being started
-	// (refills in flight); Target what the Sizer asks for now; Min and
-	// Max its bounds.
-	Ready, Starting, Target, Min, Max int
+	// (refills in flight); Waiting the takes waiting for one of those;
+	// Target what the Sizer asks for now; Min and Max its bounds.
+	Ready, Starting, Waiting, Target, Min, Max int
 	// Hits are takes served; Waits the hits that waited for a sandbox
 	// being started; Misses the takes that found none (the run started
 	// cold).
@@ -124,9 +125,12 @@ type Pool struct {
 	// starting are the sandboxes being started, oldest first.
 	starting []*inflight
 	sizer    Sizer
-	// arrived is signalled (closed and replaced) when an entry becomes
-	// ready, for takes waiting on an empty pool.
-	arrived      chan struct{}
+	// waiters are the takes waiting on an empty pool, oldest first: an
+	// entry that becomes ready is handed to the oldest. Not a broadcast
+	// to all of them: whichever woke first would win, and under steady
+	// demand one take lost that race again and again (a second's wait at
+	// the p99 of bench/pool, while refills took 0.1 s).
+	waiters      []*waiter
 	backoffUntil time.Time
 	backoff      time.Duration
 
@@ -134,10 +138,14 @@ type Pool struct {
 	lastRefill                                     atomic.Int64
 }
 
+// waiter is a take waiting on an empty pool; got receives its entry.
+type waiter struct{ got chan *Entry }
+
 // inflight is a sandbox being started.
 type inflight struct {
 	// proc is set once the program runs (nil before); claimed once a take
-	// waits for it. Both under Pool.mu.
+	// has waited for it (it keeps the default CPU weight then, whichever
+	// take it serves). Both under Pool.mu.
 	proc    *isolate.HeldProcess
 	claimed bool
 	// floor: it brings the pool up to Min, so it runs at the default
@@ -165,7 +173,6 @@ func New(ctx context.Context, r *isolate.Runner, cfg Config) *Pool {
 	p := &Pool{
 		cfg: cfg, r: r, log: cfg.Logger, now: now, wake: make(chan struct{}, 1), ctx: ctx, stop: stop,
 		sizer:   Sizer{Min: cfg.Min, Max: cfg.Max, Window: cfg.Window},
-		arrived: make(chan struct{}),
 		backoff: minBackoff,
 	}
 	if cfg.Min > 0 {
@@ -183,88 +190,87 @@ func (p *Pool) Fits(l limits.Limits) bool {
 }
 
 // Take returns a ready sandbox, or nil when none is ready: the caller then
-// starts one cold. On an empty pool it waits (Config.Wait) only for a
-// sandbox being started that it can claim: that one is raised to the
-// default CPU weight and is further along than a cold start would be.
+// starts one cold. On an empty pool it waits (Config.Wait) while fewer
+// takes wait than sandboxes are being started, each wait raising one of
+// those to the default CPU weight: it is then further along than a cold
+// start would be. Takes that wait are served in the order they came.
 // The returned entry's memory reservation is given back: the run that
 // takes it holds its own.
 func (p *Pool) Take(ctx context.Context) *Entry {
 	defer p.kick()
 	p.mu.Lock()
 	p.sizer.Take(p.now())
-	p.mu.Unlock()
+	e, dead := p.pop()
 	var (
-		expired <-chan time.Time
-		claim   *inflight
+		w       *waiter
+		promote *isolate.HeldProcess
 	)
-	for {
-		p.mu.Lock()
-		e, dead := p.pop()
-		arrived := p.arrived
-		if e != nil && claim != nil {
-			// Served by another sandbox than the one it claimed (which
-			// may still be starting): that one is for the next take.
-			claim.claimed = false
+	if e == nil && p.cfg.Wait >= 0 && len(p.waiters) < len(p.starting) {
+		w = &waiter{got: make(chan *Entry, 1)}
+		p.waiters = append(p.waiters, w)
+		// The oldest starting sandboxes are the next served: as many
+		// of them as takes wait run at the default weight.
+		if f := p.starting[len(p.waiters)-1]; !f.claimed {
+			f.claimed, promote = true, f.proc
 		}
-		var promote *isolate.HeldProcess
-		if e == nil && p.cfg.Wait >= 0 && (claim == nil || !slices.Contains(p.starting, claim)) {
-			claim = p.claim()
-			if claim != nil {
-				promote = claim.proc
-			}
-		}
-		p.mu.Unlock()
-		for _, d := range dead {
-			_ = d.Close()
-		}
-		if e != nil {
-			p.hits.Add(1)
-			if expired != nil {
-				p.waits.Add(1)
-			}
-			e.unreserve()
-			e.unreserve = func() {}
-			return e
-		}
-		if claim == nil {
-			p.misses.Add(1)
-			return nil
-		}
-		if promote != nil {
-			p.foreground(promote)
-		}
-		if expired == nil {
-			t := time.NewTimer(cmp.Or(p.cfg.Wait, 10*time.Second))
-			defer t.Stop()
-			expired = t.C
-			p.kick() // a refill slot may be free: the target just rose
-		}
-		select {
-		case <-arrived:
-			continue
-		case <-expired:
-		case <-ctx.Done():
-		case <-p.ctx.Done():
-		}
-		// Given up: the sandbox is for the next take that waits.
-		p.mu.Lock()
-		claim.claimed = false
-		p.mu.Unlock()
+	}
+	p.mu.Unlock()
+	for _, d := range dead {
+		_ = d.Close()
+	}
+	if e == nil && w == nil {
 		p.misses.Add(1)
 		return nil
 	}
+	if w != nil {
+		if promote != nil {
+			p.foreground(promote)
+		}
+		p.kick() // a refill slot may be free: the target just rose
+		if e = p.await(ctx, w); e == nil {
+			p.misses.Add(1)
+			return nil
+		}
+		p.waits.Add(1)
+	}
+	p.hits.Add(1)
+	e.unreserve()
+	e.unreserve = func() {}
+	return e
 }
 
-// claim marks the oldest sandbox being started that no take waits for
-// as waited for, and returns it; nil if there is none. p.mu is held.
-func (p *Pool) claim() *inflight {
-	for _, f := range p.starting {
-		if !f.claimed {
-			f.claimed = true
-			return f
-		}
+// await waits for w's entry, for at most Config.Wait; nil if it gave up.
+func (p *Pool) await(ctx context.Context, w *waiter) *Entry {
+	t := time.NewTimer(cmp.Or(p.cfg.Wait, 10*time.Second))
+	defer t.Stop()
+	select {
+	case e := <-w.got:
+		return e
+	case <-t.C:
+	case <-ctx.Done():
+	case <-p.ctx.Done():
 	}
-	return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		return nil
+	}
+	// Handed over as it gave up: it is the caller's, to run or close
+	// (never left in a pool that may be closing).
+	return <-w.got
+}
+
+// deliver hands a ready entry to the oldest waiting take, or puts it in
+// the pool when none waits. p.mu is held.
+func (p *Pool) deliver(e *Entry) {
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		w.got <- e // buffered: never blocks
+		return
+	}
+	p.ready = append(p.ready, e)
 }
 
 // foreground raises a sandbox a take waits for to the default CPU weight.
@@ -393,9 +399,7 @@ func (p *Pool) refill(f *inflight, unreserve func()) {
 		_ = e.Close()
 		return
 	}
-	p.ready = append(p.ready, e)
-	close(p.arrived)
-	p.arrived = make(chan struct{})
+	p.deliver(e)
 	p.mu.Unlock()
 }
 
@@ -436,7 +440,7 @@ func (p *Pool) Stats() Stats {
 	now := p.now()
 	p.mu.Lock()
 	st := Stats{
-		Ready: len(p.ready), Starting: len(p.starting), Target: p.sizer.Target(now), Min: p.cfg.Min, Max: p.cfg.Max,
+		Ready: len(p.ready), Starting: len(p.starting), Waiting: len(p.waiters), Target: p.sizer.Target(now), Min: p.cfg.Min, Max: p.cfg.Max,
 		AvgRefill: p.sizer.Latency(), Rate: p.sizer.Rate(now),
 	}
 	p.mu.Unlock()
