@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/admission"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/pool"
 	"github.com/sandboxd/sandboxd/internal/run"
 )
 
@@ -32,6 +33,27 @@ func TestConnectionMetrics(t *testing.T) {
 	m.ConnRefused("per_ip")
 	if got := scrape(m); !strings.Contains(got, `sandboxd_connections_refused_total{reason="per_ip"} 2`+"\n") {
 		t.Errorf("two per-IP refusals not counted")
+	}
+}
+
+// TestPoolMetrics: each pool's figures are gauges and counters by
+// runtime, the takes waiting for a sandbox among them.
+func TestPoolMetrics(t *testing.T) {
+	m := New(Sources{Pools: func() map[string]pool.Stats {
+		return map[string]pool.Stats{"python": {Ready: 1, Starting: 2, Waiting: 3, Hits: 4, Waits: 5, Misses: 6}}
+	}})
+	got := scrape(m)
+	for _, want := range []string{
+		`sandboxd_pool_ready{runtime="python"} 1`,
+		`sandboxd_pool_refills_in_flight{runtime="python"} 2`,
+		`sandboxd_pool_waiting{runtime="python"} 3`,
+		`sandboxd_pool_hits_total{runtime="python"} 4`,
+		`sandboxd_pool_waits_total{runtime="python"} 5`,
+		`sandboxd_pool_misses_total{runtime="python"} 6`,
+	} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 
