@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,6 +121,18 @@ func TestAttackHostFactsHidden(t *testing.T) {
 		t.Errorf("CLOCK_MONOTONIC %.0f s and CLOCK_BOOTTIME %.0f s inside, want the sandbox's own few seconds, not the host's uptime %.0f s", v.Clocks[0], v.Clocks[1], hostUp)
 	}
 	checkMountinfo(t, v.Mountinfo)
+	// The masked directories are one empty tmpfs, bound to each: every
+	// superblock costs each memory cgroup of the host kernel memory.
+	masks := map[string][]string{}
+	for _, line := range strings.Split(v.Mountinfo, "\n") {
+		f := strings.Fields(line)
+		if i := slices.Index(f, "-"); i > 4 && i+2 < len(f) && f[i+1] == "tmpfs" && f[i+2] == "tmpfs" && strings.HasPrefix(f[4], "/proc/") {
+			masks[f[2]] = append(masks[f[2]], f[4])
+		}
+	}
+	if len(masks) > 1 {
+		t.Errorf("the masked /proc directories are %d tmpfs superblocks (%v), want one bound to each", len(masks), masks)
+	}
 
 	// Ordinary programs still work, and see the sandbox's figures.
 	if want := hostCPUs(t); v.CPUCount != want || v.PoolSum != 100 {

@@ -61,8 +61,9 @@ func hideHostProc(dir, devDir string, files []ProcFile) error {
 			return err
 		}
 	}
+	empty := ""
 	for _, p := range maskedProc {
-		if err := maskPath(filepath.Join(dir, p), "/proc/"+p, filepath.Join(devDir, "null")); err != nil {
+		if err := maskPath(filepath.Join(dir, p), "/proc/"+p, filepath.Join(devDir, "null"), &empty); err != nil {
 			return err
 		}
 	}
@@ -92,8 +93,13 @@ func bindOver(src, target, name string, attr uint64) error {
 }
 
 // maskPath covers path, if the kernel has it: a file with devNull, a
-// directory with an empty read-only tmpfs.
-func maskPath(path, name, devNull string) error {
+// directory with an empty read-only tmpfs, the same one for every
+// directory: *empty is the first directory masked ("" before), and the
+// others are bound to it. A tmpfs is a superblock, and every superblock
+// alive costs each memory cgroup of the host kernel memory (RATIONALE,
+// "Every memory cgroup pays for every superblock"); one empty tmpfs
+// read-only is as empty seen from two places.
+func maskPath(path, name, devNull string, empty *string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -104,7 +110,14 @@ func maskPath(path, name, devNull string) error {
 	if !fi.IsDir() {
 		return bindOver(devNull, path, name, devNullAttr)
 	}
-	return step("mask "+name, unix.Mount("tmpfs", path, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555"))
+	if *empty != "" {
+		return bindOver(*empty, path, name, procAttr)
+	}
+	if err := step("mask "+name, unix.Mount("tmpfs", path, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555")); err != nil {
+		return err
+	}
+	*empty = path
+	return nil
 }
 
 // readonlyPath makes path, if the kernel has it, a read-only bind of
