@@ -24,9 +24,10 @@ const hiddenSource = "sandbox"
 // and an empty directory below it (overlay wants two layers when it has no
 // upper directory); the empty one is named to the kernel as
 // /proc/self/fd/N, so the layer list mountinfo prints ("lowerdir=/usr:/proc
-// /self/fd/7") names no path under the state directory. A file is bound
-// from an overlay of its parent directory, mounted once per directory
-// aside and detached when the binds are done.
+// /self/fd/7") names no path under the state directory. A file, and a
+// directory where it can be, is bound from an overlay of its parent
+// directory, mounted once per parent aside and detached when the binds
+// are done.
 //
 // Where an overlay would show something else than the bind, or the
 // kernel refuses it, the plain recursive bind is kept (its source then
@@ -146,40 +147,58 @@ var errNoOverlay = errors.New("no overlay file system for a user namespace")
 func bindInstead(err error) bool { return err == errNoOverlay || errors.Is(err, unix.EINVAL) }
 
 // bind shows host path src (a directory or a file, not a symlink) at
-// target, read-only, recursively.
+// target, read-only, recursively. Whatever can be is bound from one
+// overlay of its parent directory, shared by its siblings: an overlay is a
+// superblock, and every superblock alive costs each memory cgroup of the
+// host kernel memory (RATIONALE, "Every memory cgroup pays for every
+// superblock"): /etc's directories and files here share one.
 func (v *hostView) bind(src, target string, dir bool) error {
 	at, below := v.isMountPoint(src)
-	switch {
-	case v.noOverlay || !overlayable(src) || (dir && below) || (!dir && at):
+	if v.noOverlay || !overlayable(src) || (dir && below) || (!dir && at) {
 		return v.plainBind(src, target)
-	case dir:
-		err := v.mountOverlay(src, target)
+	}
+	ov, err := v.parentOverlay(filepath.Dir(src))
+	switch {
+	case err != nil && !bindInstead(err):
+		return err
+	case err == nil && ov != "":
+		if err := unix.Mount(filepath.Join(ov, filepath.Base(src)), target, "", unix.MS_BIND, ""); err != nil {
+			return step("bind "+src, err)
+		}
+		return step("make "+src+" read-only", setAttr(target, roAttr, false))
+	case !dir:
+		return v.plainBind(src, target)
+	}
+	// A directory whose parent cannot be overlaid (/ has every other
+	// mount below it): an overlay of its own.
+	err = v.mountOverlay(src, target)
+	if bindInstead(err) {
+		return v.plainBind(src, target)
+	}
+	return step("mount an overlay of "+src, err)
+}
+
+// parentOverlay is the overlay of host directory parent, mounted aside at
+// its first use; "" when parent has mounts below it or cannot be a layer.
+func (v *hostView) parentOverlay(parent string) (string, error) {
+	if ov, ok := v.parents[parent]; ok {
+		return ov, nil
+	}
+	if _, below := v.isMountPoint(parent); below || !overlayable(parent) {
+		return "", nil
+	}
+	ov := filepath.Join(v.scratch, strconv.Itoa(len(v.parents)))
+	if err := os.Mkdir(ov, 0o700); err != nil {
+		return "", step("mkdir "+ov, err)
+	}
+	if err := v.mountOverlay(parent, ov); err != nil {
 		if bindInstead(err) {
-			return v.plainBind(src, target)
+			return "", err
 		}
-		return step("mount an overlay of "+src, err)
+		return "", step("mount an overlay of "+parent, err)
 	}
-	parent := filepath.Dir(src)
-	ov, ok := v.parents[parent]
-	if !ok {
-		if _, below := v.isMountPoint(parent); below || !overlayable(parent) {
-			return v.plainBind(src, target)
-		}
-		ov = filepath.Join(v.scratch, strconv.Itoa(len(v.parents)))
-		if err := os.Mkdir(ov, 0o700); err != nil {
-			return step("mkdir "+ov, err)
-		}
-		if err := v.mountOverlay(parent, ov); bindInstead(err) {
-			return v.plainBind(src, target)
-		} else if err != nil {
-			return step("mount an overlay of "+parent, err)
-		}
-		v.parents[parent] = ov
-	}
-	if err := unix.Mount(filepath.Join(ov, filepath.Base(src)), target, "", unix.MS_BIND, ""); err != nil {
-		return step("bind "+src, err)
-	}
-	return step("make "+src+" read-only", setAttr(target, roAttr, false))
+	v.parents[parent] = ov
+	return ov, nil
 }
 
 func (v *hostView) plainBind(src, target string) error {
