@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,9 +42,13 @@ type Session struct {
 	// counted from cpuStart, its cgroup's CPU time once it was ready
 	// (the kernel's start-up is the daemon's, not the session's).
 	cpuBudget, cpuStart time.Duration
-	created             time.Time
-	now                 func() time.Time
-	log                 *slog.Logger
+	// cpuSeen is the most CPU time read (from cpuStart): CPU time only
+	// grows, so a lower or failed reading (the kernel's cgroup removed
+	// as it died, before its total was kept) gives this instead.
+	cpuSeen atomic.Int64
+	created time.Time
+	now     func() time.Time
+	log     *slog.Logger
 	// gate admits the cells (see Config.Gate); nil admits every one.
 	gate *admission.Gate
 
@@ -258,7 +263,19 @@ func budgetPoll(budget time.Duration) time.Duration {
 // cpuUsed is the CPU time the session has used since it was ready.
 func (s *Session) cpuUsed() (time.Duration, error) {
 	cpu, err := s.proc.CPUTime()
-	return max(cpu-s.cpuStart, 0), err
+	if err != nil {
+		return time.Duration(s.cpuSeen.Load()), err
+	}
+	used := int64(max(cpu-s.cpuStart, 0))
+	for {
+		seen := s.cpuSeen.Load()
+		if used <= seen {
+			return time.Duration(seen), nil
+		}
+		if s.cpuSeen.CompareAndSwap(seen, used) {
+			return time.Duration(used), nil
+		}
+	}
 }
 
 // spend ends a session whose CPU budget is used up: the reason first, so
