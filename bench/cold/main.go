@@ -7,8 +7,11 @@
 // all see the same machine; it prints the median wall and CPU time of
 // each, its paired ratio to bare (the median of the per-round ratios),
 // the load average before and after, and the phases of one cold run.
+// Each measured run comes after -gap of idle time, as a user's run does:
+// run back to back, every sandboxctl run but the first would find the
+// kernel's cgroup v1 lock still fast from the one before.
 //
-//	go run ./bench/cold -n 30 [-before OLD_SANDBOXCTL]
+//	go run ./bench/cold -n 30 [-gap 100ms] [-before OLD_SANDBOXCTL]
 //
 // It builds sandboxctl and sandboxd-init into a temporary directory (or
 // takes them from -bin DIR) and must run as root, as sandboxctl does.
@@ -34,12 +37,16 @@ func main() {
 	n := flag.Int("n", 30, "rounds")
 	bin := flag.String("bin", "", "directory holding sandboxctl and sandboxd-init (default: build them)")
 	before := flag.String("before", "", "another sandboxctl to compare, e.g. one built from an earlier commit")
+	flag.DurationVar(&gap, "gap", 100*time.Millisecond, "idle time before each measured run: a cold run is one after a quiet spell, and the kernel's cgroup v1 move by pid is cheap only right after another one")
 	flag.Parse()
 	if err := measure(*n, *bin, *before); err != nil {
 		fmt.Fprintln(os.Stderr, "cold:", err)
 		os.Exit(1)
 	}
 }
+
+// gap is the idle time before each measured run (-gap).
+var gap time.Duration
 
 // variant is one command the rounds run.
 type variant struct {
@@ -119,6 +126,7 @@ func measure(n int, bin, before string) error {
 	for round := range n {
 		for i := range vs {
 			v := vs[(i+round)%len(vs)]
+			time.Sleep(gap)
 			wall, cpu, err := v.once()
 			if err != nil {
 				return err
@@ -131,7 +139,7 @@ func measure(n int, bin, before string) error {
 	for _, v := range vs {
 		byName[v.name] = v
 	}
-	fmt.Printf("%d rounds; load average before: %s, after: %s; %d CPUs; %s\n\n", n, load0, load1, numCPU(), cgroupState())
+	fmt.Printf("%d rounds, %v idle before each run; load average before: %s, after: %s; %d CPUs; %s\n\n", n, gap, load0, load1, numCPU(), cgroupState())
 	fmt.Printf("%-34s %10s %10s %10s %12s\n", "", "wall p50", "wall p90", "CPU p50", "x bare p50")
 	for _, v := range vs {
 		ratio := ""
@@ -178,6 +186,7 @@ func phases(v *variant) error {
 	by := map[string][]time.Duration{}
 	var order []string
 	for range 9 {
+		time.Sleep(gap)
 		argv := append([]string{v.argv[0], v.argv[1], "--verbose"}, v.argv[2:]...)
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), v.env...)

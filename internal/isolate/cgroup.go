@@ -1,6 +1,7 @@
 package isolate
 
 import (
+	"os"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -18,12 +19,16 @@ type cgroupStats struct {
 type runCgroup interface {
 	// openDir opens the cgroup's directory for one clone-time placement
 	// (CLONE_INTO_CGROUP); the caller closes it once the child is cloned.
-	// It returns -1 where the child must be moved with add. Opened per
-	// clone, not held for the sandbox's life: every descriptor a sandbox
-	// holds in the daemon bounds how many sessions one daemon keeps.
+	// It returns -1 where init joins the cgroup itself (openTasks).
+	// Opened per clone, not held for the sandbox's life: every descriptor
+	// a sandbox holds in the daemon bounds how many sessions one daemon
+	// keeps.
 	openDir() (int, error)
-	// add moves pid into the cgroup (cgroup v1).
-	add(pid int) error
+	// openTasks opens the cgroup's `tasks` file on each hierarchy (cgroup
+	// v1; nil on v2), write-only, for init to join the cgroup by
+	// (nsinit.Config.CgroupTasks); the caller closes them once init is
+	// cloned.
+	openTasks() ([]*os.File, error)
 	// addMemory moves pid into the cgroup's memory controller alone
 	// (cgroup v1): its memory is charged to the cgroup, while its threads
 	// count against no pids limit of the cgroup's.

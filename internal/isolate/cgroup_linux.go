@@ -239,17 +239,33 @@ func (c *v1Cgroup) pids() ([]int, error) {
 	return readPids(filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs"))
 }
 
-func (c *v1Cgroup) add(pid int) error {
-	// One write per hierarchy. The first write after a quiet spell can
-	// block for an RCU grace period (~12 ms); cgroup v2 avoids it by
-	// placing the child at clone time.
+// openTasks opens `tasks` once per hierarchy (cpu and cpuacct are
+// usually one). Init writes 0 to them: a thread that moves itself takes
+// no global lock, while a move by pid (cgroup.procs, or tasks with a
+// pid) takes cgroup_threadgroup_rwsem for writing, whose first taking
+// after a quiet spell waits out an RCU grace period: 6-10 ms here, the
+// largest single step of a cold run (RATIONALE, "A cold run's cgroup
+// move waited out a grace period").
+func (c *v1Cgroup) openTasks() ([]*os.File, error) {
+	var files []*os.File
+	seen := map[string]bool{}
 	for _, n := range v1Subsystems {
-		p := filepath.Join(c.d.dir(n, c.path), "cgroup.procs")
-		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("move pid %d into %s: %w", pid, p, err)
+		// Co-mounted controllers have one mount point (newV1Driver).
+		dir := c.d.dir(n, c.path)
+		if seen[dir] {
+			continue
 		}
+		seen[dir] = true
+		f, err := os.OpenFile(filepath.Join(dir, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("open the run's cgroup: %w", err)
+		}
+		files = append(files, f)
 	}
-	return nil
+	return files, nil
 }
 
 func (c *v1Cgroup) addMemory(pid int) error {
@@ -364,7 +380,7 @@ func (c *v2Cgroup) openDir() (int, error) {
 	return fd, nil
 }
 
-func (c *v2Cgroup) add(int) error { return nil }
+func (c *v2Cgroup) openTasks() ([]*os.File, error) { return nil, nil }
 
 // addMemory: on v2 a process is cloned into the whole cgroup (fd) or not
 // at all; there is no memory-only placement.

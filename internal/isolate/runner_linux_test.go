@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -228,5 +229,75 @@ func TestSweepSparesOtherRunners(t *testing.T) {
 	}
 	if res := <-done; res == nil || res.Status != run.StatusOK {
 		t.Fatalf("a live run of another runner was disturbed by a sweep: %+v", res)
+	}
+}
+
+// TestInitJoinsTheRunsCgroup: on cgroup v1 init moves its own thread into
+// the run's cgroup (nsinit.Config.CgroupTasks) instead of being moved by
+// pid: the program, born of that thread, and init (its reaper by then)
+// are in the run's cgroup on every hierarchy the run's limits use, with
+// every thread.
+func TestInitJoinsTheRunsCgroup(t *testing.T) {
+	r := requireRunner(t)
+	if r.CgroupVersion() != "v1" {
+		t.Skip("cgroup v1 only: on v2 init is cloned into the run's cgroup (TestV2ClonePlacementReal)")
+	}
+	ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close()
+	e := Exec{
+		Argv:   []string{"/usr/bin/python3", "-c", "import sys; sys.stdin.read()"},
+		Env:    []string{"PATH=/usr/bin:/bin"},
+		Limits: limits.Defaults(),
+	}
+	e.Stdin = stdinR
+	done := make(chan *run.Result, 1)
+	go func() {
+		res, err := r.Run(context.Background(), ws, e)
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+		done <- res
+	}()
+	// init and the program, found by the run's cgroup name.
+	var pids []string
+	for deadline := time.Now().Add(20 * time.Second); len(pids) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("found %v in the run's cgroup, want init and the program", pids)
+		}
+		time.Sleep(20 * time.Millisecond)
+		pids = hostPidsInCgroup(ws.ID())
+	}
+	for _, pid := range pids {
+		tasks, err := os.ReadDir(filepath.Join("/proc", pid, "task"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(filepath.Join("/proc", pid, "task", task.Name(), "cgroup"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				// hierarchy-id:controllers:path
+				f := strings.SplitN(line, ":", 3)
+				if len(f) != 3 {
+					continue
+				}
+				for _, c := range v1Subsystems {
+					if slices.Contains(strings.Split(f[1], ","), string(c)) && !strings.Contains(f[2], ws.ID()) {
+						t.Errorf("pid %s thread %s is in %s cgroup %s, not the run's", pid, task.Name(), c, f[2])
+					}
+				}
+			}
+		}
+	}
+	stdinW.Close()
+	if res := <-done; res != nil && res.Status != run.StatusOK {
+		t.Errorf("status %s (%s)", res.Status, res.Reason)
 	}
 }

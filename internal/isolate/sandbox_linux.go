@@ -47,6 +47,9 @@ type sandbox struct {
 	ph       phases
 	// initPid is init's host pid.
 	initPid int
+	// cgroupTasks is how many cgroup `tasks` files init was given to
+	// join the run's cgroup by (cgroup v1).
+	cgroupTasks int
 	// procDir holds the sandbox's generated /proc files (genfiles_linux.go).
 	procDir string
 
@@ -220,10 +223,11 @@ func cloneHint(err error) string {
 
 // startInit clones init, executed from ib (this binary when nil), with the
 // config and status pipes as its fds 3 and 4, extra after them, then the
-// reaper and copies of the run's mounts for init to attach
-// (nsinit.Config.Attach, in its order), then ib: init ignores it, and it
-// is closed when init executes the reaper or the program starts (setup's
-// close_range).
+// reaper, copies of the run's mounts for init to attach
+// (nsinit.Config.Attach, in its order) and on cgroup v1 the cgroup's
+// `tasks` files for init to join it by (nsinit.Config.CgroupTasks), then
+// ib: init ignores it, and it is closed when init executes the reaper or
+// the program starts (setup's close_range).
 func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*initProc, error) {
 	pp := s.p
 	files := append([]*os.File{pp.cfgR, pp.statW}, extra...)
@@ -240,6 +244,15 @@ func (s *sandbox) startInit(ib *initBinary, extra []*os.File) (*initProc, error)
 		defer f.Close()
 		files = append(files, f)
 	}
+	tasks, err := s.cg.openTasks()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range tasks {
+		defer f.Close()
+	}
+	files = append(files, tasks...)
+	s.cgroupTasks = len(tasks)
 	path := "/proc/self/exe"
 	if ib != nil {
 		files, path = ib.pass(files, 3) // after stdio
@@ -309,22 +322,17 @@ func initCloneflags() uintptr {
 	return cloneflags
 }
 
-// configure sends init its config, moves init into the cgroup (cgroup v1),
-// checks init's hello and closes the config pipe: the "go" init waits for
-// before starting the program. Config first, so init builds the sandbox
-// while the cgroup v1 move (which can wait out an RCU grace period) runs
-// here.
+// configure sends init its config, checks init's hello and closes the
+// config pipe: the "go" init waits for before starting the program.
 func (s *sandbox) configure(ctx context.Context, e Exec, extraFiles int, procFiles []nsinit.ProcFile) error {
 	cfg := s.r.initConfig(s.ws, e)
 	cfg.ExtraFiles = extraFiles
 	cfg.ProcFiles = procFiles
+	cfg.CgroupTasks = s.cgroupTasks
 	if err := json.NewEncoder(s.p.cfgW).Encode(&cfg); err != nil {
 		return fmt.Errorf("send config to init: %w", err)
 	}
-	if err := s.cg.add(s.initPid); err != nil {
-		return err
-	}
-	s.ph.mark("cgroup_add_config")
+	s.ph.mark("config")
 	if err := s.awaitHello(ctx); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package isolate
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -147,88 +146,5 @@ func TestCheckSpawner(t *testing.T) {
 	t.Setenv(InitEnv, InitReexec)
 	if c := checkSpawner(); c.OK || !strings.Contains(c.Detail, "clones its sandboxes itself") {
 		t.Errorf("without an init binary: %+v, want not OK, saying the daemon clones itself", c)
-	}
-}
-
-// TestInitFailingBeforeTheGoStays: an init whose setup fails before the
-// parent's "go" says why and stays until the parent closes the config
-// pipe. The spawner reaps its inits at once, and the parent may still be
-// writing init's pid into the run's cgroup (v1) when setup fails: had
-// init exited, that pid could name another process by the time of the
-// write, which the run's end would then kill.
-func TestInitFailingBeforeTheGoStays(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root: init is cloned in a user namespace mapping another uid")
-	}
-	if testInit == "" {
-		t.Skip("no init binary built")
-	}
-	t.Setenv(InitEnv, testInit)
-	ib, err := openInit(InitAuto)
-	if err != nil || ib == nil {
-		t.Fatalf("open the init binary: %v", err)
-	}
-	defer ib.fd.Close()
-	sp, err := startSpawner(ib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.conn.Close()
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cfgW.Close()
-	statR, statW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer statR.Close()
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer null.Close()
-	files, path := ib.pass([]*os.File{cfgR, statW}, 3)
-	files = append([]*os.File{null, null, null}, files...)
-	const id = 1 << 30 // no one's
-	pid, pidfd, err := sp.spawn(nsinit.SpawnRequest{Path: path, Owner: 0, Cloneflags: initCloneflags(), UID: id, GID: id, IDs: 1}, files, -1)
-	cfgR.Close()
-	statW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := newInitProc(pid, pidfd, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.kill()
-	exited := make(chan struct{})
-	go func() { p.wait(); close(exited) }()
-
-	// A config init refuses, the pipe left open, as while the parent
-	// moves init into the cgroup.
-	if _, err := cfgW.WriteString(`{"argv": []}` + "\n"); err != nil {
-		t.Fatal(err)
-	}
-	_ = statR.SetReadDeadline(time.Now().Add(10 * time.Second))
-	dec := json.NewDecoder(statR)
-	var hello, failed nsinit.Message
-	if err := dec.Decode(&hello); err != nil || hello.Build != nsinit.Build() {
-		t.Fatalf("init's hello: %+v, %v", hello, err)
-	}
-	if err := dec.Decode(&failed); err != nil || failed.Op != "read config" {
-		t.Fatalf("init's failure: %+v, %v; want the read config step's", failed, err)
-	}
-	select {
-	case <-exited:
-		t.Fatal("init exited after its failure, before the parent's go: its pid was free while the parent could still write it")
-	case <-time.After(500 * time.Millisecond):
-	}
-	cfgW.Close()
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("init stayed after the parent closed the config pipe")
 	}
 }

@@ -76,6 +76,14 @@ type Config struct {
 	// out of the namespace init's was copied from (internal/isolate,
 	// mountns_linux.go).
 	Attach []string `json:"attach,omitempty"`
+	// CgroupTasks is the number of fds init inherits past the Attach
+	// mounts, each a cgroup v1 hierarchy's `tasks` file of the run's
+	// cgroup, opened by the parent: init writes 0 to each, so that its
+	// own thread, and so the program it forks, joins the run's cgroup
+	// (cgroup v1; on v2 init is cloned into it). A thread moving itself
+	// takes none of the global lock a move by pid takes, whose first
+	// taking after a quiet spell waits out an RCU grace period.
+	CgroupTasks int `json:"cgroup_tasks,omitempty"`
 }
 
 // Bind is a host path shown read-only inside the sandbox at the same path.

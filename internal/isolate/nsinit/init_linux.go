@@ -81,14 +81,6 @@ func run() int {
 			msg.Op, msg.Error = se.op, se.err.Error()
 		}
 		_ = enc.Encode(msg)
-		// Before the go, the parent may still be writing this pid into
-		// the run's cgroup (v1). Exiting now would let the spawner,
-		// which reaps at once, free the pid, and the parent could move
-		// whatever host process got it next into the run's cgroup, and
-		// then kill it with the run. So init stays until the parent
-		// closes the pipe (at once after the move, or when it dies).
-		// After the go the pipe is closed and this returns at once.
-		_, _ = io.Copy(io.Discard, cfgPipe)
 		return ExitSetupFailed
 	}
 
@@ -137,8 +129,8 @@ func readConfig(f *os.File) (*Config, error) {
 }
 
 // waitGo blocks until the parent closes the config pipe: the parent's "go",
-// sent once init is in the run's cgroup. Any byte instead of EOF means the
-// parent gave up.
+// sent once it has checked init's build (the hello). Any byte instead of
+// EOF means the parent gave up.
 func waitGo(f *os.File) error {
 	var b [1]byte
 	n, err := f.Read(b[:])
@@ -158,12 +150,14 @@ func waitGo(f *os.File) error {
 // dropped from the bounding set, no_new_privs, and seccomp last, as close to
 // execve as possible so the filter need not allow setup's syscalls.
 //
-// The parent moves init into the run's cgroup (on cgroup v1) while init
-// builds the sandbox; init waits for its "go" only before the cgroup
-// namespace and the program, which must start inside the cgroup.
+// On cgroup v1 init joins the run's cgroup first (joinCgroup); the
+// parent's "go" comes once it has checked init's build.
 func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 	// Anything inherited past the two protocol fds is a leak.
 	if err := step("close stray fds", unix.CloseRange(StatusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
+		return 0, err
+	}
+	if err := step("join the run's cgroup", joinCgroup(cfg)); err != nil {
 		return 0, err
 	}
 	userLimits, err := buildRoot(cfg)
@@ -193,8 +187,8 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		return 0, err
 	}
 	cfgPipe.Close()
-	// Enter a new cgroup namespace now that init is in the run's cgroup:
-	// that cgroup becomes the namespace's root, so the run sees neither the
+	// Enter a new cgroup namespace from inside the run's cgroup: that
+	// cgroup becomes the namespace's root, so the run sees neither the
 	// host's cgroup tree nor its own cgroup's name.
 	if err := step("unshare cgroup namespace", unix.Unshare(unix.CLONE_NEWCGROUP)); err != nil {
 		return 0, err
@@ -241,6 +235,35 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 // program's.
 func (cfg *Config) reaperFD() int { return StatusFD + 1 + cfg.ExtraFiles }
 
+// joinCgroup moves init's thread, the one that forks the program and
+// executes the reaper (MaybeRun locks it), into the run's cgroup on every
+// cgroup v1 hierarchy, by the `tasks` files the parent passed
+// (Config.CgroupTasks), and closes them: the program is born in the
+// cgroup, and no descriptor that can move a task outlives setup. Init's
+// other threads, the Go runtime's, stay where init was cloned; the
+// reaper's execve ends them.
+func joinCgroup(cfg *Config) error {
+	fd := cfg.attachFD() + len(cfg.Attach)
+	var err error
+	for i := range cfg.CgroupTasks {
+		if err == nil {
+			_, err = unix.Write(fd+i, []byte("0"))
+			err = os.NewSyscallError("write tasks", err)
+		}
+		unix.Close(fd + i)
+	}
+	return err
+}
+
+// attachFD is the first of the mounts to attach (Config.Attach): past
+// the reaper, when there is one.
+func (cfg *Config) attachFD() int {
+	if cfg.Reaper {
+		return cfg.reaperFD() + 1
+	}
+	return cfg.reaperFD()
+}
+
 // attachMounts attaches the detached mounts init inherited after the
 // program's fds and the reaper at cfg.Attach's paths, and closes them:
 // from here on, init's namespace has the run's mounts where the rest of
@@ -248,10 +271,7 @@ func (cfg *Config) reaperFD() int { return StatusFD + 1 + cfg.ExtraFiles }
 // is private: attached under a mount still shared with the host's, they
 // would propagate to the host.
 func attachMounts(cfg *Config) error {
-	fd := cfg.reaperFD()
-	if cfg.Reaper {
-		fd++
-	}
+	fd := cfg.attachFD()
 	for _, p := range cfg.Attach {
 		err := unix.MoveMount(fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH)
 		unix.Close(fd)
