@@ -319,3 +319,11 @@ func TestLoadFileMissing(t *testing.T) {
 		t.Fatalf("LoadFile of a missing file = %v, want os.ErrNotExist", err)
 	}
 }
+
+// TestBuiltinsValid: Default does not validate the built-ins (every
+// sandboxctl start would compile their version patterns); this does.
+func TestBuiltinsValid(t *testing.T) {
+	if _, err := New(builtin()...); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,9 +1,10 @@
 package nsinit
 
 import (
+	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"hash/fnv"
+	"io"
 	"io/fs"
 	"runtime"
 	"sync"
@@ -28,19 +29,27 @@ var source embed.FS
 // (doctor's check of an init binary).
 const BuildArg0 = "sandboxd-init-build"
 
+// build hashes with SHA-256, which Go computes with the CPU's SHA
+// extensions where it has them: both the parent and every init compute
+// it, init on the way to its hello, and FNV-128a took 0.3 ms there for
+// the 60 KiB of source. The files are streamed into the hash, not copied
+// out of the binary first.
 var build = sync.OnceValue(func() string {
-	h := fnv.New128a()
+	h := sha256.New()
 	h.Write([]byte(runtime.Version()))
 	// ReadDir lists in name order: the same source hashes the same.
 	entries, _ := fs.ReadDir(source, ".")
+	buf := make([]byte, 8<<10)
 	for _, e := range entries {
-		b, _ := fs.ReadFile(source, e.Name())
 		h.Write([]byte{0})
 		h.Write([]byte(e.Name()))
 		h.Write([]byte{0})
-		h.Write(b)
+		if f, err := source.Open(e.Name()); err == nil {
+			_, _ = io.CopyBuffer(h, f, buf)
+			f.Close()
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)[:16])
 })
 
 // Build identifies the init stage's code in this binary: two binaries
