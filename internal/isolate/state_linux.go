@@ -107,25 +107,33 @@ func (r *Runner) runsDir() string { return filepath.Join(r.cfg.StateDir, "runs")
 // remove unmounts and deletes the run dir, then drops the lock and the
 // host ids, which no process of the run holds any more.
 func (d *runDir) remove() error {
-	err := removeRunDir(d.mounts, d.path)
+	err := removeRunDir(d.mounts, d.path, false)
 	d.lock.Close()
 	d.ids.release()
 	return err
 }
 
-// removeRunDir unmounts the run's mounts, in the runs' mount namespace m
-// and in this process's own (where runs of a version before it, or
-// without it, left theirs), and removes the directory.
-func removeRunDir(m *runMounts, path string) error {
-	for _, ns := range []*runMounts{m, nil} {
+// removeRunDir unmounts the run's mounts and removes the directory. The
+// mounts are in the runs' mount namespace m (this process's own when m is
+// nil); a sweep of leftovers also unmounts in this process's own, where
+// runs of a version before that namespace, or without it, left theirs.
+func removeRunDir(m *runMounts, path string, leftover bool) error {
+	unmount := func() error {
 		for _, sub := range []string{"work", genDir} {
 			dir := filepath.Join(path, sub)
-			if err := ns.do(func() error { return unix.Unmount(dir, unix.MNT_DETACH) }); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 				return &os.PathError{Op: "unmount", Path: dir, Err: err}
 			}
 		}
-		if m == nil {
-			break
+		return nil
+	}
+	// Both in one trip to the namespace's thread.
+	if err := m.do(unmount); err != nil {
+		return err
+	}
+	if leftover && m != nil {
+		if err := unmount(); err != nil {
+			return err
 		}
 	}
 	return os.RemoveAll(path)
@@ -175,7 +183,7 @@ func (r *Runner) Sweep() error {
 		if failed {
 			continue
 		}
-		if err := removeRunDir(r.mounts, path); err != nil {
+		if err := removeRunDir(r.mounts, path, true); err != nil {
 			errs = append(errs, err)
 		}
 	}
