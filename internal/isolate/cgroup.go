@@ -29,10 +29,11 @@ type runCgroup interface {
 	// (nsinit.Config.CgroupTasks); the caller closes them once init is
 	// cloned.
 	openTasks() ([]*os.File, error)
-	// addMemory moves pid into the cgroup's memory controller alone
-	// (cgroup v1): its memory is charged to the cgroup, while its threads
-	// count against no pids limit of the cgroup's.
-	addMemory(pid int) error
+	// openMemoryTasks opens the `tasks` file of the cgroup's memory
+	// controller alone (cgroup v1; nil on v2), for a filler to join by:
+	// its writes are charged to the cgroup, while its threads count
+	// against no pids limit of the cgroup's.
+	openMemoryTasks() (*os.File, error)
 	// cpu is the CPU time used so far; it is polled for the CPU limit.
 	cpu() (time.Duration, error)
 	stats() (cgroupStats, error)

@@ -256,24 +256,28 @@ func (c *v1Cgroup) openTasks() ([]*os.File, error) {
 			continue
 		}
 		seen[dir] = true
-		f, err := os.OpenFile(filepath.Join(dir, "tasks"), os.O_WRONLY, 0)
+		f, err := c.openTasksIn(dir)
 		if err != nil {
 			for _, f := range files {
 				f.Close()
 			}
-			return nil, fmt.Errorf("open the run's cgroup: %w", err)
+			return nil, err
 		}
 		files = append(files, f)
 	}
 	return files, nil
 }
 
-func (c *v1Cgroup) addMemory(pid int) error {
-	p := filepath.Join(c.d.dir(cgroup1.Memory, c.path), "cgroup.procs")
-	if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
-		return fmt.Errorf("move pid %d into %s: %w", pid, p, err)
+func (c *v1Cgroup) openMemoryTasks() (*os.File, error) {
+	return c.openTasksIn(c.d.dir(cgroup1.Memory, c.path))
+}
+
+func (c *v1Cgroup) openTasksIn(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "tasks"), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the run's cgroup: %w", err)
 	}
-	return nil
+	return f, nil
 }
 
 func (c *v1Cgroup) cpu() (time.Duration, error) {
@@ -382,9 +386,9 @@ func (c *v2Cgroup) openDir() (int, error) {
 
 func (c *v2Cgroup) openTasks() ([]*os.File, error) { return nil, nil }
 
-// addMemory: on v2 a process is cloned into the whole cgroup (fd) or not
-// at all; there is no memory-only placement.
-func (c *v2Cgroup) addMemory(int) error { return nil }
+// openMemoryTasks: on v2 a process is cloned into the whole cgroup (fd)
+// or not at all.
+func (c *v2Cgroup) openMemoryTasks() (*os.File, error) { return nil, nil }
 
 func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources(l)) }
 

@@ -75,28 +75,36 @@ func memoryUsage(t *testing.T, sp *SessionProcess) int64 {
 
 // TestPutFileChargedToSession: a session's upload is charged to the
 // session's memory cgroup (the filler writes it from there), not to the
-// daemon's.
+// daemon's; the filler is the sandbox's init binary, or this binary when
+// the sandbox's init was re-executed.
 func TestPutFileChargedToSession(t *testing.T) {
-	r := requireRunner(t)
-	sp := startIdleSession(t, r, limits.Limits{Memory: 256 * limits.MiB, Tmpfs: 128 * limits.MiB})
-	const size = 64 << 20
-	before := memoryUsage(t, sp)
-	n, err := sp.PutFile("in/big.bin", bytes.NewReader(bytes.Repeat([]byte{'x'}, size)), 0o600, 100<<20)
-	if err != nil || n != size {
-		t.Fatalf("PutFile = %d, %v; want %d bytes", n, err, size)
-	}
-	after := memoryUsage(t, sp)
-	t.Logf("the session's cgroup: %d MiB before the upload, %d MiB after", before>>20, after>>20)
-	if after-before < size*9/10 {
-		t.Errorf("a %d MiB upload raised the session's memory usage by %d MiB", size>>20, (after-before)>>20)
-	}
-	f, info, err := sp.ws.OpenFile("in/big.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if info.Size != size || info.Mode != 0o600 {
-		t.Errorf("the uploaded file: %+v", info)
+	for _, c := range []struct{ name, init string }{{"init binary", testInit}, {"re-executed", InitReexec}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := requireRunnerInit(t, c.init)
+			sp := startIdleSession(t, r, limits.Limits{Memory: 256 * limits.MiB, Tmpfs: 128 * limits.MiB})
+			if got, want := sp.initBin != nil, c.init != InitReexec; got != want {
+				t.Fatalf("the session's init binary held: %v, want %v", got, want)
+			}
+			const size = 64 << 20
+			before := memoryUsage(t, sp)
+			n, err := sp.PutFile("in/big.bin", bytes.NewReader(bytes.Repeat([]byte{'x'}, size)), 0o600, 100<<20)
+			if err != nil || n != size {
+				t.Fatalf("PutFile = %d, %v; want %d bytes", n, err, size)
+			}
+			after := memoryUsage(t, sp)
+			t.Logf("the session's cgroup: %d MiB before the upload, %d MiB after", before>>20, after>>20)
+			if after-before < size*9/10 {
+				t.Errorf("a %d MiB upload raised the session's memory usage by %d MiB", size>>20, (after-before)>>20)
+			}
+			f, info, err := sp.ws.OpenFile("in/big.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if info.Size != size || info.Mode != 0o600 {
+				t.Errorf("the uploaded file: %+v", info)
+			}
+		})
 	}
 }
 

@@ -11,9 +11,12 @@ package nsinit
 //
 //	parent                                     filler (in the cgroup)
 //	  open the files (openat2, beneath the root)
-//	  Start() ----- clone [into the cgroup] -->  blocks reading stdin
-//	  [cgroup v1: write pid to the memory
-//	   cgroup's cgroup.procs; oom_score_adj]
+//	  [cgroup v1: open the memory cgroup's
+//	   tasks file, passed after the files,
+//	   its fd number as argv[1]]
+//	  Start() ----- clone [into the cgroup] -->  [v1: write 0 to argv[1]'s
+//	  oom_score_adj                                fd: its thread joins]
+//	                                             blocks reading stdin
 //	  for each file (fd 3, 4, ...) on stdin:
 //	    [8-byte length][bytes] ... [0] ----->  copy each chunk to the file;
 //	  EOF                                      after its [0]:

@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"syscall"
 )
 
 // fill is the filler's whole life (see fill.go): copy each file's chunks
 // from stdin into it, and report on each.
 func fill() int {
+	if err := joinFillCgroup(); err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxd-fill:", err)
+		return 1
+	}
 	in := os.Stdin
 	out := json.NewEncoder(os.Stdout)
 	for fd := FillFD; ; fd++ {
@@ -29,6 +34,25 @@ func fill() int {
 			return 0
 		}
 	}
+}
+
+// joinFillCgroup joins the memory cgroup whose `tasks` file is at the fd
+// argv[1] names, when it names one (cgroup v1), and closes it: 0 moves
+// this thread alone, which MaybeRun locked and which makes every write.
+func joinFillCgroup() error {
+	if len(os.Args) < 2 {
+		return nil
+	}
+	fd, err := strconv.Atoi(os.Args[1])
+	if err != nil || fd < FillFD {
+		return fmt.Errorf("bad cgroup fd %q", os.Args[1])
+	}
+	_, err = syscall.Write(fd, []byte("0"))
+	syscall.Close(fd)
+	if err != nil {
+		return fmt.Errorf("join the memory cgroup: %w", err)
+	}
+	return nil
 }
 
 // fillOne copies one file's chunks, the first of length n (or the error

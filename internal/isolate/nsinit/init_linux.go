@@ -24,6 +24,9 @@ func MaybeRun() {
 	switch os.Args[0] {
 	case Arg0:
 	case FillArg0:
+		// The thread that joins the cgroup makes every write: a tmpfs
+		// page is charged to the writing thread's memory cgroup.
+		runtime.LockOSThread()
 		runtime.GOMAXPROCS(1)
 		syscall.Exit(fill())
 	case BuildArg0:
