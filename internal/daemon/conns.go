@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -120,11 +121,51 @@ func (c Conns) listen(addr string, refused func(reason string)) (*connLimiter, e
 
 // server sets c's timeouts on hs and wraps its handler with the per-write
 // deadline. WriteTimeout is deliberately left unset: it would cut every
-// response at one fixed age, streamed runs included.
+// response at one fixed age, streamed runs included. It also closes, at
+// Shutdown, the connections that have sent no request yet (freshConns).
 func (c Conns) server(hs *http.Server) {
 	hs.ReadHeaderTimeout = c.ReadHeaderTimeout
 	hs.ReadTimeout = c.ReadTimeout
 	hs.IdleTimeout = c.IdleTimeout
 	hs.MaxHeaderBytes = c.MaxHeaderBytes
 	hs.Handler = writeDeadlines(hs.Handler, c.WriteTimeout)
+	fresh := &freshConns{conns: map[net.Conn]struct{}{}}
+	hs.ConnState = fresh.track
+	hs.RegisterOnShutdown(fresh.shutdown)
+}
+
+// freshConns are the connections that have not sent a request yet
+// (http.StateNew). Server.Shutdown closes idle connections at once but
+// counts a new one idle only after 5 seconds, so a client's spare
+// connection (an HTTP client that dials ahead, a pool kept warm) held
+// the daemon's exit that long: a shutting-down daemon closes them itself,
+// the ones that come after the listener closed included.
+type freshConns struct {
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	shutting bool
+}
+
+func (f *freshConns) track(c net.Conn, st http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case st != http.StateNew:
+		delete(f.conns, c)
+	case f.shutting:
+		c.Close()
+	default:
+		f.conns[c] = struct{}{}
+	}
+}
+
+// shutdown runs once Shutdown has closed the listeners.
+func (f *freshConns) shutdown() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutting = true
+	for c := range f.conns {
+		c.Close()
+		delete(f.conns, c)
+	}
 }

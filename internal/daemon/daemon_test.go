@@ -158,3 +158,31 @@ func tokens(t string) []string {
 	}
 	return []string{t}
 }
+
+// TestShutdownClosesFreshConns: a connection that has sent no request
+// (a client's spare one) does not hold the daemon's exit: Go's
+// Server.Shutdown counts it idle only after 5 s, the daemon closes it.
+func TestShutdownClosesFreshConns(t *testing.T) {
+	base, stop := serve(t, Config{Listen: "127.0.0.1:0"})
+	fresh, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	// The server has taken it (StateNew) once a request on another
+	// connection is answered after it was dialed.
+	resp, err := http.Get(base + "/v1/runtimes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the daemon took %s to stop with a connection open that sent nothing; Go alone waits 5 s for it", took.Round(time.Millisecond))
+	}
+	_ = fresh.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := fresh.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the fresh connection after shutdown: read %d, %v; want it closed", n, err)
+	}
+}
