@@ -343,40 +343,75 @@ func TestPoolBudgetBoundsGrowth(t *testing.T) {
 func TestPoolServesWaitersInOrder(t *testing.T) {
 	p, _ := newPoolWith(t, Config{Min: 2, Refills: 2, Wait: 30 * time.Second})
 	defer p.Close()
-	for round := range 8 {
+	// A round shows the order only when both takes wait: one that finds
+	// a refill already done (a loaded machine can hold this goroutine
+	// past a refill's ~80 ms) makes the round void, not a failure.
+	const want = 6
+	served := 0
+	for round := 0; served < want && round < 4*want; round++ {
 		waitReady(t, p, 2)
-		// Empty it: its two refills start at once.
+		// Empty it: its two refills start at once. The entries are
+		// closed once the round is over: a close waits for the
+		// sandbox's end, long enough for a refill to be done.
+		var taken []*Entry
 		for range 2 {
 			e := p.Take(t.Context())
 			if e == nil {
 				t.Fatal("a full pool of 2 gave no entry")
 			}
-			e.Close()
+			taken = append(taken, e)
 		}
-		got := make([]chan *Entry, 2)
-		for i := range got {
-			got[i] = make(chan *Entry, 1)
-			go func() { got[i] <- p.Take(t.Context()) }()
+		// A take waits only for a refill in flight: the refiller starts
+		// them a moment after the takes.
+		deadline := time.Now().Add(10 * time.Second)
+		for st := p.Stats(); st.Starting+st.Ready < 2; st = p.Stats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no refills started after the pool was emptied: %+v", round, st)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		before := p.Stats()
+		// instant: takes served without waiting since the round began.
+		instant := func(st Stats) uint64 { return (st.Hits - before.Hits) - (st.Waits - before.Waits) }
+		var got []chan *Entry
+		waited := true
+		for i := 0; i < 2 && waited; i++ {
+			c := make(chan *Entry, 1)
+			got = append(got, c)
+			go func() { c <- p.Take(t.Context()) }()
 			// The next take comes once this one waits.
 			deadline := time.Now().Add(10 * time.Second)
-			for p.Stats().Waiting < i+1 {
+			for st := p.Stats(); st.Waiting < i+1; st = p.Stats() {
+				if instant(st) > 0 {
+					waited = false // it found a ready sandbox
+					break
+				}
 				if time.Now().After(deadline) {
-					t.Fatalf("round %d: take %d never waited: %+v", round, i, p.Stats())
+					t.Fatalf("round %d: take %d never waited: %+v", round, i, st)
 				}
 				time.Sleep(100 * time.Microsecond)
 			}
 		}
-		first, second := <-got[0], <-got[1]
-		if first == nil || second == nil {
-			t.Fatalf("round %d: a waiting take got nothing (%v, %v): %+v", round, first, second, p.Stats())
+		var entries []*Entry
+		for _, c := range got {
+			e := <-c
+			if e == nil {
+				t.Fatalf("round %d: a take got nothing: %+v", round, p.Stats())
+			}
+			entries = append(entries, e)
 		}
-		if first.readyAt.After(second.readyAt) {
-			t.Errorf("round %d: the first take to wait got the sandbox ready second (%s after the other)", round, first.readyAt.Sub(second.readyAt))
+		if st := p.Stats(); waited && instant(st) == 0 && st.Waits-before.Waits == 2 {
+			served++
+			if entries[0].readyAt.After(entries[1].readyAt) {
+				t.Errorf("round %d: the first take to wait got the sandbox ready second (%s after the other)", round, entries[0].readyAt.Sub(entries[1].readyAt))
+			}
 		}
-		first.Close()
-		second.Close()
+		for _, e := range append(taken, entries...) {
+			e.Close()
+		}
 	}
-	if st := p.Stats(); st.Waits < 16 || st.Misses != 0 {
-		t.Errorf("%+v: want every waiting take served, none cold", st)
+	t.Logf("%d rounds where both takes waited: %+v", served, p.Stats())
+	if st := p.Stats(); served < want || st.Misses != 0 {
+		t.Errorf("%d rounds where both takes waited, want %d; %+v: want none cold", served, want, st)
 	}
 }
