@@ -234,9 +234,9 @@ func TestSweepSparesOtherRunners(t *testing.T) {
 
 // TestInitJoinsTheRunsCgroup: on cgroup v1 init moves its own thread into
 // the run's cgroup (nsinit.Config.CgroupTasks) instead of being moved by
-// pid: the program, born of that thread, and init (its reaper by then)
-// are in the run's cgroup on every hierarchy the run's limits use, with
-// every thread.
+// pid: the program, born of that thread, with every thread, and init once
+// it is the reaper are in the run's cgroup on every hierarchy the run's
+// limits use.
 func TestInitJoinsTheRunsCgroup(t *testing.T) {
 	r := requireRunner(t)
 	if r.CgroupVersion() != "v1" {
@@ -277,6 +277,18 @@ func TestInitJoinsTheRunsCgroup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Init's Go runtime threads stay where init was cloned until
+		// the reaper's execve ends them: check init once it is the
+		// reaper, one thread.
+		for deadline := time.Now().Add(10 * time.Second); len(tasks) > 1 && r.reaper != nil && readComm(pid) != "python3"; {
+			if time.Now().After(deadline) {
+				t.Fatalf("init (pid %s) still has %d threads, never became the reaper", pid, len(tasks))
+			}
+			time.Sleep(5 * time.Millisecond)
+			if tasks, err = os.ReadDir(filepath.Join("/proc", pid, "task")); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, task := range tasks {
 			b, err := os.ReadFile(filepath.Join("/proc", pid, "task", task.Name(), "cgroup"))
 			if err != nil {
@@ -300,4 +312,10 @@ func TestInitJoinsTheRunsCgroup(t *testing.T) {
 	if res := <-done; res != nil && res.Status != run.StatusOK {
 		t.Errorf("status %s (%s)", res.Status, res.Reason)
 	}
+}
+
+// readComm is /proc/pid/comm without its newline.
+func readComm(pid string) string {
+	b, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+	return strings.TrimSpace(string(b))
 }
