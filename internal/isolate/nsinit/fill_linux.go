@@ -47,9 +47,7 @@ func joinFillCgroup() error {
 	if err != nil || fd < FillFD {
 		return fmt.Errorf("bad cgroup fd %q", os.Args[1])
 	}
-	_, err = syscall.Write(fd, []byte("0"))
-	syscall.Close(fd)
-	if err != nil {
+	if err := joinTasks(fd); err != nil {
 		return fmt.Errorf("join the memory cgroup: %w", err)
 	}
 	return nil

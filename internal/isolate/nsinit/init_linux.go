@@ -250,12 +250,21 @@ func joinCgroup(cfg *Config) error {
 	var err error
 	for i := range cfg.CgroupTasks {
 		if err == nil {
-			_, err = unix.Write(fd+i, []byte("0"))
-			err = os.NewSyscallError("write tasks", err)
+			err = joinTasks(fd + i)
+		} else {
+			unix.Close(fd + i)
 		}
-		unix.Close(fd + i)
 	}
 	return err
+}
+
+// joinTasks moves the calling thread into the cgroup whose v1 `tasks`
+// file is open at fd (writing 0 names the caller, and takes no global
+// lock), and closes fd.
+func joinTasks(fd int) error {
+	_, err := unix.Write(fd, []byte("0"))
+	unix.Close(fd)
+	return os.NewSyscallError("write tasks", err)
 }
 
 // attachFD is the first of the mounts to attach (Config.Attach): past
