@@ -340,6 +340,7 @@ type isolation struct {
 	UID        int      `json:"uid"`
 	Network    string   `json:"network"`
 	Warm       bool     `json:"warm"`
+	Zygote     bool     `json:"zygote"`
 	Init       string   `json:"init"`
 }
 
@@ -419,6 +420,9 @@ func runJSONOutcome(t testing.TB, s runSpec) (*result, outcome) {
 	}
 	if wantWarm && !r.Isolation.Warm {
 		t.Fatalf("the warm suite's run did not take a warm sandbox: %s", r.String())
+	}
+	if wantWarm && r.Isolation.Zygote != warm.zygote {
+		t.Fatalf("the warm suite's run was forked by the fork server: %v, want %v: %s", r.Isolation.Zygote, warm.zygote, r.String())
 	}
 	return &r, o
 }

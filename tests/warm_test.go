@@ -15,6 +15,8 @@ var warm *warmDaemon
 
 type warmDaemon struct {
 	*daemon
+	// zygote: the pool's runs are forked by the fork server.
+	zygote bool
 }
 
 // fits reports whether a run should take a warm sandbox: Python with the
@@ -67,8 +69,24 @@ func (w *warmDaemon) poolReady() int {
 func TestWarmSuite(t *testing.T) {
 	requireDaemon(t)
 	d := startDaemon(t, daemonConfig{args: []string{"--warm", "python=2"}})
-	warm = &warmDaemon{d}
+	warm = &warmDaemon{daemon: d}
 	defer func() { warm = nil }()
+	runWarmSuite(t)
+}
+
+// TestZygoteSuite is TestWarmSuite with the warm pool's runs forked by
+// the fork server (--warm-zygote) into their sandboxes: a run that enters
+// its sandbox from outside must be confined and limited exactly as one
+// that init started.
+func TestZygoteSuite(t *testing.T) {
+	requireDaemon(t)
+	d := startDaemon(t, daemonConfig{args: []string{"--warm", "python=2", "--warm-zygote"}})
+	warm = &warmDaemon{daemon: d, zygote: true}
+	defer func() { warm = nil }()
+	runWarmSuite(t)
+}
+
+func runWarmSuite(t *testing.T) {
 	suite := []struct {
 		name string
 		f    func(*testing.T)

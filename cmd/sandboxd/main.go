@@ -257,6 +257,7 @@ another's session to it.`,
 	fl.IntVar(&cfg.Executor.WarmMax, "warm-max", 0, "the most warm sandboxes a pool keeps under demand")
 	showDefault(fl, "warm-max", "4 times --warm's N, at least 8; warm sandboxes hold at most a quarter of --memory-budget")
 	fl.IntVar(&cfg.Executor.WarmRefills, "warm-refills", runtime.NumCPU(), "warm sandboxes a pool starts at once (at the least CPU weight: they yield to runs)")
+	fl.BoolVar(&cfg.Executor.WarmZygote, "warm-zygote", false, "fork each warm run's interpreter from one started ahead (a fork server) into its pooled sandbox, instead of starting one in every sandbox: the same sandbox, a fraction of the CPU per run")
 	fl.DurationVar(&cfg.Executor.WarmIdle, "warm-idle", 30*time.Second, "how long a warm sandbox above what demand asks for waits before it is destroyed")
 	sessionFlags(fl, &cfg.Sessions)
 	fl.StringVar(&cfg.E2BDomain, "e2b-domain", "", "also serve E2B SDKs before 2.7.0, which name sandboxes by host: `DOMAIN` of <port>-<sandbox id>.DOMAIN (wildcard DNS and TLS in front)")

@@ -59,6 +59,9 @@ type Options struct {
 	// WarmIdle is how long a warm sandbox above its pool's target waits
 	// before it is destroyed (default 30s).
 	WarmIdle time.Duration
+	// WarmZygote has each warm pool's runs forked by a fork server
+	// (isolate.Zygote) into sandboxes started without an interpreter.
+	WarmZygote bool
 	// WarmReserve, if set, reserves each warm sandbox's memory limit (the
 	// default one, which it starts with) until a run takes it: the
 	// daemon's memory budget.
@@ -74,6 +77,8 @@ type Options struct {
 type Executor struct {
 	opts    Options
 	process *isolate.Runner
+	// zygotes are the warm pools' fork servers (Options.WarmZygote).
+	zygotes []*isolate.Zygote
 	// processErr says why the process backend is not available.
 	processErr error
 	log        *slog.Logger
@@ -163,10 +168,15 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		l.Tmpfs = x.opts.Defaults.Tmpfs
 		l.Output = x.opts.Defaults.Output
 		l.Memory = x.opts.Defaults.Memory
+		var z *isolate.Zygote
+		if x.opts.WarmZygote {
+			z = x.process.NewZygote(append([]string{rt.Binary}, rt.Warm.Flags...), rt.Warm.Source, env)
+			x.zygotes = append(x.zygotes, z)
+		}
 		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
 			Min: size, Max: x.warmMax(size, pools), Refills: x.opts.WarmRefills, Idle: x.opts.WarmIdle,
-			Reserve: x.opts.WarmReserve,
-			Argv:    rt.Warm.Argv(rt), Files: []run.File{rt.Warm.File()}, Env: env, Limits: l, Logger: x.log,
+			Reserve: x.opts.WarmReserve, Zygote: z,
+			Argv: rt.Warm.Argv(rt), Files: []run.File{rt.Warm.File()}, Env: env, Limits: l, Logger: x.log,
 		})
 	}
 	return nil
@@ -204,6 +214,9 @@ func (x *Executor) Close() error {
 	var errs []error
 	for _, p := range x.pools {
 		errs = append(errs, p.Close())
+	}
+	for _, z := range x.zygotes {
+		errs = append(errs, z.Close())
 	}
 	x.cleanups.Wait()
 	x.wasmMu.Lock()
@@ -527,6 +540,7 @@ func (x *Executor) runWarm(ctx context.Context, spec *run.Spec, p *plan, e *pool
 	}
 	res, err := e.Process.Wait()
 	res.Isolation.Warm = true
+	res.Isolation.Zygote = e.Process.Entered()
 	if err == nil {
 		var cerr error
 		res.Files, res.FilesTruncated, cerr = e.Workspace.Collect(x.process.CollectLimits())

@@ -34,6 +34,11 @@ type runCgroup interface {
 	// its writes are charged to the cgroup, while its threads count
 	// against no pids limit of the cgroup's.
 	openMemoryTasks() (*os.File, error)
+	// openJoin opens, write-only, the files a process outside the
+	// cgroup joins it by, writing 0 to each: every v1 hierarchy's
+	// `tasks` (as openTasks), or v2's cgroup.procs. For a zygote's
+	// child; the caller closes them.
+	openJoin() ([]*os.File, error)
 	// cpu is the CPU time used so far; it is polled for the CPU limit.
 	cpu() (time.Duration, error)
 	stats() (cgroupStats, error)

@@ -268,6 +268,8 @@ func (c *v1Cgroup) openTasks() ([]*os.File, error) {
 	return files, nil
 }
 
+func (c *v1Cgroup) openJoin() ([]*os.File, error) { return c.openTasks() }
+
 func (c *v1Cgroup) openMemoryTasks() (*os.File, error) {
 	return c.openTasksIn(c.d.dir(cgroup1.Memory, c.path))
 }
@@ -389,6 +391,14 @@ func (c *v2Cgroup) openTasks() ([]*os.File, error) { return nil, nil }
 // openMemoryTasks: on v2 a process is cloned into the whole cgroup (fd)
 // or not at all.
 func (c *v2Cgroup) openMemoryTasks() (*os.File, error) { return nil, nil }
+
+func (c *v2Cgroup) openJoin() ([]*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(c.dir, "cgroup.procs"), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the run's cgroup: %w", err)
+	}
+	return []*os.File{f}, nil
+}
 
 func (c *v2Cgroup) update(l limits.Limits) error { return c.m.Update(v2Resources(l)) }
 

@@ -2,6 +2,8 @@ package isolate
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
+	"github.com/sandboxd/sandboxd/internal/workspace"
 )
 
 // HeldProcess is a sandbox started ahead of its run: what a warm pool
@@ -24,6 +27,9 @@ type HeldProcess struct {
 	*sandbox
 	// progPid is the program's host pid, for its rlimits; 0 if not found.
 	progPid int
+	// zygote, when set, forks the run's process into the sandbox at
+	// Activate (StartEntered).
+	zygote *Zygote
 }
 
 // StartHeld starts e held and returns once the program runs. ctx bounds
@@ -35,6 +41,29 @@ func (r *Runner) StartHeld(ctx context.Context, ws *Workspace, e Exec) (*HeldPro
 	}
 	return &HeldProcess{sandbox: s, progPid: s.findProgram()}, nil
 }
+
+// StartEntered starts a sandbox, as StartHeld does, for z to fork the
+// run's process into at Activate, where Activation.Control is the
+// control z's warm runner reads. Until then no process runs in it but
+// PID 1 (nsinit.Config.Enter); e.Argv is not used.
+func (r *Runner) StartEntered(ctx context.Context, ws *Workspace, e Exec, z *Zygote) (*HeldProcess, error) {
+	if r.reaper == nil {
+		return nil, errNoReaper
+	}
+	e.Argv = nil
+	s, err := r.start(ctx, ws, e, startOpts{control: true, background: true, enter: true})
+	if err != nil {
+		return nil, err
+	}
+	return &HeldProcess{sandbox: s, zygote: z}, nil
+}
+
+// errNoReaper: a sandbox is entered through PID 1 once it is the reaper.
+var errNoReaper = errors.New("a fork server needs the reaper (an executable memfd; sandboxd doctor says why there is none)")
+
+// Entered reports whether the run's process is forked into the sandbox
+// by a zygote (StartEntered).
+func (h *HeldProcess) Entered() bool { return h.zygote != nil }
 
 // WaitReady waits until the program has written to or closed its
 // readiness pipe (fd 4), that is, has done its start-up and waits for its
@@ -89,7 +118,15 @@ func (h *HeldProcess) Activate(ctx context.Context, a Activation) error {
 func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 	h.ph.mark("held")
 	// A run must never go on with the pool's generous limits.
-	if err := h.limit(a.Limits); err != nil {
+	if h.zygote != nil {
+		// The rlimits are the entering process's to set (enterConfig).
+		if err := h.cg.update(a.Limits); err != nil {
+			return fmt.Errorf("apply limits: %w", err)
+		}
+		if err := h.updateMeminfo(a.Limits); err != nil {
+			return err
+		}
+	} else if err := h.limit(a.Limits); err != nil {
 		return err
 	}
 	if err := h.r.shares.join(h.sandbox, a.Tenant); err != nil {
@@ -100,6 +137,15 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 	h.stderr.SetSpool(a.Spool)
 	h.stdout.SetLive(a.Stdout, int64(a.Limits.Output))
 	h.stderr.SetLive(a.Stderr, int64(a.Limits.Output))
+	if h.zygote != nil {
+		h.p.ctlW.Close()
+		if err := h.enter(a); err != nil {
+			return err
+		}
+		h.feedStdin(a.Stdin)
+		h.begin(runActivation(ctx, a.Limits, cpu))
+		return nil
+	}
 	h.feedStdin(a.Stdin)
 	_, err := h.p.ctlW.Write(a.Control)
 	h.p.ctlW.Close()
@@ -107,6 +153,48 @@ func (h *HeldProcess) activate(ctx context.Context, a Activation) error {
 		return fmt.Errorf("send control input: %w", err)
 	}
 	h.begin(runActivation(ctx, a.Limits, cpu))
+	return nil
+}
+
+// enter has the zygote fork the run's process into the sandbox: it
+// passes, in zygote.py's order, the run's config (a sealed memfd), init's
+// pidfd (whose namespaces it enters, and which it kills at the end),
+// init's status pipe, the program's stdio and the files to join the
+// run's cgroup by.
+func (h *HeldProcess) enter(a Activation) error {
+	entry := h.takeEntry()
+	defer closeFiles(entry)
+	if len(entry) != 4 {
+		return errors.New("the sandbox's ends were passed on already")
+	}
+	cfg := enterConfig{UID: SandboxUID, GID: SandboxUID, Dir: workspace.Dir}
+	for _, rl := range rlimits(a.Limits) {
+		cfg.Rlimits = append(cfg.Rlimits, [2]uint64{uint64(rl.Resource), rl.Value})
+	}
+	if !h.r.cfg.NoSeccomp {
+		cfg.Seccomp = hex.EncodeToString(h.r.filter)
+	}
+	ctl := json.RawMessage(a.Control)
+	cfg.Control = &ctl
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgFile, err := sealedFile("sandboxd-run", b)
+	if err != nil {
+		return err
+	}
+	defer cfgFile.Close()
+	join, err := h.cg.openJoin()
+	if err != nil {
+		return err
+	}
+	defer closeFiles(join)
+	files := append([]*os.File{cfgFile, h.init.pidfd, entry[3], entry[0], entry[1], entry[2]}, join...)
+	if err := h.zygote.fork(files); err != nil {
+		return err
+	}
+	h.ph.mark("zygote")
 	return nil
 }
 

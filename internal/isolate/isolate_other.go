@@ -45,12 +45,22 @@ func (r *Runner) Run(context.Context, *Workspace, Exec) (*run.Result, error) {
 	return nil, ErrUnsupported
 }
 
+// Zygote is not available off Linux.
+type Zygote struct{}
+
+func (r *Runner) NewZygote([]string, []byte, []string) *Zygote { return &Zygote{} }
+func (z *Zygote) Close() error                                 { return nil }
+
 // HeldProcess is not available off Linux.
 type HeldProcess struct{}
 
 func (r *Runner) StartHeld(context.Context, *Workspace, Exec) (*HeldProcess, error) {
 	return nil, ErrUnsupported
 }
+func (r *Runner) StartEntered(context.Context, *Workspace, Exec, *Zygote) (*HeldProcess, error) {
+	return nil, ErrUnsupported
+}
+func (h *HeldProcess) Entered() bool                              { return false }
 func (h *HeldProcess) Activate(context.Context, Activation) error { return ErrUnsupported }
 func (h *HeldProcess) WaitReady(context.Context) error            { return ErrUnsupported }
 func (h *HeldProcess) Foreground() error                          { return ErrUnsupported }

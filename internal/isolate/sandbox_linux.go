@@ -50,6 +50,13 @@ type sandbox struct {
 	// cgroupTasks is how many cgroup `tasks` files init was given to
 	// join the run's cgroup by (cgroup v1).
 	cgroupTasks int
+	// entry, for a sandbox the run's process enters from outside
+	// (startOpts.enter), holds copies of the ends init's program would
+	// have had (stdin, stdout, stderr, the status pipe) until they are
+	// passed on (takeEntry).
+	entryMu sync.Mutex
+	entry   []*os.File
+	enter   bool
 	// procDir holds the sandbox's generated /proc files (genfiles_linux.go).
 	procDir string
 
@@ -91,6 +98,11 @@ type startOpts struct {
 	// being served. Without it the sandbox is busy for Exec.Tenant from
 	// the start (cpushares_linux.go).
 	background bool
+	// enter builds the sandbox for a process that enters it from outside
+	// (Zygote): init starts no program (nsinit.Config.Enter), and the
+	// sandbox keeps the program's ends of its stdio and init's status
+	// pipe to pass on.
+	enter bool
 }
 
 // setupTimeout bounds building a sandbox, from clone to the program's
@@ -104,7 +116,7 @@ var errActivated = errors.New("process already activated")
 // its supervisor started. ctx bounds the start and, until the sandbox is
 // activated, its life.
 func (r *Runner) start(ctx context.Context, ws *Workspace, e Exec, o startOpts) (*sandbox, error) {
-	if len(e.Argv) == 0 {
+	if len(e.Argv) == 0 && !o.enter {
 		return nil, errors.New("empty argv")
 	}
 	// Building the sandbox has its own bound: the run's deadline starts
@@ -165,6 +177,14 @@ func (s *sandbox) build(ctx context.Context, e Exec, o startOpts) error {
 	extra := pp.programFiles()
 	if err := s.clone(extra); err != nil {
 		return err
+	}
+	if o.enter {
+		s.enter = true
+		if s.entry, err = dupFiles(pp.inR, pp.outW, pp.errW, pp.statW); err != nil {
+			pp.closeChild()
+			return err
+		}
+		cu.Add(func() { closeFiles(s.takeEntry()) })
 	}
 	pp.closeChild()
 	// From here on init exists: a failure must kill and reap it.
@@ -329,6 +349,7 @@ func (s *sandbox) configure(ctx context.Context, e Exec, extraFiles int, procFil
 	cfg.ExtraFiles = extraFiles
 	cfg.ProcFiles = procFiles
 	cfg.CgroupTasks = s.cgroupTasks
+	cfg.Enter = s.enter
 	if err := json.NewEncoder(s.p.cfgW).Encode(&cfg); err != nil {
 		return fmt.Errorf("send config to init: %w", err)
 	}
@@ -509,4 +530,34 @@ func (s *sandbox) destroyCgroup() {
 		s.r.log.Error("remove run cgroup", "run", s.ws.id, "err", err)
 	}
 	s.ph.mark("cgroup_destroy")
+}
+
+// takeEntry returns the ends kept for the process entering the sandbox
+// (startOpts.enter), once: the caller closes them.
+func (s *sandbox) takeEntry() []*os.File {
+	s.entryMu.Lock()
+	defer s.entryMu.Unlock()
+	e := s.entry
+	s.entry = nil
+	return e
+}
+
+// dupFiles duplicates each of files (close-on-exec).
+func dupFiles(files ...*os.File) ([]*os.File, error) {
+	out := make([]*os.File, 0, len(files))
+	for _, f := range files {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			closeFiles(out)
+			return nil, os.NewSyscallError("dup", err)
+		}
+		out = append(out, os.NewFile(uintptr(fd), f.Name()))
+	}
+	return out, nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }

@@ -132,6 +132,9 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 	res.WallTime = time.Since(act.at)
 	s.ph.mark("program")
 	defer s.p.closeAll()
+	// Ends never passed on (the sandbox ended while held) would keep
+	// the drains from their EOF.
+	closeFiles(s.takeEntry())
 	s.closeStdin()
 	select {
 	case <-s.drained:

@@ -56,6 +56,11 @@ type Config struct {
 	// Argv and Env start the waiting program: a runtime's warm runner
 	// (internal/runtimes.Program), which reads a run's control on fd 3.
 	Argv, Env []string
+	// Zygote, when set, forks each run's process into its sandbox
+	// (isolate.StartEntered): no interpreter waits in a pooled sandbox,
+	// and Argv and Files are not used; Env still is the interpreter's
+	// environment, the zygote's.
+	Zygote *isolate.Zygote
 	// Files are the waiting program's own, written under the workspace's
 	// reserved .sandboxd directory before it starts.
 	Files []run.File
@@ -408,13 +413,19 @@ func (p *Pool) start(f *inflight) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range p.cfg.Files {
-		if err := ws.WriteInternal(f); err != nil {
-			_ = ws.Close()
-			return nil, fmt.Errorf("start warm sandbox: %w", err)
+	var proc *isolate.HeldProcess
+	e := isolate.Exec{Argv: p.cfg.Argv, Env: p.cfg.Env, Limits: p.cfg.Limits}
+	if p.cfg.Zygote != nil {
+		proc, err = p.r.StartEntered(p.ctx, ws, e, p.cfg.Zygote)
+	} else {
+		for _, f := range p.cfg.Files {
+			if err := ws.WriteInternal(f); err != nil {
+				_ = ws.Close()
+				return nil, fmt.Errorf("start warm sandbox: %w", err)
+			}
 		}
+		proc, err = p.r.StartHeld(p.ctx, ws, e)
 	}
-	proc, err := p.r.StartHeld(p.ctx, ws, isolate.Exec{Argv: p.cfg.Argv, Env: p.cfg.Env, Limits: p.cfg.Limits})
 	if err != nil {
 		_ = ws.Close()
 		return nil, fmt.Errorf("start warm sandbox: %w", err)

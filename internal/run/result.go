@@ -102,6 +102,10 @@ type Isolation struct {
 	// Warm is set when the run took a sandbox started ahead of it (same
 	// confinement; the interpreter was already running).
 	Warm bool `json:"warm,omitempty"`
+	// Zygote is set when a warm run's process was forked by the fork
+	// server into its sandbox (same confinement; the interpreter's
+	// start-up was the server's).
+	Zygote bool `json:"zygote,omitempty"`
 	// Init is the process backend's init stage: "sandboxd-init" (the
 	// small init binary) or "reexec" (the sandboxd or sandboxctl binary
 	// re-executed). The same code and confinement either way.

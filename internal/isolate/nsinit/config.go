@@ -84,6 +84,15 @@ type Config struct {
 	// takes none of the global lock a move by pid takes, whose first
 	// taking after a quiet spell waits out an RCU grace period.
 	CgroupTasks int `json:"cgroup_tasks,omitempty"`
+	// Enter says the run's process enters the sandbox from outside (the
+	// fork server, internal/isolate zygote_linux.go): init starts no
+	// program (Argv is not used), closes its stdio and executes the
+	// reaper with no program's pid, which holds the sandbox, reaping,
+	// until it is killed. The ExtraFiles close on that execve: their
+	// EOF says the sandbox is ready. The last message is the fork
+	// server's, which kills init once the run's process has ended.
+	// Needs Reaper.
+	Enter bool `json:"enter,omitempty"`
 }
 
 // Bind is a host path shown read-only inside the sandbox at the same path.

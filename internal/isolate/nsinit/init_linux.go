@@ -2,6 +2,7 @@ package nsinit
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -107,7 +108,15 @@ func run() int {
 	}
 	if cfg.Reaper {
 		// Returns only if the exec failed: init then waits itself.
-		_ = execReaper(cfg.reaperFD(), pid)
+		err := execReaper(cfg.reaperFD(), pid)
+		if cfg.Enter {
+			// The entering process needs PID 1 in the time namespace
+			// of its children, which only an execve puts it in.
+			return fail(step("execute the reaper", err))
+		}
+	}
+	if cfg.Enter {
+		return fail(step("hold the sandbox", errors.New("entering a sandbox needs the reaper")))
 	}
 	es := reap(pid)
 	_ = enc.Encode(Message{Exit: &es})
@@ -122,7 +131,7 @@ func readConfig(f *os.File) (*Config, error) {
 	if err := json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&cfg); err != nil {
 		return nil, err
 	}
-	if len(cfg.Argv) == 0 {
+	if len(cfg.Argv) == 0 && !cfg.Enter {
 		return nil, fmt.Errorf("empty argv")
 	}
 	if cfg.UID == 0 || cfg.GID == 0 {
@@ -205,6 +214,17 @@ func setup(cfg *Config, cfgPipe *os.File) (int, error) {
 		if err := step("install seccomp filter", installFilter(cfg.SeccompFilter)); err != nil {
 			return 0, err
 		}
+	}
+	if cfg.Enter {
+		// No program: the run's process enters from outside. Init's
+		// stdio is the program's, which init must not hold; the extra
+		// files close on the reaper's execve, after which init is in
+		// the time namespace the run's process enters by init's pidfd:
+		// their EOF says the sandbox is ready.
+		for fd := 0; fd <= 2; fd++ {
+			_ = unix.Close(fd)
+		}
+		return 0, nil
 	}
 	// The program gets stdio and nothing else; setuid to a non-zero uid
 	// clears its permitted and effective capabilities, and execve under

@@ -52,6 +52,10 @@ parsed:
 	lea rdi, [rsp+16]
 	mov ecx, MSGLEN
 	rep movsb
+	# Pid 0: no program of init's (a fork server's child enters the
+	# sandbox, nsinit.Config.Enter); hold instead.
+	test ebx, ebx
+	jz hold
 wait:
 	# wait4(-1, &status, 0, NULL): reaps every child, orphans included,
 	# until the program is the one reaped.
@@ -102,6 +106,39 @@ send:
 	mov eax, 231
 	xor edi, edi
 	syscall
+
+hold:
+	# Reap every child (the orphans the run's processes leave) until
+	# killed, and never exit: the fork server's child, which reports the
+	# run's status, kills PID 1 when the run ends. SIGCHLD is blocked and
+	# waited for: rt_sigprocmask(SIG_BLOCK, {SIGCHLD}, NULL, 8).
+	mov qword ptr [rsp+8], 0x10000
+	mov eax, 14
+	xor edi, edi
+	lea rsi, [rsp+8]
+	xor edx, edx
+	mov r10d, 8
+	syscall
+reapall:
+	# wait4(-1, &status, WNOHANG, NULL) until no child has exited.
+	mov eax, 61
+	mov edi, -1
+	mov rsi, rsp
+	mov edx, 1
+	xor r10d, r10d
+	syscall
+	test eax, eax
+	jg reapall
+	# None left to reap (0, or ECHILD while there is no child): wait for
+	# the next SIGCHLD, pending if it came in between:
+	# rt_sigtimedwait({SIGCHLD}, NULL, NULL, 8).
+	mov eax, 128
+	lea rdi, [rsp+8]
+	xor esi, esi
+	xor edx, edx
+	mov r10d, 8
+	syscall
+	jmp reapall
 
 putnum:
 	# eax (0..255) in decimal, right-aligned, ending before rdi.

@@ -28,7 +28,9 @@ def _main():
             break
         chunks.append(b)
     os.close(3)
-    ctl = json.loads(b"".join(chunks))
+    _run(json.loads(b"".join(chunks)))
+
+def _run(ctl):
     entry = ctl["entry"]
     path = os.path.abspath(entry)
     sys.argv = [entry] + list(ctl.get("args", []))
@@ -60,4 +62,13 @@ def _main():
         sys.excepthook(type(e), e.with_traceback(tb), tb)
         sys.exit(1)
 
-_main()
+if sys.argv[1:] == ["--zygote"]:
+    # The fork server of internal/isolate (zygote_linux.go, zygote.py):
+    # started on the host from this file (fd 4), it runs its own code
+    # (fd 5) here, and each run's process calls _run.
+    _zygote = os.pread(5, 1 << 20, 0)
+    os.close(4)
+    os.close(5)
+    exec(compile(_zygote, "zygote", "exec"))
+else:
+    _main()

@@ -1,0 +1,235 @@
+# sandboxd's fork server (zygote_linux.go). It runs on the host, as root,
+# inside a warm runner that has done its start-up (the interpreter, the
+# common standard library); it holds nothing of any run. For each run the
+# daemon sends it, over fd 3 (a SOCK_SEQPACKET socket), one message whose
+# only content is file descriptors; it forks, and the child does the rest,
+# so that no run's data ever passes through the server's memory, which
+# every later child shares.
+#
+# The child (the waiter) sets the run's rlimits, enters the sandbox the
+# pool made ahead (its user, mount, network, IPC, UTS, pid and time
+# namespaces, through the pidfd of its PID 1, which holds it without a
+# program: nsinit.Config.Enter), forks the run's process
+# (the first to be in the pid namespace), waits for it, writes its wait
+# status to init's status pipe as init's last message (nsinit.Message) and
+# kills init, which ends the sandbox as the reaper's exit would. The run's
+# process joins the run's cgroup and cgroup namespace, drops every
+# capability and the bounding set, takes the run's ids, installs the
+# run's seccomp filter and runs the program as the warm runner would
+# (_run). Every step that must fail closed does: the child exits before
+# running anything of the run.
+import ctypes, resource, signal, socket
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SYS_CAPSET = 126
+SYS_SECCOMP = 317
+SYS_PIDFD_SEND_SIGNAL = 424
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _Step(Exception):
+    def __init__(self, op, err):
+        super().__init__(str(err))
+        self.op = op
+
+
+def _check(op, ret):
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise _Step(op, OSError(e, os.strerror(e)))
+    return ret
+
+
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _drop_capabilities():
+    # Entered from the host's root, this process holds every capability
+    # in the sandbox's user namespace, and its setresuid will not clear
+    # them (its uid is not that namespace's root): drop all explicitly.
+    c = 0
+    while _libc.prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0:
+        c += 1
+    if ctypes.get_errno() != 22 or c == 0:  # EINVAL: past the last one
+        _check("drop the bounding set", -1)
+
+
+def _clear_capabilities():
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check("clear capabilities", _libc.syscall(SYS_CAPSET, header, data))
+    _check("clear ambient capabilities", _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
+
+
+def _seccomp(raw):
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    prog = _Fprog(len(raw) // 8, ctypes.addressof(buf))
+    _check("install seccomp filter", _libc.syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(prog)))
+
+
+def _program(cfg, pidfd, stat, stdio, tasks):
+    # The run's process, in the sandbox's pid namespace, still with the
+    # capabilities of its user namespace. It joins the run's cgroup
+    # before its cgroup namespace (whose root that cgroup is).
+    for fd in tasks:
+        try:
+            os.write(fd, b"0")
+        except OSError as e:
+            raise _Step("join the run's cgroup", e)
+        os.close(fd)
+    _check("enter the cgroup namespace", _libc.setns(pidfd, CLONE_NEWCGROUP))
+    os.close(pidfd)
+    os.setsid()
+    _drop_capabilities()
+    ids = cfg["gid"], cfg["uid"]
+    try:
+        os.setgroups([])
+        os.setresgid(ids[0], ids[0], ids[0])
+        os.setresuid(ids[1], ids[1], ids[1])
+    except OSError as e:
+        raise _Step("set the run's ids", e)
+    _clear_capabilities()
+    # The ids' change made the process undumpable, which a program
+    # started by execve is not: its /proc files would be root's.
+    _check("set dumpable", _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+    _check("set no_new_privs", _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    try:
+        os.chdir(cfg["dir"])
+    except OSError as e:
+        raise _Step("enter the working directory", e)
+    for i, fd in enumerate(stdio):
+        os.dup2(fd, i)
+    filt = cfg.get("seccomp")
+    if filt:
+        _seccomp(bytes.fromhex(filt))
+    # The status pipe too: from here on the program's own exit status is
+    # all that reports.
+    os.closerange(3, 1 << 20)
+
+
+def _report(stat, msg):
+    try:
+        os.write(stat, json.dumps(msg).encode() + b"\n")
+    except OSError:
+        pass  # the daemon is gone: nobody to tell
+
+
+def _kill(pidfd):
+    _libc.syscall(SYS_PIDFD_SEND_SIGNAL, pidfd, signal.SIGKILL, None, 0)
+
+
+def _waiter(fds):
+    # Returns only in the run's process, with the run's control; the
+    # waiter itself ends in os._exit.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    cfgfd, pidfd, stat, stdin, stdout, stderr, *tasks = fds
+    stdio = (stdin, stdout, stderr)
+    try:
+        cfg = json.loads(os.pread(cfgfd, os.fstat(cfgfd).st_size, 0))
+        keep = sorted(set(fds) - {cfgfd})
+        lo = 3
+        for fd in keep:
+            os.closerange(lo, fd)
+            lo = fd + 1
+        os.closerange(lo, 1 << 20)
+        for res, value in cfg["rlimits"]:
+            if value >= 1 << 63:
+                value = resource.RLIM_INFINITY
+            resource.setrlimit(res, (value, value))
+        _check("enter the sandbox", _libc.setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWTIME))
+        pid = os.fork()
+    except BaseException as e:
+        _report(stat, {"error": str(e), "op": getattr(e, "op", "enter the sandbox")})
+        _kill(pidfd)
+        os._exit(1)
+    if pid == 0:
+        try:
+            _program(cfg, pidfd, stat, stdio, tasks)
+        except BaseException as e:
+            _report(stat, {"error": str(e), "op": getattr(e, "op", "start the program")})
+            os._exit(125)
+        return cfg["control"]
+    for fd in (*stdio, *tasks):
+        os.close(fd)
+    _, ws = os.waitpid(pid, 0)
+    st = {"code": -1}
+    if os.WIFEXITED(ws):
+        st["code"] = os.WEXITSTATUS(ws)
+    elif os.WIFSIGNALED(ws):
+        st["signal"] = os.WTERMSIG(ws)
+        st["core"] = os.WCOREDUMP(ws)
+    _report(stat, {"exit": st})
+    # As the reaper's exit would: init's end ends the namespace, and with
+    # it whatever the program left behind.
+    _kill(pidfd)
+    os._exit(0)
+
+
+def _reap(signum, frame):
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _serve():
+    # Returns in a run's process only, with its control; the server
+    # returns None when the daemon closes its socket.
+    # Each waiter is reaped as it ends (waited for, not left to the
+    # kernel, so that its CPU time and its run's count in the server's
+    # and so the daemon's); each sets SIGCHLD back to the default.
+    signal.signal(signal.SIGCHLD, _reap)
+    gc.freeze()
+    sock = socket.socket(fileno=3)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 1, 16)
+        except InterruptedError:
+            continue
+        if not msg:
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
+        if pid == 0:
+            ctl = None
+            try:
+                sock.close()
+                ctl = _waiter(fds)
+            finally:
+                if ctl is None:
+                    os._exit(1)
+            return ctl
+        for fd in fds:
+            os.close(fd)
+        # The fork's outcome: the daemon's request fails at once when no
+        # child could take it.
+        sock.send(b"1" if pid > 0 else b"0")
+
+
+_ctl = _serve()
+if _ctl is None:
+    sys.exit(0)
+_run(_ctl)

@@ -1,0 +1,206 @@
+package isolate
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A Zygote is a fork server: one interpreter, started once on the host
+// with its runtime's warm runner (its start-up and common imports done),
+// that forks each run's process into a sandbox a warm pool made ahead
+// (StartEntered). A pooled run then pays for a fork instead of an
+// interpreter's start, which is most of a pooled run's CPU.
+//
+// The sandbox is the one every run gets, built by init as always: init,
+// instead of the program, starts a placeholder (nsinit.Config.Enter) and
+// becomes the reaper. What enters it is a child of the zygote (zygote.py
+// says each step): it enters the placeholder's namespaces through its
+// pidfd, forks the run's process into the pid namespace, which joins the
+// run's cgroup and cgroup namespace, drops every capability, takes the
+// run's ids and seccomp filter and runs the program; the child waits for
+// it and reports its status as init's last message. What the run's
+// process shares with the zygote is the interpreter's memory as it was
+// at the zygote's start, which holds nothing of any run: the server
+// passes each request's descriptors on unread, and only the forked child
+// reads the run's config. RATIONALE.md ("A fork server") argues what
+// that sharing means and why it is safe.
+type Zygote struct {
+	r *Runner
+	// argv starts the interpreter on the warm runner (fd 4) in its
+	// zygote mode; env is the warm runner's environment; runner the warm
+	// runner's source.
+	argv, env []string
+	runner    []byte
+
+	mu   sync.Mutex
+	conn *net.UnixConn
+	proc *os.Process
+	// exited is closed once proc is reaped.
+	exited chan struct{}
+	closed bool
+}
+
+//go:embed zygote.py
+var zygoteSource []byte
+
+// zygoteReply bounds the wait for the zygote's answer to a request: a
+// fork, normally well under a millisecond.
+const zygoteReply = 10 * time.Second
+
+// NewZygote returns a fork server for a runtime whose warm runner is
+// runner (source), run by interp (its binary and flags) with env, as the
+// warm pool starts it in each sandbox. It starts on first use.
+func (r *Runner) NewZygote(interp []string, runner []byte, env []string) *Zygote {
+	argv := append(append([]string{}, interp...), "/proc/self/fd/4", "--zygote")
+	return &Zygote{r: r, argv: argv, env: env, runner: runner}
+}
+
+// start starts the server; z.mu is held.
+func (z *Zygote) start() error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "zygote"), os.NewFile(uintptr(fds[1]), "zygote")
+	defer theirs.Close()
+	runner, err := sealedFile("sandboxd-warm-runner", z.runner)
+	if err != nil {
+		mine.Close()
+		return err
+	}
+	defer runner.Close()
+	code, err := sealedFile("sandboxd-zygote", zygoteSource)
+	if err != nil {
+		mine.Close()
+		return err
+	}
+	defer code.Close()
+	cmd := exec.Command(z.argv[0], z.argv[1:]...)
+	cmd.Env = z.env
+	cmd.Dir = "/"
+	// Its tracebacks, if any, are the daemon's to log.
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{theirs, runner, code}
+	// It dies with the daemon (its socket's EOF ends it too).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
+	if err := cmd.Start(); err != nil {
+		mine.Close()
+		return fmt.Errorf("start the fork server: %w", err)
+	}
+	c, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
+	}
+	z.conn, z.proc, z.exited = c.(*net.UnixConn), cmd.Process, make(chan struct{})
+	exited := z.exited
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return nil
+}
+
+// sealedFile is a memfd holding b, sealed against every change.
+func sealedFile(name string, b []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, os.NewSyscallError("memfd_create", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		f.Close()
+		return nil, os.NewSyscallError("seal memfd", err)
+	}
+	return f, nil
+}
+
+// fork sends the server one request, files (zygote.py's _waiter says
+// which), and returns once a child holds them. A server found gone is
+// started again, once.
+func (z *Zygote) fork(files []*os.File) error {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.closed {
+		return errors.New("the fork server is closed")
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if z.conn == nil {
+			if err = z.start(); err != nil {
+				return err
+			}
+		}
+		if err = z.request(fds); err == nil {
+			return nil
+		}
+		z.stop()
+	}
+	return fmt.Errorf("the fork server: %w", err)
+}
+
+// request sends fds and reads the answer; z.mu is held.
+func (z *Zygote) request(fds []int) error {
+	if _, _, err := z.conn.WriteMsgUnix([]byte{1}, unix.UnixRights(fds...), nil); err != nil {
+		return err
+	}
+	_ = z.conn.SetReadDeadline(time.Now().Add(zygoteReply))
+	var b [1]byte
+	n, err := z.conn.Read(b[:])
+	switch {
+	case err != nil:
+		return err
+	case n != 1 || b[0] != '1':
+		return errors.New("the fork server could not fork")
+	}
+	return nil
+}
+
+// stop ends the server and waits for it; z.mu is held. Its children
+// live on: each ends with its run.
+func (z *Zygote) stop() {
+	if z.conn == nil {
+		return
+	}
+	z.conn.Close()
+	_ = z.proc.Kill()
+	<-z.exited
+	z.conn, z.proc = nil, nil
+}
+
+// Close stops the server. Runs it forked go on to their end.
+func (z *Zygote) Close() error {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.closed = true
+	z.stop()
+	return nil
+}
+
+// enterConfig is what the zygote's child reads: the run's ids, rlimits,
+// working directory, seccomp filter and the warm runner's control.
+type enterConfig struct {
+	UID     int              `json:"uid"`
+	GID     int              `json:"gid"`
+	Dir     string           `json:"dir"`
+	Rlimits [][2]uint64      `json:"rlimits"`
+	Seccomp string           `json:"seccomp,omitempty"`
+	Control *json.RawMessage `json:"control"`
+}
