@@ -1110,6 +1110,97 @@ func TestAPIDaemonSIGKILL(t *testing.T) {
 	}
 }
 
+// TestAPIDaemonSIGKILLZygote: SIGKILL a daemon whose warm runs are forked
+// by its fork server, mid-run. The server dies with it, and so do the
+// run's process (forked by the server's child into a sandbox whose init
+// died) and that child, which waits for it on the host.
+func TestAPIDaemonSIGKILLZygote(t *testing.T) {
+	requireDaemon(t)
+	stateDir := newStateDir(t)
+	d := startDaemon(t, daemonConfig{stateDir: stateDir, args: []string{"--warm", "python=1", "--warm-zygote"}})
+	(&warmDaemon{daemon: d}).waitReady(t)
+	token := runToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := d.streamRun(ctx, mustJSON(t, map[string]any{
+		"runtime": "python", "code": "import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n",
+		"env": map[string]string{token: "1"}, "limits": map[string]any{"timeout": "60s"},
+	}), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := newEventReader(resp.Body).readStdout("sleeping\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The run's process and the server's child that waits for it both
+	// show the run's environment (zygote.py, _show_as).
+	procs := waitFor(t, 15*time.Second, func() []hostProc {
+		if p := tokenAnyProcs(token); len(p) >= 2 {
+			return p
+		}
+		return nil
+	})
+	servers := childrenOf(d.cmd.Process.Pid, "--zygote")
+	if len(procs) < 2 || len(servers) != 1 {
+		t.Fatalf("before the kill: %d process(es) with the run's token (want the run's and its waiter), %d fork server(s) (want 1)", len(procs), len(servers))
+	}
+	d.signal(t, syscall.SIGKILL)
+	if _, ok := d.wait(5 * time.Second); !ok {
+		t.Fatalf("sandboxd did not die of SIGKILL")
+	}
+	left := waitGone(5*time.Second, func() []hostProc {
+		out := tokenAnyProcs(token)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", servers[0])); err == nil {
+			if p, ok := readProc(servers[0]); ok && strings.Contains(p.cmdline, "--zygote") {
+				out = append(out, p)
+			}
+		}
+		return out
+	})
+	for _, p := range left {
+		t.Errorf("5s after the daemon was SIGKILLed, still live: %s", p)
+	}
+	// What the killed daemon left is the next one's to sweep.
+	startDaemon(t, daemonConfig{stateDir: stateDir})
+}
+
+// tokenAnyProcs lists the processes whose environment or command line
+// holds token, whatever their uid (tokenProcs's are the sandboxes').
+func tokenAnyProcs(token string) []hostProc {
+	var out []hostProc
+	for _, pid := range allPids() {
+		if pid == os.Getpid() {
+			continue
+		}
+		for _, f := range []string{"cmdline", "environ"} {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+			if p, ok := readProc(pid); ok && err == nil && bytes.Contains(b, []byte(token)) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// childrenOf lists the pids of pid's children whose command line
+// contains arg.
+func childrenOf(pid int, arg string) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			c, _ := strconv.Atoi(f)
+			if p, ok := readProc(c); ok && strings.Contains(p.cmdline, arg) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
 // TestAPIGracefulShutdown: on SIGTERM the daemon stops taking requests, lets
 // running runs finish within --grace, then kills what is left and exits 0.
 func TestAPIGracefulShutdown(t *testing.T) {

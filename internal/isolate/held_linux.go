@@ -167,7 +167,7 @@ func (h *HeldProcess) enter(a Activation) error {
 	if len(entry) != 4 {
 		return errors.New("the sandbox's ends were passed on already")
 	}
-	cfg := enterConfig{UID: SandboxUID, GID: SandboxUID, Dir: workspace.Dir}
+	cfg := enterConfig{Argv: h.zygote.interp, UID: SandboxUID, GID: SandboxUID, Dir: workspace.Dir}
 	for _, rl := range rlimits(a.Limits) {
 		cfg.Rlimits = append(cfg.Rlimits, [2]uint64{uint64(rl.Resource), rl.Value})
 	}

@@ -22,6 +22,7 @@ import ctypes, resource, signal, socket
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+_libc.sbrk.restype = ctypes.c_void_p
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -125,6 +126,40 @@ def _program(cfg, pidfd, stat, stdio, tasks):
     os.closerange(3, 1 << 20)
 
 
+PR_SET_MM, PR_SET_MM_MAP = 35, 14
+# The blocks _show_as points the process's command line and environment
+# at: they must outlive the waiter's frame in the run's process.
+_shown = []
+
+
+class _MMMap(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack", "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+def _show_as(argv, env):
+    # The run's process shows its own command line and environment in
+    # /proc/<pid>/cmdline and environ, inside the sandbox and to the
+    # host's ps, as a process the program's interpreter was started as
+    # would; not the server's. PR_SET_MM_MAP (what CRIU restores a
+    # process's layout by) replaces them whole and needs no capability
+    # when it changes neither the executable nor the auxiliary vector.
+    blocks = []
+    for items in (argv, ["%s=%s" % kv for kv in env.items()]):
+        b = b"".join(os.fsencode(x) + b"\0" for x in items)
+        buf = ctypes.create_string_buffer(b, len(b))
+        _shown.append(buf)
+        blocks.append((ctypes.addressof(buf), ctypes.addressof(buf) + len(b)))
+    with open("/proc/self/stat", "rb") as f:
+        stat = [int(x) for x in f.read().rsplit(b")", 1)[1].split()[1:]]
+    # proc(5)'s field n is stat[n - 4] here.
+    m = _MMMap(start_code=stat[22], end_code=stat[23], start_stack=stat[24],
+               start_data=stat[41], end_data=stat[42], start_brk=stat[43],
+               brk=_libc.sbrk(0), exe_fd=0xFFFFFFFF)
+    m.arg_start, m.arg_end = blocks[0]
+    m.env_start, m.env_end = blocks[1]
+    _check("show the run's command line", _libc.prctl(PR_SET_MM, PR_SET_MM_MAP, ctypes.byref(m), ctypes.sizeof(m), 0))
+
+
 def _report(stat, msg):
     try:
         os.write(stat, json.dumps(msg).encode() + b"\n")
@@ -150,6 +185,10 @@ def _waiter(fds):
             os.closerange(lo, fd)
             lo = fd + 1
         os.closerange(lo, 1 << 20)
+        ctl = cfg["control"]
+        env = dict(os.environ)
+        env.update(ctl.get("env") or {})
+        _show_as(cfg["argv"] + [ctl["entry"]] + list(ctl.get("args", [])), env)
         for res, value in cfg["rlimits"]:
             if value >= 1 << 63:
                 value = resource.RLIM_INFINITY

@@ -41,6 +41,9 @@ type Zygote struct {
 	// runner's source.
 	argv, env []string
 	runner    []byte
+	// interp is the interpreter and its flags, as a run's command line
+	// starts.
+	interp []string
 
 	mu   sync.Mutex
 	conn *net.UnixConn
@@ -62,7 +65,7 @@ const zygoteReply = 10 * time.Second
 // warm pool starts it in each sandbox. It starts on first use.
 func (r *Runner) NewZygote(interp []string, runner []byte, env []string) *Zygote {
 	argv := append(append([]string{}, interp...), "/proc/self/fd/4", "--zygote")
-	return &Zygote{r: r, argv: argv, env: env, runner: runner}
+	return &Zygote{r: r, argv: argv, env: env, runner: runner, interp: interp}
 }
 
 // start starts the server; z.mu is held.
@@ -197,6 +200,10 @@ func (z *Zygote) Close() error {
 // enterConfig is what the zygote's child reads: the run's ids, rlimits,
 // working directory, seccomp filter and the warm runner's control.
 type enterConfig struct {
+	// Argv is what the run's process shows as its command line before
+	// the entry file and the run's args: the interpreter's argv in a
+	// sandbox started for the run.
+	Argv    []string         `json:"argv"`
 	UID     int              `json:"uid"`
 	GID     int              `json:"gid"`
 	Dir     string           `json:"dir"`

@@ -1,10 +1,14 @@
 package isolate
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
@@ -34,6 +38,12 @@ func startZygote(t *testing.T, r *Runner) *Zygote {
 // runEntered runs code (main.py) through z in a sandbox started for it.
 func runEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits) *run.Result {
 	t.Helper()
+	return runEnteredCtl(t, r, z, code, l, map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+}
+
+// runEnteredCtl is runEntered with the warm runner's control ctl.
+func runEnteredCtl(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) *run.Result {
+	t.Helper()
 	ws, err := r.NewWorkspace(l.Tmpfs)
 	if err != nil {
 		t.Fatal(err)
@@ -49,8 +59,8 @@ func runEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits
 	if err := h.WaitReady(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ctl, _ := json.Marshal(map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
-	if err := h.Activate(t.Context(), Activation{Limits: l, Control: ctl}); err != nil {
+	control, _ := json.Marshal(ctl)
+	if err := h.Activate(t.Context(), Activation{Limits: l, Control: control}); err != nil {
 		h.Kill()
 		_, _ = h.Wait()
 		t.Fatal(err)
@@ -62,12 +72,142 @@ func runEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits
 	return res
 }
 
-func TestZygoteRuns(t *testing.T) {
+
+// TestZygoteRunIsTheRuns: what a run forked by the zygote sees of itself
+// is what a run started for it would: its command line and environment,
+// its own /proc files (the ids' change left it undumpable until the
+// zygote's child set it back), stdio and nothing else, the sandbox's
+// clocks. Its parent is outside its pid namespace (getppid 0, where a
+// program init started sees 1).
+func TestZygoteRunIsTheRuns(t *testing.T) {
 	r := requireRunner(t)
 	z := startZygote(t, r)
-	res := runEntered(t, r, z, "import os, sys\nprint('hi', os.getpid(), os.getuid())\nprint('err', file=sys.stderr)\nsys.exit(3)\n", limits.Defaults())
-	t.Logf("%s exit %d out %q err %q", res.Status, res.ExitCode, res.Stdout, res.Stderr)
-	if res.ExitCode != 3 || !strings.HasPrefix(string(res.Stdout), "hi ") || string(res.Stderr) != "err\n" {
-		t.Fatalf("%+v", res)
+	code := `import os, sys, time
+print(open("/proc/self/cmdline", "rb").read().split(b"\0"))
+print(b"ZYGOTE_TEST=token-1" in open("/proc/self/environ", "rb").read().split(b"\0"))
+print(os.stat("/proc/self/fd").st_uid, os.getuid(), os.getgid())
+print(sorted(os.listdir("/proc/self/fd")))
+print(time.monotonic() < 60, os.getppid(), os.getcwd())
+print(sys.argv, os.environ["ZYGOTE_TEST"])
+`
+	ctl := map[string]any{"entry": "main.py", "args": []string{"a b", "c"}, "env": map[string]string{"ZYGOTE_TEST": "token-1"}}
+	res := runEnteredCtl(t, r, z, code, limits.Defaults(), ctl)
+	want := `[b'/usr/bin/python3', b'main.py', b'a b', b'c', b'']
+True
+1000 1000 1000
+['0', '1', '2', '3']
+True 0 /workspace
+['main.py', 'a b', 'c'] token-1
+`
+	if res.Status != run.StatusOK || string(res.Stdout) != want {
+		t.Fatalf("%s %q, stderr %q; want stdout:\n%s", res.Status, res.Stdout, res.Stderr, want)
+	}
+}
+
+// TestZygoteHoldsNoRunsData: the server's memory, which every later run
+// shares, holds nothing of a run it served (a secret in its environment
+// and arguments), and every child it forked for the runs is gone after.
+// A server that read a request's config would fail here.
+func TestZygoteHoldsNoRunsData(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	secret := "zygote-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	ctl := map[string]any{"entry": "main.py", "args": []string{secret}, "env": map[string]string{"SECRET": secret}}
+	for i := 0; i < 3; i++ {
+		res := runEnteredCtl(t, r, z, "import os, sys\nprint(os.environ['SECRET'] == sys.argv[1])\n", limits.Defaults(), ctl)
+		if string(res.Stdout) != "True\n" {
+			t.Fatalf("%s %q %q", res.Status, res.Stdout, res.Stderr)
+		}
+	}
+	z.mu.Lock()
+	pid := z.proc.Pid
+	z.mu.Unlock()
+	if n, err := countInMemory(pid, []byte(secret)); err != nil || n != 0 {
+		t.Errorf("the server's memory holds the run's secret %d times (%v)", n, err)
+	}
+	children := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(children)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(strings.TrimSpace(string(b))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server's children %s outlived their runs", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The check itself must be able to fail: the secret is found in a
+	// process that holds it (this one).
+	if n, err := countInMemory(os.Getpid(), []byte(secret)); err != nil || n == 0 {
+		t.Fatalf("countInMemory does not find the secret in this process (%d, %v)", n, err)
+	}
+}
+
+// countInMemory counts needle's occurrences in pid's readable, private
+// writable mappings (the heap, stacks, anonymous memory).
+func countInMemory(pid int, needle []byte) (int, error) {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, err
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer mem.Close()
+	n := 0
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[1], "rw") {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		a, _ := strconv.ParseUint(lo, 16, 64)
+		b, _ := strconv.ParseUint(hi, 16, 64)
+		buf := make([]byte, b-a)
+		k, _ := mem.ReadAt(buf, int64(a))
+		n += bytes.Count(buf[:k], needle)
+	}
+	return n, nil
+}
+
+// TestZygoteRandomIsNotShared: runs forked from one interpreter do not
+// share its random state (random reseeds in a forked child).
+func TestZygoteRandomIsNotShared(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		res := runEntered(t, r, z, "import random\nprint(random.random(), random.getrandbits(64))\n", limits.Defaults())
+		if res.Status != run.StatusOK || seen[string(res.Stdout)] {
+			t.Fatalf("run %d: %s %q (seen before: %v)", i, res.Status, res.Stdout, seen[string(res.Stdout)])
+		}
+		seen[string(res.Stdout)] = true
+	}
+}
+
+// TestZygoteRestarts: a server that died is started again by the next
+// run, which runs.
+func TestZygoteRestarts(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	if res := runEntered(t, r, z, "print(1)\n", limits.Defaults()); string(res.Stdout) != "1\n" {
+		t.Fatalf("%s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	z.mu.Lock()
+	first := z.proc.Pid
+	_ = z.proc.Kill()
+	z.mu.Unlock()
+	if res := runEntered(t, r, z, "print(2)\n", limits.Defaults()); string(res.Stdout) != "2\n" {
+		t.Fatalf("after the server was killed: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.proc == nil || z.proc.Pid == first {
+		t.Fatalf("the server was not started again")
 	}
 }
