@@ -72,7 +72,6 @@ func runEnteredCtl(t *testing.T, r *Runner, z *Zygote, code string, l limits.Lim
 	return res
 }
 
-
 // TestZygoteRunIsTheRuns: what a run forked by the zygote sees of itself
 // is what a run started for it would: its command line and environment,
 // its own /proc files (the ids' change left it undumpable until the
