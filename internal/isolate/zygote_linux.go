@@ -132,8 +132,10 @@ func sealedFile(name string, b []byte) (*os.File, error) {
 }
 
 // fork sends the server one request, files (zygote.py's _waiter says
-// which), and returns once a child holds them. A server found gone is
-// started again, once.
+// which), and returns once a child holds them. A server found gone when
+// the request is sent is started again, once; one that fails after it
+// took the request is not asked again, since a child of its may hold
+// the files: the caller kills the sandbox, and that child's run with it.
 func (z *Zygote) fork(files []*os.File) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -144,6 +146,7 @@ func (z *Zygote) fork(files []*os.File) error {
 	for i, f := range files {
 		fds[i] = int(f.Fd())
 	}
+	rights := unix.UnixRights(fds...)
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if z.conn == nil {
@@ -151,19 +154,23 @@ func (z *Zygote) fork(files []*os.File) error {
 				return err
 			}
 		}
-		if err = z.request(fds); err == nil {
-			return nil
+		if _, _, err = z.conn.WriteMsgUnix([]byte{1}, rights, nil); err == nil {
+			break
 		}
 		z.stop()
 	}
-	return fmt.Errorf("the fork server: %w", err)
+	if err != nil {
+		return fmt.Errorf("send to the fork server: %w", err)
+	}
+	if err := z.answer(); err != nil {
+		z.stop()
+		return fmt.Errorf("the fork server: %w", err)
+	}
+	return nil
 }
 
-// request sends fds and reads the answer; z.mu is held.
-func (z *Zygote) request(fds []int) error {
-	if _, _, err := z.conn.WriteMsgUnix([]byte{1}, unix.UnixRights(fds...), nil); err != nil {
-		return err
-	}
+// answer reads the server's answer to a request; z.mu is held.
+func (z *Zygote) answer() error {
 	_ = z.conn.SetReadDeadline(time.Now().Add(zygoteReply))
 	var b [1]byte
 	n, err := z.conn.Read(b[:])
@@ -171,7 +178,7 @@ func (z *Zygote) request(fds []int) error {
 	case err != nil:
 		return err
 	case n != 1 || b[0] != '1':
-		return errors.New("the fork server could not fork")
+		return errors.New("it could not fork")
 	}
 	return nil
 }

@@ -200,6 +200,7 @@ func TestZygoteRestarts(t *testing.T) {
 	z.mu.Lock()
 	first := z.proc.Pid
 	_ = z.proc.Kill()
+	<-z.exited // a request sent before it is gone would be lost with it
 	z.mu.Unlock()
 	if res := runEntered(t, r, z, "print(2)\n", limits.Defaults()); string(res.Stdout) != "2\n" {
 		t.Fatalf("after the server was killed: %s %q %q", res.Status, res.Stdout, res.Stderr)
@@ -208,5 +209,43 @@ func TestZygoteRestarts(t *testing.T) {
 	defer z.mu.Unlock()
 	if z.proc == nil || z.proc.Pid == first {
 		t.Fatalf("the server was not started again")
+	}
+}
+
+// TestEnteredSandboxHolds: a sandbox started for a zygote holds with no
+// process but its PID 1, the reaper (no placeholder the run could see),
+// until it is killed.
+func TestEnteredSandboxHolds(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	h, err := r.StartEntered(t.Context(), ws, Exec{Limits: limits.Defaults()}, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-h.Done():
+		t.Fatal("the sandbox ended on its own")
+	default:
+	}
+	pids, err := h.cg.pids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", h.initPid))
+	if len(pids) != 1 || pids[0] != h.initPid || !strings.Contains(exe, "sandboxd-reaper") {
+		t.Fatalf("the sandbox's processes are %v (init %d, executing %q), want init alone, the reaper", pids, h.initPid, exe)
+	}
+	h.Kill()
+	if _, err := h.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
