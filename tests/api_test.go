@@ -1062,20 +1062,7 @@ func TestAPIDaemonSIGKILL(t *testing.T) {
 	requireDaemon(t)
 	stateDir := newStateDir(t)
 	d := startDaemon(t, daemonConfig{stateDir: stateDir})
-	token := runToken()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := d.streamRun(ctx, mustJSON(t, map[string]any{
-		"runtime": "python", "code": "import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n",
-		"env": map[string]string{token: "1"}, "limits": map[string]any{"timeout": "60s"},
-	}), nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := newEventReader(resp.Body).readStdout("sleeping\n"); err != nil {
-		t.Fatal(err)
-	}
+	token := startSleepingRun(t, d)
 	id := waitRunProcs(t, token)
 	t.Logf("run %s: %d process(es) before the kill", id, len(runProcs(id)))
 
@@ -1110,6 +1097,29 @@ func TestAPIDaemonSIGKILL(t *testing.T) {
 	}
 }
 
+// startSleepingRun starts a streamed Python run on d that prints
+// "sleeping" and sleeps for 100 s, with a fresh token as the name of a
+// variable of its environment, and returns the token once the run has
+// printed. The stream ends with the test.
+func startSleepingRun(t *testing.T, d *daemon) string {
+	t.Helper()
+	token := runToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	resp, err := d.streamRun(ctx, mustJSON(t, map[string]any{
+		"runtime": "python", "code": "import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n",
+		"env": map[string]string{token: "1"}, "limits": map[string]any{"timeout": "60s"},
+	}), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if _, err := newEventReader(resp.Body).readStdout("sleeping\n"); err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
 // TestAPIDaemonSIGKILLZygote: SIGKILL a daemon whose warm runs are forked
 // by its fork server, mid-run. The server dies with it, and so do the
 // run's process (forked by the server's child into a sandbox whose init
@@ -1119,20 +1129,7 @@ func TestAPIDaemonSIGKILLZygote(t *testing.T) {
 	stateDir := newStateDir(t)
 	d := startDaemon(t, daemonConfig{stateDir: stateDir, args: []string{"--warm", "python=1", "--warm-zygote"}})
 	(&warmDaemon{daemon: d}).waitReady(t)
-	token := runToken()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := d.streamRun(ctx, mustJSON(t, map[string]any{
-		"runtime": "python", "code": "import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n",
-		"env": map[string]string{token: "1"}, "limits": map[string]any{"timeout": "60s"},
-	}), nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := newEventReader(resp.Body).readStdout("sleeping\n"); err != nil {
-		t.Fatal(err)
-	}
+	token := startSleepingRun(t, d)
 	// The run's process and the server's child that waits for it both
 	// show the run's environment (zygote.py, _show_as).
 	procs := waitFor(t, 15*time.Second, func() []hostProc {
