@@ -13,6 +13,13 @@ import (
 
 func requireExecutors(t *testing.T) (cold, warm *Executor) {
 	t.Helper()
+	return requireExecutorsZygote(t, false)
+}
+
+// requireExecutorsZygote is requireExecutors with the warm pool's runs
+// forked by a fork server when zygote is set.
+func requireExecutorsZygote(t *testing.T, zygote bool) (cold, warm *Executor) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("requires root for the process backend")
 	}
@@ -21,7 +28,7 @@ func requireExecutors(t *testing.T) (cold, warm *Executor) {
 		testenv.MissingSandbox(t, err)
 	}
 	t.Cleanup(func() { cold.Close() })
-	warm, err = New(Options{Warm: map[string]int{"python": 1}})
+	warm, err = New(Options{Warm: map[string]int{"python": 1}, WarmZygote: zygote})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +56,22 @@ func waitReady(t *testing.T, x *Executor) {
 }
 
 // TestWarmRunsAreColdRuns: the same specs, run cold and warm, give the same
-// status, exit code, stdout and stderr — limits, attacks and Python's own
-// conventions (argv, __main__, tracebacks, sys.path) included.
+// status, exit code, stdout, stderr and files — limits, attacks and
+// Python's own conventions (argv, __main__, tracebacks, sys.path, exit
+// handlers, files flushed at exit) included; warm with an interpreter
+// waiting in each sandbox, and forked by the fork server.
 func TestWarmRunsAreColdRuns(t *testing.T) {
-	cold, warm := requireExecutors(t)
+	for _, zygote := range []bool{false, true} {
+		name := "interpreter per sandbox"
+		if zygote {
+			name = "fork server"
+		}
+		t.Run(name, func(t *testing.T) { testWarmRunsAreColdRuns(t, zygote) })
+	}
+}
+
+func testWarmRunsAreColdRuns(t *testing.T, zygote bool) {
+	cold, warm := requireExecutorsZygote(t, zygote)
 	py := func(code string) []run.File { return []run.File{{Name: "main.py", Content: []byte(code)}} }
 	cases := []struct {
 		name string
@@ -75,6 +94,11 @@ func TestWarmRunsAreColdRuns(t *testing.T) {
 		{"host secret", run.Spec{Files: py("try:\n    open('/etc/shadow').read(); print('ESCAPED')\nexcept OSError as e: print(type(e).__name__)")}},
 		{"network", run.Spec{Files: py("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=1); print('ESCAPED')\nexcept OSError as e: print(type(e).__name__)")}},
 		{"file out", run.Spec{Files: py("open('out.txt','w').write('made')")}},
+		{"file flushed at exit", run.Spec{Files: py("f = open('out.txt', 'w')\nf.write('unclosed')")}},
+		{"exit handlers", run.Spec{Files: py("import atexit, sys\natexit.register(lambda: print('bye', file=sys.stderr))\nclass C:\n    def __del__(self): print('del')\nc = C()\nprint('main')")}},
+		{"thread joined at exit", run.Spec{Files: py("import threading, time\ndef w():\n    time.sleep(0.2); print('thread done')\nthreading.Thread(target=w).start()\nprint('main done')")}},
+		{"keyboard interrupt", run.Spec{Files: py("raise KeyboardInterrupt")}},
+		{"unraisable at exit", run.Spec{Files: py("import sys\nsys.stdout.close()\nprint('x', file=sys.stderr)")}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -100,6 +124,14 @@ func TestWarmRunsAreColdRuns(t *testing.T) {
 			}
 			if len(got.Files) != len(want.Files) {
 				t.Errorf("files: warm %v, cold %v", got.Files, want.Files)
+			}
+			for i := range min(len(got.Files), len(want.Files)) {
+				if g, w := got.Files[i], want.Files[i]; g.Name != w.Name || string(g.Content) != string(w.Content) {
+					t.Errorf("file %d: warm %s %q, cold %s %q", i, g.Name, g.Content, w.Name, w.Content)
+				}
+			}
+			if got.Isolation.Zygote != zygote {
+				t.Errorf("isolation.zygote %v, want %v", got.Isolation.Zygote, zygote)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package isolate
 
 import (
 	"context"
+	"syscall"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
@@ -158,6 +159,13 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 		case m.Exit != nil:
 			exit = m.Exit
 		}
+	}
+	if s.enter && reason != killNone && exit != nil && exit.Signal == int(syscall.SIGKILL) {
+		// The fork server's child reports the SIGKILL that the
+		// supervisor's kill of init dealt the run's process; a killed
+		// reaper reports nothing. As for a run init started, the result
+		// then holds no status of the program's.
+		exit = nil
 	}
 	st, err := s.cg.stats()
 	if err != nil {

@@ -4,7 +4,7 @@
 # object {"entry": "main.py", "args": [...], "env": {...}}. It then runs the
 # entry file as `python3 main.py args...` would, as the same __main__, with
 # the same argv, sys.path[0], exit codes and tracebacks.
-import os, sys
+import atexit, os, sys
 
 # What most programs import, loaded while nobody waits. Only modules whose
 # teardown is cheap: interpreter shutdown is on the run's clock, and
@@ -30,7 +30,25 @@ def _main():
     os.close(3)
     _run(json.loads(b"".join(chunks)))
 
+_interrupted = False
+
+def _exit_by_sigint():
+    # Registered before the program's exit handlers, so run after them.
+    if _interrupted:
+        # As python3 ends on an uncaught KeyboardInterrupt: killed by
+        # SIGINT, once the exit handlers ran and the output is flushed.
+        import signal
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:
+                pass
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+
 def _run(ctl):
+    global _interrupted
+    atexit.register(_exit_by_sigint)
     entry = ctl["entry"]
     path = os.path.abspath(entry)
     sys.argv = [entry] + list(ctl.get("args", []))
@@ -60,6 +78,7 @@ def _run(ctl):
         # The traceback a cold run prints: without this runner's frame.
         tb = e.__traceback__.tb_next
         sys.excepthook(type(e), e.with_traceback(tb), tb)
+        _interrupted = isinstance(e, KeyboardInterrupt)
         sys.exit(1)
 
 if sys.argv[1:] == ["--zygote"]:
