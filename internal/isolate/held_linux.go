@@ -185,12 +185,17 @@ func (h *HeldProcess) enter(a Activation) error {
 		return err
 	}
 	defer cfgFile.Close()
+	pidfd, err := h.init.dup()
+	if err != nil {
+		return err
+	}
+	defer pidfd.Close()
 	join, err := h.cg.openJoin()
 	if err != nil {
 		return err
 	}
 	defer closeFiles(join)
-	files := append([]*os.File{cfgFile, h.init.pidfd, entry[3], entry[0], entry[1], entry[2]}, join...)
+	files := append([]*os.File{cfgFile, pidfd, entry[3], entry[0], entry[1], entry[2]}, join...)
 	if err := h.zygote.fork(files); err != nil {
 		return err
 	}

@@ -286,6 +286,27 @@ func (p *initProc) kill() {
 	})
 }
 
+// dup returns a copy of the pidfd, to pass on: wait may close the
+// pidfd at any time, and an fd number read from it outside Control
+// could by then name another file.
+func (p *initProc) dup() (*os.File, error) {
+	rc, err := p.pidfd.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nfd int
+	cerr := rc.Control(func(fd uintptr) {
+		nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return nil, fmt.Errorf("init's pidfd: %w", cerr)
+	}
+	if err != nil {
+		return nil, os.NewSyscallError("dup init's pidfd", err)
+	}
+	return os.NewFile(uintptr(nfd), "pidfd"), nil
+}
+
 // checkSpawner is doctor's line on the daemon's spawner: it starts one
 // from the init binary, as the daemon would, and takes its hello.
 func checkSpawner() Check {
