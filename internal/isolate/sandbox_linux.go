@@ -415,17 +415,28 @@ func (s *sandbox) awaitProgram(ctx context.Context) error {
 // nextMessage is init's next message during setup; init's silence or its
 // report of a failed step is an error.
 func (s *sandbox) nextMessage(ctx context.Context) (nsinit.Message, error) {
-	select {
-	case m, ok := <-s.msgs:
-		switch {
-		case !ok:
-			return m, s.setupError(nil)
-		case m.Error != "":
-			return m, s.setupError(&m)
+	// The copy of the status pipe a sandbox for a fork server keeps
+	// (startOpts.enter) holds its EOF off after init is gone: let it go.
+	var exited <-chan struct{}
+	if s.enter {
+		exited = s.exited
+	}
+	for {
+		select {
+		case m, ok := <-s.msgs:
+			switch {
+			case !ok:
+				return m, s.setupError(nil)
+			case m.Error != "":
+				return m, s.setupError(&m)
+			}
+			return m, nil
+		case <-exited:
+			closeFiles(s.takeEntry())
+			exited = nil
+		case <-ctx.Done():
+			return nsinit.Message{}, fmt.Errorf("sandbox setup: %w", ctx.Err())
 		}
-		return m, nil
-	case <-ctx.Done():
-		return nsinit.Message{}, fmt.Errorf("sandbox setup: %w", ctx.Err())
 	}
 }
 

@@ -2,6 +2,7 @@ package isolate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
 	"github.com/sandboxd/sandboxd/internal/run"
 	"github.com/sandboxd/sandboxd/internal/runtimes"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // startZygote returns a fork server of the built-in Python runtime's
@@ -260,5 +263,62 @@ func TestEnteredSandboxHolds(t *testing.T) {
 	h.Kill()
 	if _, err := h.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEnteredSandboxSetupFails: init failing during the setup of a
+// sandbox for a fork server is an error with its reason.
+func TestEnteredSandboxSetupFails(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("requires root: the process backend creates cgroups and maps uids")
+	}
+	state, parent := testenv.StateDir(t, "test")
+	r, err := New(Config{StateDir: state, CgroupParent: parent, Init: testInit, Spawner: true, Binds: []nsinit.Bind{{Path: "/nonexistent-sandboxd-bind"}}})
+	if err != nil {
+		testenv.MissingSandbox(t, err)
+	}
+	z := startZygote(t, r)
+	ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	h, err := r.StartEntered(t.Context(), ws, Exec{Limits: limits.Defaults()}, z)
+	if err == nil {
+		h.Kill()
+		_, _ = h.Wait()
+		t.Fatal("the sandbox started")
+	}
+	if !strings.Contains(err.Error(), "nonexistent-sandboxd-bind") {
+		t.Fatalf("%v (want init's reason)", err)
+	}
+}
+
+// TestSetupSeesInitGoneDespiteKeptStatusPipe: a sandbox for a fork server
+// keeps a copy of init's status pipe, so the pipe's EOF no longer says
+// that init died during setup without a word (killed, crashed); init's
+// exit must, at once, not after the setup's timeout.
+func TestSetupSeesInitGoneDespiteKeptStatusPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	kept, err := dupFiles(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sandbox{enter: true, entry: kept, exited: make(chan struct{}), msgs: make(chan nsinit.Message, 4)}
+	go readMessages(json.NewDecoder(r), s.msgs)
+	w.Close() // init's own end, with init
+	close(s.exited)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err = s.nextMessage(ctx)
+	if err == nil || !strings.Contains(err.Error(), "sandbox init ended") {
+		t.Fatalf("%v, want init's end", err)
+	}
+	if s.takeEntry() != nil {
+		t.Fatal("the kept ends were not let go")
 	}
 }
