@@ -170,8 +170,11 @@ func (x *Executor) StartPools(ctx context.Context) error {
 		l.Memory = x.opts.Defaults.Memory
 		var z *isolate.Zygote
 		if x.opts.WarmZygote {
-			z = x.process.NewZygote(append([]string{rt.Binary}, rt.Warm.Flags...), rt.Warm.Source, env)
-			x.zygotes = append(x.zygotes, z)
+			if z, err = x.process.NewZygote(append([]string{rt.Binary}, rt.Warm.Flags...), rt.Warm.Source, env); err != nil {
+				x.log.Warn("no fork server: the warm pool starts an interpreter in each sandbox", "runtime", rt.Name, "err", err)
+			} else {
+				x.zygotes = append(x.zygotes, z)
+			}
 		}
 		x.pools[rt.Name] = pool.New(ctx, x.process, pool.Config{
 			Min: size, Max: x.warmMax(size, pools), Refills: x.opts.WarmRefills, Idle: x.opts.WarmIdle,

@@ -48,8 +48,8 @@ func (r *Runner) Run(context.Context, *Workspace, Exec) (*run.Result, error) {
 // Zygote is not available off Linux.
 type Zygote struct{}
 
-func (r *Runner) NewZygote([]string, []byte, []string) *Zygote { return &Zygote{} }
-func (z *Zygote) Close() error                                 { return nil }
+func (r *Runner) NewZygote([]string, []byte, []string) (*Zygote, error) { return nil, ErrUnsupported }
+func (z *Zygote) Close() error                                          { return nil }
 
 // HeldProcess is not available off Linux.
 type HeldProcess struct{}

@@ -62,10 +62,24 @@ const zygoteReply = 10 * time.Second
 
 // NewZygote returns a fork server for a runtime whose warm runner is
 // runner (source), run by interp (its binary and flags) with env, as the
-// warm pool starts it in each sandbox. It starts on first use.
-func (r *Runner) NewZygote(interp []string, runner []byte, env []string) *Zygote {
+// warm pool starts it in each sandbox. It starts in the background now,
+// and again on the first use after it died.
+func (r *Runner) NewZygote(interp []string, runner []byte, env []string) (*Zygote, error) {
+	if r.reaper == nil {
+		return nil, errNoReaper
+	}
 	argv := append(append([]string{}, interp...), "/proc/self/fd/4", "--zygote")
-	return &Zygote{r: r, argv: argv, env: env, runner: runner, interp: interp}
+	z := &Zygote{r: r, argv: argv, env: env, runner: runner, interp: interp}
+	go func() {
+		z.mu.Lock()
+		defer z.mu.Unlock()
+		if z.conn == nil && !z.closed {
+			if err := z.start(); err != nil {
+				r.log.Warn("start the fork server", "err", err)
+			}
+		}
+	}()
+	return z, nil
 }
 
 // start starts the server; z.mu is held.

@@ -34,7 +34,10 @@ func startZygote(t *testing.T, r *Runner) *Zygote {
 	if err != nil {
 		t.Fatal(err)
 	}
-	z := r.NewZygote(append([]string{rt.Binary}, rt.Warm.Flags...), rt.Warm.Source, env)
+	z, err := r.NewZygote(append([]string{rt.Binary}, rt.Warm.Flags...), rt.Warm.Source, env)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { z.Close() })
 	return z
 }
