@@ -5,7 +5,7 @@
 // installed. Then throughput at concurrency 2 and 8 with the pool. It
 // builds the binaries it drives and must run as root:
 //
-//	go run ./bench/warm -n 40
+//	go run ./bench/warm -n 40 [-zygote]
 package main
 
 import (
@@ -26,6 +26,7 @@ import (
 
 func main() {
 	n := flag.Int("n", 40, "runs of each")
+	flag.BoolVar(&zygote, "zygote", false, "the warm daemon's pool forks its runs from a fork server (--warm-zygote)")
 	flag.Parse()
 	if err := bench(*n); err != nil {
 		fmt.Fprintln(os.Stderr, "warm:", err)
@@ -34,6 +35,9 @@ func main() {
 }
 
 const code = `print("hello")`
+
+// zygote: the warm daemon runs with --warm-zygote.
+var zygote bool
 
 func bench(n int) error {
 	dir, err := os.MkdirTemp("", "sandboxd-bench-")
@@ -144,6 +148,9 @@ func daemon(dir, warm string) (string, func(), error) {
 	args := []string{"serve", "--listen", addr, "--log-format", "text", "--max-queue", "256"}
 	if warm != "" {
 		args = append(args, "--warm", warm)
+		if zygote {
+			args = append(args, "--warm-zygote")
+		}
 	}
 	cmd := exec.Command(filepath.Join(dir, "sandboxd"), args...)
 	if err := cmd.Start(); err != nil {
