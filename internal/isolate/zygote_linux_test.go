@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -323,5 +324,37 @@ func TestSetupSeesInitGoneDespiteKeptStatusPipe(t *testing.T) {
 	}
 	if s.takeEntry() != nil {
 		t.Fatal("the kept ends were not let go")
+	}
+}
+
+// TestZygoteJoinV2Real: on a cgroup v2 hierarchy the run's process joins
+// the run's cgroup by writing 0 to the cgroup.procs file the daemon
+// opened (openJoin), as zygote.py's _program does, from outside the
+// cgroup. On a hybrid host the v2 hierarchy has no controllers, which is
+// enough for membership.
+func TestZygoteJoinV2Real(t *testing.T) {
+	dir := realV2Dir(t)
+	c := &v2Cgroup{dir: dir}
+	defer func() {
+		if err := c.destroy(); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+	}()
+	join, err := c.openJoin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFiles(join)
+	if len(join) != 1 {
+		t.Fatalf("%d files to join a v2 cgroup by, want cgroup.procs alone", len(join))
+	}
+	cmd := exec.Command("/usr/bin/python3", "-c", "import os, sys\nos.write(3, b'0')\nsys.stdout.write(open('/proc/self/cgroup').read())")
+	cmd.ExtraFiles = join
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0::/" + filepath.Base(dir) + "\n"; !strings.Contains(string(out), want) {
+		t.Fatalf("the process's cgroups after its join:\n%s\nwant the line %q", out, want)
 	}
 }
