@@ -43,6 +43,18 @@ func startZygote(t *testing.T, r *Runner) *Zygote {
 	return z
 }
 
+// newTestWorkspace is a workspace of the default tmpfs size, removed at
+// the test's end.
+func newTestWorkspace(t *testing.T, r *Runner) *Workspace {
+	t.Helper()
+	ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
 // runEntered runs code (main.py) through z in a sandbox started for it.
 func runEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits) *run.Result {
 	t.Helper()
@@ -238,12 +250,7 @@ func TestZygoteRestarts(t *testing.T) {
 func TestEnteredSandboxHolds(t *testing.T) {
 	r := requireRunner(t)
 	z := startZygote(t, r)
-	ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	h, err := r.StartEntered(t.Context(), ws, Exec{Limits: limits.Defaults()}, z)
+	h, err := r.StartEntered(t.Context(), newTestWorkspace(t, r), Exec{Limits: limits.Defaults()}, z)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,12 +289,7 @@ func TestEnteredSandboxSetupFails(t *testing.T) {
 		testenv.MissingSandbox(t, err)
 	}
 	z := startZygote(t, r)
-	ws, err := r.NewWorkspace(limits.Defaults().Tmpfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	h, err := r.StartEntered(t.Context(), ws, Exec{Limits: limits.Defaults()}, z)
+	h, err := r.StartEntered(t.Context(), newTestWorkspace(t, r), Exec{Limits: limits.Defaults()}, z)
 	if err == nil {
 		h.Kill()
 		_, _ = h.Wait()
