@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -84,6 +86,9 @@ func (r *Runner) NewZygote(interp []string, runner []byte, env []string) (*Zygot
 
 // start starts the server; z.mu is held.
 func (z *Zygote) start() error {
+	if err := checkHostHome(z.env); err != nil {
+		return err
+	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socketpair", err)
@@ -124,6 +129,24 @@ func (z *Zygote) start() error {
 	z.conn, z.proc, z.exited = c.(*net.UnixConn), cmd.Process, make(chan struct{})
 	exited := z.exited
 	go func() { _ = cmd.Wait(); close(exited) }()
+	return nil
+}
+
+// checkHostHome refuses a HOME (of env, the sandbox's) that holds a
+// .local on the host: the server starts on the host, as root, and Python
+// adds the user site-packages under HOME to its path at start-up, as it
+// does in a sandbox from the run's own workspace. A run's HOME
+// (/workspace) has no host counterpart; if one appeared, root would
+// import from it.
+func checkHostHome(env []string) error {
+	for _, kv := range env {
+		if home, ok := strings.CutPrefix(kv, "HOME="); ok {
+			local := filepath.Join(home, ".local")
+			if _, err := os.Lstat(local); err == nil {
+				return fmt.Errorf("the fork server would import from the host's %s as root (its HOME is the sandbox's): refusing", local)
+			}
+		}
+	}
 	return nil
 }
 

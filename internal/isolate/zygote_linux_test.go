@@ -360,3 +360,18 @@ func TestZygoteJoinV2Real(t *testing.T) {
 		t.Fatalf("the process's cgroups after its join:\n%s\nwant the line %q", out, want)
 	}
 }
+
+// TestZygoteRefusesAHostHome: a HOME whose .local exists on the host
+// would have root import from it at the server's start.
+func TestZygoteRefusesAHostHome(t *testing.T) {
+	home := t.TempDir()
+	if err := checkHostHome([]string{"HOME=" + home}); err != nil {
+		t.Fatalf("a HOME with no .local: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(home, ".local"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkHostHome([]string{"PATH=/usr/bin", "HOME=" + home}); err == nil {
+		t.Fatal("a HOME with a .local on the host was accepted")
+	}
+}
