@@ -193,7 +193,9 @@ func (h *HeldProcess) enter(a Activation) error {
 	}
 	defer closeFiles(join)
 	files := append([]*os.File{cfgFile, pidfd, entry[3], entry[0], entry[1], entry[2]}, join...)
-	if err := h.zygote.fork(files); err != nil {
+	// Lost, the run would wait for its deadline: it ends now instead,
+	// with no status of the program's.
+	if err := h.zygote.fork(files, h.Kill); err != nil {
 		return err
 	}
 	h.ph.mark("zygote")

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,15 +51,15 @@ type Zygote struct {
 	proc *os.Process
 	// exited is closed once proc is reaped.
 	exited chan struct{}
-	closed bool
+	// pending are the requests sent on conn and not yet answered, oldest
+	// first: each one's lost, called if the server answers that it could
+	// not fork, or is gone before it answered.
+	pending *[]func()
+	closed  bool
 }
 
 //go:embed zygote.py
 var zygoteSource []byte
-
-// zygoteReply bounds the wait for the zygote's answer to a request: a
-// fork, normally well under a millisecond.
-const zygoteReply = 10 * time.Second
 
 // NewZygote returns a fork server for a runtime whose warm runner is
 // runner (source), run by interp (its binary and flags) with env, as the
@@ -127,9 +126,39 @@ func (z *Zygote) start() error {
 		return err
 	}
 	z.conn, z.proc, z.exited = c.(*net.UnixConn), cmd.Process, make(chan struct{})
+	z.pending = new([]func())
 	exited := z.exited
 	go func() { _ = cmd.Wait(); close(exited) }()
+	go z.answers(z.conn, z.pending)
 	return nil
+}
+
+// answers reads the server's answers on c, one per request in the order
+// sent, until c ends: a request the server could not fork for, and every
+// request unanswered when c ends, is lost.
+func (z *Zygote) answers(c *net.UnixConn, pending *[]func()) {
+	var b [1]byte
+	for {
+		n, err := c.Read(b[:])
+		z.mu.Lock()
+		if err != nil || n != 1 {
+			lost := *pending
+			*pending = nil
+			z.mu.Unlock()
+			for _, f := range lost {
+				f()
+			}
+			return
+		}
+		var f func()
+		if len(*pending) > 0 {
+			f, *pending = (*pending)[0], (*pending)[1:]
+		}
+		z.mu.Unlock()
+		if b[0] != '1' && f != nil {
+			f()
+		}
+	}
 }
 
 // checkHostHome refuses a HOME (of env, the sandbox's) that holds a
@@ -169,11 +198,12 @@ func sealedFile(name string, b []byte) (*os.File, error) {
 }
 
 // fork sends the server one request, files (zygote.py's _waiter says
-// which), and returns once a child holds them. A server found gone when
-// the request is sent is started again, once; one that fails after it
-// took the request is not asked again, since a child of its may hold
-// the files: the caller kills the sandbox, and that child's run with it.
-func (z *Zygote) fork(files []*os.File) error {
+// which), and returns once it is sent: the answer, that a child holds
+// them, is not waited for (answers): lost is called if it never comes
+// (the server could not fork, or died first). A server found gone when
+// the request is sent is started again, once; one that took the request
+// is not asked again, since a child of its may hold the files.
+func (z *Zygote) fork(files []*os.File, lost func()) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed {
@@ -192,32 +222,12 @@ func (z *Zygote) fork(files []*os.File) error {
 			}
 		}
 		if _, _, err = z.conn.WriteMsgUnix([]byte{1}, rights, nil); err == nil {
-			break
+			*z.pending = append(*z.pending, lost)
+			return nil
 		}
 		z.stop()
 	}
-	if err != nil {
-		return fmt.Errorf("send to the fork server: %w", err)
-	}
-	if err := z.answer(); err != nil {
-		z.stop()
-		return fmt.Errorf("the fork server: %w", err)
-	}
-	return nil
-}
-
-// answer reads the server's answer to a request; z.mu is held.
-func (z *Zygote) answer() error {
-	_ = z.conn.SetReadDeadline(time.Now().Add(zygoteReply))
-	var b [1]byte
-	n, err := z.conn.Read(b[:])
-	switch {
-	case err != nil:
-		return err
-	case n != 1 || b[0] != '1':
-		return errors.New("it could not fork")
-	}
-	return nil
+	return fmt.Errorf("send to the fork server: %w", err)
 }
 
 // stop ends the server and waits for it; z.mu is held. Its children

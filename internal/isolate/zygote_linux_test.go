@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/limits"
@@ -373,5 +376,57 @@ func TestZygoteRefusesAHostHome(t *testing.T) {
 	}
 	if err := checkHostHome([]string{"PATH=/usr/bin", "HOME=" + home}); err == nil {
 		t.Fatal("a HOME with a .local on the host was accepted")
+	}
+}
+
+// TestZygoteAnswers: requests are answered in the order sent; a request
+// the server could not fork for, and each one unanswered when the server
+// is gone, is lost (its run is killed at once instead of waiting for its
+// deadline); one a child took is not.
+func TestZygoteAnswers(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := os.NewFile(uintptr(fds[1]), "server")
+	f := os.NewFile(uintptr(fds[0]), "daemon")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var lost [4]chan struct{}
+	pending := new([]func())
+	for i := range lost {
+		lost[i] = make(chan struct{})
+		*pending = append(*pending, func() { close(lost[i]) })
+	}
+	z := &Zygote{}
+	done := make(chan struct{})
+	go func() { z.answers(c.(*net.UnixConn), pending); close(done) }()
+	for _, b := range []string{"1", "0"} {
+		if _, err := server.Write([]byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-lost[1]:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request the server could not fork for was not lost")
+	}
+	server.Close() // the server is gone with two requests unanswered
+	<-done
+	for i, want := range []bool{false, true, true, true} {
+		select {
+		case <-lost[i]:
+			if !want {
+				t.Errorf("request %d, which a child took, was lost", i)
+			}
+		default:
+			if want {
+				t.Errorf("request %d was not lost", i)
+			}
+		}
 	}
 }
