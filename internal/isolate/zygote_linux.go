@@ -1,10 +1,12 @@
 package isolate
 
 import (
+	"bufio"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/run"
 )
 
 // A Zygote is a fork server: one interpreter, started once on the host
@@ -106,18 +110,27 @@ func (z *Zygote) start() error {
 		return err
 	}
 	defer code.Close()
+	// What the server and its children write to stderr before a run's
+	// process takes its own (tracebacks, if ever) is the daemon's log's.
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		mine.Close()
+		return err
+	}
+	defer logW.Close()
 	cmd := exec.Command(z.argv[0], z.argv[1:]...)
 	cmd.Env = z.env
 	cmd.Dir = "/"
-	// Its tracebacks, if any, are the daemon's to log.
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = logW
 	cmd.ExtraFiles = []*os.File{theirs, runner, code}
 	// It dies with the daemon (its socket's EOF ends it too).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		mine.Close()
+		logR.Close()
 		return fmt.Errorf("start the fork server: %w", err)
 	}
+	go z.logStderr(logR)
 	c, err := net.FileConn(mine)
 	mine.Close()
 	if err != nil {
@@ -131,6 +144,20 @@ func (z *Zygote) start() error {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	go z.answers(z.conn, z.pending)
 	return nil
+}
+
+// logStderr logs each line r gives until every writer (the server and
+// its children, until each run's process takes its own stderr) is gone.
+// Not in cmd.Wait's keeping: a child waiting for a long run holds it.
+func (z *Zygote) logStderr(r *os.File) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		z.r.log.Warn("fork server", "stderr", run.Clip(sc.Text(), run.MaxMessage))
+	}
+	// A line past the scanner's buffer: no writer may block on a full
+	// pipe for want of a reader.
+	_, _ = io.Copy(io.Discard, r)
 }
 
 // answers reads the server's answers on c, one per request in the order

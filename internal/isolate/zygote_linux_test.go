@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -428,5 +429,28 @@ func TestZygoteAnswers(t *testing.T) {
 				t.Errorf("request %d was not lost", i)
 			}
 		}
+	}
+}
+
+// TestZygoteStderrIsLogged: what the server writes to its stderr reaches
+// the daemon's log, a line per record, a line past the reader's buffer
+// included (no writer may block on it).
+func TestZygoteStderrIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	z := &Zygote{r: &Runner{log: slog.New(slog.NewTextHandler(&buf, nil))}}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { z.logStderr(r); close(done) }()
+	fmt.Fprintln(w, "Traceback (most recent call last):")
+	fmt.Fprintln(w, strings.Repeat("x", 100<<10))
+	fmt.Fprintln(w, "after the long line")
+	w.Close()
+	<-done
+	out := buf.String()
+	if !strings.Contains(out, `msg="fork server" stderr="Traceback (most recent call last):"`) {
+		t.Fatalf("the server's stderr is not in the log:\n%.300s", out)
 	}
 }
