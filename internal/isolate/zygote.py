@@ -218,6 +218,9 @@ def _waiter(fds):
         st["signal"] = os.WTERMSIG(ws)
         st["core"] = os.WCOREDUMP(ws)
     _report(stat, {"exit": st})
+    # The status pipe's EOF, which the daemon's result waits for, need
+    # not wait for this process's own exit.
+    os.close(stat)
     # As the reaper's exit would: init's end ends the namespace, and with
     # it whatever the program left behind.
     _kill(pidfd)
