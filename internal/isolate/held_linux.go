@@ -177,7 +177,7 @@ func (h *HeldProcess) enter(a Activation) error {
 	if err != nil {
 		return err
 	}
-	cfgFile, err := sealedFile("sandboxd-run", b)
+	cfgFile, err := sealedFile("sandboxd-run", b, false)
 	if err != nil {
 		return err
 	}

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Once a sandbox's program runs, init has nothing left to do but reap:
@@ -77,21 +74,9 @@ func openReaper() (*os.File, error) {
 	if reaperCode == nil {
 		return nil, nil
 	}
-	const name = "sandboxd-reaper"
-	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
-	// MFD_EXEC (Linux 6.3) says it is to be executed, which a host with
-	// vm.memfd_noexec=1 requires; older kernels refuse the flag.
-	fd, err := unix.MemfdCreate(name, flags|unix.MFD_EXEC)
-	if errors.Is(err, unix.EINVAL) {
-		fd, err = unix.MemfdCreate(name, flags)
-	}
+	f, err := sealedFile("sandboxd-reaper", reaperELF(reaperMachine, reaperCode), true)
 	if err != nil {
-		return nil, os.NewSyscallError("memfd_create", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if err := writeReaper(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write the reaper: %w", err)
+		return nil, fmt.Errorf("make the reaper's memfd: %w", err)
 	}
 	return f, nil
 }
@@ -112,17 +97,4 @@ func checkReaper() Check {
 		c.Detail = "once the program runs, PID 1 is a sealed 400-byte executable holding 8 KiB, not init's Go runtime"
 	}
 	return c
-}
-
-func writeReaper(f *os.File) error {
-	if _, err := f.Write(reaperELF(reaperMachine, reaperCode)); err != nil {
-		return err
-	}
-	// Executed by each sandbox's root, whom the memfd's owner (host
-	// root) is nobody to: read and execute for all, write for none.
-	if err := f.Chmod(0o555); err != nil {
-		return err
-	}
-	_, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
-	return os.NewSyscallError("fcntl F_ADD_SEALS", err)
 }

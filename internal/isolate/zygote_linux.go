@@ -98,13 +98,13 @@ func (z *Zygote) start() error {
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "zygote"), os.NewFile(uintptr(fds[1]), "zygote")
 	defer theirs.Close()
-	runner, err := sealedFile("sandboxd-warm-runner", z.runner)
+	runner, err := sealedFile("sandboxd-warm-runner", z.runner, false)
 	if err != nil {
 		mine.Close()
 		return err
 	}
 	defer runner.Close()
-	code, err := sealedFile("sandboxd-zygote", zygoteSource)
+	code, err := sealedFile("sandboxd-zygote", zygoteSource, false)
 	if err != nil {
 		mine.Close()
 		return err
@@ -204,24 +204,6 @@ func checkHostHome(env []string) error {
 		}
 	}
 	return nil
-}
-
-// sealedFile is a memfd holding b, sealed against every change.
-func sealedFile(name string, b []byte) (*os.File, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, os.NewSyscallError("memfd_create", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
-		f.Close()
-		return nil, os.NewSyscallError("seal memfd", err)
-	}
-	return f, nil
 }
 
 // fork sends the server one request, files (zygote.py's _waiter says
