@@ -103,7 +103,11 @@ func run() int {
 	}
 	if err := enc.Encode(Message{Pid: pid, Setup: time.Since(began)}); err != nil {
 		// The parent is gone; the program must not run unsupervised.
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		// (No program, pid 0, when one enters from outside: kill(0)
+		// would signal init's process group.)
+		if pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		return ExitSetupFailed
 	}
 	if cfg.Reaper {
@@ -114,9 +118,6 @@ func run() int {
 			// of its children, which only an execve puts it in.
 			return fail(step("execute the reaper", err))
 		}
-	}
-	if cfg.Enter {
-		return fail(step("hold the sandbox", errors.New("entering a sandbox needs the reaper")))
 	}
 	es := reap(pid)
 	_ = enc.Encode(Message{Exit: &es})
@@ -133,6 +134,10 @@ func readConfig(f *os.File) (*Config, error) {
 	}
 	if len(cfg.Argv) == 0 && !cfg.Enter {
 		return nil, fmt.Errorf("empty argv")
+	}
+	if cfg.Enter && !cfg.Reaper {
+		// Checked before a sandbox is built for nothing.
+		return nil, errors.New("entering a sandbox needs the reaper")
 	}
 	if cfg.UID == 0 || cfg.GID == 0 {
 		return nil, fmt.Errorf("refusing to run the program as uid/gid 0")
