@@ -34,11 +34,15 @@ import (
 
 const code = "print(1)"
 
+// binDir holds the sandboxd and sandboxd-init to measure (-bin).
+var binDir string
+
 func main() {
 	n := flag.Int("n", 2000, "runs at each concurrency, for each of bare and the daemon")
 	conc := flag.String("c", "2,8", "concurrencies, comma-separated")
 	warm := flag.String("warm", "python=2", "the daemon's --warm")
 	extra := flag.String("daemon-args", "", "more sandboxd serve arguments, space-separated (no shell)")
+	flag.StringVar(&binDir, "bin", "", "directory holding sandboxd and sandboxd-init (default: build them); a kept build lets perf name their symbols")
 	flag.Parse()
 	var cs []int
 	for _, f := range strings.Split(*conc, ",") {
@@ -66,10 +70,13 @@ func bench(n int, cs []int, warm string, extra []string) error {
 	}
 	// The init binary beside the daemon, as installed: without it every
 	// sandbox re-executes the 20 MB daemon (about 15 ms more CPU a start).
-	bin := filepath.Join(dir, "sandboxd")
-	if out, err := exec.Command("go", "build", "-o", dir+"/", "./cmd/sandboxd", "./cmd/sandboxd-init").CombinedOutput(); err != nil {
-		return fmt.Errorf("build sandboxd and sandboxd-init: %w\n%s", err, out)
+	if binDir == "" {
+		binDir = dir
+		if out, err := exec.Command("go", "build", "-o", dir+"/", "./cmd/sandboxd", "./cmd/sandboxd-init").CombinedOutput(); err != nil {
+			return fmt.Errorf("build sandboxd and sandboxd-init: %w\n%s", err, out)
+		}
 	}
+	bin := filepath.Join(binDir, "sandboxd")
 	d, err := startDaemon(bin, append([]string{"--warm", warm}, extra...))
 	if err != nil {
 		return err

@@ -99,6 +99,25 @@ func testWarmRunsAreColdRuns(t *testing.T, zygote bool) {
 		{"thread joined at exit", run.Spec{Files: py("import threading, time\ndef w():\n    time.sleep(0.2); print('thread done')\nthreading.Thread(target=w).start()\nprint('main done')")}},
 		{"keyboard interrupt", run.Spec{Files: py("raise KeyboardInterrupt")}},
 		{"unraisable at exit", run.Spec{Files: py("import sys\nsys.stdout.close()\nprint('x', file=sys.stderr)")}},
+		// How a run's process ends: its modules' objects are finalized
+		// as python3's shutdown finalizes them.
+		{"module finalizers at exit", run.Spec{Files: []run.File{
+			{Name: "main.py", Content: []byte("import helper\nclass C:\n    def __del__(self): print('main del')\nc = C()\nprint('main')")},
+			{Name: "helper.py", Content: []byte("class H:\n    def __del__(self): print('helper del')\nh = H()\nf = open('h.txt', 'w')\nf.write('helper unclosed')")},
+		}}},
+		{"cycle finalized at exit", run.Spec{Files: py("class C:\n    def __del__(self): print('cycle del')\na = C()\na.me = a\nprint('end')")}},
+		{"cycle finalized with the collector off", run.Spec{Files: py("import gc\ngc.disable()\nclass C:\n    def __del__(self): print('cycle del')\na = C()\na.me = a\nprint('end')")}},
+		{"generator closed at exit", run.Spec{Files: py("def g():\n    try:\n        yield 1\n    finally:\n        print('finally')\nx = g()\nnext(x)\nprint('end')")}},
+		{"frame finalized before exit handlers", run.Spec{Files: py("import atexit, sys\natexit.register(lambda: print('atexit'))\nclass C:\n    def __del__(self): print('del')\ndef f():\n    c = C()\n    sys.exit(4)\nf()")}},
+		{"stdout replaced by a file", run.Spec{Files: py("import sys\nsys.stdout = open('o.txt', 'w')\nprint('to the file')")}},
+		{"exit code wraps", run.Spec{Files: py("import sys; sys.exit(263)")}},
+		{"exit code negative", run.Spec{Files: py("import sys; sys.exit(-1)")}},
+		{"exit with an object", run.Spec{Files: py("import sys; sys.exit(['a', 1])")}},
+		{"finalizer held by builtins", run.Spec{Files: py("import builtins\nclass C:\n    def __del__(self): print('builtins del')\nbuiltins.keep = C()\nprint('end')")}},
+		{"finalizer held by a preloaded module", run.Spec{Files: py("import json\nclass C:\n    def __del__(self): print('json del')\njson.keep = C()\nf = open('j.txt', 'w')\njson.f = f\ndel f\njson.f.write('held')\nprint('end')")}},
+		{"stdout flush fails at exit", run.Spec{Files: py("import sys\nsys.stdout = open('/dev/full', 'w')\nprint('lost')")}},
+		{"daemon thread at exit", run.Spec{Files: py("import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\nprint('main')")}},
+		{"signal handler at exit", run.Spec{Files: py("import signal, atexit, os\nsignal.signal(signal.SIGTERM, lambda *a: print('handled'))\natexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))\nprint('end')")}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

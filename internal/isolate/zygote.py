@@ -16,9 +16,9 @@
 # process joins the run's cgroup and cgroup namespace, drops every
 # capability and the bounding set, takes the run's ids, installs the
 # run's seccomp filter and runs the program as the warm runner would
-# (_run). Every step that must fail closed does: the child exits before
-# running anything of the run.
-import ctypes, resource, signal, socket
+# (_run), then ends as python3 would (_finish). Every step that must fail
+# closed does: the child exits before running anything of the run.
+import _thread, builtins, ctypes, resource, signal, socket
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -273,7 +273,113 @@ def _serve():
         sock.send(b"1" if pid > 0 else b"0")
 
 
+def _exit_code(e):
+    # What python3 does with the SystemExit that ends it
+    # (_Py_HandleSystemExit): None is 0, an int is itself, anything else
+    # is printed to stderr and is 1.
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if -(1 << 63) <= code < 1 << 63 else 0xFF
+    try:
+        if sys.stderr is not None:
+            print(code, file=sys.stderr)
+        else:
+            os.write(2, str(code).encode() + b"\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _flush_std():
+    # flush_std_files: a closed file is skipped; False when one failed.
+    ok = True
+    for f in (sys.stdout, sys.stderr):
+        if f is None or getattr(f, "closed", False) is True:
+            continue
+        try:
+            f.flush()
+        except Exception:
+            ok = False
+    return ok
+
+
+def _clear_module(d):
+    # _PyModule_ClearDict: the names with one leading underscore first,
+    # then all others but __builtins__, each set to None.
+    def private(k):
+        return k[:1] == "_" and k[1:2] != "_"
+
+    for wanted in (private, lambda k: k != "__builtins__"):
+        for k in list(d):
+            if isinstance(k, str) and wanted(k) and d.get(k) is not None:
+                d[k] = None
+
+
+def _finish(code):
+    # The run's process ends as python3 ends (Py_FinalizeEx) in all a
+    # program can see, without tearing down what it shares with the
+    # server. python3 clears every module and frees every object; most of
+    # them are the server's here, on pages the fork shares, and each
+    # refcount the teardown writes copies a page: some 1100 for
+    # `print(1)`, a fifth of a pooled run's CPU, for nothing the program
+    # can observe. What the program made (its modules, __main__ among
+    # them, and all they hold) is cleared as python3 clears it, so its
+    # finalizers run and its unclosed files are flushed; then the process
+    # exits. Wherever that could differ, python3's own shutdown runs
+    # instead: threads still running (it joins or abandons them), a name
+    # the program added to builtins, a flush of stdout or stderr that
+    # failed (it reports it), and an object with a finalizer that is
+    # still alive once the program's modules are gone (the server's
+    # modules hold it, which python3 would clear too). RATIONALE,
+    # "A fork server".
+    if _thread._count():
+        sys.exit(code)
+    t = sys.modules.get("threading")
+    if t is not None:
+        t._shutdown()
+    atexit._run_exitfuncs()
+    if _thread._count() or len(builtins.__dict__) != _builtins_len or not _flush_std():
+        sys.exit(code)
+    # _PySignal_Fini: a signal the program handled now acts by default.
+    for s in signal.valid_signals():
+        h = signal.getsignal(s)
+        if callable(h):
+            signal.signal(s, signal.SIG_DFL)
+    if gc.isenabled():
+        gc.collect()
+    # finalize_modules: sys's files back to the originals, the modules out
+    # of sys.modules, what is left of them cleared newest first, and the
+    # garbage collected whether or not the program turned the collector
+    # off.
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
+    mods = [sys.modules.pop(n) for n in reversed(list(sys.modules)) if n not in _preloaded or n == "__main__"]
+    gc.collect()
+    while mods:
+        m = mods.pop(0)
+        if isinstance(m, types.ModuleType):
+            _clear_module(m.__dict__)
+        m = None
+    gc.collect()
+    # What is left with a finalizer is the program's, held by the server's
+    # modules or builtins (`json.cache = open(...)`): the interpreter's
+    # shutdown, which clears those too, finalizes it.
+    for o in gc.get_objects():
+        if hasattr(type(o), "__del__"):
+            sys.exit(code)
+    os._exit(code if _flush_std() else 120)
+
+
+# What the server holds: a run's modules are the others (and __main__).
+_preloaded = frozenset(sys.modules)
+_builtins_len = len(builtins.__dict__)
 _ctl = _serve()
 if _ctl is None:
     sys.exit(0)
-_run(_ctl)
+try:
+    _run(_ctl)
+    _code = 0
+except SystemExit as e:
+    _code = _exit_code(e)
+_finish(_code)

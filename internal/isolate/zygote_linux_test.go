@@ -225,6 +225,27 @@ func TestZygoteRandomIsNotShared(t *testing.T) {
 	}
 }
 
+// TestZygoteRunSkipsTheServersTeardown: a forked run ends without
+// tearing down the modules it shares with the server (zygote.py,
+// _finish), unless it could show: with a thread still running, the
+// interpreter's own shutdown runs. Shown by a weakref callback on an
+// object hung on json, a module the server imported: only a teardown of
+// json calls it. (Python promises neither; a cold run does not call it.)
+func TestZygoteRunSkipsTheServersTeardown(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	const prog = "import json, weakref\nclass X:\n    pass\njson.x = X()\njson.r = weakref.ref(json.x, lambda r: print('torn down'))\nprint('end')\n"
+	for _, c := range []struct{ name, code, want string }{
+		{"single-threaded", prog, "end\n"},
+		{"a thread still running", prog + "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n", "end\ntorn down\n"},
+	} {
+		res := runEntered(t, r, z, c.code, limits.Defaults())
+		if res.Status != run.StatusOK || string(res.Stdout) != c.want {
+			t.Errorf("%s: %s %q %q, want stdout %q", c.name, res.Status, res.Stdout, res.Stderr, c.want)
+		}
+	}
+}
+
 // TestZygoteRestarts: a server that died is started again by the next
 // run, which runs.
 func TestZygoteRestarts(t *testing.T) {
