@@ -132,6 +132,7 @@ func runWarmSuite(t *testing.T) {
 		{"LargeOutputByteExact", TestLargeOutputByteExact},
 		{"ProducedFiles", TestProducedFiles},
 		{"ArgsReachProgramUnchanged", TestArgsReachProgramUnchanged},
+		{"StdinPassthrough", TestStdinPassthrough},
 		{"Environment", TestEnvironment},
 		{"TrailingOutputArrives", TestTrailingOutputArrives},
 	}

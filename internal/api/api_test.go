@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +136,8 @@ func TestRunErrors(t *testing.T) {
 		{"trailing bracket", `{"runtime":"python","code":"x"}]`, 400, "invalid_argument"},
 		{"trailing brace", `{"runtime":"python","code":"x"}}`, 400, "invalid_argument"},
 		{"bad file encoding", `{"files":[{"name":"a.py","content":"x","encoding":"rot13"}]}`, 400, "invalid_argument"},
+		{"bad stdin encoding", `{"runtime":"python","code":"x","stdin":"eA==","stdin_encoding":"rot13"}`, 400, "invalid_argument"},
+		{"bad stdin base64", `{"runtime":"python","code":"x","stdin":"not base64!","stdin_encoding":"base64"}`, 400, "invalid_argument"},
 		{"too large", `{"runtime":"python","code":"` + strings.Repeat("x", 5000) + `"}`, 413, "payload_too_large"},
 	}
 	for _, c := range cases {
@@ -168,6 +171,22 @@ func TestRunShortForm(t *testing.T) {
 	if spec.Files[0].Name != "main.py" || string(spec.Stdin) != "in" || spec.Args[0] != "a" ||
 		spec.Limits.Timeout != limits.Duration(2*time.Second) || spec.Limits.Memory != 128*limits.MiB {
 		t.Errorf("spec %+v", spec)
+	}
+}
+
+// TestRunStdinBytes: stdin that is not UTF-8 comes as base64 with
+// stdin_encoding, as a file's content does, and reaches the run as the
+// bytes it was.
+func TestRunStdinBytes(t *testing.T) {
+	f := newFake()
+	s := newServer(f, Config{})
+	in := []byte{0, 0xff, 0xfe, 'a', 0x80, '\n'}
+	body := `{"runtime":"py","code":"x","stdin":"` + base64.StdEncoding.EncodeToString(in) + `","stdin_encoding":"base64"}`
+	if rec := do(t, s, "POST", "/v1/runs", body); rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
+	if got := f.specs[0].Stdin; !bytes.Equal(got, in) {
+		t.Errorf("stdin %q, want %q", got, in)
 	}
 }
 

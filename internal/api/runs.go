@@ -62,6 +62,13 @@ func bodyError(err error) error {
 // reg. The runner's Plan checks the rest.
 func SpecOf(req *RunRequest, reg *runtimes.Registry) (*run.Spec, error) {
 	spec := req.Spec
+	if req.StdinEncoding != "" {
+		b, err := run.DecodeBytes(string(req.Stdin), req.StdinEncoding)
+		if err != nil {
+			return nil, fmt.Errorf("%w: stdin: %w", errdefs.ErrInvalidArgument, err)
+		}
+		spec.Stdin = b
+	}
 	if req.Code != nil {
 		if len(req.Files) > 0 {
 			return nil, fmt.Errorf("%w: give either code or files, not both", errdefs.ErrInvalidArgument)

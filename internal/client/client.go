@@ -50,6 +50,10 @@ func (c *Client) Run(ctx context.Context, spec *run.Spec, stream run.Stream) (*r
 		}
 		req.Stdin = b
 	}
+	// Bytes that are not UTF-8 go as base64: a JSON string would turn
+	// them into U+FFFD.
+	text, enc := run.EncodeBytes(req.Stdin)
+	req.Stdin, req.StdinEncoding = run.Text(text), enc
 	body, err := json.Marshal(&req)
 	if err != nil {
 		return nil, err

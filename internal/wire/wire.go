@@ -16,6 +16,10 @@ type RunRequest struct {
 	run.Spec
 	// Code is the program's source in the short form.
 	Code *string `json:"code,omitempty"`
+	// StdinEncoding says how Spec's stdin is written: "" or "utf8" for
+	// text, "base64" for bytes that are not UTF-8 (which a JSON string
+	// cannot carry), as a file's content is.
+	StdinEncoding string `json:"stdin_encoding,omitempty"`
 }
 
 // Event is one line of a streamed run (NDJSON): output chunks as they
