@@ -329,8 +329,8 @@ def _finish(code):
     # finalizers run and its unclosed files are flushed; then the process
     # exits. Wherever that could differ, python3's own shutdown runs
     # instead: threads still running (it joins or abandons them), a name
-    # the program added to builtins, a flush of stdout or stderr that
-    # failed (it reports it), and an object with a finalizer that is
+    # the program added to builtins, the collector's frozen generation
+    # changed, a flush of stdout or stderr that failed (it reports it), and an object with a finalizer that is
     # still alive once the program's modules are gone (the server's
     # modules hold it, which python3 would clear too). RATIONALE,
     # "A fork server".
@@ -340,7 +340,7 @@ def _finish(code):
     if t is not None:
         t._shutdown()
     atexit._run_exitfuncs()
-    if _thread._count() or len(builtins.__dict__) != _builtins_len or not _flush_std():
+    if _thread._count() or len(builtins.__dict__) != _builtins_len or gc.get_freeze_count() != _frozen or not _flush_std():
         sys.exit(code)
     # _PySignal_Fini: a signal the program handled now acts by default.
     for s in signal.valid_signals():
@@ -364,7 +364,10 @@ def _finish(code):
     gc.collect()
     # What is left with a finalizer is the program's, held by the server's
     # modules or builtins (`json.cache = open(...)`): the interpreter's
-    # shutdown, which clears those too, finalizes it.
+    # shutdown, which clears those too, finalizes it. (get_objects lists
+    # what the collector tracks outside the frozen generation: what was
+    # made since the server's freeze, unless the program froze or
+    # unfroze, which is why that hands over too.)
     for o in gc.get_objects():
         if hasattr(type(o), "__del__"):
             sys.exit(code)
@@ -375,6 +378,7 @@ def _finish(code):
 _preloaded = frozenset(sys.modules)
 _builtins_len = len(builtins.__dict__)
 _ctl = _serve()
+_frozen = gc.get_freeze_count()
 if _ctl is None:
     sys.exit(0)
 try:
