@@ -340,7 +340,11 @@ def _finish(code):
     if t is not None:
         t._shutdown()
     atexit._run_exitfuncs()
-    if _thread._count() or len(builtins.__dict__) != _builtins_len or gc.get_freeze_count() != _frozen or not _flush_std():
+    # (The frozen generation only shrinks as the server's objects the
+    # program let go of die, a few; gc.freeze() grows it by at least the
+    # program's own objects, gc.unfreeze() empties it.)
+    frozen = gc.get_freeze_count()
+    if _thread._count() or len(builtins.__dict__) != _builtins_len or frozen > _frozen or frozen == 0 or not _flush_std():
         sys.exit(code)
     # _PySignal_Fini: a signal the program handled now acts by default.
     for s in signal.valid_signals():
