@@ -384,6 +384,17 @@ _builtins_len = len(builtins.__dict__)
 _ctl = _serve()
 _frozen = gc.get_freeze_count()
 if _ctl is None:
+    # The daemon let this server go (or is gone): its runs' waiters end
+    # with their runs; they are waited for, not left to whoever would
+    # inherit them.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            pass
     sys.exit(0)
 try:
     _run(_ctl)

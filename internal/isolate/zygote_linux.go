@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,11 +51,20 @@ type Zygote struct {
 	// starts.
 	interp []string
 
+	// maxRuns and maxAge bound one server's life (zygoteMaxRuns,
+	// zygoteMaxAge; tests lower them).
+	maxRuns int
+	maxAge  time.Duration
+
 	mu   sync.Mutex
 	conn *net.UnixConn
 	proc *os.Process
 	// exited is closed once proc is reaped.
 	exited chan struct{}
+	// started and served: when proc started, and how many requests it
+	// took.
+	started time.Time
+	served  int
 	// pending are the requests sent on conn and not yet answered, oldest
 	// first: each one's lost, called if the server answers that it could
 	// not fork, or is gone before it answered.
@@ -65,6 +75,18 @@ type Zygote struct {
 //go:embed zygote.py
 var zygoteSource []byte
 
+// A server serves at most zygoteMaxRuns runs, and takes none once
+// zygoteMaxAge old: the next run starts a new one, with a new address
+// layout and str hash seed, so that no one layout or seed is shared by
+// more runs, or for longer, than that. The old one takes no more
+// requests, waits for its runs to end and exits. (A start costs some
+// 40 ms of CPU: a thousandth of its runs'. The run that starts one
+// waits for it.)
+const (
+	zygoteMaxRuns = 1000
+	zygoteMaxAge  = 10 * time.Minute
+)
+
 // NewZygote returns a fork server for a runtime whose warm runner is
 // runner (source), run by interp (its binary and flags) with env, as the
 // warm pool starts it in each sandbox. It starts in the background now,
@@ -74,7 +96,7 @@ func (r *Runner) NewZygote(interp []string, runner []byte, env []string) (*Zygot
 		return nil, errNoReaper
 	}
 	argv := append(append([]string{}, interp...), "/proc/self/fd/4", "--zygote")
-	z := &Zygote{r: r, argv: argv, env: env, runner: runner, interp: interp}
+	z := &Zygote{r: r, argv: argv, env: env, runner: runner, interp: interp, maxRuns: zygoteMaxRuns, maxAge: zygoteMaxAge}
 	go func() {
 		z.mu.Lock()
 		defer z.mu.Unlock()
@@ -139,6 +161,7 @@ func (z *Zygote) start() error {
 		return err
 	}
 	z.conn, z.proc, z.exited = c.(*net.UnixConn), cmd.Process, make(chan struct{})
+	z.started, z.served = time.Now(), 0
 	z.pending = new([]func())
 	exited := z.exited
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -164,6 +187,8 @@ func (z *Zygote) logStderr(r *os.File) {
 // sent, until c ends: a request the server could not fork for, and every
 // request unanswered when c ends, is lost.
 func (z *Zygote) answers(c *net.UnixConn, pending *[]func()) {
+	// A retired server's socket is nobody else's to close.
+	defer c.Close()
 	var b [1]byte
 	for {
 		n, err := c.Read(b[:])
@@ -223,6 +248,9 @@ func (z *Zygote) fork(files []*os.File, lost func()) error {
 		fds[i] = int(f.Fd())
 	}
 	rights := unix.UnixRights(fds...)
+	if z.conn != nil && (z.served >= z.maxRuns || time.Since(z.started) >= z.maxAge) {
+		z.retire()
+	}
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if z.conn == nil {
@@ -232,11 +260,25 @@ func (z *Zygote) fork(files []*os.File, lost func()) error {
 		}
 		if _, _, err = z.conn.WriteMsgUnix([]byte{1}, rights, nil); err == nil {
 			*z.pending = append(*z.pending, lost)
+			z.served++
 			return nil
 		}
 		z.stop()
 	}
 	return fmt.Errorf("send to the fork server: %w", err)
+}
+
+// retire lets the server go without ending it; z.mu is held. The end of
+// its socket's sending side is its EOF once it has read every request
+// sent: it answers those (its answers goroutine reads them to the end),
+// waits for its children, the runs' waiters, and exits.
+func (z *Zygote) retire() {
+	if err := z.conn.CloseWrite(); err != nil {
+		// It could not be told: end it as stop does.
+		z.stop()
+		return
+	}
+	z.conn, z.proc = nil, nil
 }
 
 // stop ends the server and waits for it; z.mu is held. Its children

@@ -68,11 +68,18 @@ func runEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits
 // runEnteredCtl is runEntered with the warm runner's control ctl.
 func runEnteredCtl(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) *run.Result {
 	t.Helper()
+	return activateEntered(t, r, z, code, l, ctl)()
+}
+
+// activateEntered starts code's run through z and returns once the
+// server has it, with what waits for its result.
+func activateEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) (wait func() *run.Result) {
+	t.Helper()
 	ws, err := r.NewWorkspace(l.Tmpfs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
+	t.Cleanup(func() { ws.Close() })
 	if err := ws.WriteFile(run.File{Name: "main.py", Content: []byte(code)}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +96,15 @@ func runEnteredCtl(t *testing.T, r *Runner, z *Zygote, code string, l limits.Lim
 		_, _ = h.Wait()
 		t.Fatal(err)
 	}
-	res, err := h.Wait()
-	if err != nil {
-		t.Fatal(err)
+	return func() *run.Result {
+		t.Helper()
+		res, err := h.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws.Close()
+		return res
 	}
-	return res
 }
 
 // TestZygoteRunIsTheRuns: what a run forked by the zygote sees of itself
@@ -266,6 +277,59 @@ func TestZygoteRestarts(t *testing.T) {
 	defer z.mu.Unlock()
 	if z.proc == nil || z.proc.Pid == first {
 		t.Fatalf("the server was not started again")
+	}
+}
+
+// TestZygoteRecycles: a server that has served its runs is let go: the
+// next run starts a new one, and the old one, told by its socket's EOF,
+// finishes the run it holds and exits by itself.
+func TestZygoteRecycles(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	z.mu.Lock()
+	z.maxRuns = 2
+	z.mu.Unlock()
+	server := func() (int, chan struct{}) {
+		z.mu.Lock()
+		defer z.mu.Unlock()
+		if z.proc == nil {
+			return 0, nil
+		}
+		return z.proc.Pid, z.exited
+	}
+	if res := runEntered(t, r, z, "print(1)\n", limits.Defaults()); string(res.Stdout) != "1\n" {
+		t.Fatalf("first run: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	first, firstExited := server()
+	before := openFDs(t)
+	long := activateEntered(t, r, z, "import time\ntime.sleep(3)\nprint('long')\n", limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	if res := runEntered(t, r, z, "print(3)\n", limits.Defaults()); string(res.Stdout) != "3\n" {
+		t.Fatalf("third run: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	if second, _ := server(); second == 0 || second == first {
+		t.Fatalf("the third run went to server %d, the first two to %d: want a new one", second, first)
+	}
+	select {
+	case <-firstExited:
+		t.Fatal("the old server exited before the run it held ended")
+	default:
+	}
+	if res := long(); res.Status != run.StatusOK || string(res.Stdout) != "long\n" {
+		t.Fatalf("the old server's run: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	select {
+	case <-firstExited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old server did not exit once its run ended")
+	}
+	// Its socket and its stderr's pipe are closed once it is gone (by
+	// goroutines that see it go): the new server's take their place.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(openFDs(t)) > len(before) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := openFDs(t); len(after) > len(before) {
+		t.Errorf("the old server left descriptors behind:\n%s", strings.Join(newFDs(before, after), "\n"))
 	}
 }
 
