@@ -75,13 +75,13 @@ type Zygote struct {
 //go:embed zygote.py
 var zygoteSource []byte
 
-// A server serves at most zygoteMaxRuns runs, and takes none once
-// zygoteMaxAge old: the next run starts a new one, with a new address
-// layout and str hash seed, so that no one layout or seed is shared by
-// more runs, or for longer, than that. The old one takes no more
-// requests, waits for its runs to end and exits. (A start costs some
-// 40 ms of CPU: a thousandth of its runs'. The run that starts one
-// waits for it.)
+// A server serves at most zygoteMaxRuns runs, and none once zygoteMaxAge
+// old: then a new one, with a new address layout and str hash seed, is
+// started in its place at once (not by the next run, which would wait
+// for it), so that no one layout or seed is shared by more runs, or for
+// longer, than that. The old one takes no more requests, waits for its
+// runs to end and exits. (A start costs some 40 ms of CPU: a thousandth
+// of its runs'.)
 const (
 	zygoteMaxRuns = 1000
 	zygoteMaxAge  = 10 * time.Minute
@@ -162,6 +162,14 @@ func (z *Zygote) start() error {
 	}
 	z.conn, z.proc, z.exited = c.(*net.UnixConn), cmd.Process, make(chan struct{})
 	z.started, z.served = time.Now(), 0
+	proc := cmd.Process
+	time.AfterFunc(z.maxAge, func() {
+		z.mu.Lock()
+		defer z.mu.Unlock()
+		if z.proc == proc && !z.closed {
+			z.renew()
+		}
+	})
 	z.pending = new([]func())
 	exited := z.exited
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -248,9 +256,6 @@ func (z *Zygote) fork(files []*os.File, lost func()) error {
 		fds[i] = int(f.Fd())
 	}
 	rights := unix.UnixRights(fds...)
-	if z.conn != nil && (z.served >= z.maxRuns || time.Since(z.started) >= z.maxAge) {
-		z.retire()
-	}
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if z.conn == nil {
@@ -260,12 +265,23 @@ func (z *Zygote) fork(files []*os.File, lost func()) error {
 		}
 		if _, _, err = z.conn.WriteMsgUnix([]byte{1}, rights, nil); err == nil {
 			*z.pending = append(*z.pending, lost)
-			z.served++
+			if z.served++; z.served >= z.maxRuns {
+				z.renew()
+			}
 			return nil
 		}
 		z.stop()
 	}
 	return fmt.Errorf("send to the fork server: %w", err)
+}
+
+// renew lets the server go and starts its successor; z.mu is held. A
+// successor that fails to start is started by the next run.
+func (z *Zygote) renew() {
+	z.retire()
+	if err := z.start(); err != nil {
+		z.r.log.Warn("start the fork server", "err", err)
+	}
 }
 
 // retire lets the server go without ending it; z.mu is held. The end of

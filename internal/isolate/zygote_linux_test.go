@@ -280,8 +280,8 @@ func TestZygoteRestarts(t *testing.T) {
 	}
 }
 
-// TestZygoteRecycles: a server that has served its runs is let go: the
-// next run starts a new one, and the old one, told by its socket's EOF,
+// TestZygoteRecycles: a server that has served its runs is let go and a
+// new one takes the next run; the old one, told by its socket's EOF,
 // finishes the run it holds and exits by itself.
 func TestZygoteRecycles(t *testing.T) {
 	r := requireRunner(t)
@@ -330,6 +330,40 @@ func TestZygoteRecycles(t *testing.T) {
 	}
 	if after := openFDs(t); len(after) > len(before) {
 		t.Errorf("the old server left descriptors behind:\n%s", strings.Join(newFDs(before, after), "\n"))
+	}
+}
+
+// TestZygoteRecyclesByAge: a server as old as maxAge is replaced with
+// no run to prompt it, and the next run goes to the new one.
+func TestZygoteRecyclesByAge(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	z.mu.Lock()
+	z.maxAge = 300 * time.Millisecond
+	z.stop() // the next start has the new bound
+	z.mu.Unlock()
+	if res := runEntered(t, r, z, "print(1)\n", limits.Defaults()); string(res.Stdout) != "1\n" {
+		t.Fatalf("first run: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	z.mu.Lock()
+	first, firstExited := z.proc.Pid, z.exited
+	z.mu.Unlock()
+	select {
+	case <-firstExited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server was not let go once its age was up")
+	}
+	z.mu.Lock()
+	second := 0
+	if z.proc != nil {
+		second = z.proc.Pid
+	}
+	z.mu.Unlock()
+	if second == 0 || second == first {
+		t.Fatalf("no new server took the old one's place (%d, the old %d)", second, first)
+	}
+	if res := runEntered(t, r, z, "print(2)\n", limits.Defaults()); string(res.Stdout) != "2\n" {
+		t.Fatalf("a run on the new server: %s %q %q", res.Status, res.Stdout, res.Stderr)
 	}
 }
 
