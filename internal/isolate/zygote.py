@@ -329,11 +329,11 @@ def _finish(code):
     # finalizers run and its unclosed files are flushed; then the process
     # exits. Wherever that could differ, python3's own shutdown runs
     # instead: threads still running (it joins or abandons them), a name
-    # the program added to builtins, the collector's frozen generation
-    # changed, a flush of stdout or stderr that failed (it reports it), and an object with a finalizer that is
-    # still alive once the program's modules are gone (the server's
-    # modules hold it, which python3 would clear too). RATIONALE,
-    # "A fork server".
+    # the program added to builtins, a frozen generation the program
+    # froze into or emptied, a flush of stdout or stderr that failed (it
+    # reports it), and an object with a finalizer that is still alive
+    # once the program's modules are gone (the server's modules hold it,
+    # which python3 would clear too). RATIONALE, "A fork server".
     if _thread._count():
         sys.exit(code)
     t = sys.modules.get("threading")

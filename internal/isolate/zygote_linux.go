@@ -61,10 +61,8 @@ type Zygote struct {
 	proc *os.Process
 	// exited is closed once proc is reaped.
 	exited chan struct{}
-	// started and served: when proc started, and how many requests it
-	// took.
-	started time.Time
-	served  int
+	// served is how many requests proc took.
+	served int
 	// pending are the requests sent on conn and not yet answered, oldest
 	// first: each one's lost, called if the server answers that it could
 	// not fork, or is gone before it answered.
@@ -161,7 +159,7 @@ func (z *Zygote) start() error {
 		return err
 	}
 	z.conn, z.proc, z.exited = c.(*net.UnixConn), cmd.Process, make(chan struct{})
-	z.started, z.served = time.Now(), 0
+	z.served = 0
 	proc := cmd.Process
 	time.AfterFunc(z.maxAge, func() {
 		z.mu.Lock()
