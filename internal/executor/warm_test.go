@@ -116,6 +116,7 @@ func testWarmRunsAreColdRuns(t *testing.T, zygote bool) {
 		{"finalizer held by builtins", run.Spec{Files: py("import builtins\nclass C:\n    def __del__(self): print('builtins del')\nbuiltins.keep = C()\nprint('end')")}},
 		{"finalizer held by a preloaded module", run.Spec{Files: py("import json\nclass C:\n    def __del__(self): print('json del')\njson.keep = C()\nf = open('j.txt', 'w')\njson.f = f\ndel f\njson.f.write('held')\nprint('end')")}},
 		{"finalizer frozen by the program", run.Spec{Files: py("import gc, json\nclass C:\n    def __del__(self): print('json del')\njson.keep = C()\ngc.freeze()\nprint('end')")}},
+		{"many modules imported", run.Spec{Files: py("import asyncio, decimal, email.message, http.client, xml.dom.minidom, sqlite3, unittest, logging\nlogging.basicConfig()\nlogging.getLogger().warning('logged')\ndb = sqlite3.connect(':memory:')\nclass C:\n    def __del__(self): print('del')\nc = C()\nprint('end')")}},
 		{"stdout flush fails at exit", run.Spec{Files: py("import sys\nsys.stdout = open('/dev/full', 'w')\nprint('lost')")}},
 		{"daemon thread at exit", run.Spec{Files: py("import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\nprint('main')")}},
 		{"signal handler at exit", run.Spec{Files: py("import signal, atexit, os\nsignal.signal(signal.SIGTERM, lambda *a: print('handled'))\natexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))\nprint('end')")}},

@@ -360,8 +360,10 @@ def _finish(code):
     sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
     mods = [sys.modules.pop(n) for n in reversed(list(sys.modules)) if n not in _preloaded or n == "__main__"]
     gc.collect()
-    while mods:
-        m = mods.pop(0)
+    # Each let go as it is cleared (a program with thousands of modules
+    # must not pay for list.pop(0)).
+    for i in range(len(mods)):
+        m, mods[i] = mods[i], None
         if isinstance(m, types.ModuleType):
             _clear_module(m.__dict__)
         m = None
