@@ -68,12 +68,24 @@ func runEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits
 // runEnteredCtl is runEntered with the warm runner's control ctl.
 func runEnteredCtl(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) *run.Result {
 	t.Helper()
-	return activateEntered(t, r, z, code, l, ctl)()
+	wait, _ := activateEntered(t, r, z, code, l, ctl)
+	return wait()
+}
+
+// zygoteServer is z's current server, its pid and the channel closed
+// when it is reaped (0 and nil when there is none).
+func zygoteServer(z *Zygote) (int, chan struct{}) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.proc == nil {
+		return 0, nil
+	}
+	return z.proc.Pid, z.exited
 }
 
 // activateEntered starts code's run through z and returns once the
-// server has it, with what waits for its result.
-func activateEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) (wait func() *run.Result) {
+// server has it, with what waits for its result and the run's workspace.
+func activateEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) (wait func() *run.Result, ws *Workspace) {
 	t.Helper()
 	ws, err := r.NewWorkspace(l.Tmpfs)
 	if err != nil {
@@ -104,7 +116,7 @@ func activateEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.L
 		}
 		ws.Close()
 		return res
-	}
+	}, ws
 }
 
 // TestZygoteRunIsTheRuns: what a run forked by the zygote sees of itself
@@ -289,30 +301,27 @@ func TestZygoteRecycles(t *testing.T) {
 	z.mu.Lock()
 	z.maxRuns = 2
 	z.mu.Unlock()
-	server := func() (int, chan struct{}) {
-		z.mu.Lock()
-		defer z.mu.Unlock()
-		if z.proc == nil {
-			return 0, nil
-		}
-		return z.proc.Pid, z.exited
-	}
 	if res := runEntered(t, r, z, "print(1)\n", limits.Defaults()); string(res.Stdout) != "1\n" {
 		t.Fatalf("first run: %s %q %q", res.Status, res.Stdout, res.Stderr)
 	}
-	first, firstExited := server()
+	first, firstExited := zygoteServer(z)
 	before := openFDs(t)
-	long := activateEntered(t, r, z, "import time\ntime.sleep(3)\nprint('long')\n", limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	// The old server's run lasts until the test lets it end (a file in
+	// its workspace), not for a time a busy machine could outlast.
+	long, longWS := activateEntered(t, r, z, "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('long')\n", limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
 	if res := runEntered(t, r, z, "print(3)\n", limits.Defaults()); string(res.Stdout) != "3\n" {
 		t.Fatalf("third run: %s %q %q", res.Status, res.Stdout, res.Stderr)
 	}
-	if second, _ := server(); second == 0 || second == first {
+	if second, _ := zygoteServer(z); second == 0 || second == first {
 		t.Fatalf("the third run went to server %d, the first two to %d: want a new one", second, first)
 	}
 	select {
 	case <-firstExited:
 		t.Fatal("the old server exited before the run it held ended")
 	default:
+	}
+	if err := longWS.WriteFile(run.File{Name: "go"}); err != nil {
+		t.Fatal(err)
 	}
 	if res := long(); res.Status != run.StatusOK || string(res.Stdout) != "long\n" {
 		t.Fatalf("the old server's run: %s %q %q", res.Status, res.Stdout, res.Stderr)
@@ -345,21 +354,13 @@ func TestZygoteRecyclesByAge(t *testing.T) {
 	if res := runEntered(t, r, z, "print(1)\n", limits.Defaults()); string(res.Stdout) != "1\n" {
 		t.Fatalf("first run: %s %q %q", res.Status, res.Stdout, res.Stderr)
 	}
-	z.mu.Lock()
-	first, firstExited := z.proc.Pid, z.exited
-	z.mu.Unlock()
+	first, firstExited := zygoteServer(z)
 	select {
 	case <-firstExited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server was not let go once its age was up")
 	}
-	z.mu.Lock()
-	second := 0
-	if z.proc != nil {
-		second = z.proc.Pid
-	}
-	z.mu.Unlock()
-	if second == 0 || second == first {
+	if second, _ := zygoteServer(z); second == 0 || second == first {
 		t.Fatalf("no new server took the old one's place (%d, the old %d)", second, first)
 	}
 	if res := runEntered(t, r, z, "print(2)\n", limits.Defaults()); string(res.Stdout) != "2\n" {
