@@ -34,15 +34,12 @@ import (
 
 const code = "print(1)"
 
-// binDir holds the sandboxd and sandboxd-init to measure (-bin).
-var binDir string
-
 func main() {
 	n := flag.Int("n", 2000, "runs at each concurrency, for each of bare and the daemon")
 	conc := flag.String("c", "2,8", "concurrencies, comma-separated")
 	warm := flag.String("warm", "python=2", "the daemon's --warm")
 	extra := flag.String("daemon-args", "", "more sandboxd serve arguments, space-separated (no shell)")
-	flag.StringVar(&binDir, "bin", "", "directory holding sandboxd and sandboxd-init (default: build them); a kept build lets perf name their symbols")
+	bin := flag.String("bin", "", "directory holding sandboxd and sandboxd-init (default: build them); a kept build lets perf name their symbols")
 	flag.Parse()
 	var cs []int
 	for _, f := range strings.Split(*conc, ",") {
@@ -53,13 +50,15 @@ func main() {
 		}
 		cs = append(cs, c)
 	}
-	if err := bench(*n, cs, *warm, strings.Fields(*extra)); err != nil {
+	if err := bench(*n, cs, *warm, strings.Fields(*extra), *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "pool:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(n int, cs []int, warm string, extra []string) error {
+// bench measures the daemon in binDir (built into a temporary directory
+// when empty).
+func bench(n int, cs []int, warm string, extra []string, binDir string) error {
 	dir, err := os.MkdirTemp("", "sandboxd-bench-")
 	if err != nil {
 		return err
