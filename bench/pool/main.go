@@ -3,8 +3,9 @@
 // bare /usr/bin/python3 processes at the same concurrency, measured in the
 // same run. For each it prints runs per second, p50 and p99 of a run's
 // latency, the runs that started cold (all of them, and those of the
-// second half, once the pool has adapted), the CPU each run cost (the
-// daemon's own, and its sandboxes', read from /proc), the pool's state,
+// second half, once the pool has adapted), the CPU each run cost (in
+// all, and the daemon's, its spawner's and its fork server's own, read
+// from /proc), the pool's state,
 // and the machine's load average. It builds sandboxd and must run as root:
 //
 //	go run ./bench/pool            # 2000 runs of each
@@ -85,7 +86,7 @@ func bench(n int, cs []int, warm string, extra []string, binDir string) error {
 	fmt.Printf("print(1), %d runs at each concurrency; %d CPUs; %s; sandboxd --warm %s %s\n",
 		n, runtime.NumCPU(), machineState(), warm, strings.Join(extra, " "))
 	fmt.Printf("load average before: %s\n\n", loadavg())
-	fmt.Printf("%-3s %-8s %9s %9s %9s %7s %11s %12s %12s %12s\n", "c", "", "runs/s", "p50", "p99", "cold", "cold 2nd ½", "CPU/run", "daemon/run", "spawner/run")
+	fmt.Printf("%-3s %-8s %9s %9s %9s %7s %11s %12s %12s %12s %12s\n", "c", "", "runs/s", "p50", "p99", "cold", "cold 2nd ½", "CPU/run", "daemon/run", "spawner/run", "server/run")
 	for _, c := range cs {
 		bareCPU := childCPU()
 		bare, err := measure(n, c, bareRun)
@@ -93,8 +94,8 @@ func bench(n int, cs []int, warm string, extra []string, binDir string) error {
 			return fmt.Errorf("bare python3: %w", err)
 		}
 		bareCPU = childCPU() - bareCPU
-		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7s %11s %12s %12s %12s\n", c, "bare", bare.rate(), bare.pct(50), bare.pct(99), "-", "-",
-			perRun(bareCPU, n), "-", "-")
+		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7s %11s %12s %12s %12s %12s\n", c, "bare", bare.rate(), bare.pct(50), bare.pct(99), "-", "-",
+			perRun(bareCPU, n), "-", "-", "-")
 
 		before := d.cpu()
 		dm, err := measure(n, c, d.post)
@@ -102,8 +103,9 @@ func bench(n int, cs []int, warm string, extra []string, binDir string) error {
 			return fmt.Errorf("daemon: %w", err)
 		}
 		after := d.cpu()
-		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7d %11d %12s %12s %12s\n", c, "daemon", dm.rate(), dm.pct(50), dm.pct(99), dm.cold(0), dm.cold(n/2),
-			perRun(after.total()-before.total(), n), perRun(after.self-before.self, n), perRun(after.spawner-before.spawner, n))
+		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7d %11d %12s %12s %12s %12s\n", c, "daemon", dm.rate(), dm.pct(50), dm.pct(99), dm.cold(0), dm.cold(n/2),
+			perRun(after.total()-before.total(), n), perRun(after.self-before.self, n), perRun(after.spawner-before.spawner, n),
+			perRun(after.server-before.server, n))
 		fmt.Printf("    daemon/bare: runs/s %.2fx, p50 %.2fx, p99 %.2fx; load average %s\n",
 			dm.rate()/bare.rate(), ratio(dm.pct(50), bare.pct(50)), ratio(dm.pct(99), bare.pct(99)), loadavg())
 		fmt.Printf("    pool: %s\n", d.pool())
@@ -260,11 +262,13 @@ func (d *daemon) post() (bool, error) {
 }
 
 // cpuTimes are the daemon's own CPU time, its live children's own (the
-// spawner, which clones the sandboxes' inits for it) and that of the
-// reaped children of both (every sandbox's init and what ran under it).
-type cpuTimes struct{ self, spawner, children time.Duration }
+// spawner, which clones the sandboxes' inits for it, and with
+// --warm-zygote the fork server, which forks the runs' processes) and
+// that of the reaped children of all (every sandbox's init and what ran
+// under it, every forked run's process).
+type cpuTimes struct{ self, spawner, server, children time.Duration }
 
-func (c cpuTimes) total() time.Duration { return c.self + c.spawner + c.children }
+func (c cpuTimes) total() time.Duration { return c.self + c.spawner + c.server + c.children }
 
 func (d *daemon) cpu() cpuTimes {
 	var c cpuTimes
@@ -275,7 +279,11 @@ func (d *daemon) cpu() cpuTimes {
 		for _, f := range strings.Fields(string(b)) {
 			pid, _ := strconv.Atoi(f)
 			self, children := procCPU(pid)
-			c.spawner += self
+			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(cmd, []byte("--zygote")) {
+				c.server += self
+			} else {
+				c.spawner += self
+			}
 			c.children += children
 		}
 	}
