@@ -122,8 +122,12 @@ type textStream struct {
 	timer   *time.Timer
 }
 
-// partialDelay is how long a partial line waits for the rest of it.
-const partialDelay = 50 * time.Millisecond
+// partialDelay is how long a partial line waits for the rest of it:
+// ipykernel's OutStream.flush_interval, the most a Jupyter kernel holds
+// output back. Less split prints under load: an unbuffered print writes
+// its text and its newline apart, and a CI run on a busy 2-core host saw
+// 50 ms pass between the two ("first", "\n" where E2B gives "first\n").
+const partialDelay = 200 * time.Millisecond
 
 func (t *textStream) Write(p []byte) (int, error) {
 	t.mu.Lock()

@@ -186,7 +186,7 @@ func TestTextStream(t *testing.T) {
 	// A partial line goes out after its delay, without a UTF-8 sequence
 	// cut in two; the rest of it at the end.
 	snow := "☃"
-	got := streamEvents(t, []string{"progress " + snow[:1]}, 20*partialDelay)
+	got := streamEvents(t, []string{"progress " + snow[:1]}, 5*partialDelay)
 	if len(got) != 2 || got[0] != "progress " || !utf8.ValidString(got[1]) {
 		t.Errorf("partial line: %q", got)
 	}
