@@ -397,23 +397,6 @@ func TestZygoteServerDeathEndsItsRuns(t *testing.T) {
 	}
 }
 
-// TestZygoteRunSeesNoOtherRunsFiles: while one run is in flight the
-// server holds its status pipe and init's pidfd, and every later child
-// inherits them; a second run's process must close them before anything
-// of it runs. It sees only its stdio (and the listing's own fd), and the
-// first run, its bystander, ends as it would have.
-func TestZygoteRunSeesNoOtherRunsFiles(t *testing.T) {
-	r := requireRunner(t)
-	z := startZygote(t, r)
-	first, ws := activateEntered(t, r, z, waitForFile, limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
-	waitStarted(t, ws)
-	res := runEntered(t, r, z, "import os\nprint(sorted(os.listdir('/proc/self/fd')))\n", limits.Defaults())
-	if res.Status != run.StatusOK || string(res.Stdout) != "['0', '1', '2', '3']\n" {
-		t.Errorf("a run beside another: %s %q %q, want its stdio alone", res.Status, res.Stdout, res.Stderr)
-	}
-	letFinish(t, ws, first, "the run in flight beside it")
-}
-
 // TestZygoteCloseLetsRunsEnd: Close lets the server go and waits for it:
 // a run in flight ends as it would have and is reported, then the server
 // is gone.
