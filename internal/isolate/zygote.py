@@ -295,10 +295,6 @@ def _serve():
             signal.pthread_sigmask(signal.SIG_UNBLOCK, chld)
             ctl = None
             try:
-                # Closed here, not left to the closing of every file in
-                # _enter: the socket object would close fd 3 again when
-                # this frame ends, whatever holds that number by then.
-                sock.close()
                 ctl = _enter(fds)
             finally:
                 if ctl is None:
