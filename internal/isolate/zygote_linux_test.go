@@ -320,7 +320,12 @@ func TestZygoteRecycles(t *testing.T) {
 		t.Fatal("the old server exited before the run it held ended")
 	default:
 	}
-	letFinish(t, longWS, long, "the old server's run")
+	if err := longWS.WriteFile(run.File{Name: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := long(); res.Status != run.StatusOK || string(res.Stdout) != "waiting\ndone\n" {
+		t.Fatalf("the old server's run: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
 	select {
 	case <-firstExited:
 	case <-time.After(10 * time.Second):
@@ -341,18 +346,6 @@ func TestZygoteRecycles(t *testing.T) {
 // file "started" (waitStarted), waits until a file "go" is in its
 // workspace and prints "done".
 const waitForFile = "import os, time\nprint('waiting', flush=True)\nopen('started', 'w').close()\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('done')\n"
-
-// letFinish lets the waitForFile run in ws end and checks that it ended
-// as it would have undisturbed.
-func letFinish(t *testing.T, ws *Workspace, wait func() *run.Result, what string) {
-	t.Helper()
-	if err := ws.WriteFile(run.File{Name: "go"}); err != nil {
-		t.Fatal(err)
-	}
-	if res := wait(); res.Status != run.StatusOK || string(res.Stdout) != "waiting\ndone\n" {
-		t.Fatalf("%s: %s %q %q", what, res.Status, res.Stdout, res.Stderr)
-	}
-}
 
 // waitStarted waits until a waitForFile run in ws has started.
 func waitStarted(t *testing.T, ws *Workspace) {
@@ -413,7 +406,12 @@ func TestZygoteCloseLetsRunsEnd(t *testing.T) {
 		t.Fatal("Close returned while the server's run was going")
 	case <-time.After(300 * time.Millisecond):
 	}
-	letFinish(t, ws, wait, "the run in flight at Close")
+	if err := ws.WriteFile(run.File{Name: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := wait(); res.Status != run.StatusOK || string(res.Stdout) != "waiting\ndone\n" {
+		t.Fatalf("the run in flight at Close: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
 	select {
 	case <-closed:
 	case <-time.After(10 * time.Second):
