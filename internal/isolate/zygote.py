@@ -2,25 +2,22 @@
 # inside a warm runner that has done its start-up (the interpreter, the
 # common standard library); it holds nothing of any run. For each run the
 # daemon sends it, over fd 3 (a SOCK_SEQPACKET socket), one message whose
-# only content is file descriptors; it forks the run's process straight
-# into the sandbox's pid namespace, and that child does the rest, so that
-# no run's data ever passes through the server's memory, which every
-# later child shares.
+# only content is file descriptors; it forks, and the child does the rest,
+# so that no run's data ever passes through the server's memory, which
+# every later child shares.
 #
-# The sandbox is one the pool made ahead: its PID 1 holds its user,
-# mount, network, IPC, UTS, pid and time namespaces without a program
-# (nsinit.Config.Enter). The server points its own children's pid
-# namespace at it through init's pidfd for the one fork, and back. The
-# run's process closes every file but its run's, sets the run's rlimits,
-# enters the other namespaces through the same pidfd, joins the run's
-# cgroup and cgroup namespace, drops every capability and the bounding
-# set, takes the run's ids, installs the run's seccomp filter and runs
-# the program as the warm runner would (_run), then ends as python3
-# would (_finish). Every step that must fail closed does: the child
-# exits before running anything of the run. The server reaps it, writes
-# its wait status to init's status pipe as init's last message
-# (nsinit.Message) and kills init, which ends the sandbox as the reaper's
-# exit would.
+# The child (the waiter) sets the run's rlimits, enters the sandbox the
+# pool made ahead (its user, mount, network, IPC, UTS, pid and time
+# namespaces, through the pidfd of its PID 1, which holds it without a
+# program: nsinit.Config.Enter), forks the run's process
+# (the first to be in the pid namespace), waits for it, writes its wait
+# status to init's status pipe as init's last message (nsinit.Message) and
+# kills init, which ends the sandbox as the reaper's exit would. The run's
+# process joins the run's cgroup and cgroup namespace, drops every
+# capability and the bounding set, takes the run's ids, installs the
+# run's seccomp filter and runs the program as the warm runner would
+# (_run), then ends as python3 would (_finish). Every step that must fail
+# closed does: the child exits before running anything of the run.
 import _thread, builtins, ctypes, resource, signal, socket
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -131,7 +128,7 @@ def _program(cfg, pidfd, stat, stdio, tasks):
 
 PR_SET_MM, PR_SET_MM_MAP = 35, 14
 # The blocks _show_as points the process's command line and environment
-# at: they must outlive _enter's frame.
+# at: they must outlive the waiter's frame in the run's process.
 _shown = []
 
 
@@ -176,25 +173,20 @@ def _kill(pidfd):
     _libc.syscall(SYS_PIDFD_SEND_SIGNAL, pidfd, signal.SIGKILL, None, 0)
 
 
-def _enter(fds):
-    # The run's process, just forked into the sandbox's pid namespace, on
-    # the host otherwise. Returns the run's control; any failure is
-    # reported on the status pipe and ends the process before the run.
+def _waiter(fds):
+    # Returns only in the run's process, with the run's control; the
+    # waiter itself ends in os._exit.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     cfgfd, pidfd, stat, stdin, stdout, stderr, *tasks = fds
     stdio = (stdin, stdout, stderr)
     try:
-        # First of all, as any of them could be another run's: every
-        # file but this run's is closed (the server's socket and its
-        # other runs' status pipes and pidfds among them).
-        keep = sorted(set(fds))
+        cfg = json.loads(os.pread(cfgfd, os.fstat(cfgfd).st_size, 0))
+        keep = sorted(set(fds) - {cfgfd})
         lo = 3
         for fd in keep:
             os.closerange(lo, fd)
             lo = fd + 1
         os.closerange(lo, 1 << 20)
-        cfg = json.loads(os.pread(cfgfd, os.fstat(cfgfd).st_size, 0))
-        os.close(cfgfd)
         ctl = cfg["control"]
         env = dict(os.environ)
         env.update(ctl.get("env") or {})
@@ -203,24 +195,22 @@ def _enter(fds):
             if value >= 1 << 63:
                 value = resource.RLIM_INFINITY
             resource.setrlimit(res, (value, value))
-        _check("enter the sandbox", _libc.setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWTIME))
-        _program(cfg, pidfd, stat, stdio, tasks)
+        _check("enter the sandbox", _libc.setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWTIME))
+        pid = os.fork()
     except BaseException as e:
-        _report(stat, {"error": str(e), "op": getattr(e, "op", "start the program")})
-        os._exit(125)
-    return ctl
-
-
-# The runs in flight: each run's process's pid to its status pipe and
-# init's pidfd, for _ended.
-_runs = {}
-
-
-def _ended(pid, ws):
-    run = _runs.pop(pid, None)
-    if run is None:
-        return
-    stat, pidfd = run
+        _report(stat, {"error": str(e), "op": getattr(e, "op", "enter the sandbox")})
+        _kill(pidfd)
+        os._exit(1)
+    if pid == 0:
+        try:
+            _program(cfg, pidfd, stat, stdio, tasks)
+        except BaseException as e:
+            _report(stat, {"error": str(e), "op": getattr(e, "op", "start the program")})
+            os._exit(125)
+        return cfg["control"]
+    for fd in (*stdio, *tasks):
+        os.close(fd)
+    _, ws = os.waitpid(pid, 0)
     st = {"code": -1}
     if os.WIFEXITED(ws):
         st["code"] = os.WEXITSTATUS(ws)
@@ -228,85 +218,56 @@ def _ended(pid, ws):
         st["signal"] = os.WTERMSIG(ws)
         st["core"] = os.WCOREDUMP(ws)
     _report(stat, {"exit": st})
-    # The status pipe's EOF, which the daemon's result waits for, comes
-    # with init's end.
+    # The status pipe's EOF, which the daemon's result waits for, need
+    # not wait for this process's own exit.
     os.close(stat)
     # As the reaper's exit would: init's end ends the namespace, and with
     # it whatever the program left behind.
     _kill(pidfd)
-    os.close(pidfd)
+    os._exit(0)
 
 
 def _reap(signum, frame):
     while True:
         try:
-            pid, ws = os.waitpid(-1, os.WNOHANG)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        _ended(pid, ws)
-
-
-def _fork_into(pidfd, own):
-    # Forks a child into the pid namespace of pidfd's process; -1 if it
-    # cannot. setns(CLONE_NEWPID) moves only the caller's children-to-be;
-    # the server's own are moved back at once, and a server that could
-    # not move them back must not fork again.
-    if _libc.setns(pidfd, CLONE_NEWPID) != 0:
-        return -1
-    pid = -1
-    try:
-        pid = os.fork()
-    except OSError:
-        pass
-    if pid != 0 and _libc.setns(own, CLONE_NEWPID) != 0:
-        os.write(2, b"fork server: cannot return to its own pid namespace\n")
-        os._exit(1)
-    return pid
 
 
 def _serve():
     # Returns in a run's process only, with its control; the server
-    # returns None when the daemon closes its socket. Each run's process
-    # is reaped as it ends (_reap), which reports its status; SIGCHLD is
-    # blocked from the fork to the run's record, so that it cannot end
-    # unrecorded.
+    # returns None when the daemon closes its socket.
+    # Each waiter is reaped as it ends (waited for, not left to the
+    # kernel, so that its CPU time and its run's count in the server's
+    # and so the daemon's); each sets SIGCHLD back to the default.
     signal.signal(signal.SIGCHLD, _reap)
-    # Two files per run in flight (its status pipe and init's pidfd);
-    # each run's process sets its own limit.
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     gc.freeze()
     sock = socket.socket(fileno=3)
-    chld = {signal.SIGCHLD}
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 1, 16)
         except InterruptedError:
             continue
         if not msg:
-            os.close(own)
             return None
-        signal.pthread_sigmask(signal.SIG_BLOCK, chld)
-        pid = _fork_into(fds[1], own) if len(fds) >= 6 else -1
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
         if pid == 0:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, chld)
             ctl = None
             try:
-                ctl = _enter(fds)
+                sock.close()
+                ctl = _waiter(fds)
             finally:
                 if ctl is None:
                     os._exit(1)
             return ctl
-        for i, fd in enumerate(fds):
-            if pid > 0 and i in (1, 2):
-                continue
+        for fd in fds:
             os.close(fd)
-        if pid > 0:
-            _runs[pid] = (fds[2], fds[1])
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, chld)
         # The fork's outcome: the daemon's request fails at once when no
         # child could take it.
         sock.send(b"1" if pid > 0 else b"0")
@@ -425,12 +386,13 @@ _builtins_len = len(builtins.__dict__)
 _ctl = _serve()
 _frozen = gc.get_freeze_count()
 if _ctl is None:
-    # The daemon let this server go (or is gone): its runs go on to their
-    # end, each reaped and reported as before.
+    # The daemon let this server go (or is gone): its runs' waiters end
+    # with their runs; they are waited for, not left to whoever would
+    # inherit them.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     while True:
         try:
-            _ended(*os.wait())
+            os.wait()
         except ChildProcessError:
             break
         except InterruptedError:

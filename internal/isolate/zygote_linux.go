@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,18 +29,17 @@ import (
 //
 // The sandbox is the one every run gets, built by init as always: init,
 // instead of the program, starts a placeholder (nsinit.Config.Enter) and
-// becomes the reaper. What enters it is the run's process, a child the
-// zygote forks straight into its pid namespace (zygote.py says each
-// step): it enters the placeholder's other namespaces through its pidfd,
-// joins the run's cgroup and cgroup namespace, drops every capability,
-// takes the run's ids and seccomp filter and runs the program; the
-// server reaps it and reports its status as init's last message. What
-// the run's process shares with the zygote is the interpreter's memory
-// as it was at the zygote's start, which holds nothing of any run: the
-// server passes each request's descriptors on unread (it keeps two, the
-// status pipe and init's pidfd, to report and end the run), and only the
-// forked child reads the run's config. RATIONALE.md ("A fork server")
-// argues what that sharing means and why it is safe.
+// becomes the reaper. What enters it is a child of the zygote (zygote.py
+// says each step): it enters the placeholder's namespaces through its
+// pidfd, forks the run's process into the pid namespace, which joins the
+// run's cgroup and cgroup namespace, drops every capability, takes the
+// run's ids and seccomp filter and runs the program; the child waits for
+// it and reports its status as init's last message. What the run's
+// process shares with the zygote is the interpreter's memory as it was
+// at the zygote's start, which holds nothing of any run: the server
+// passes each request's descriptors on unread, and only the forked child
+// reads the run's config. RATIONALE.md ("A fork server") argues what
+// that sharing means and why it is safe.
 type Zygote struct {
 	r *Runner
 	// argv starts the interpreter on the warm runner (fd 4) in its
@@ -69,26 +67,7 @@ type Zygote struct {
 	// first: each one's lost, called if the server answers that it could
 	// not fork, or is gone before it answered.
 	pending *[]func()
-	// runs are the runs proc took, for orphaned.
-	runs   *[]zygoteRun
-	closed bool
-}
-
-// zygoteRun is a run a server took: kill ends it, done is closed when it
-// has ended.
-type zygoteRun struct {
-	kill func()
-	done <-chan struct{}
-}
-
-// ended reports whether r is done.
-func (r zygoteRun) ended() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
+	closed  bool
 }
 
 //go:embed zygote.py
@@ -190,31 +169,10 @@ func (z *Zygote) start() error {
 		}
 	})
 	z.pending = new([]func())
-	z.runs = new([]zygoteRun)
-	exited, runs := z.exited, z.runs
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-		z.orphaned(runs)
-	}()
+	exited := z.exited
+	go func() { _ = cmd.Wait(); close(exited) }()
 	go z.answers(z.conn, z.pending)
 	return nil
-}
-
-// orphaned ends the runs of a server that has exited and are still
-// going: the server is their parent and reports their end, and with it
-// gone a run would wait for its deadline and end with no status. (A
-// server let go exits only once its runs have ended and been reported.)
-func (z *Zygote) orphaned(runs *[]zygoteRun) {
-	z.mu.Lock()
-	left := *runs
-	*runs = nil
-	z.mu.Unlock()
-	for _, r := range left {
-		if !r.ended() {
-			r.kill()
-		}
-	}
 }
 
 // logStderr logs each line r gives until every writer (the server and
@@ -279,14 +237,13 @@ func checkHostHome(env []string) error {
 	return nil
 }
 
-// fork sends the server one request, files (zygote.py's _enter says
+// fork sends the server one request, files (zygote.py's _waiter says
 // which), and returns once it is sent: the answer, that a child holds
-// them, is not waited for (answers): kill is called if it never comes
-// (the server could not fork, or died first), or if the server dies
-// before the run is done. A server found gone when the request is sent
-// is started again, once; one that took the request is not asked again,
-// since a child of its may hold the files.
-func (z *Zygote) fork(files []*os.File, kill func(), done <-chan struct{}) error {
+// them, is not waited for (answers): lost is called if it never comes
+// (the server could not fork, or died first). A server found gone when
+// the request is sent is started again, once; one that took the request
+// is not asked again, since a child of its may hold the files.
+func (z *Zygote) fork(files []*os.File, lost func()) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed {
@@ -305,8 +262,7 @@ func (z *Zygote) fork(files []*os.File, kill func(), done <-chan struct{}) error
 			}
 		}
 		if _, _, err = z.conn.WriteMsgUnix([]byte{1}, rights, nil); err == nil {
-			*z.pending = append(*z.pending, kill)
-			*z.runs = append(slices.DeleteFunc(*z.runs, zygoteRun.ended), zygoteRun{kill, done})
+			*z.pending = append(*z.pending, lost)
 			if z.served++; z.served >= z.maxRuns {
 				z.renew()
 			}
@@ -329,7 +285,7 @@ func (z *Zygote) renew() {
 // retire lets the server go without ending it; z.mu is held. The end of
 // its socket's sending side is its EOF once it has read every request
 // sent: it answers those (its answers goroutine reads them to the end),
-// waits for its children, the runs' processes, reports each, and exits.
+// waits for its children, the runs' waiters, and exits.
 func (z *Zygote) retire() {
 	if err := z.conn.CloseWrite(); err != nil {
 		// It could not be told: end it as stop does.
@@ -339,8 +295,8 @@ func (z *Zygote) retire() {
 	z.conn, z.proc = nil, nil
 }
 
-// stop ends the server and waits for it; z.mu is held. Its runs end
-// with it (orphaned).
+// stop ends the server and waits for it; z.mu is held. Its children
+// live on: each ends with its run.
 func (z *Zygote) stop() {
 	if z.conn == nil {
 		return
@@ -351,19 +307,12 @@ func (z *Zygote) stop() {
 	z.conn, z.proc = nil, nil
 }
 
-// Close lets the server go and waits for it to exit: runs it forked go
-// on to their end (each within its deadline) and are reported.
+// Close stops the server. Runs it forked go on to their end.
 func (z *Zygote) Close() error {
 	z.mu.Lock()
+	defer z.mu.Unlock()
 	z.closed = true
-	exited := z.exited
-	if z.conn != nil {
-		z.retire()
-	}
-	z.mu.Unlock()
-	if exited != nil {
-		<-exited
-	}
+	z.stop()
 	return nil
 }
 
