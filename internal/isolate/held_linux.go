@@ -195,7 +195,7 @@ func (h *HeldProcess) enter(a Activation) error {
 	files := append([]*os.File{cfgFile, pidfd, entry[3], entry[0], entry[1], entry[2]}, join...)
 	// Lost, the run would wait for its deadline: it ends now instead,
 	// with no status of the program's.
-	if err := h.zygote.fork(files, h.Kill); err != nil {
+	if err := h.zygote.fork(files, h.Kill, h.done); err != nil {
 		return err
 	}
 	h.ph.mark("zygote")

@@ -161,7 +161,7 @@ func (s *sandbox) finish(act activation, reason killReason) (*run.Result, error)
 		}
 	}
 	if s.enter && reason != killNone && exit != nil && exit.Signal == int(syscall.SIGKILL) {
-		// The fork server's child reports the SIGKILL that the
+		// The fork server reports the SIGKILL that the
 		// supervisor's kill of init dealt the run's process; a killed
 		// reaper reports nothing. As for a run init started, the result
 		// then holds no status of the program's.

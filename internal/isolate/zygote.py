@@ -2,23 +2,26 @@
 # inside a warm runner that has done its start-up (the interpreter, the
 # common standard library); it holds nothing of any run. For each run the
 # daemon sends it, over fd 3 (a SOCK_SEQPACKET socket), one message whose
-# only content is file descriptors; it forks, and the child does the rest,
-# so that no run's data ever passes through the server's memory, which
-# every later child shares.
+# only content is file descriptors; it forks the run's process straight
+# into the sandbox's pid namespace, and that child does the rest, so that
+# no run's data ever passes through the server's memory, which every
+# later child shares.
 #
-# The child (the waiter) sets the run's rlimits, enters the sandbox the
-# pool made ahead (its user, mount, network, IPC, UTS, pid and time
-# namespaces, through the pidfd of its PID 1, which holds it without a
-# program: nsinit.Config.Enter), forks the run's process
-# (the first to be in the pid namespace), waits for it, writes its wait
-# status to init's status pipe as init's last message (nsinit.Message) and
-# kills init, which ends the sandbox as the reaper's exit would. The run's
-# process joins the run's cgroup and cgroup namespace, drops every
-# capability and the bounding set, takes the run's ids, installs the
-# run's seccomp filter and runs the program as the warm runner would
-# (_run), then ends as python3 would (_finish). Every step that must fail
-# closed does: the child exits before running anything of the run.
-import _thread, builtins, ctypes, resource, signal, socket
+# The sandbox is one the pool made ahead: its PID 1 holds its user,
+# mount, network, IPC, UTS, pid and time namespaces without a program
+# (nsinit.Config.Enter). The server points its own children's pid
+# namespace at it through init's pidfd for the one fork, and back. The
+# run's process closes every file but its run's, sets the run's rlimits,
+# enters the other namespaces through the same pidfd, joins the run's
+# cgroup and cgroup namespace, drops every capability and the bounding
+# set, takes the run's ids, installs the run's seccomp filter and runs
+# the program as the warm runner would (_run), then ends as python3
+# would (_finish). Every step that must fail closed does: the child
+# exits before running anything of the run. The server reaps it, writes
+# its wait status to init's status pipe as init's last message
+# (nsinit.Message) and kills init, which ends the sandbox as the reaper's
+# exit would.
+import _thread, builtins, ctypes, resource, select, signal, socket
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -128,7 +131,7 @@ def _program(cfg, pidfd, stat, stdio, tasks):
 
 PR_SET_MM, PR_SET_MM_MAP = 35, 14
 # The blocks _show_as points the process's command line and environment
-# at: they must outlive the waiter's frame in the run's process.
+# at: they must outlive _enter's frame.
 _shown = []
 
 
@@ -173,20 +176,27 @@ def _kill(pidfd):
     _libc.syscall(SYS_PIDFD_SEND_SIGNAL, pidfd, signal.SIGKILL, None, 0)
 
 
-def _waiter(fds):
-    # Returns only in the run's process, with the run's control; the
-    # waiter itself ends in os._exit.
+def _enter(fds):
+    # The run's process, just forked into the sandbox's pid namespace, on
+    # the host otherwise. Returns the run's control; any failure is
+    # reported on the status pipe and ends the process before the run.
+    # The server's wakeup pipe is not this process's to write to.
+    signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     cfgfd, pidfd, stat, stdin, stdout, stderr, *tasks = fds
     stdio = (stdin, stdout, stderr)
     try:
-        cfg = json.loads(os.pread(cfgfd, os.fstat(cfgfd).st_size, 0))
-        keep = sorted(set(fds) - {cfgfd})
+        # First of all, as any of them could be another run's: every
+        # file but this run's is closed (the server's socket and its
+        # other runs' status pipes and pidfds among them).
+        keep = sorted(set(fds))
         lo = 3
         for fd in keep:
             os.closerange(lo, fd)
             lo = fd + 1
         os.closerange(lo, 1 << 20)
+        cfg = json.loads(os.pread(cfgfd, os.fstat(cfgfd).st_size, 0))
+        os.close(cfgfd)
         ctl = cfg["control"]
         env = dict(os.environ)
         env.update(ctl.get("env") or {})
@@ -195,22 +205,24 @@ def _waiter(fds):
             if value >= 1 << 63:
                 value = resource.RLIM_INFINITY
             resource.setrlimit(res, (value, value))
-        _check("enter the sandbox", _libc.setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWTIME))
-        pid = os.fork()
+        _check("enter the sandbox", _libc.setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWTIME))
+        _program(cfg, pidfd, stat, stdio, tasks)
     except BaseException as e:
-        _report(stat, {"error": str(e), "op": getattr(e, "op", "enter the sandbox")})
-        _kill(pidfd)
-        os._exit(1)
-    if pid == 0:
-        try:
-            _program(cfg, pidfd, stat, stdio, tasks)
-        except BaseException as e:
-            _report(stat, {"error": str(e), "op": getattr(e, "op", "start the program")})
-            os._exit(125)
-        return cfg["control"]
-    for fd in (*stdio, *tasks):
-        os.close(fd)
-    _, ws = os.waitpid(pid, 0)
+        _report(stat, {"error": str(e), "op": getattr(e, "op", "start the program")})
+        os._exit(125)
+    return ctl
+
+
+# The runs in flight: each run's process's pid to its status pipe and
+# init's pidfd, for _ended.
+_runs = {}
+
+
+def _ended(pid, ws):
+    run = _runs.pop(pid, None)
+    if run is None:
+        return
+    stat, pidfd = run
     st = {"code": -1}
     if os.WIFEXITED(ws):
         st["code"] = os.WEXITSTATUS(ws)
@@ -218,56 +230,109 @@ def _waiter(fds):
         st["signal"] = os.WTERMSIG(ws)
         st["core"] = os.WCOREDUMP(ws)
     _report(stat, {"exit": st})
-    # The status pipe's EOF, which the daemon's result waits for, need
-    # not wait for this process's own exit.
+    # The status pipe's EOF, which the daemon's result waits for, comes
+    # with init's end.
     os.close(stat)
     # As the reaper's exit would: init's end ends the namespace, and with
     # it whatever the program left behind.
     _kill(pidfd)
-    os._exit(0)
+    os.close(pidfd)
 
 
-def _reap(signum, frame):
+def _reap():
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, ws = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        _ended(pid, ws)
+
+
+def _fork_into(pidfd, own):
+    # Forks a child into the pid namespace of pidfd's process; -1 if it
+    # cannot. setns(CLONE_NEWPID) moves only the caller's children-to-be;
+    # the server's own are moved back at once, and a server that could
+    # not move them back must not fork again.
+    if _libc.setns(pidfd, CLONE_NEWPID) != 0:
+        return -1
+    pid = -1
+    try:
+        pid = os.fork()
+    except OSError:
+        pass
+    if pid != 0 and _libc.setns(own, CLONE_NEWPID) != 0:
+        os.write(2, b"fork server: cannot return to its own pid namespace\n")
+        os._exit(1)
+    return pid
 
 
 def _serve():
     # Returns in a run's process only, with its control; the server
-    # returns None when the daemon closes its socket.
-    # Each waiter is reaped as it ends (waited for, not left to the
-    # kernel, so that its CPU time and its run's count in the server's
-    # and so the daemon's); each sets SIGCHLD back to the default.
-    signal.signal(signal.SIGCHLD, _reap)
+    # returns None when the daemon closes its socket. Each run's process
+    # is reaped as it ends (_reap), which reports its status, by this
+    # loop and not by a Python signal handler: such a handler runs only
+    # between bytecodes, and a SIGCHLD that lands after the last check
+    # and before the blocking receive leaves its run unreported until
+    # the next request comes. The signal's C half writes a byte to the
+    # wakeup pipe instead, which the loop polls beside the socket, so a
+    # child that ends at any moment wakes it; and the loop reaps at least
+    # once a second whatever woke it, so that no run's end, by any path
+    # not foreseen here, waits for more than that.
+    wake, wakew = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wakew, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    # Two files per run in flight (its status pipe and init's pidfd);
+    # each run's process sets its own limit.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     gc.freeze()
     sock = socket.socket(fileno=3)
+    poll = select.poll()
+    poll.register(wake, select.POLLIN)
+    poll.register(sock, select.POLLIN)
     while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, 1, 16)
-        except InterruptedError:
+        ready = {fd for fd, _ in poll.poll(1000)}
+        if wake in ready:
+            # Emptied before the reaping, so that a child ending after
+            # it leaves a byte for the next poll.
+            try:
+                while os.read(wake, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        _reap()
+        if sock.fileno() not in ready:
             continue
+        msg, fds, _, _ = socket.recv_fds(sock, 1, 16)
         if not msg:
+            signal.set_wakeup_fd(-1)
+            for fd in (own, wake, wakew):
+                os.close(fd)
             return None
-        try:
-            pid = os.fork()
-        except OSError:
-            pid = -1
+        pid = _fork_into(fds[1], own) if len(fds) >= 6 else -1
         if pid == 0:
             ctl = None
             try:
+                # Closed here, not left to the closing of every file in
+                # _enter: the socket object would close fd 3 again when
+                # this frame ends, whatever holds that number by then.
                 sock.close()
-                ctl = _waiter(fds)
+                ctl = _enter(fds)
             finally:
                 if ctl is None:
                     os._exit(1)
             return ctl
-        for fd in fds:
+        for i, fd in enumerate(fds):
+            if pid > 0 and i in (1, 2):
+                continue
             os.close(fd)
+        if pid > 0:
+            # Recorded before the next reaping, which only this loop
+            # does: no run ends unrecorded.
+            _runs[pid] = (fds[2], fds[1])
         # The fork's outcome: the daemon's request fails at once when no
         # child could take it.
         sock.send(b"1" if pid > 0 else b"0")
@@ -386,13 +451,12 @@ _builtins_len = len(builtins.__dict__)
 _ctl = _serve()
 _frozen = gc.get_freeze_count()
 if _ctl is None:
-    # The daemon let this server go (or is gone): its runs' waiters end
-    # with their runs; they are waited for, not left to whoever would
-    # inherit them.
+    # The daemon let this server go (or is gone): its runs go on to their
+    # end, each reaped and reported as before.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     while True:
         try:
-            os.wait()
+            _ended(*os.wait())
         except ChildProcessError:
             break
         except InterruptedError:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,17 +30,18 @@ import (
 //
 // The sandbox is the one every run gets, built by init as always: init,
 // instead of the program, starts a placeholder (nsinit.Config.Enter) and
-// becomes the reaper. What enters it is a child of the zygote (zygote.py
-// says each step): it enters the placeholder's namespaces through its
-// pidfd, forks the run's process into the pid namespace, which joins the
-// run's cgroup and cgroup namespace, drops every capability, takes the
-// run's ids and seccomp filter and runs the program; the child waits for
-// it and reports its status as init's last message. What the run's
-// process shares with the zygote is the interpreter's memory as it was
-// at the zygote's start, which holds nothing of any run: the server
-// passes each request's descriptors on unread, and only the forked child
-// reads the run's config. RATIONALE.md ("A fork server") argues what
-// that sharing means and why it is safe.
+// becomes the reaper. What enters it is the run's process, a child the
+// zygote forks straight into its pid namespace (zygote.py says each
+// step): it enters the placeholder's other namespaces through its pidfd,
+// joins the run's cgroup and cgroup namespace, drops every capability,
+// takes the run's ids and seccomp filter and runs the program; the
+// server reaps it and reports its status as init's last message. What
+// the run's process shares with the zygote is the interpreter's memory
+// as it was at the zygote's start, which holds nothing of any run: the
+// server passes each request's descriptors on unread (it keeps two, the
+// status pipe and init's pidfd, to report and end the run), and only the
+// forked child reads the run's config. RATIONALE.md ("A fork server")
+// argues what that sharing means and why it is safe.
 type Zygote struct {
 	r *Runner
 	// argv starts the interpreter on the warm runner (fd 4) in its
@@ -67,7 +69,26 @@ type Zygote struct {
 	// first: each one's lost, called if the server answers that it could
 	// not fork, or is gone before it answered.
 	pending *[]func()
-	closed  bool
+	// runs are the runs proc took, for orphaned.
+	runs   *[]zygoteRun
+	closed bool
+}
+
+// zygoteRun is a run a server took: kill ends it, done is closed when it
+// has ended.
+type zygoteRun struct {
+	kill func()
+	done <-chan struct{}
+}
+
+// ended reports whether r is done.
+func (r zygoteRun) ended() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
 }
 
 //go:embed zygote.py
@@ -169,10 +190,31 @@ func (z *Zygote) start() error {
 		}
 	})
 	z.pending = new([]func())
-	exited := z.exited
-	go func() { _ = cmd.Wait(); close(exited) }()
+	z.runs = new([]zygoteRun)
+	exited, runs := z.exited, z.runs
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+		z.orphaned(runs)
+	}()
 	go z.answers(z.conn, z.pending)
 	return nil
+}
+
+// orphaned ends the runs of a server that has exited and are still
+// going: the server is their parent and reports their end, and with it
+// gone a run would wait for its deadline and end with no status. (A
+// server let go exits only once its runs have ended and been reported.)
+func (z *Zygote) orphaned(runs *[]zygoteRun) {
+	z.mu.Lock()
+	left := *runs
+	*runs = nil
+	z.mu.Unlock()
+	for _, r := range left {
+		if !r.ended() {
+			r.kill()
+		}
+	}
 }
 
 // logStderr logs each line r gives until every writer (the server and
@@ -237,13 +279,14 @@ func checkHostHome(env []string) error {
 	return nil
 }
 
-// fork sends the server one request, files (zygote.py's _waiter says
+// fork sends the server one request, files (zygote.py's _enter says
 // which), and returns once it is sent: the answer, that a child holds
-// them, is not waited for (answers): lost is called if it never comes
-// (the server could not fork, or died first). A server found gone when
-// the request is sent is started again, once; one that took the request
-// is not asked again, since a child of its may hold the files.
-func (z *Zygote) fork(files []*os.File, lost func()) error {
+// them, is not waited for (answers): kill is called if it never comes
+// (the server could not fork, or died first), or if the server dies
+// before the run is done. A server found gone when the request is sent
+// is started again, once; one that took the request is not asked again,
+// since a child of its may hold the files.
+func (z *Zygote) fork(files []*os.File, kill func(), done <-chan struct{}) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed {
@@ -262,7 +305,8 @@ func (z *Zygote) fork(files []*os.File, lost func()) error {
 			}
 		}
 		if _, _, err = z.conn.WriteMsgUnix([]byte{1}, rights, nil); err == nil {
-			*z.pending = append(*z.pending, lost)
+			*z.pending = append(*z.pending, kill)
+			*z.runs = append(slices.DeleteFunc(*z.runs, zygoteRun.ended), zygoteRun{kill, done})
 			if z.served++; z.served >= z.maxRuns {
 				z.renew()
 			}
@@ -285,7 +329,7 @@ func (z *Zygote) renew() {
 // retire lets the server go without ending it; z.mu is held. The end of
 // its socket's sending side is its EOF once it has read every request
 // sent: it answers those (its answers goroutine reads them to the end),
-// waits for its children, the runs' waiters, and exits.
+// waits for its children, the runs' processes, reports each, and exits.
 func (z *Zygote) retire() {
 	if err := z.conn.CloseWrite(); err != nil {
 		// It could not be told: end it as stop does.
@@ -295,8 +339,8 @@ func (z *Zygote) retire() {
 	z.conn, z.proc = nil, nil
 }
 
-// stop ends the server and waits for it; z.mu is held. Its children
-// live on: each ends with its run.
+// stop ends the server and waits for it; z.mu is held. Its runs end
+// with it (orphaned).
 func (z *Zygote) stop() {
 	if z.conn == nil {
 		return
@@ -307,12 +351,19 @@ func (z *Zygote) stop() {
 	z.conn, z.proc = nil, nil
 }
 
-// Close stops the server. Runs it forked go on to their end.
+// Close lets the server go and waits for it to exit: runs it forked go
+// on to their end (each within its deadline) and are reported.
 func (z *Zygote) Close() error {
 	z.mu.Lock()
-	defer z.mu.Unlock()
 	z.closed = true
-	z.stop()
+	exited := z.exited
+	if z.conn != nil {
+		z.retire()
+	}
+	z.mu.Unlock()
+	if exited != nil {
+		<-exited
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,7 +309,7 @@ func TestZygoteRecycles(t *testing.T) {
 	before := openFDs(t)
 	// The old server's run lasts until the test lets it end (a file in
 	// its workspace), not for a time a busy machine could outlast.
-	long, longWS := activateEntered(t, r, z, "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('long')\n", limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	long, longWS := activateEntered(t, r, z, waitForFile, limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
 	if res := runEntered(t, r, z, "print(3)\n", limits.Defaults()); string(res.Stdout) != "3\n" {
 		t.Fatalf("third run: %s %q %q", res.Status, res.Stdout, res.Stderr)
 	}
@@ -320,12 +321,7 @@ func TestZygoteRecycles(t *testing.T) {
 		t.Fatal("the old server exited before the run it held ended")
 	default:
 	}
-	if err := longWS.WriteFile(run.File{Name: "go"}); err != nil {
-		t.Fatal(err)
-	}
-	if res := long(); res.Status != run.StatusOK || string(res.Stdout) != "long\n" {
-		t.Fatalf("the old server's run: %s %q %q", res.Status, res.Stdout, res.Stderr)
-	}
+	letFinish(t, longWS, long, "the old server's run")
 	select {
 	case <-firstExited:
 	case <-time.After(10 * time.Second):
@@ -339,6 +335,111 @@ func TestZygoteRecycles(t *testing.T) {
 	}
 	if after := openFDs(t); len(after) > len(before) {
 		t.Errorf("the old server left descriptors behind:\n%s", strings.Join(newFDs(before, after), "\n"))
+	}
+}
+
+// waitForFile is the program of a run that prints "waiting", makes a
+// file "started" (waitStarted), waits until a file "go" is in its
+// workspace and prints "done".
+const waitForFile = "import os, time\nprint('waiting', flush=True)\nopen('started', 'w').close()\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('done')\n"
+
+// letFinish lets the waitForFile run in ws end and checks that it ended
+// as it would have undisturbed.
+func letFinish(t *testing.T, ws *Workspace, wait func() *run.Result, what string) {
+	t.Helper()
+	if err := ws.WriteFile(run.File{Name: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := wait(); res.Status != run.StatusOK || string(res.Stdout) != "waiting\ndone\n" {
+		t.Fatalf("%s: %s %q %q", what, res.Status, res.Stdout, res.Stderr)
+	}
+}
+
+// waitStarted waits until a waitForFile run in ws has started.
+func waitStarted(t *testing.T, ws *Workspace) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(ws.local(), "started")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not start")
+		}
+	}
+}
+
+// TestZygoteServerDeathEndsItsRuns: the server is the parent of its runs'
+// processes and reports their end; one that dies mid-run (SIGKILL) takes
+// its run with it at once, with an error, not with a status made up at
+// the run's deadline a minute later; the next run is served by a new one.
+func TestZygoteServerDeathEndsItsRuns(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	l := limits.Defaults()
+	l.Timeout = limits.Duration(60 * time.Second)
+	l.CPUTime = l.Timeout
+	wait, ws := activateEntered(t, r, z, waitForFile, l, map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	waitStarted(t, ws)
+	pid, _ := zygoteServer(z)
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := wait()
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("the run ended %s after its server died", took)
+	}
+	if res.Status == run.StatusOK || res.Status == run.StatusTimeout {
+		t.Errorf("a run whose server died: %s %q %q, want an error", res.Status, res.Stdout, res.Stderr)
+	}
+	t.Logf("the run: %s: %s", res.Status, res.Reason)
+	if res := runEntered(t, r, z, "print(2)\n", limits.Defaults()); string(res.Stdout) != "2\n" {
+		t.Fatalf("the next run: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+}
+
+// TestZygoteRunSeesNoOtherRunsFiles: while one run is in flight the
+// server holds its status pipe and init's pidfd, and every later child
+// inherits them; a second run's process must close them before anything
+// of it runs. It sees only its stdio (and the listing's own fd), and the
+// first run, its bystander, ends as it would have.
+func TestZygoteRunSeesNoOtherRunsFiles(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	first, ws := activateEntered(t, r, z, waitForFile, limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	waitStarted(t, ws)
+	res := runEntered(t, r, z, "import os\nprint(sorted(os.listdir('/proc/self/fd')))\n", limits.Defaults())
+	if res.Status != run.StatusOK || string(res.Stdout) != "['0', '1', '2', '3']\n" {
+		t.Errorf("a run beside another: %s %q %q, want its stdio alone", res.Status, res.Stdout, res.Stderr)
+	}
+	letFinish(t, ws, first, "the run in flight beside it")
+}
+
+// TestZygoteCloseLetsRunsEnd: Close lets the server go and waits for it:
+// a run in flight ends as it would have and is reported, then the server
+// is gone.
+func TestZygoteCloseLetsRunsEnd(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	wait, ws := activateEntered(t, r, z, waitForFile, limits.Defaults(), map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	waitStarted(t, ws)
+	pid, exited := zygoteServer(z)
+	closed := make(chan struct{})
+	go func() { z.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the server's run was going")
+	case <-time.After(300 * time.Millisecond):
+	}
+	letFinish(t, ws, wait, "the run in flight at Close")
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return once the run ended")
+	}
+	<-exited
+	if err := unix.Kill(pid, 0); err == nil {
+		t.Errorf("the server %d is still there after Close", pid)
 	}
 }
 
@@ -572,5 +673,72 @@ func TestZygoteStderrIsLogged(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, `msg="fork server" stderr="Traceback (most recent call last):"`) {
 		t.Fatalf("the server's stderr is not in the log:\n%.300s", out)
+	}
+}
+
+// TestZygoteReportsEveryShortRun: many runs that end within moments of
+// their start, a few at once and in rounds, each reported at once. A
+// server that reaped by a Python signal handler could miss the SIGCHLD
+// of a run that ended just before it blocked for the next request (a
+// stand-alone reproduction of that pattern missed 5 of 3000, RATIONALE),
+// and a round's last run would then wait for its deadline; this load
+// catches that only by chance, but every run here must be reported well
+// inside its deadline whatever the cause.
+func TestZygoteReportsEveryShortRun(t *testing.T) {
+	r := requireRunner(t)
+	z := startZygote(t, r)
+	l := limits.Defaults()
+	l.Timeout = limits.Duration(30 * time.Second)
+	l.CPUTime = l.Timeout
+	const runs, conc = 300, 4
+	ctl, _ := json.Marshal(map[string]any{"entry": "main.py", "args": []string{}, "env": map[string]string{}})
+	one := func(i int) error {
+		ws, err := r.NewWorkspace(l.Tmpfs)
+		if err != nil {
+			return err
+		}
+		defer ws.Close()
+		// Some end at once, some after a few hundred microseconds: the
+		// ends land at every point of the server's loop.
+		code := fmt.Sprintf("import time\nt = time.perf_counter() + %d / 1e6\nwhile time.perf_counter() < t: pass\n", (i*37)%500)
+		if err := ws.WriteFile(run.File{Name: "main.py", Content: []byte(code)}); err != nil {
+			return err
+		}
+		h, err := r.StartEntered(t.Context(), ws, Exec{Limits: l}, z)
+		if err != nil {
+			return err
+		}
+		if err := h.WaitReady(t.Context()); err == nil {
+			err = h.Activate(t.Context(), Activation{Limits: l, Control: ctl})
+		}
+		if err != nil {
+			h.Kill()
+			_, _ = h.Wait()
+			return err
+		}
+		start := time.Now()
+		res, err := h.Wait()
+		if err != nil {
+			return err
+		}
+		if took := time.Since(start); res.Status != run.StatusOK || took > 15*time.Second {
+			return fmt.Errorf("%s after %s: %s %q", res.Status, took, res.Reason, res.Stderr)
+		}
+		return nil
+	}
+	// In rounds: a round's last run to end has no later request behind
+	// it to wake a server that missed its end.
+	for round := 0; round < runs; round += conc {
+		errs := make([]error, conc)
+		var wg sync.WaitGroup
+		for j := range conc {
+			wg.Go(func() { errs[j] = one(round + j) })
+		}
+		wg.Wait()
+		for j, err := range errs {
+			if err != nil {
+				t.Errorf("run %d: %v", round+j, err)
+			}
+		}
 	}
 }
