@@ -126,6 +126,8 @@ type daemonConfig struct {
 	// listenHost is the host of --listen (default 127.0.0.1); the tests
 	// reach the daemon on 127.0.0.1 whatever it is.
 	listenHost string
+	// files are the daemon's fds from 3 on, as exec.Cmd.ExtraFiles.
+	files []*os.File
 }
 
 // syncBuffer is a bytes.Buffer safe for the daemon's output goroutines.
@@ -249,6 +251,7 @@ func spawnDaemon(t *testing.T, args []string, cfg daemonConfig, addr string) (*d
 	d.cmd = exec.Command(sandboxd, args...)
 	d.cmd.Env = append(daemonEnv(), cfg.env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.ExtraFiles = cfg.files
 	// A test binary killed before its cleanup (a timeout, ^C) takes its
 	// daemons with it: SIGTERM, so they still shut down cleanly.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

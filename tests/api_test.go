@@ -1155,6 +1155,52 @@ func TestAPIDaemonSIGKILLZygote(t *testing.T) {
 	startDaemon(t, daemonConfig{stateDir: stateDir})
 }
 
+// TestAPIDaemonPassesOnNoInheritedFiles: a descriptor the daemon
+// inherited without close-on-exec (here a pipe at fd 20, as a shell or a
+// supervisor may leave one) reaches none of the processes it starts: its
+// fork server, a host-root process every warm run is forked from, and
+// its spawner hold only their own.
+func TestAPIDaemonPassesOnNoInheritedFiles(t *testing.T) {
+	requireDaemon(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(r.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	stray := fmt.Sprintf("pipe:[%d]", st.Ino)
+	files := make([]*os.File, 18)
+	files[17] = r
+	d := startDaemon(t, daemonConfig{args: []string{"--warm", "python=1", "--warm-zygote"}, files: files})
+	(&warmDaemon{daemon: d}).waitReady(t)
+	if res := d.run(t, map[string]any{"runtime": "python", "code": "print(1)"}); string(res.Stdout) != "1\n" || !res.Isolation.Zygote {
+		t.Fatalf("a warm run: %q %q, zygote %v", res.Stdout, res.Stderr, res.Isolation.Zygote)
+	}
+	if fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", d.cmd.Process.Pid)); !slices.ContainsFunc(fds, func(fd string) bool {
+		link, _ := os.Readlink(fd)
+		return link == stray
+	}) {
+		t.Fatalf("the daemon does not hold the pipe %s it was given: the test proves nothing", stray)
+	}
+	children := childrenOf(d.cmd.Process.Pid, "")
+	if len(childrenOf(d.cmd.Process.Pid, "--zygote")) != 1 {
+		t.Fatalf("no fork server among the daemon's children %v", children)
+	}
+	for _, pid := range children {
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+		for _, fd := range fds {
+			if link, _ := os.Readlink(fd); link == stray {
+				p, _ := readProc(pid)
+				t.Errorf("%s holds the daemon's inherited %s at %s", p, stray, fd)
+			}
+		}
+	}
+}
+
 // tokenAnyProcs lists the processes whose environment or command line
 // holds token, whatever their uid (tokenProcs's are the sandboxes').
 func tokenAnyProcs(token string) []hostProc {

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/sandboxd/sandboxd/internal/cli"
+	"github.com/sandboxd/sandboxd/internal/isolate"
 	"github.com/sandboxd/sandboxd/internal/isolate/nsinit"
 	"github.com/sandboxd/sandboxd/internal/wasm"
 )
@@ -17,5 +18,7 @@ func main() {
 	nsinit.MaybeRun()
 	// And so is the wasm backend's worker.
 	wasm.MaybeRun()
+	// What this process inherited is none of its children's business.
+	isolate.NoInheritedFiles()
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -35,6 +35,8 @@ func main() {
 	nsinit.MaybeRun()
 	// And so is the wasm backend's worker.
 	wasm.MaybeRun()
+	// What this daemon inherited is none of its children's business.
+	isolate.NoInheritedFiles()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := rootCommand().ExecuteContext(ctx); err != nil {
