@@ -5,7 +5,8 @@
 // latency, the runs that started cold (all of them, and those of the
 // second half, once the pool has adapted), the CPU each run cost (in
 // all, and the daemon's, its spawner's and its fork server's own, read
-// from /proc), the pool's state,
+// from /proc; and the whole host's busy time per run, which no renewal
+// of a fork server can move between columns), the pool's state,
 // and the machine's load average. It builds sandboxd and must run as root:
 //
 //	go run ./bench/pool            # 2000 runs of each
@@ -86,25 +87,25 @@ func bench(n int, cs []int, warm string, extra []string, binDir string) error {
 	fmt.Printf("print(1), %d runs at each concurrency; %d CPUs; %s; sandboxd --warm %s %s\n",
 		n, runtime.NumCPU(), machineState(), warm, strings.Join(extra, " "))
 	fmt.Printf("load average before: %s\n\n", loadavg())
-	fmt.Printf("%-3s %-8s %9s %9s %9s %7s %11s %12s %12s %12s %12s\n", "c", "", "runs/s", "p50", "p99", "cold", "cold 2nd ½", "CPU/run", "daemon/run", "spawner/run", "server/run")
+	fmt.Printf("%-3s %-8s %9s %9s %9s %7s %11s %12s %12s %12s %12s %12s\n", "c", "", "runs/s", "p50", "p99", "cold", "cold 2nd ½", "host CPU/run", "CPU/run", "daemon/run", "spawner/run", "server/run")
 	for _, c := range cs {
-		bareCPU := childCPU()
+		bareCPU, bareHost := childCPU(), hostBusy()
 		bare, err := measure(n, c, bareRun)
 		if err != nil {
 			return fmt.Errorf("bare python3: %w", err)
 		}
-		bareCPU = childCPU() - bareCPU
-		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7s %11s %12s %12s %12s %12s\n", c, "bare", bare.rate(), bare.pct(50), bare.pct(99), "-", "-",
-			perRun(bareCPU, n), "-", "-", "-")
+		bareCPU, bareHost = childCPU()-bareCPU, hostBusy()-bareHost
+		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7s %11s %12s %12s %12s %12s %12s\n", c, "bare", bare.rate(), bare.pct(50), bare.pct(99), "-", "-",
+			perRun(bareHost, n), perRun(bareCPU, n), "-", "-", "-")
 
-		before := d.cpu()
+		before, host := d.cpu(), hostBusy()
 		dm, err := measure(n, c, d.post)
 		if err != nil {
 			return fmt.Errorf("daemon: %w", err)
 		}
-		after := d.cpu()
-		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7d %11d %12s %12s %12s %12s\n", c, "daemon", dm.rate(), dm.pct(50), dm.pct(99), dm.cold(0), dm.cold(n/2),
-			perRun(after.total()-before.total(), n), perRun(after.self-before.self, n), perRun(after.spawner-before.spawner, n),
+		after, host := d.cpu(), hostBusy()-host
+		fmt.Printf("%-3d %-8s %9.1f %9s %9s %7d %11d %12s %12s %12s %12s %12s\n", c, "daemon", dm.rate(), dm.pct(50), dm.pct(99), dm.cold(0), dm.cold(n/2),
+			perRun(host, n), perRun(after.total()-before.total(), n), perRun(after.self-before.self, n), perRun(after.spawner-before.spawner, n),
 			perRun(after.server-before.server, n))
 		fmt.Printf("    daemon/bare: runs/s %.2fx, p50 %.2fx, p99 %.2fx; load average %s\n",
 			dm.rate()/bare.rate(), ratio(dm.pct(50), bare.pct(50)), ratio(dm.pct(99), bare.pct(99)), loadavg())
@@ -304,6 +305,28 @@ func procCPU(pid int) (self, children time.Duration) {
 		return time.Duration(v) * time.Second / 100 // USER_HZ
 	}
 	return tick(11) + tick(12), tick(13) + tick(14)
+}
+
+// hostBusy is the time every CPU of the host has spent on anything but
+// idling (/proc/stat), this bench's client included: what a run costs the
+// machine, the kernel's deferred work (a network namespace's teardown, in
+// a kworker) too, and unaffected by which process reaps which. Other work
+// on the host counts as well, so it is only as quiet as the host is.
+func hostBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
 }
 
 // childCPU is the CPU time of this process's reaped children.
