@@ -84,6 +84,25 @@ func zygoteServer(z *Zygote) (int, chan struct{}) {
 	return z.proc.Pid, z.exited
 }
 
+// activateHeld starts a sandbox for ws through z and activates it with
+// control: the run is the server's once it returns. On an error nothing
+// of it is left.
+func activateHeld(ctx context.Context, r *Runner, z *Zygote, ws *Workspace, l limits.Limits, control []byte) (*HeldProcess, error) {
+	h, err := r.StartEntered(ctx, ws, Exec{Limits: l}, z)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.WaitReady(ctx); err == nil {
+		err = h.Activate(ctx, Activation{Limits: l, Control: control})
+	}
+	if err != nil {
+		h.Kill()
+		_, _ = h.Wait()
+		return nil, err
+	}
+	return h, nil
+}
+
 // activateEntered starts code's run through z and returns once the
 // server has it, with what waits for its result and the run's workspace.
 func activateEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.Limits, ctl map[string]any) (wait func() *run.Result, ws *Workspace) {
@@ -96,17 +115,9 @@ func activateEntered(t *testing.T, r *Runner, z *Zygote, code string, l limits.L
 	if err := ws.WriteFile(run.File{Name: "main.py", Content: []byte(code)}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := r.StartEntered(t.Context(), ws, Exec{Limits: l}, z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.WaitReady(t.Context()); err != nil {
-		t.Fatal(err)
-	}
 	control, _ := json.Marshal(ctl)
-	if err := h.Activate(t.Context(), Activation{Limits: l, Control: control}); err != nil {
-		h.Kill()
-		_, _ = h.Wait()
+	h, err := activateHeld(t.Context(), r, z, ws, l, control)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return func() *run.Result {
@@ -704,16 +715,8 @@ func TestZygoteReportsEveryShortRun(t *testing.T) {
 		if err := ws.WriteFile(run.File{Name: "main.py", Content: []byte(code)}); err != nil {
 			return err
 		}
-		h, err := r.StartEntered(t.Context(), ws, Exec{Limits: l}, z)
+		h, err := activateHeld(t.Context(), r, z, ws, l, ctl)
 		if err != nil {
-			return err
-		}
-		if err := h.WaitReady(t.Context()); err == nil {
-			err = h.Activate(t.Context(), Activation{Limits: l, Control: ctl})
-		}
-		if err != nil {
-			h.Kill()
-			_, _ = h.Wait()
 			return err
 		}
 		start := time.Now()
