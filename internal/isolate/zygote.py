@@ -277,9 +277,10 @@ def _serve():
     # and before the blocking receive leaves its run unreported until
     # the next request comes. The signal's C half writes a byte to the
     # wakeup pipe instead, which the loop polls beside the socket, so a
-    # child that ends at any moment wakes it; and the loop reaps at least
-    # once a second whatever woke it, so that no run's end, by any path
-    # not foreseen here, waits for more than that.
+    # child that ends at any moment wakes it; and while runs are in
+    # flight the loop reaps at least once a second whatever woke it, so
+    # that no run's end, by any path not foreseen here, waits for more
+    # than that.
     wake, wakew = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wakew, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
@@ -294,7 +295,8 @@ def _serve():
     poll.register(wake, select.POLLIN)
     poll.register(sock, select.POLLIN)
     while True:
-        ready = {fd for fd, _ in poll.poll(1000)}
+        # With no run in flight there is nothing to reap: no timer then.
+        ready = {fd for fd, _ in poll.poll(1000 if _runs else None)}
         if wake in ready:
             # Emptied before the reaping, so that a child ending after
             # it leaves a byte for the next poll.
