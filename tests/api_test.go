@@ -1180,10 +1180,7 @@ func TestAPIDaemonPassesOnNoInheritedFiles(t *testing.T) {
 	if res := d.run(t, map[string]any{"runtime": "python", "code": "print(1)"}); string(res.Stdout) != "1\n" || !res.Isolation.Zygote {
 		t.Fatalf("a warm run: %q %q, zygote %v", res.Stdout, res.Stderr, res.Isolation.Zygote)
 	}
-	if fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", d.cmd.Process.Pid)); !slices.ContainsFunc(fds, func(fd string) bool {
-		link, _ := os.Readlink(fd)
-		return link == stray
-	}) {
+	if len(fdsOpenOn(d.cmd.Process.Pid, stray)) == 0 {
 		t.Fatalf("the daemon does not hold the pipe %s it was given: the test proves nothing", stray)
 	}
 	children := childrenOf(d.cmd.Process.Pid, "")
@@ -1191,14 +1188,23 @@ func TestAPIDaemonPassesOnNoInheritedFiles(t *testing.T) {
 		t.Fatalf("no fork server among the daemon's children %v", children)
 	}
 	for _, pid := range children {
-		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
-		for _, fd := range fds {
-			if link, _ := os.Readlink(fd); link == stray {
-				p, _ := readProc(pid)
-				t.Errorf("%s holds the daemon's inherited %s at %s", p, stray, fd)
-			}
+		if fds := fdsOpenOn(pid, stray); len(fds) > 0 {
+			p, _ := readProc(pid)
+			t.Errorf("%s holds the daemon's inherited %s at %v", p, stray, fds)
 		}
 	}
+}
+
+// fdsOpenOn lists pid's /proc fd links that point at target.
+func fdsOpenOn(pid int, target string) []string {
+	var out []string
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if link, _ := os.Readlink(fd); link == target {
+			out = append(out, fd)
+		}
+	}
+	return out
 }
 
 // tokenAnyProcs lists the processes whose environment or command line
